@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+'use strict';
+// The published entry point runs the compiled CLI; `npm run build` produces dist/.
+require('../dist/src/cli/main.js').main(process.argv).then(
+  (code) => { process.exitCode = code; },
+  (err) => { console.error(err instanceof Error ? err.message : String(err)); process.exitCode = 1; },
+);

@@ -1,0 +1,179 @@
+/**
+ * The command line: `apl-merge merge`, `inspect`, `methods` and `demo`.
+ * A thin client of the engine: parse arguments, call the engine, print.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { inspectCheckpoint } from '../engine/checkpoint/inspect';
+import { MERGE_METHODS } from '../engine/methods/registry';
+import { readMergeConfig } from '../engine/merge/config';
+import { planMerge } from '../engine/merge/plan';
+import { MergeResult, runMerge } from '../engine/merge/run';
+import { NonFinitePolicy } from '../engine/merge/tensor-job';
+import { writeSyntheticFamily } from '../engine/zoo/synthetic';
+import { formatBytes, formatCount, parseSize } from './format';
+import { formatSeconds, terminalProgress } from './progress-bar';
+
+interface MergeFlags {
+  threads?: string;
+  overwrite?: boolean;
+  shardSize?: string;
+  nonFinite: NonFinitePolicy;
+  json?: boolean;
+}
+
+function parseThreads(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--threads must be a non-negative integer, got "${text}"`);
+  return n;
+}
+
+function printMergeResult(result: MergeResult, out: (line: string) => void): void {
+  out(`merged ${formatCount(result.tensors)} tensors (${formatCount(result.parameters)} parameters) with ${result.method} in ${formatSeconds(result.seconds)}`);
+  if (MERGE_METHODS.find((m) => m.name === result.method)?.stochastic) out(`seed: ${result.seed}`);
+  for (const file of result.files) out(`  ${file.name}  ${formatBytes(file.bytes)}  sha256 ${file.sha256}`);
+  for (const w of result.warnings) out(`warning: ${w.label}: tensor "${w.tensor}" has ${w.count} non-finite value(s)`);
+  out(`written to ${result.outDir}`);
+}
+
+async function mergeCommand(configPath: string, outDir: string, flags: MergeFlags): Promise<void> {
+  const config = readMergeConfig(configPath);
+  const plan = planMerge(config, { nonFinite: flags.nonFinite });
+  const bar = flags.json ? { onProgress: undefined, done: () => undefined } : terminalProgress();
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  try {
+    const result = await runMerge(plan, outDir, {
+      threads: parseThreads(flags.threads),
+      overwrite: flags.overwrite,
+      maxShardBytes: flags.shardSize ? parseSize(flags.shardSize) : undefined,
+      onProgress: bar.onProgress,
+      signal: controller.signal,
+    });
+    bar.done();
+    if (flags.json) console.log(JSON.stringify(result, null, 2));
+    else printMergeResult(result, (line) => console.log(line));
+  } finally {
+    bar.done();
+    process.off('SIGINT', onSignal);
+  }
+}
+
+function inspectCommand(path: string, flags: { json?: boolean; hash: boolean }): void {
+  const report = inspectCheckpoint(path, { hash: flags.hash });
+  if (flags.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  console.log(`${report.path}: ${report.layout}, ${formatCount(report.tensors.length)} tensors, ${formatCount(report.parameterCount)} parameters, ${formatBytes(report.dataBytes)} of data`);
+  console.log(`dtypes: ${Object.entries(report.dtypes).map(([d, n]) => `${d} ${formatCount(n!)}`).join(', ')}`);
+  if (report.metadata) console.log(`metadata: ${JSON.stringify(report.metadata)}`);
+  for (const f of report.files) console.log(`file ${f.name}  ${formatBytes(f.bytes)}${f.sha256 ? `  sha256 ${f.sha256}` : ''}`);
+  const width = Math.max(...report.tensors.map((t) => t.name.length), 4);
+  for (const t of report.tensors) console.log(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(4)}  [${t.shape.join(', ')}]`);
+}
+
+function methodsCommand(): void {
+  for (const m of MERGE_METHODS) {
+    console.log(`${m.name} — ${m.prettyName} (${m.reference})${m.needsBase ? ', needs base_model' : ''}${m.stochastic ? ', seeded' : ''}`);
+    const show = (scope: string, defs: typeof m.globalParameters) => {
+      for (const p of defs) {
+        const dflt = p.default === undefined ? 'required' : `default ${JSON.stringify(p.default)}`;
+        console.log(`    ${scope} ${p.name} (${p.type}, ${dflt}): ${p.description}`);
+      }
+    };
+    show('global', m.globalParameters);
+    show('model ', m.modelParameters);
+  }
+}
+
+/** Builds three tiny models, merges them with TIES, and shows the result: the quickstart's proof of life. */
+async function demoCommand(flags: { dir: string }): Promise<void> {
+  const root = resolve(flags.dir);
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  console.log(`building a base and 2 fine-tunes under ${root} ...`);
+  writeSyntheticFamily(join(root, 'models'), {
+    tensors: [
+      { name: 'embed.weight', shape: [512, 64] },
+      { name: 'layers.0.mlp.weight', shape: [256, 64] },
+      { name: 'layers.0.mlp.bias', shape: [256] },
+      { name: 'layers.1.mlp.weight', shape: [64, 256] },
+      { name: 'layers.1.mlp.bias', shape: [64] },
+      { name: 'head.weight', shape: [10, 64] },
+    ],
+    fineTunes: 2,
+    seed: 1,
+  });
+  const configPath = join(root, 'ties.yml');
+  writeFileSync(
+    configPath,
+    [
+      'merge_method: ties',
+      'base_model: models/base',
+      'models:',
+      '  - model: models/finetune-1',
+      '    parameters: { weight: 1.0, density: 0.5 }',
+      '  - model: models/finetune-2',
+      '    parameters: { weight: 0.5, density: 0.3 }',
+      'parameters:',
+      '  normalize: true',
+      'dtype: bfloat16',
+      '',
+    ].join('\n'),
+  );
+  console.log(`merging with ${configPath}:`);
+  await mergeCommand(configPath, join(root, 'merged'), { nonFinite: 'error' });
+  console.log('');
+  inspectCommand(join(root, 'merged'), { hash: false });
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('apl-merge')
+    .description('Merge fine-tuned models: safetensors checkpoints, classic merge methods, APL')
+    .showHelpAfterError()
+    .exitOverride();
+  program
+    .command('merge')
+    .description('merge the checkpoints a mergekit-style YAML config names, into OUT_DIR')
+    .argument('<config>', 'merge configuration (YAML; model paths relative to its directory)')
+    .argument('<out_dir>', 'output directory (created; must be empty unless --overwrite)')
+    .option('--threads <n>', 'worker threads (0: run inline; default: one per core)')
+    .option('--overwrite', 'replace OUT_DIR if it exists')
+    .option('--shard-size <size>', 'largest output shard, e.g. 5GB or 512MiB (default 5GiB)')
+    .addOption(new Option('--non-finite <policy>', 'NaN/Inf in an input tensor').choices(['error', 'warn']).default('error'))
+    .option('--json', 'print the result as JSON')
+    .action(mergeCommand);
+  program
+    .command('inspect')
+    .description('list a checkpoint’s tensors, dtypes, shapes, parameter count and file hashes')
+    .argument('<path>', 'a .safetensors file, a directory with model.safetensors, or a sharded checkpoint')
+    .option('--json', 'print the report as JSON')
+    .option('--no-hash', 'skip the sha256 of each file')
+    .action(inspectCommand);
+  program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
+  program
+    .command('demo')
+    .description('build three tiny models, merge them with TIES, and inspect the result')
+    .option('--dir <dir>', 'where to put the demo files', '.cache/demo')
+    .action(demoCommand);
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Sparsifiers: each zeroes part of one task vector in place, as mergekit's `sparsify.py` does,
+ * and optionally rescales the survivors so the expected delta is unchanged.
+ * Inputs are float32 task vectors (fine-tune minus base) without NaN.
+ */
+import { forEachTopK, topKMembership } from './select';
+import { Random } from './random';
+
+export type SparsificationMethod = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
+
+function bitsOf(values: Float32Array): Uint32Array {
+  return new Uint32Array(values.buffer, values.byteOffset, values.length);
+}
+
+/** Keeps the floor(density·n) largest magnitudes (TIES' trim); optionally rescales by 1/density. */
+export function magnitudePrune(delta: Float32Array, density: number, rescale = false): void {
+  if (density >= 1) return;
+  const keepCount = Math.floor(density * delta.length);
+  const kept = new Uint8Array(delta.length);
+  forEachTopK(bitsOf(delta), keepCount, (i) => {
+    kept[i] = 1;
+  });
+  const scale = rescale && density > 0 ? 1 / density : 1;
+  for (let i = 0; i < delta.length; i++) delta[i] = kept[i] ? delta[i] * scale : 0;
+}
+
+/** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */
+export function bernoulliDrop(delta: Float32Array, density: number, random: Random, rescale: boolean): void {
+  if (density >= 1) return;
+  // Compare raw 32-bit draws with an integer threshold: one draw per element, no float math.
+  const threshold = Math.floor(density * 4294967296);
+  const scale = rescale && density > 0 ? 1 / density : 1;
+  for (let i = 0; i < delta.length; i++) {
+    delta[i] = random.nextUint32() < threshold ? delta[i] * scale : 0;
+  }
+}
+
+/**
+ * Model Breadcrumbs: removes the `gamma` fraction of largest magnitudes (outliers), then the
+ * smallest, so that floor(density·n) remain. When density + gamma > 1, fewer outliers are removed.
+ */
+export function breadcrumbsPrune(delta: Float32Array, density: number, gamma: number): void {
+  if (density >= 1) return;
+  const n = delta.length;
+  const target = Math.floor(density * n);
+  let topCount = Math.floor(gamma * n);
+  let bottomCount = n - target - topCount;
+  if (bottomCount < 0) {
+    topCount += bottomCount;
+    bottomCount = 0;
+  }
+  const bits = bitsOf(delta);
+  // Kept = in the top (n − bottomCount) but not in the top topCount.
+  const inUpper = topKMembership(bits, n - bottomCount);
+  const inOutliers = topKMembership(bits, topCount);
+  for (let i = 0; i < n; i++) {
+    const upper = inUpper(i);
+    const outlier = inOutliers(i);
+    if (!upper || outlier) delta[i] = 0;
+  }
+}
+
+/** Ranks (1 = smallest magnitude) of one row, ties broken by position. */
+function rowRanks(row: Float32Array, ranks: Float64Array): void {
+  const n = row.length;
+  const bits = bitsOf(row);
+  const POSITIONS = 4194304; // 2^22: magnitude bits (< 2^31) × 2^22 + position stays below 2^53
+  if (n <= POSITIONS) {
+    const keys = new Float64Array(n);
+    for (let j = 0; j < n; j++) keys[j] = (bits[j] & 0x7fffffff) * POSITIONS + j;
+    keys.sort();
+    for (let r = 0; r < n; r++) ranks[keys[r] % POSITIONS] = r + 1;
+    return;
+  }
+  const order = Array.from({ length: n }, (_, j) => j);
+  order.sort((p, q) => (bits[p] & 0x7fffffff) - (bits[q] & 0x7fffffff) || p - q);
+  for (let r = 0; r < n; r++) ranks[order[r]] = r + 1;
+}
+
+/**
+ * DELLA's MagPrune: within each row, keep probability rises linearly with magnitude rank from
+ * density − ε (smallest) to density + ε (largest); survivors ×1/p when rescaling (unbiased).
+ * A tensor of rank < 2 is one row; higher ranks are rows of shape[0] × the rest.
+ */
+export function dellaPrune(
+  delta: Float32Array,
+  shape: readonly number[],
+  density: number,
+  epsilon: number,
+  random: Random,
+  rescale: boolean,
+): void {
+  if (density >= 1) return;
+  if (density <= 0) {
+    delta.fill(0);
+    return;
+  }
+  const rows = shape.length < 2 ? 1 : shape[0];
+  const width = rows === 0 ? 0 : delta.length / rows;
+  const ranks = new Float64Array(width);
+  for (let r = 0; r < rows; r++) {
+    const row = delta.subarray(r * width, (r + 1) * width);
+    rowRanks(row, ranks);
+    const span = width > 1 ? width - 1 : 1;
+    for (let j = 0; j < width; j++) {
+      const probability = density - epsilon + ((ranks[j] - 1) / span) * 2 * epsilon;
+      row[j] = random.nextFloat() < probability ? (rescale ? row[j] / probability : row[j]) : 0;
+    }
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The mergekit-style YAML configuration: parsing, strict validation (an unknown or unsupported key
+ * is an error that names it), and resolution of parameters for one tensor with mergekit's
+ * precedence: a model's own `parameters:` over the global `parameters:` over the method's default.
+ * A parameter value is a scalar, a gradient (a list of numbers interpolated across layers), or a
+ * list of `{filter, value}` conditions matched against the tensor name (first match wins).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isMap, parseDocument } from 'yaml';
+import { FloatDtype, parseConfigDtype } from '../checkpoint/dtype';
+import { ConfigError } from '../errors';
+import { getMergeMethod } from '../methods/registry';
+import { MergeMethod, ParameterDef, ParameterValue } from '../methods/types';
+
+export type Gradient = number[];
+export type Condition = { filter: string | undefined; value: ParameterValue | Gradient };
+export type RawParameter = ParameterValue | Gradient | Condition[];
+
+export interface ModelEntry {
+  /** Absolute path of the checkpoint. */
+  model: string;
+  /** The path as written in the config (for the model card). */
+  given: string;
+  parameters: Record<string, RawParameter>;
+}
+
+export interface MergeConfig {
+  /** Where the config came from (a file path, or a label), for error messages. */
+  source: string;
+  method: MergeMethod;
+  baseModel: string | undefined;
+  /** base_model as written in the config. */
+  baseModelGiven: string | undefined;
+  models: ModelEntry[];
+  parameters: Record<string, RawParameter>;
+  dtype: FloatDtype | undefined;
+  outDtype: FloatDtype | undefined;
+  seed: number;
+  /** Whether the seed was written in the config (otherwise the default was used). */
+  seedGiven: boolean;
+  /** The YAML text as given. */
+  text: string;
+}
+
+export const DEFAULT_SEED = 0;
+
+const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'parameters', 'dtype', 'out_dtype', 'seed'];
+const MODEL_KEYS = ['model', 'parameters'];
+
+export function readMergeConfig(path: string): MergeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, '(file)', `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return parseMergeConfig(text, path, dirname(resolve(path)));
+}
+
+/** Parses YAML text; relative model paths are resolved against `baseDirectory`. */
+export function parseMergeConfig(text: string, source: string, baseDirectory: string): MergeConfig {
+  const fail = (field: string, reason: string): never => {
+    throw new ConfigError(source, field, reason);
+  };
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) fail('(yaml)', doc.errors[0].message);
+  if (!isMap(doc.contents)) fail('(top level)', 'must be a mapping');
+  const root = doc.toJS() as Record<string, unknown>;
+  for (const key of Object.keys(root)) {
+    if (!TOP_LEVEL_KEYS.includes(key)) {
+      fail(key, `unsupported key (supported: ${TOP_LEVEL_KEYS.join(', ')})`);
+    }
+  }
+  if (typeof root.merge_method !== 'string') fail('merge_method', 'is required and must be a string');
+  let method: MergeMethod;
+  try {
+    method = getMergeMethod(root.merge_method as string);
+  } catch (err) {
+    return fail('merge_method', (err as Error).message);
+  }
+  const resolvePath = (field: string, value: unknown): string => {
+    if (typeof value !== 'string' || value.length === 0) fail(field, 'must be a path');
+    if ((value as string).includes('+')) fail(field, 'LoRA references (model+lora) are not supported');
+    return isAbsolute(value as string) ? (value as string) : resolve(baseDirectory, value as string);
+  };
+  const baseModel = root.base_model === undefined || root.base_model === null ? undefined : resolvePath('base_model', root.base_model);
+  if (method.needsBase && !baseModel) fail('base_model', `is required by merge_method ${method.name}`);
+
+  if (!Array.isArray(root.models) || root.models.length === 0) fail('models', 'must be a non-empty list');
+  const allParameters = new Map<string, ParameterDef>();
+  for (const def of [...method.globalParameters, ...method.modelParameters]) allParameters.set(def.name, def);
+  const modelParameterNames = new Set(method.modelParameters.map((p) => p.name));
+
+  const models: ModelEntry[] = (root.models as unknown[]).map((entry, i) => {
+    const field = `models[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return fail(field, 'must be a mapping with "model:"');
+    for (const key of Object.keys(entry)) {
+      if (!MODEL_KEYS.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${MODEL_KEYS.join(', ')})`);
+    }
+    const record = entry as Record<string, unknown>;
+    const model = resolvePath(`${field}.model`, record.model);
+    const parameters = parseParameters(record.parameters, `${field}.parameters`, allParameters, fail);
+    for (const name of Object.keys(parameters)) {
+      if (!modelParameterNames.has(name)) fail(`${field}.parameters.${name}`, `is a global parameter of ${method.name}; set it under the top-level parameters:`);
+    }
+    return { model, given: record.model as string, parameters };
+  });
+  if (baseModel && models.some((m) => m.model === baseModel) && method.needsBase) {
+    // mergekit lists the base among the models at times; it contributes a zero task vector, so drop it.
+    const index = models.findIndex((m) => m.model === baseModel);
+    models.splice(index, 1);
+    if (models.length === 0) fail('models', 'lists only the base model');
+  }
+  const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail);
+
+  const dtypeOf = (field: string): FloatDtype | undefined => {
+    const value = root[field];
+    if (value === undefined || value === null) return undefined;
+    const dtype = typeof value === 'string' ? parseConfigDtype(value) : undefined;
+    if (!dtype) return fail(field, `${JSON.stringify(value)} is not one of float32, float16, bfloat16`);
+    return dtype;
+  };
+  let seed = DEFAULT_SEED;
+  const seedGiven = root.seed !== undefined && root.seed !== null;
+  if (seedGiven) {
+    if (!Number.isSafeInteger(root.seed) || (root.seed as number) < 0) fail('seed', 'must be a non-negative integer');
+    seed = root.seed as number;
+  }
+  const baseModelGiven = baseModel ? (root.base_model as string) : undefined;
+  return { source, method, baseModel, baseModelGiven, models, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text };
+}
+
+function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never): ParameterValue {
+  if (def.type === 'number') {
+    if (typeof value !== 'number' || !Number.isFinite(value)) return fail(field, `must be a finite number, got ${JSON.stringify(value)}`);
+    if (def.min !== undefined && value < def.min) fail(field, `${value} is below the minimum ${def.min}`);
+    if (def.max !== undefined && value > def.max) fail(field, `${value} is above the maximum ${def.max}`);
+    return value;
+  }
+  if (def.type === 'boolean') {
+    if (typeof value !== 'boolean') return fail(field, `must be true or false, got ${JSON.stringify(value)}`);
+    return value;
+  }
+  if (typeof value !== 'string') return fail(field, `must be a string, got ${JSON.stringify(value)}`);
+  if (def.choices && !def.choices.includes(value)) fail(field, `must be one of ${def.choices.join(', ')}, got "${value}"`);
+  return value;
+}
+
+function checkValue(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never): ParameterValue | Gradient {
+  if (Array.isArray(value)) {
+    if (def.type !== 'number') return fail(field, 'a gradient (list of numbers) only applies to numeric parameters');
+    if (value.length === 0) return fail(field, 'gradient is empty');
+    return value.map((v, i) => checkScalar(def, v, `${field}[${i}]`, fail) as number);
+  }
+  return checkScalar(def, value, field, fail);
+}
+
+function parseParameters(
+  raw: unknown,
+  field: string,
+  known: Map<string, ParameterDef>,
+  fail: (f: string, r: string) => never,
+): Record<string, RawParameter> {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) return fail(field, 'must be a mapping');
+  const result: Record<string, RawParameter> = {};
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    const def = known.get(name);
+    const path = `${field}.${name}`;
+    if (!def) fail(path, `unknown parameter (this method takes: ${[...known.keys()].join(', ')})`);
+    const isConditionList = Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
+    if (isConditionList) {
+      result[name] = (value as Array<Record<string, unknown>>).map((condition, i) => {
+        for (const key of Object.keys(condition)) {
+          if (key !== 'filter' && key !== 'value') fail(`${path}[${i}].${key}`, 'unsupported key (supported: filter, value)');
+        }
+        if (condition.filter !== undefined && typeof condition.filter !== 'string') fail(`${path}[${i}].filter`, 'must be a string');
+        if (!('value' in condition)) fail(`${path}[${i}]`, 'has no value');
+        return { filter: condition.filter as string | undefined, value: checkValue(def!, condition.value, `${path}[${i}].value`, fail) };
+      });
+    } else {
+      result[name] = checkValue(def!, value, path, fail);
+    }
+  }
+  return result;
+}
+
+/** Where a tensor sits in the depth of the network, in [0, 1], for gradients. */
+export type LayerPosition = (tensorName: string) => number;
+
+const LAYER_INDEX = /(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\./;
+
+/**
+ * Positions from the tensor names: layer i of n sits at i/(n−1); tensors outside the numbered
+ * layers sit at 0 when they come before the first layer in file order (embeddings), else at 1.
+ */
+export function layerPositions(names: readonly string[]): LayerPosition {
+  let maxIndex = -1;
+  let firstLayered = names.length;
+  names.forEach((name, i) => {
+    const match = LAYER_INDEX.exec(name);
+    if (match) {
+      maxIndex = Math.max(maxIndex, Number(match[1]));
+      firstLayered = Math.min(firstLayered, i);
+    }
+  });
+  const order = new Map(names.map((name, i) => [name, i]));
+  return (name) => {
+    const match = LAYER_INDEX.exec(name);
+    if (match) return maxIndex > 0 ? Number(match[1]) / maxIndex : 0;
+    return (order.get(name) ?? 0) < firstLayered ? 0 : 1;
+  };
+}
+
+function interpolate(gradient: Gradient, position: number): number {
+  if (gradient.length === 1) return gradient[0];
+  const x = position * (gradient.length - 1);
+  const i = Math.min(Math.floor(x), gradient.length - 2);
+  const f = x - i;
+  return gradient[i] * (1 - f) + gradient[i + 1] * f;
+}
+
+function resolveRaw(raw: RawParameter, tensorName: string, position: number): ParameterValue | undefined {
+  if (Array.isArray(raw) && raw.length > 0 && typeof raw[0] === 'object') {
+    for (const condition of raw as Condition[]) {
+      if (condition.filter === undefined || tensorName.includes(condition.filter)) {
+        return Array.isArray(condition.value) ? interpolate(condition.value, position) : condition.value;
+      }
+    }
+    return undefined;
+  }
+  if (Array.isArray(raw)) return interpolate(raw as Gradient, position);
+  return raw as ParameterValue;
+}
+
+export interface ResolvedParameters {
+  global: Record<string, ParameterValue>;
+  perModel: Array<Record<string, ParameterValue>>;
+}
+
+/** The parameters in force for one tensor; throws naming the model when a required one is missing. */
+export function resolveParameters(config: MergeConfig, tensorName: string, position: number): ResolvedParameters {
+  const { method } = config;
+  const global: Record<string, ParameterValue> = {};
+  for (const def of method.globalParameters) {
+    const value = config.parameters[def.name] !== undefined ? resolveRaw(config.parameters[def.name], tensorName, position) : undefined;
+    const resolved = value ?? def.default;
+    if (resolved === undefined) throw new ConfigError(config.source, `parameters.${def.name}`, `is required by ${method.name}`);
+    global[def.name] = resolved;
+  }
+  const perModel = config.models.map((entry, i) => {
+    const values: Record<string, ParameterValue> = {};
+    for (const def of method.modelParameters) {
+      const own = entry.parameters[def.name] !== undefined ? resolveRaw(entry.parameters[def.name], tensorName, position) : undefined;
+      const shared = config.parameters[def.name] !== undefined ? resolveRaw(config.parameters[def.name], tensorName, position) : undefined;
+      const resolved = own ?? shared ?? def.default;
+      if (resolved === undefined) {
+        throw new ConfigError(config.source, `models[${i}].parameters.${def.name}`, `is required by ${method.name} (for tensor "${tensorName}" of ${entry.model})`);
+      }
+      values[def.name] = resolved;
+    }
+    const problem = method.checkParameters?.(global, values);
+    if (problem) throw new ConfigError(config.source, `models[${i}].parameters`, `${problem} (tensor "${tensorName}")`);
+    return values;
+  });
+  return { global, perModel };
+}

@@ -1,0 +1,123 @@
+/**
+ * Planning a merge from headers alone: open every checkpoint, prove the models are homologous
+ * (same tensor names, shapes, and non-float dtypes; same architecture in config.json), resolve
+ * every tensor's parameters, and list the output tensors. Anything wrong is reported here,
+ * naming the model and tensor, before a single byte is written.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Checkpoint, openCheckpoint, TensorLocation } from '../checkpoint/checkpoint';
+import { Dtype, dtypeSize, isFloatDtype } from '../checkpoint/dtype';
+import { TensorSpec } from '../checkpoint/writer';
+import { MergeInputError } from '../errors';
+import { layerPositions, MergeConfig, resolveParameters } from './config';
+import { NonFinitePolicy, TensorInput, TensorJob } from './tensor-job';
+
+export interface MergePlan {
+  config: MergeConfig;
+  base: Checkpoint | undefined;
+  models: Checkpoint[];
+  jobs: TensorJob[];
+  specs: TensorSpec[];
+  metadata: Record<string, string>;
+  /** Bytes of tensor data read (every input) and written. */
+  inputBytes: number;
+  outputBytes: number;
+}
+
+function describe(names: string[]): string {
+  const shown = names.slice(0, 5).map((n) => `"${n}"`).join(', ');
+  return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
+}
+
+function readArchitecture(checkpoint: Checkpoint): { architectures?: unknown; model_type?: unknown } | undefined {
+  const path = join(checkpoint.directory, 'config.json');
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as { architectures?: unknown; model_type?: unknown };
+  } catch (err) {
+    throw new MergeInputError(`${path}: is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** Throws when `other` is not homologous with `reference`, saying which tensor differs and how. */
+export function checkHomologous(reference: Checkpoint, other: Checkpoint): void {
+  const missing = reference.names.filter((n) => !other.tensors.has(n));
+  if (missing.length > 0) throw new MergeInputError(`${other.path} lacks tensor(s) that ${reference.path} has: ${describe(missing)}`);
+  const extra = other.names.filter((n) => !reference.tensors.has(n));
+  if (extra.length > 0) throw new MergeInputError(`${other.path} has tensor(s) that ${reference.path} lacks: ${describe(extra)}`);
+  for (const name of reference.names) {
+    const a = reference.tensors.get(name)!;
+    const b = other.tensors.get(name)!;
+    if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+      throw new MergeInputError(`tensor "${name}" has shape ${JSON.stringify(b.shape)} in ${other.path} but ${JSON.stringify(a.shape)} in ${reference.path}`);
+    }
+    if (isFloatDtype(a.dtype) !== isFloatDtype(b.dtype) || (!isFloatDtype(a.dtype) && a.dtype !== b.dtype)) {
+      throw new MergeInputError(`tensor "${name}" has dtype ${b.dtype} in ${other.path} but ${a.dtype} in ${reference.path}`);
+    }
+  }
+  const archA = readArchitecture(reference);
+  const archB = readArchitecture(other);
+  if (archA && archB) {
+    for (const key of ['model_type', 'architectures'] as const) {
+      if (archA[key] !== undefined && archB[key] !== undefined && JSON.stringify(archA[key]) !== JSON.stringify(archB[key])) {
+        throw new MergeInputError(`config.json ${key} is ${JSON.stringify(archB[key])} in ${other.path} but ${JSON.stringify(archA[key])} in ${reference.path}`);
+      }
+    }
+  }
+}
+
+function toInput(label: string, location: TensorLocation): TensorInput {
+  const { file, name, offset, byteLength, dtype, shape, elements } = location;
+  return { label, file, name, offset, byteLength, dtype, shape, elements };
+}
+
+export interface PlanOptions {
+  nonFinite?: NonFinitePolicy;
+}
+
+export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
+  const base = config.baseModel ? openCheckpoint(config.baseModel) : undefined;
+  const models = config.models.map((m) => openCheckpoint(m.model));
+  const reference = base ?? models[0];
+  for (const model of models) if (model !== reference) checkHomologous(reference, model);
+
+  const position = layerPositions(reference.names);
+  const jobs: TensorJob[] = [];
+  const specs: TensorSpec[] = [];
+  let inputBytes = 0;
+  let outputBytes = 0;
+  for (const name of reference.names) {
+    const location = reference.tensors.get(name)!;
+    const float = isFloatDtype(location.dtype);
+    const outDtype: Dtype = float ? (config.outDtype ?? config.dtype ?? location.dtype) : location.dtype;
+    const { global, perModel } = resolveParameters(config, name, position(name));
+    if (config.method.name === 'linear' && global.normalize === true && float) {
+      const sum = perModel.reduce((acc, p) => acc + (p.weight as number), 0);
+      if (sum === 0) throw new MergeInputError(`tensor "${name}": the weights sum to 0, so normalize cannot divide by them`);
+    }
+    const baseInput = base ? toInput(base.path, base.tensors.get(name)!) : undefined;
+    const modelInputs = models.map((m) => toInput(m.path, m.tensors.get(name)!));
+    jobs.push({
+      name,
+      shape: location.shape,
+      kind: float ? 'merge' : 'copy',
+      base: baseInput,
+      models: modelInputs,
+      method: config.method.name,
+      globalParameters: global,
+      modelParameters: perModel,
+      seed: config.seed,
+      outDtype,
+      nonFinite: options.nonFinite ?? 'error',
+    });
+    const spec = { name, dtype: outDtype, shape: location.shape };
+    specs.push(spec);
+    inputBytes += float ? (baseInput?.byteLength ?? 0) + modelInputs.reduce((a, m) => a + m.byteLength, 0) : location.byteLength;
+    outputBytes += location.elements * dtypeSize(outDtype);
+  }
+  const metadata: Record<string, string> = { format: 'pt', ...(reference.metadata ?? {}) };
+  metadata.merge_method = config.method.name;
+  if (config.method.stochastic) metadata.merge_seed = String(config.seed);
+  return { config, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+}

@@ -1,0 +1,123 @@
+/**
+ * Runs TensorJobs on worker threads (one per core by default) or inline (threads = 0).
+ * The WASM and typed-array work is single-threaded per isolate, so threads are how a merge uses
+ * every core; each worker reads its own inputs with positioned reads, so the main thread only
+ * writes and hashes.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { TensorReader } from '../checkpoint/checkpoint';
+import { CheckpointError } from '../errors';
+import { runTensorJob, TensorJob, TensorResult } from './tensor-job';
+
+export function defaultThreadCount(): number {
+  return availableParallelism();
+}
+
+/**
+ * The compiled worker script. Under ts-based test runners this module is loaded from src/, where
+ * no .js exists, so the build output in dist/ is used instead (`npm test` builds first).
+ */
+function workerScript(): string {
+  const beside = join(__dirname, 'tensor-worker.js');
+  if (existsSync(beside)) return beside;
+  const built = resolve(__dirname, '../../../dist/src/engine/merge/tensor-worker.js');
+  if (existsSync(built)) return built;
+  throw new Error(`worker script not found (looked for ${beside} and ${built}); run "npm run build"`);
+}
+
+interface Pending {
+  resolve: (result: TensorResult) => void;
+  reject: (error: Error) => void;
+}
+
+type WorkerReply =
+  | { id: number; result: TensorResult }
+  | { id: number; error: { name: string; message: string; file?: string; tensor?: string; reason?: string } };
+
+function reviveError(error: { name: string; message: string; file?: string; tensor?: string; reason?: string }): Error {
+  if (error.name === 'CheckpointError' && error.file && error.reason) return new CheckpointError(error.file, error.reason, error.tensor);
+  const revived = new Error(error.message);
+  revived.name = error.name;
+  return revived;
+}
+
+export class TensorPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: Array<{ id: number; job: TensorJob }> = [];
+  private readonly pending = new Map<number, Pending>();
+  private readonly inlineReader: TensorReader | undefined;
+  private nextId = 0;
+  private failure: Error | undefined;
+
+  constructor(readonly threads: number) {
+    if (threads <= 0) {
+      this.inlineReader = new TensorReader();
+      return;
+    }
+    const script = workerScript();
+    for (let i = 0; i < threads; i++) {
+      const worker = new Worker(script);
+      worker.on('message', (reply: WorkerReply) => this.onReply(worker, reply));
+      worker.on('error', (err) => this.failAll(err));
+      this.workers.push(worker);
+      this.idle.push(worker);
+    }
+  }
+
+  run(job: TensorJob): Promise<TensorResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.inlineReader) {
+      const reader = this.inlineReader;
+      // Yield first so a caller's AbortSignal and I/O callbacks get a turn between tensors.
+      return new Promise((resolvePromise, reject) =>
+        setImmediate(() => {
+          try {
+            resolvePromise(runTensorJob(job, reader));
+          } catch (err) {
+            reject(err as Error);
+          }
+        }),
+      );
+    }
+    const id = this.nextId++;
+    return new Promise((resolvePromise, reject) => {
+      this.pending.set(id, { resolve: resolvePromise, reject });
+      this.queue.push({ id, job });
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.inlineReader?.close();
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers.length = 0;
+  }
+
+  private dispatch(): void {
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop()!;
+      worker.postMessage(this.queue.shift()!);
+    }
+  }
+
+  private onReply(worker: Worker, reply: WorkerReply): void {
+    const pending = this.pending.get(reply.id);
+    this.pending.delete(reply.id);
+    this.idle.push(worker);
+    if (pending) {
+      if ('error' in reply) pending.reject(reviveError(reply.error));
+      else pending.resolve(reply.result);
+    }
+    this.dispatch();
+  }
+
+  private failAll(err: Error): void {
+    this.failure = err;
+    for (const pending of this.pending.values()) pending.reject(err);
+    this.pending.clear();
+  }
+}

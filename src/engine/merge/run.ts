@@ -1,0 +1,116 @@
+/**
+ * Running a planned merge: tensors are merged on the pool and written in order as they arrive,
+ * with at most a few tensors in flight, so peak memory is bounded by a few tensors whatever the
+ * checkpoint's size. Output is staged beside the target, fsynced and renamed into place; on any
+ * failure the staging directory is removed and nothing is left behind.
+ */
+import { copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { createStagingDirectory, outputDirectoryProblem, publishDirectory } from '../checkpoint/files';
+import { CheckpointWriter, fsyncFile, WrittenFile } from '../checkpoint/writer';
+import { AbortError, MergeInputError } from '../errors';
+import { ProgressCallback, ProgressTracker } from '../progress';
+import { modelCard } from './model-card';
+import { MergePlan } from './plan';
+import { defaultThreadCount, TensorPool } from './pool';
+import { NonFiniteWarning, TensorResult } from './tensor-job';
+
+export const CONFIG_COPY_NAME = 'mergekit_config.yml';
+
+export interface RunOptions {
+  /** Worker threads; 0 runs inline. Default: one per core. */
+  threads?: number;
+  overwrite?: boolean;
+  maxShardBytes?: number;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+export interface MergeResult {
+  outDir: string;
+  method: string;
+  seed: number;
+  tensors: number;
+  parameters: number;
+  files: WrittenFile[];
+  /** sha256 of the single model.safetensors, or of the index for sharded output. */
+  sha256: string;
+  warnings: NonFiniteWarning[];
+  seconds: number;
+  inputBytes: number;
+  outputBytes: number;
+}
+
+/** The config as written beside the output: the user's text, with the seed made explicit. */
+function configCopy(plan: MergePlan): string {
+  if (plan.config.seedGiven || !plan.config.method.stochastic) return plan.config.text;
+  const doc = parseDocument(plan.config.text);
+  doc.set('seed', plan.config.seed);
+  return doc.toString();
+}
+
+export async function runMerge(plan: MergePlan, outDir: string, options: RunOptions = {}): Promise<MergeResult> {
+  const started = Date.now();
+  const problem = outputDirectoryProblem(outDir, options.overwrite ?? false);
+  if (problem) throw new MergeInputError(problem);
+  if (options.signal?.aborted) throw new AbortError();
+  const staging = createStagingDirectory(outDir);
+  const writer = new CheckpointWriter(staging, plan.specs, { maxShardBytes: options.maxShardBytes, metadata: plan.metadata });
+  const pool = new TensorPool(options.threads ?? defaultThreadCount());
+  const progress = new ProgressTracker('merge', plan.jobs.length, options.onProgress);
+  const warnings: NonFiniteWarning[] = [];
+  try {
+    // A window of in-flight tensors keeps every thread busy while bounding memory.
+    const window = Math.max(2, pool.threads * 2);
+    const inFlight = new Map<number, Promise<TensorResult>>();
+    let nextToStart = 0;
+    progress.report(0, 'starting');
+    for (let index = 0; index < plan.jobs.length; index++) {
+      while (nextToStart < plan.jobs.length && nextToStart < index + window) {
+        const promise = pool.run(plan.jobs[nextToStart]);
+        promise.catch(() => undefined); // awaited below in order; avoid unhandled rejections meanwhile
+        inFlight.set(nextToStart, promise);
+        nextToStart++;
+      }
+      const result = await inFlight.get(index)!;
+      inFlight.delete(index);
+      if (options.signal?.aborted) throw new AbortError();
+      writer.write(plan.jobs[index].name, result.bytes);
+      warnings.push(...result.warnings);
+      progress.report(index + 1, plan.jobs[index].name);
+    }
+    const files = writer.finish();
+    const configText = configCopy(plan);
+    writeFileSync(join(staging, CONFIG_COPY_NAME), configText);
+    fsyncFile(join(staging, CONFIG_COPY_NAME));
+    const baseConfig = plan.base ? join(plan.base.directory, 'config.json') : undefined;
+    if (baseConfig && existsSync(baseConfig)) {
+      copyFileSync(baseConfig, join(staging, 'config.json'));
+      fsyncFile(join(staging, 'config.json'));
+    }
+    writeFileSync(join(staging, 'README.md'), modelCard(plan, configText));
+    fsyncFile(join(staging, 'README.md'));
+    publishDirectory(staging, outDir, options.overwrite ?? false);
+    const parameters = plan.specs.reduce((acc, s) => acc + s.shape.reduce((a, b) => a * b, 1), 0);
+    return {
+      outDir,
+      method: plan.config.method.name,
+      seed: plan.config.seed,
+      tensors: plan.specs.length,
+      parameters,
+      files,
+      sha256: files.length === 1 ? files[0].sha256 : files[files.length - 1].sha256,
+      warnings,
+      seconds: (Date.now() - started) / 1000,
+      inputBytes: plan.inputBytes,
+      outputBytes: plan.outputBytes,
+    };
+  } catch (err) {
+    writer.abort();
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await pool.close();
+  }
+}

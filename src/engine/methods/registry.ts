@@ -1,0 +1,39 @@
+/**
+ * The one list of merge methods. Adding a method is one file plus one line here; nothing
+ * registers itself on import, so this file is the whole truth about what exists.
+ */
+import { MergeInputError } from '../errors';
+import { breadcrumbs } from './breadcrumbs';
+import { breadcrumbsTies } from './breadcrumbs-ties';
+import { dareLinear } from './dare-linear';
+import { dareTies } from './dare-ties';
+import { della } from './della';
+import { dellaLinear } from './della-linear';
+import { linear } from './linear';
+import { magnitude } from './magnitude';
+import { taskArithmetic } from './task-arithmetic';
+import { ties } from './ties';
+import { MergeMethod } from './types';
+
+export const MERGE_METHODS: readonly MergeMethod[] = [
+  linear,
+  taskArithmetic,
+  ties,
+  dareLinear,
+  dareTies,
+  magnitude,
+  breadcrumbs,
+  breadcrumbsTies,
+  della,
+  dellaLinear,
+];
+
+const byName = new Map(MERGE_METHODS.map((m) => [m.name, m]));
+
+export function getMergeMethod(name: string): MergeMethod {
+  const method = byName.get(name);
+  if (!method) {
+    throw new MergeInputError(`unknown merge method "${name}"; known: ${MERGE_METHODS.map((m) => m.name).join(', ')}`);
+  }
+  return method;
+}

@@ -1,0 +1,100 @@
+/**
+ * The contract every merge method fulfils, after mergekit's `merge_methods/base.py`: a name, a
+ * reference, declared parameters with defaults, and the tensor math apart from the wiring
+ * (reading files, threads, writing) that `engine/merge` does for every method alike.
+ */
+
+export type ParameterValue = number | boolean | string;
+
+export interface ParameterDef {
+  name: string;
+  type: 'number' | 'boolean' | 'string';
+  /** Absent: the parameter is required. */
+  default?: ParameterValue;
+  description: string;
+  /** For numbers: the closed range allowed. */
+  min?: number;
+  max?: number;
+  /** For strings: the values allowed. */
+  choices?: readonly string[];
+}
+
+/** One tensor's inputs, already decoded to float32. Arrays in `models` may be overwritten. */
+export interface TensorMergeInput {
+  name: string;
+  shape: readonly number[];
+  /** The base model's tensor; undefined only for methods with needsBase = false and no base given. */
+  base: Float32Array | undefined;
+  models: Float32Array[];
+  /** Per input model: its resolved per-model parameters. */
+  modelParameters: ReadonlyArray<Readonly<Record<string, ParameterValue>>>;
+  globalParameters: Readonly<Record<string, ParameterValue>>;
+  /** Seed for stochastic methods; each (model, tensor) derives its own stream from it. */
+  seed: number;
+}
+
+export interface MergeMethod {
+  name: string;
+  prettyName: string;
+  reference: string;
+  /** Whether a base model is required (task-vector methods) or merely allowed (linear). */
+  needsBase: boolean;
+  /** Whether the result depends on the seed. */
+  stochastic: boolean;
+  globalParameters: readonly ParameterDef[];
+  modelParameters: readonly ParameterDef[];
+  /** Extra checks across resolved parameters; returns a reason when they cannot work together. */
+  checkParameters?(global: Readonly<Record<string, ParameterValue>>, perModel: Readonly<Record<string, ParameterValue>>): string | undefined;
+  mergeTensor(input: TensorMergeInput): Float32Array;
+}
+
+export const WEIGHT: ParameterDef = {
+  name: 'weight',
+  type: 'number',
+  description: "the model's weight in the sum",
+};
+
+export const DENSITY: ParameterDef = {
+  name: 'density',
+  type: 'number',
+  default: 1,
+  min: 0,
+  max: 1,
+  description: 'fraction of the task vector kept',
+};
+
+export const NORMALIZE = (defaultValue: boolean): ParameterDef => ({
+  name: 'normalize',
+  type: 'boolean',
+  default: defaultValue,
+  description: 'divide by the sum of the weights that took part',
+});
+
+export const RESCALE = (defaultValue: boolean): ParameterDef => ({
+  name: 'rescale',
+  type: 'boolean',
+  default: defaultValue,
+  description: 'scale kept entries by 1/keep-probability so the expected delta is unchanged',
+});
+
+export const LAMBDA: ParameterDef = {
+  name: 'lambda',
+  type: 'number',
+  default: 1,
+  description: 'scale of the combined task vector',
+};
+
+export const INT8_MASK: ParameterDef = {
+  name: 'int8_mask',
+  type: 'boolean',
+  default: false,
+  description: 'accepted for mergekit compatibility; has no effect here',
+};
+
+export const CONSENSUS: ParameterDef = {
+  name: 'consensus_method',
+  type: 'string',
+  default: 'sum',
+  choices: ['sum', 'count'],
+  description: 'TIES sign election: by the sum of weighted deltas, or by counting signs',
+};
