@@ -121,25 +121,29 @@ export function float32BitsToF16(bits: number): number {
   return sign | (rounded >>> 13);
 }
 
-/** Decodes raw little-endian bytes of a float dtype into a new Float32Array. */
-export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDtype, out?: Float32Array): Float32Array {
+/**
+ * Decodes raw little-endian bytes of a float dtype to float32. F32 input is returned as a view of
+ * the same memory (no copy) when aligned; F16/BF16 are decoded into a new array.
+ */
+export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDtype): Float32Array {
   const count = bytes.byteLength / dtypeSize(dtype);
-  const result = out && out.length === count ? out : new Float32Array(count);
   if (dtype === 'F32') {
-    result.set(new Float32Array(bytes.buffer, bytes.byteOffset, count));
-    return result;
+    if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, count);
+    return new Float32Array(bytes.slice().buffer);
   }
-  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+  const result = new Float32Array(count);
+  const halves = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.slice().buffer);
   const table = dtype === 'F16' ? f16DecodeTable() : bf16DecodeTable();
   for (let i = 0; i < count; i++) result[i] = table[halves[i]];
   return result;
 }
 
-/** Encodes a Float32Array into raw little-endian bytes of a float dtype (a new buffer). */
+/**
+ * Encodes float32 values as raw little-endian bytes of a float dtype. For F32 the result is a
+ * view of the same memory (no copy): callers own `values` and hand it over.
+ */
 export function encodeFromFloat32(values: Float32Array, dtype: FloatDtype): Uint8Array {
-  if (dtype === 'F32') {
-    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
-  }
+  if (dtype === 'F32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const halves = new Uint16Array(values.length);
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const encode = dtype === 'F16' ? float32BitsToF16 : float32BitsToBf16;

@@ -3,7 +3,7 @@
  * and optionally rescales the survivors so the expected delta is unchanged.
  * Inputs are float32 task vectors (fine-tune minus base) without NaN.
  */
-import { forEachTopK, topKMembership } from './select';
+import { topKCut, topKMembership } from './select';
 import { Random } from './random';
 
 export type SparsificationMethod = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -16,12 +16,25 @@ function bitsOf(values: Float32Array): Uint32Array {
 export function magnitudePrune(delta: Float32Array, density: number, rescale = false): void {
   if (density >= 1) return;
   const keepCount = Math.floor(density * delta.length);
-  const kept = new Uint8Array(delta.length);
-  forEachTopK(bitsOf(delta), keepCount, (i) => {
-    kept[i] = 1;
-  });
+  if (keepCount <= 0) {
+    delta.fill(0);
+    return;
+  }
+  const bits = bitsOf(delta);
+  const { thresholdBits, takeAtThreshold } = topKCut(bits, keepCount);
   const scale = rescale && density > 0 ? 1 / density : 1;
-  for (let i = 0; i < delta.length; i++) delta[i] = kept[i] ? delta[i] * scale : 0;
+  let remainingAtThreshold = takeAtThreshold;
+  for (let i = 0; i < delta.length; i++) {
+    const magnitude = bits[i] & 0x7fffffff;
+    if (magnitude > thresholdBits) {
+      if (scale !== 1) delta[i] *= scale;
+    } else if (magnitude === thresholdBits && remainingAtThreshold > 0) {
+      remainingAtThreshold--;
+      if (scale !== 1) delta[i] *= scale;
+    } else {
+      delta[i] = 0;
+    }
+  }
 }
 
 /** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */

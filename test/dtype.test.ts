@@ -1,0 +1,87 @@
+import { decodeToFloat32, encodeFromFloat32, float32Bits, float32BitsToBf16, float32BitsToF16 } from '../src/engine/checkpoint/dtype';
+
+function halfToFloat(h: number): number {
+  return decodeToFloat32(new Uint8Array(new Uint16Array([h]).buffer), 'F16')[0];
+}
+
+function bitsToFloat(bits: number): number {
+  return new Float32Array(new Uint32Array([bits]).buffer)[0];
+}
+
+describe('float16 conversion', () => {
+  it('round-trips every finite half exactly', () => {
+    const wrong: number[] = [];
+    for (let h = 0; h < 0x10000; h++) {
+      const exponent = (h >> 10) & 0x1f;
+      if (exponent === 0x1f) continue;
+      if (float32BitsToF16(float32Bits(halfToFloat(h))) !== h) wrong.push(h);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('rounds to nearest, ties to even, between every pair of adjacent positive halves', () => {
+    const wrong: string[] = [];
+    for (let h = 0; h < 0x7bff; h++) {
+      const low = halfToFloat(h);
+      const high = halfToFloat(h + 1);
+      const midBits = float32Bits((low + high) / 2); // exact: float32 has 13 more mantissa bits
+      const even = h % 2 === 0 ? h : h + 1;
+      if (float32BitsToF16(midBits) !== even) wrong.push(`midpoint after ${h}`);
+      if (float32BitsToF16(midBits + 1) !== h + 1) wrong.push(`above midpoint after ${h}`);
+      if (float32BitsToF16(midBits - 1) !== h) wrong.push(`below midpoint after ${h}`);
+      // negative values mirror
+      if (float32BitsToF16((midBits | 0x80000000) >>> 0) !== (even | 0x8000)) wrong.push(`negative midpoint after ${h}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('overflows to infinity past 65520, keeps NaN and infinities, flushes below half the smallest subnormal', () => {
+    expect(float32BitsToF16(float32Bits(65504))).toBe(0x7bff);
+    expect(float32BitsToF16(float32Bits(65519.99))).toBe(0x7bff);
+    expect(float32BitsToF16(float32Bits(65520))).toBe(0x7c00);
+    expect(float32BitsToF16(float32Bits(-1e6))).toBe(0xfc00);
+    expect(float32BitsToF16(float32Bits(Infinity))).toBe(0x7c00);
+    expect(float32BitsToF16(float32Bits(-Infinity))).toBe(0xfc00);
+    expect(Number.isNaN(halfToFloat(float32BitsToF16(float32Bits(NaN))))).toBe(true);
+    expect(float32BitsToF16(float32Bits(2 ** -25))).toBe(0); // exactly half the smallest subnormal: ties to even (0)
+    expect(float32BitsToF16(float32Bits(2 ** -25 * 1.0001))).toBe(1);
+    expect(float32BitsToF16(float32Bits(2 ** -26))).toBe(0);
+    expect(float32BitsToF16(float32Bits(-0))).toBe(0x8000);
+  });
+});
+
+describe('bfloat16 conversion', () => {
+  it('rounds to nearest even on the 16 dropped bits', () => {
+    expect(float32BitsToBf16(0x3f800000)).toBe(0x3f80); // 1.0 exact
+    expect(float32BitsToBf16(0x3f808000)).toBe(0x3f80); // halfway, 0x3f80 is even: stays
+    expect(float32BitsToBf16(0x3f818000)).toBe(0x3f82); // halfway, 0x3f81 is odd: up
+    expect(float32BitsToBf16(0x3f808001)).toBe(0x3f81); // just above halfway: up
+    expect(float32BitsToBf16(0x3f807fff)).toBe(0x3f80); // just below: down
+    expect(float32BitsToBf16(0x7f7fffff)).toBe(0x7f80); // max float rounds up to +Inf, as PyTorch does
+    expect(float32BitsToBf16(0xff800000)).toBe(0xff80); // -Inf
+    const nan = float32BitsToBf16(0x7f800001); // signalling NaN with a low payload must stay NaN
+    expect(nan & 0x7f80).toBe(0x7f80);
+    expect(nan & 0x7f).not.toBe(0);
+  });
+
+  it('round-trips every bfloat16 value through float32', () => {
+    const all = new Uint16Array(0x10000).map((_, i) => i);
+    const decoded = decodeToFloat32(new Uint8Array(all.buffer), 'BF16');
+    const encoded = new Uint16Array(encodeFromFloat32(decoded, 'BF16').buffer);
+    const wrong: number[] = [];
+    for (let h = 0; h < 0x10000; h++) {
+      if ((h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0) continue; // NaNs: payload may be quietened
+      if (encoded[h] !== h) wrong.push(h);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('matches the value of the rounded float', () => {
+    const values = Float32Array.from([3.14159, -2.71828, 1e-20, 123456.789]);
+    const bf = decodeToFloat32(encodeFromFloat32(values, 'BF16'), 'BF16');
+    for (let i = 0; i < values.length; i++) {
+      expect(Math.abs(bf[i] - values[i]) / Math.abs(values[i])).toBeLessThanOrEqual(2 ** -9);
+      expect(bitsToFloat(float32Bits(bf[i]) & 0xffff0000)).toBe(bf[i]);
+    }
+  });
+});
