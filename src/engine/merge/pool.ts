@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { TensorReader } from '../checkpoint/checkpoint';
 import { CheckpointError } from '../errors';
-import { runTensorJob, TensorJob, TensorResult } from './tensor-job';
+import { BufferPool, runTensorJob, TensorJob, TensorResult } from './tensor-job';
 
 export function defaultThreadCount(): number {
   return availableParallelism();
@@ -50,7 +50,9 @@ export class TensorPool {
   private readonly queue: Array<{ id: number; job: TensorJob }> = [];
   private readonly pending = new Map<number, Pending>();
   private readonly inlineReader: TensorReader | undefined;
+  private readonly inlineBuffers = new BufferPool();
   private nextId = 0;
+  private nextRecycle = 0;
   private failure: Error | undefined;
 
   constructor(readonly threads: number) {
@@ -76,7 +78,7 @@ export class TensorPool {
       return new Promise((resolvePromise, reject) =>
         setImmediate(() => {
           try {
-            resolvePromise(runTensorJob(job, reader));
+            resolvePromise(runTensorJob(job, reader, this.inlineBuffers));
           } catch (err) {
             reject(err as Error);
           }
@@ -89,6 +91,18 @@ export class TensorPool {
       this.queue.push({ id, job });
       this.dispatch();
     });
+  }
+
+  /** Hands a result's buffer back for reuse once its bytes are written (round-robin over workers). */
+  recycle(bytes: Uint8Array): void {
+    const buffer = bytes.buffer as ArrayBuffer;
+    if (bytes.byteOffset !== 0 || bytes.byteLength !== buffer.byteLength) return;
+    if (this.inlineReader) {
+      this.inlineBuffers.give(buffer);
+      return;
+    }
+    const worker = this.workers[this.nextRecycle++ % this.workers.length];
+    worker.postMessage({ recycle: buffer }, [buffer]);
   }
 
   async close(): Promise<void> {

@@ -77,6 +77,7 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
       inFlight.delete(index);
       if (options.signal?.aborted) throw new AbortError();
       writer.write(plan.jobs[index].name, result.bytes);
+      pool.recycle(result.bytes);
       warnings.push(...result.warnings);
       progress.report(index + 1, plan.jobs[index].name);
     }

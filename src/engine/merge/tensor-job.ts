@@ -43,13 +43,42 @@ export interface NonFiniteWarning {
   count: number;
 }
 
+/**
+ * Reuses tensor-sized buffers across jobs, so that after the first few tensors a merge allocates
+ * nothing and its memory stays flat however many tensors follow (rather than rising with garbage
+ * until the collector catches up). Buffers written to disk come back here via `recycle`.
+ */
+export class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private held = 0;
+
+  constructor(private readonly maxHeld = 8) {}
+
+  take(byteLength: number): Uint8Array {
+    const buffer = this.free.get(byteLength)?.pop();
+    if (buffer) {
+      this.held--;
+      return new Uint8Array(buffer);
+    }
+    return new Uint8Array(byteLength);
+  }
+
+  give(buffer: ArrayBuffer): void {
+    if (this.held >= this.maxHeld || buffer.byteLength === 0) return;
+    const list = this.free.get(buffer.byteLength) ?? [];
+    list.push(buffer);
+    this.free.set(buffer.byteLength, list);
+    this.held++;
+  }
+}
+
 export interface TensorResult {
   bytes: Uint8Array;
   warnings: NonFiniteWarning[];
 }
 
-function loadFloat(reader: TensorReader, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
-  const raw = reader.read(input);
+function loadFloat(reader: TensorReader, buffers: BufferPool, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
+  const raw = reader.read(input, buffers.take(input.byteLength));
   const values = decodeToFloat32(raw, input.dtype as FloatDtype);
   let count = 0;
   let first = -1;
@@ -70,15 +99,15 @@ function loadFloat(reader: TensorReader, input: TensorInput, policy: NonFinitePo
   return values;
 }
 
-export function runTensorJob(job: TensorJob, reader: TensorReader): TensorResult {
+export function runTensorJob(job: TensorJob, reader: TensorReader, buffers: BufferPool): TensorResult {
   const warnings: NonFiniteWarning[] = [];
   if (job.kind === 'copy') {
     const source = job.base ?? job.models[0];
-    return { bytes: reader.read(source), warnings };
+    return { bytes: reader.read(source, buffers.take(source.byteLength)), warnings };
   }
   const method = getMergeMethod(job.method);
-  const base = job.base ? loadFloat(reader, job.base, job.nonFinite, warnings) : undefined;
-  const models = job.models.map((m) => loadFloat(reader, m, job.nonFinite, warnings));
+  const base = job.base ? loadFloat(reader, buffers, job.base, job.nonFinite, warnings) : undefined;
+  const models = job.models.map((m) => loadFloat(reader, buffers, m, job.nonFinite, warnings));
   const merged = method.mergeTensor({
     name: job.name,
     shape: job.shape,
@@ -89,5 +118,10 @@ export function runTensorJob(job: TensorJob, reader: TensorReader): TensorResult
     seed: job.seed,
   });
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
-  return { bytes: encodeFromFloat32(merged, job.outDtype), warnings };
+  const bytes = encodeFromFloat32(merged, job.outDtype);
+  // Inputs not backing the output are free again (the output's buffer returns after it is written).
+  for (const input of base ? [base, ...models] : models) {
+    if (input.buffer !== bytes.buffer) buffers.give(input.buffer as ArrayBuffer);
+  }
+  return { bytes, warnings };
 }
