@@ -2,7 +2,8 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { AbortError, CheckpointError, MergeInputError } from '../src/engine/errors';
 import { parseMergeConfig, readMergeConfig } from '../src/engine/merge/config';
@@ -236,8 +237,6 @@ describe('merge input errors: precise, and nothing written', () => {
     const dir = tempDir();
     writeTinyModel(join(dir, 'base'), { w: { shape: [3], values: [1, 2, 3], dtype: 'BF16' } });
     writeTinyModel(join(dir, 'ft'), { w: { shape: [3], values: [2, 2, 5] } });
-    const { writeSafetensorsFile } = await import('../src/engine/checkpoint/writer');
-    const { encodeFromFloat32 } = await import('../src/engine/checkpoint/dtype');
     for (const [name, ids] of [['base', [1, 2, 3]], ['ft', [7, 8, 9]]] as const) {
       writeSafetensorsFile(join(dir, name, 'model.safetensors'), [
         { name: 'w', dtype: name === 'base' ? 'BF16' : 'F32', shape: [3], data: encodeFromFloat32(Float32Array.from(name === 'base' ? [1, 2, 3] : [2, 2, 5]), name === 'base' ? 'BF16' : 'F32') },
