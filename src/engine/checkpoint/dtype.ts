@@ -122,16 +122,22 @@ export function float32BitsToF16(bits: number): number {
 }
 
 /**
- * Decodes raw little-endian bytes of a float dtype to float32. F32 input is returned as a view of
- * the same memory (no copy) when aligned; F16/BF16 are decoded into a new array.
+ * Decodes raw little-endian bytes of a float dtype to float32, into `out` when given. Without
+ * `out`, F32 input is returned as a view of the same memory (no copy) when aligned, and F16/BF16
+ * are decoded into a new array.
  */
-export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDtype): Float32Array {
+export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDtype, out?: Float32Array): Float32Array {
   const count = bytes.byteLength / dtypeSize(dtype);
+  if (out && out.length !== count) throw new RangeError(`decodeToFloat32: output holds ${out.length} values, input has ${count}`);
   if (dtype === 'F32') {
+    if (out) {
+      out.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
+      return out;
+    }
     if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, count);
     return new Float32Array(bytes.slice().buffer);
   }
-  const result = new Float32Array(count);
+  const result = out ?? new Float32Array(count);
   const halves = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.slice().buffer);
   const table = dtype === 'F16' ? f16DecodeTable() : bf16DecodeTable();
   for (let i = 0; i < count; i++) result[i] = table[halves[i]];

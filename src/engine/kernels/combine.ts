@@ -9,6 +9,8 @@
  * over an array of arrays ran several times slower.
  */
 
+import { allInWasm, scratchAddress, wasmKernels } from './wasm';
+
 export type ConsensusMethod = 'sum' | 'count';
 
 export interface CombineOptions {
@@ -24,6 +26,15 @@ const BLOCK = 4096;
 export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], options: CombineOptions, out: Float32Array): Float32Array {
   const { weights, consensus, normalize, lambda } = options;
   const n = base.length;
+  if (deltas.length <= 256 && allInWasm(base, out, ...deltas)) {
+    const kernels = wasmKernels();
+    const scratch = scratchAddress();
+    new Uint32Array(kernels.memory.buffer, scratch, deltas.length).set(deltas.map((d) => d.byteOffset));
+    new Float64Array(kernels.memory.buffer, scratch + 1024, deltas.length).set(weights);
+    const mode = consensus === undefined ? 0 : consensus === 'sum' ? 1 : 2;
+    kernels.combine(base.byteOffset, scratch, scratch + 1024, deltas.length, n, out.byteOffset, mode, normalize ? 1 : 0, lambda);
+    return out;
+  }
   if (!consensus) {
     let weightSum = 0;
     for (const w of weights) weightSum += w;
@@ -95,4 +106,13 @@ export function weightedSum(tensors: Float32Array[], weights: readonly number[],
     for (let j = 0; j < length; j++) out[start + j] = sum[j] * scale;
   }
   return out;
+}
+
+/** x[i] −= base[i]: turns a fine-tune's tensor into its task vector, in place. */
+export function subtractInPlace(x: Float32Array, base: Float32Array): void {
+  if (allInWasm(x, base)) {
+    wasmKernels().subtractInPlace(x.byteOffset, base.byteOffset, x.length);
+    return;
+  }
+  for (let i = 0; i < x.length; i++) x[i] -= base[i];
 }

@@ -7,11 +7,19 @@
  * and no copy, where sorting would be O(n log n) and allocate.
  */
 
+import { wasmKernels, wasmAddress } from './wasm';
+
+function inWasmMemory(bits: Uint32Array): boolean {
+  return wasmAddress(new Float32Array(bits.buffer, bits.byteOffset, bits.length)) !== undefined;
+}
+
 export interface TopKCut {
   /** Magnitude bits of the k-th largest element. */
   thresholdBits: number;
   /** How many elements equal to the threshold belong to the top k (the first ones in index order). */
   takeAtThreshold: number;
+  /** How many elements equal the threshold in all. */
+  countAtThreshold: number;
 }
 
 const HIGH_BINS = 1 << 15;
@@ -26,6 +34,12 @@ const lowHistogram = new Uint32Array(LOW_BINS);
 export function topKCut(bits: Uint32Array, k: number): TopKCut {
   const n = bits.length;
   if (!(k > 0 && k <= n)) throw new RangeError(`topKCut: k=${k} outside 1..${n}`);
+  if (inWasmMemory(bits)) {
+    const kernels = wasmKernels();
+    kernels.topKCut(bits.byteOffset, n, k);
+    const results = new Uint32Array(kernels.memory.buffer, kernels.resultsPointer(), 3);
+    return { thresholdBits: results[0], takeAtThreshold: results[1], countAtThreshold: results[2] };
+  }
   highHistogram.fill(0);
   for (let i = 0; i < n; i++) highHistogram[(bits[i] & 0x7fffffff) >>> 16]++;
   let above = 0;
@@ -39,7 +53,7 @@ export function topKCut(bits: Uint32Array, k: number): TopKCut {
   }
   let low = LOW_BINS - 1;
   while (above + lowHistogram[low] < k) above += lowHistogram[low--];
-  return { thresholdBits: ((bucket << 16) | low) >>> 0, takeAtThreshold: k - above };
+  return { thresholdBits: ((bucket << 16) | low) >>> 0, takeAtThreshold: k - above, countAtThreshold: lowHistogram[low] };
 }
 
 /**

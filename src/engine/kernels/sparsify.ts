@@ -5,6 +5,7 @@
  */
 import { topKCut, topKMembership } from './select';
 import { Random } from './random';
+import { allInWasm, wasmKernels } from './wasm';
 
 export type SparsificationMethod = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
 
@@ -21,8 +22,13 @@ export function magnitudePrune(delta: Float32Array, density: number, rescale = f
     return;
   }
   const bits = bitsOf(delta);
-  const { thresholdBits, takeAtThreshold } = topKCut(bits, keepCount);
-  const scale = rescale && density > 0 ? 1 / density : 1;
+  const { thresholdBits, takeAtThreshold, countAtThreshold } = topKCut(bits, keepCount);
+  // A float32 scale: the product of two float32 values rounds identically in JS and in WASM.
+  const scale = Math.fround(rescale && density > 0 ? 1 / density : 1);
+  if (allInWasm(delta)) {
+    wasmKernels().applyTopK(delta.byteOffset, delta.length, thresholdBits, takeAtThreshold, countAtThreshold, scale);
+    return;
+  }
   let remainingAtThreshold = takeAtThreshold;
   for (let i = 0; i < delta.length; i++) {
     const magnitude = bits[i] & 0x7fffffff;

@@ -8,9 +8,8 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { TensorReader } from '../checkpoint/checkpoint';
 import { CheckpointError } from '../errors';
-import { BufferPool, runTensorJob, TensorJob, TensorResult } from './tensor-job';
+import { createJobContext, JobContext, runTensorJob, TensorJob, TensorResult } from './tensor-job';
 
 export function defaultThreadCount(): number {
   return availableParallelism();
@@ -49,15 +48,14 @@ export class TensorPool {
   private readonly idle: Worker[] = [];
   private readonly queue: Array<{ id: number; job: TensorJob }> = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly inlineReader: TensorReader | undefined;
-  private readonly inlineBuffers = new BufferPool();
+  private readonly inline: JobContext | undefined;
   private nextId = 0;
   private nextRecycle = 0;
   private failure: Error | undefined;
 
   constructor(readonly threads: number) {
     if (threads <= 0) {
-      this.inlineReader = new TensorReader();
+      this.inline = createJobContext();
       return;
     }
     const script = workerScript();
@@ -72,13 +70,13 @@ export class TensorPool {
 
   run(job: TensorJob): Promise<TensorResult> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.inlineReader) {
-      const reader = this.inlineReader;
+    if (this.inline) {
+      const context = this.inline;
       // Yield first so a caller's AbortSignal and I/O callbacks get a turn between tensors.
       return new Promise((resolvePromise, reject) =>
         setImmediate(() => {
           try {
-            resolvePromise(runTensorJob(job, reader, this.inlineBuffers));
+            resolvePromise(runTensorJob(job, context));
           } catch (err) {
             reject(err as Error);
           }
@@ -97,8 +95,8 @@ export class TensorPool {
   recycle(bytes: Uint8Array): void {
     const buffer = bytes.buffer as ArrayBuffer;
     if (bytes.byteOffset !== 0 || bytes.byteLength !== buffer.byteLength) return;
-    if (this.inlineReader) {
-      this.inlineBuffers.give(buffer);
+    if (this.inline) {
+      this.inline.buffers.give(buffer);
       return;
     }
     const worker = this.workers[this.nextRecycle++ % this.workers.length];
@@ -106,7 +104,7 @@ export class TensorPool {
   }
 
   async close(): Promise<void> {
-    this.inlineReader?.close();
+    this.inline?.reader.close();
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
   }

@@ -3,6 +3,7 @@
  * The same function runs inline and inside worker threads, so both paths compute identical bytes.
  */
 import { decodeToFloat32, Dtype, encodeFromFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
+import { WasmArena, wasmAddress, wasmKernels } from '../kernels/wasm';
 import { TensorReader } from '../checkpoint/checkpoint';
 import { CheckpointError } from '../errors';
 import { getMergeMethod } from '../methods/registry';
@@ -77,9 +78,12 @@ export interface TensorResult {
   warnings: NonFiniteWarning[];
 }
 
-function loadFloat(reader: TensorReader, buffers: BufferPool, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
-  const raw = reader.read(input, buffers.take(input.byteLength));
-  const values = decodeToFloat32(raw, input.dtype as FloatDtype);
+/** Counts NaN and ±Inf values; SIMD when the array is in kernel memory. */
+function countNonFinite(values: Float32Array): { count: number; first: number } {
+  if (wasmAddress(values) !== undefined) {
+    const count = wasmKernels().countNonFinite(values.byteOffset, values.length);
+    return { count, first: count > 0 ? values.findIndex((v) => !Number.isFinite(v)) : -1 };
+  }
   let count = 0;
   let first = -1;
   for (let i = 0; i < values.length; i++) {
@@ -90,6 +94,20 @@ function loadFloat(reader: TensorReader, buffers: BufferPool, input: TensorInput
       count++;
     }
   }
+  return { count, first };
+}
+
+/** Reads one input into kernel memory as float32 (F32 straight from disk; F16/BF16 decoded). */
+function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
+  const values = arena.floats(input.elements);
+  if (input.dtype === 'F32') {
+    reader.read(input, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  } else {
+    const raw = reader.read(input, buffers.take(input.byteLength));
+    decodeToFloat32(raw, input.dtype as FloatDtype, values);
+    buffers.give(raw.buffer as ArrayBuffer);
+  }
+  const { count, first } = countNonFinite(values);
   if (count > 0) {
     if (policy === 'error') {
       throw new CheckpointError(input.file, `${count} non-finite value(s) (NaN or Inf), first at flat index ${first}`, input.name);
@@ -99,15 +117,29 @@ function loadFloat(reader: TensorReader, buffers: BufferPool, input: TensorInput
   return values;
 }
 
-export function runTensorJob(job: TensorJob, reader: TensorReader, buffers: BufferPool): TensorResult {
+/** Per-thread state a job runs with: open files, reusable buffers, kernel memory. */
+export interface JobContext {
+  reader: TensorReader;
+  buffers: BufferPool;
+  arena: WasmArena;
+}
+
+export function createJobContext(): JobContext {
+  return { reader: new TensorReader(), buffers: new BufferPool(), arena: new WasmArena() };
+}
+
+export function runTensorJob(job: TensorJob, context: JobContext): TensorResult {
+  const { reader, buffers, arena } = context;
   const warnings: NonFiniteWarning[] = [];
   if (job.kind === 'copy') {
     const source = job.base ?? job.models[0];
     return { bytes: reader.read(source, buffers.take(source.byteLength)), warnings };
   }
   const method = getMergeMethod(job.method);
-  const base = job.base ? loadFloat(reader, buffers, job.base, job.nonFinite, warnings) : undefined;
-  const models = job.models.map((m) => loadFloat(reader, buffers, m, job.nonFinite, warnings));
+  const inputs = job.base ? [job.base, ...job.models] : job.models;
+  arena.reset(inputs.reduce((total, input) => total + input.elements * 4 + 16, 0));
+  const base = job.base ? loadFloat(reader, buffers, arena, job.base, job.nonFinite, warnings) : undefined;
+  const models = job.models.map((m) => loadFloat(reader, buffers, arena, m, job.nonFinite, warnings));
   const merged = method.mergeTensor({
     name: job.name,
     shape: job.shape,
@@ -118,10 +150,10 @@ export function runTensorJob(job: TensorJob, reader: TensorReader, buffers: Buff
     seed: job.seed,
   });
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
-  const bytes = encodeFromFloat32(merged, job.outDtype);
-  // Inputs not backing the output are free again (the output's buffer returns after it is written).
-  for (const input of base ? [base, ...models] : models) {
-    if (input.buffer !== bytes.buffer) buffers.give(input.buffer as ArrayBuffer);
-  }
+  const encoded = encodeFromFloat32(merged, job.outDtype);
+  // Kernel memory is reused by the next job: what leaves the thread is a copy in a buffer of its own.
+  if (encoded.buffer !== merged.buffer) return { bytes: encoded, warnings };
+  const bytes = buffers.take(encoded.byteLength);
+  bytes.set(encoded);
   return { bytes, warnings };
 }

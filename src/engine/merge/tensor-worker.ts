@@ -1,18 +1,16 @@
 /** Worker-thread entry: runs TensorJobs sent by the pool and transfers the result bytes back. */
 import { parentPort } from 'node:worker_threads';
-import { TensorReader } from '../checkpoint/checkpoint';
-import { BufferPool, runTensorJob, TensorJob } from './tensor-job';
+import { createJobContext, runTensorJob, TensorJob } from './tensor-job';
 
-const reader = new TensorReader();
-const buffers = new BufferPool();
+const context = createJobContext();
 
 parentPort!.on('message', (message: { id: number; job: TensorJob } | { recycle: ArrayBuffer }) => {
   if ('recycle' in message) {
-    buffers.give(message.recycle);
+    context.buffers.give(message.recycle);
     return;
   }
   try {
-    const result = runTensorJob(message.job, reader, buffers);
+    const result = runTensorJob(message.job, context);
     const buffer = result.bytes.buffer as ArrayBuffer;
     parentPort!.postMessage({ id: message.id, result }, [buffer]);
   } catch (err) {

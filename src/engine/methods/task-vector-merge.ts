@@ -4,7 +4,7 @@
  * the base. Task arithmetic, TIES, DARE, magnitude pruning, Breadcrumbs and DELLA are all this one
  * procedure with different settings; each method file declares which.
  */
-import { combineTaskVectors, ConsensusMethod } from '../kernels/combine';
+import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../kernels/combine';
 import { tensorRandom } from '../kernels/random';
 import { bernoulliDrop, breadcrumbsPrune, dellaPrune, magnitudePrune, SparsificationMethod } from '../kernels/sparsify';
 import { CONSENSUS, DENSITY, INT8_MASK, LAMBDA, MergeMethod, NORMALIZE, ParameterDef, RESCALE, TensorMergeInput, WEIGHT } from './types';
@@ -55,7 +55,7 @@ export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
       const deltas = input.models;
       for (let t = 0; t < deltas.length; t++) {
         const delta = deltas[t];
-        for (let i = 0; i < delta.length; i++) delta[i] -= base[i];
+        subtractInPlace(delta, base);
         const p = input.modelParameters[t];
         const density = (p.density as number | undefined) ?? 1;
         switch (sparsification) {
