@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { peakResidentBytes } from '../src/engine/diagnostics';
 import { readMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
@@ -41,7 +42,7 @@ function memoryCopyRate(): number {
 async function runOnce(configPath: string, outDir: string, threads: number | undefined): Promise<void> {
   const plan = planMerge(readMergeConfig(configPath));
   const result = await runMerge(plan, outDir, { threads, overwrite: true });
-  const maxRssBytes = process.resourceUsage().maxRSS * 1024;
+  const maxRssBytes = peakResidentBytes();
   process.stdout.write(JSON.stringify({ seconds: result.seconds, maxRssBytes, inputBytes: result.inputBytes, outputBytes: result.outputBytes }) + '\n');
 }
 

@@ -25,11 +25,12 @@ function peakRssOfMerge(tensors: number): { peak: number; inputBytes: number } {
   writeFileSync(config, 'merge_method: ties\nbase_model: models/base\nmodels:\n  - model: models/finetune-1\n  - model: models/finetune-2\nparameters: {weight: 1, density: 0.2}\n');
   const dist = (p: string) => JSON.stringify(resolve(__dirname, '../dist/src/engine/merge', p));
   const script = `
+    const { peakResidentBytes } = require(${JSON.stringify(resolve(__dirname, '../dist/src/engine/diagnostics.js'))});
     const { readMergeConfig } = require(${dist('config.js')});
     const { planMerge } = require(${dist('plan.js')});
     const { runMerge } = require(${dist('run.js')});
     runMerge(planMerge(readMergeConfig(${JSON.stringify(config)})), ${JSON.stringify(join(root, 'out'))}, { threads: 2 })
-      .then((r) => console.log(JSON.stringify({ peak: process.resourceUsage().maxRSS * 1024, inputBytes: r.inputBytes })));
+      .then((r) => console.log(JSON.stringify({ peak: peakResidentBytes(), inputBytes: r.inputBytes })));
   `;
   const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
   expect(child.stderr).toBe('');
