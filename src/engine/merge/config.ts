@@ -100,7 +100,7 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     }
     const record = entry as Record<string, unknown>;
     const model = resolvePath(`${field}.model`, record.model);
-    const parameters = parseParameters(record.parameters, `${field}.parameters`, allParameters, fail);
+    const parameters = parseParameters(record.parameters, `${field}.parameters`, allParameters, fail, baseDirectory);
     for (const name of Object.keys(parameters)) {
       if (!modelParameterNames.has(name)) fail(`${field}.parameters.${name}`, `is a global parameter of ${method.name}; set it under the top-level parameters:`);
     }
@@ -112,7 +112,7 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     models.splice(index, 1);
     if (models.length === 0) fail('models', 'lists only the base model');
   }
-  const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail);
+  const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail, baseDirectory);
 
   const dtypeOf = (field: string): FloatDtype | undefined => {
     const value = root[field];
@@ -131,7 +131,7 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
   return { source, method, baseModel, baseModelGiven, models, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text };
 }
 
-function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never): ParameterValue {
+function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never, baseDirectory: string): ParameterValue {
   if (def.type === 'number') {
     if (typeof value !== 'number' || !Number.isFinite(value)) return fail(field, `must be a finite number, got ${JSON.stringify(value)}`);
     if (def.min !== undefined && value < def.min) fail(field, `${value} is below the minimum ${def.min}`);
@@ -144,16 +144,17 @@ function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f:
   }
   if (typeof value !== 'string') return fail(field, `must be a string, got ${JSON.stringify(value)}`);
   if (def.choices && !def.choices.includes(value)) fail(field, `must be one of ${def.choices.join(', ')}, got "${value}"`);
+  if (def.path) return isAbsolute(value) ? value : resolve(baseDirectory, value);
   return value;
 }
 
-function checkValue(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never): ParameterValue | Gradient {
+function checkValue(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never, baseDirectory: string): ParameterValue | Gradient {
   if (Array.isArray(value)) {
     if (def.type !== 'number') return fail(field, 'a gradient (list of numbers) only applies to numeric parameters');
     if (value.length === 0) return fail(field, 'gradient is empty');
-    return value.map((v, i) => checkScalar(def, v, `${field}[${i}]`, fail) as number);
+    return value.map((v, i) => checkScalar(def, v, `${field}[${i}]`, fail, baseDirectory) as number);
   }
-  return checkScalar(def, value, field, fail);
+  return checkScalar(def, value, field, fail, baseDirectory);
 }
 
 function parseParameters(
@@ -161,6 +162,7 @@ function parseParameters(
   field: string,
   known: Map<string, ParameterDef>,
   fail: (f: string, r: string) => never,
+  baseDirectory: string,
 ): Record<string, RawParameter> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) return fail(field, 'must be a mapping');
@@ -177,10 +179,10 @@ function parseParameters(
         }
         if (condition.filter !== undefined && typeof condition.filter !== 'string') fail(`${path}[${i}].filter`, 'must be a string');
         if (!('value' in condition)) fail(`${path}[${i}]`, 'has no value');
-        return { filter: condition.filter as string | undefined, value: checkValue(def!, condition.value, `${path}[${i}].value`, fail) };
+        return { filter: condition.filter as string | undefined, value: checkValue(def!, condition.value, `${path}[${i}].value`, fail, baseDirectory) };
       });
     } else {
-      result[name] = checkValue(def!, value, path, fail);
+      result[name] = checkValue(def!, value, path, fail, baseDirectory);
     }
   }
   return result;

@@ -10,11 +10,14 @@ import { Checkpoint, openCheckpoint, TensorLocation } from '../checkpoint/checkp
 import { Dtype, dtypeSize, isFloatDtype } from '../checkpoint/dtype';
 import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
+import { readModelConfig } from '../families/model';
 import { layerPositions, MergeConfig, resolveParameters } from './config';
 import { NonFinitePolicy, TensorInput, TensorJob } from './tensor-job';
 
 export interface MergePlan {
   config: MergeConfig;
+  /** config.json for the output when the inputs are a known model family (heads of every fine-tune). */
+  outputConfig: Record<string, unknown> | undefined;
   base: Checkpoint | undefined;
   models: Checkpoint[];
   jobs: TensorJob[];
@@ -40,13 +43,17 @@ function readArchitecture(checkpoint: Checkpoint): { architectures?: unknown; mo
   }
 }
 
-/** Throws when `other` is not homologous with `reference`, saying which tensor differs and how. */
-export function checkHomologous(reference: Checkpoint, other: Checkpoint): void {
-  const missing = reference.names.filter((n) => !other.tensors.has(n));
+/**
+ * Throws when `other` is not homologous with `reference`, saying which tensor differs and how.
+ * Tensors for which `unmerged` is true (task heads) are not compared.
+ */
+export function checkHomologous(reference: Checkpoint, other: Checkpoint, unmerged: (name: string) => boolean = () => false): void {
+  const missing = reference.names.filter((n) => !unmerged(n) && !other.tensors.has(n));
   if (missing.length > 0) throw new MergeInputError(`${other.path} lacks tensor(s) that ${reference.path} has: ${describe(missing)}`);
-  const extra = other.names.filter((n) => !reference.tensors.has(n));
+  const extra = other.names.filter((n) => !unmerged(n) && !reference.tensors.has(n));
   if (extra.length > 0) throw new MergeInputError(`${other.path} has tensor(s) that ${reference.path} lacks: ${describe(extra)}`);
   for (const name of reference.names) {
+    if (unmerged(name)) continue;
     const a = reference.tensors.get(name)!;
     const b = other.tensors.get(name)!;
     if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
@@ -76,18 +83,28 @@ export interface PlanOptions {
   nonFinite?: NonFinitePolicy;
 }
 
+/** The model family of a checkpoint whose config.json names one (`apl_family`). */
+function familyOf(checkpoint: Checkpoint): ReturnType<typeof readModelConfig> | undefined {
+  const arch = readArchitecture(checkpoint) as Record<string, unknown> | undefined;
+  return arch && typeof arch.apl_family === 'string' ? readModelConfig(checkpoint.directory) : undefined;
+}
+
 export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
   const base = config.baseModel ? openCheckpoint(config.baseModel) : undefined;
   const models = config.models.map((m) => openCheckpoint(m.model));
   const reference = base ?? models[0];
-  for (const model of models) if (model !== reference) checkHomologous(reference, model);
+  // Models of a known family: their task heads are not merged but carried over from each fine-tune.
+  const referenceFamily = familyOf(reference);
+  const unmerged = (name: string) => referenceFamily?.family.isHeadTensor(name) ?? false;
+  for (const model of models) if (model !== reference) checkHomologous(reference, model, unmerged);
+  const trunkNames = reference.names.filter((n) => !unmerged(n));
 
   const position = layerPositions(reference.names);
   const jobs: TensorJob[] = [];
   const specs: TensorSpec[] = [];
   let inputBytes = 0;
   let outputBytes = 0;
-  for (const name of reference.names) {
+  for (const name of trunkNames) {
     const location = reference.tensors.get(name)!;
     const float = isFloatDtype(location.dtype);
     const outDtype: Dtype = float ? (config.outDtype ?? config.dtype ?? location.dtype) : location.dtype;
@@ -116,8 +133,48 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
     inputBytes += float ? (baseInput?.byteLength ?? 0) + modelInputs.reduce((a, m) => a + m.byteLength, 0) : location.byteLength;
     outputBytes += location.elements * dtypeSize(outDtype);
   }
+  let outputConfig: Record<string, unknown> | undefined;
+  if (referenceFamily) {
+    const tasks: Record<string, number> = {};
+    const owner = new Map<string, string>();
+    models.forEach((model) => {
+      const modelFamily = familyOf(model);
+      if (!modelFamily || modelFamily.family.name !== referenceFamily.family.name) {
+        throw new MergeInputError(`${model.path}: config.json does not name model family "${referenceFamily.family.name}" as ${reference.path} does`);
+      }
+      for (const [task, classes] of Object.entries(modelFamily.config.tasks)) {
+        if (owner.has(task)) throw new MergeInputError(`task "${task}" has a head in both ${owner.get(task)} and ${model.path}; a merged model keeps one head per task`);
+        owner.set(task, model.path);
+        tasks[task] = classes;
+      }
+      for (const name of model.names.filter(unmerged)) {
+        const location = model.tensors.get(name)!;
+        jobs.push({ ...copyJob(name, toInput(model.path, location), options) });
+        specs.push({ name, dtype: location.dtype, shape: location.shape });
+        inputBytes += location.byteLength;
+        outputBytes += location.byteLength;
+      }
+    });
+    outputConfig = referenceFamily.family.configJson({ ...referenceFamily.config, tasks });
+  }
   const metadata: Record<string, string> = { format: 'pt', ...(reference.metadata ?? {}) };
   metadata.merge_method = config.method.name;
   if (config.method.stochastic) metadata.merge_seed = String(config.seed);
-  return { config, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+  return { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+}
+
+function copyJob(name: string, input: TensorInput, options: PlanOptions): TensorJob {
+  return {
+    name,
+    shape: input.shape,
+    kind: 'copy',
+    base: undefined,
+    models: [input],
+    method: 'copy',
+    globalParameters: {},
+    modelParameters: [],
+    seed: 0,
+    outDtype: input.dtype,
+    nonFinite: options.nonFinite ?? 'error',
+  };
 }

@@ -40,6 +40,28 @@ export interface MergeResult {
   seconds: number;
   inputBytes: number;
   outputBytes: number;
+  /** What a data-aware method's preparation used (APL: importance sources, backend). */
+  preparation?: Record<string, unknown>;
+}
+
+/** Runs a data-aware method's preparation and attaches its per-row parameters to the jobs. */
+async function prepare(plan: MergePlan, options: RunOptions): Promise<Record<string, unknown> | undefined> {
+  const method = plan.config.method;
+  const first = plan.jobs.find((j) => j.kind === 'merge');
+  if (!method.prepare || !first) return undefined;
+  const prepared = await method.prepare({
+    baseModel: plan.config.baseModel,
+    models: plan.config.models.map((m) => m.model),
+    global: first.globalParameters,
+    perModel: first.modelParameters,
+    seed: plan.config.seed,
+    onProgress: options.onProgress,
+    signal: options.signal,
+  });
+  for (const job of plan.jobs) {
+    if (job.kind === 'merge') job.rowParameters = prepared.rowParameters.get(job.name);
+  }
+  return prepared.report;
 }
 
 /** The config as written beside the output: the user's text, with the seed made explicit. */
@@ -55,6 +77,7 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
   const problem = outputDirectoryProblem(outDir, options.overwrite ?? false);
   if (problem) throw new MergeInputError(problem);
   if (options.signal?.aborted) throw new AbortError();
+  const preparation = await prepare(plan, options);
   const staging = createStagingDirectory(outDir);
   const writer = new CheckpointWriter(staging, plan.specs, { maxShardBytes: options.maxShardBytes, metadata: plan.metadata });
   const pool = new TensorPool(options.threads ?? defaultThreadCount());
@@ -86,7 +109,10 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
     writeFileSync(join(staging, CONFIG_COPY_NAME), configText);
     fsyncFile(join(staging, CONFIG_COPY_NAME));
     const baseConfig = plan.base ? join(plan.base.directory, 'config.json') : undefined;
-    if (baseConfig && existsSync(baseConfig)) {
+    if (plan.outputConfig) {
+      writeFileSync(join(staging, 'config.json'), JSON.stringify(plan.outputConfig, null, 2) + '\n');
+      fsyncFile(join(staging, 'config.json'));
+    } else if (baseConfig && existsSync(baseConfig)) {
       copyFileSync(baseConfig, join(staging, 'config.json'));
       fsyncFile(join(staging, 'config.json'));
     }
@@ -106,6 +132,7 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
       seconds: (Date.now() - started) / 1000,
       inputBytes: plan.inputBytes,
       outputBytes: plan.outputBytes,
+      preparation,
     };
   } catch (err) {
     writer.abort();

@@ -36,6 +36,8 @@ export interface TensorJob {
   seed: number;
   outDtype: Dtype;
   nonFinite: NonFinitePolicy;
+  /** Per input model: values per row, from a data-aware method's preparation (APL). */
+  rowParameters?: Array<Record<string, Float32Array>>;
 }
 
 export interface NonFiniteWarning {
@@ -148,6 +150,7 @@ export function runTensorJob(job: TensorJob, context: JobContext): TensorResult 
     modelParameters: job.modelParameters,
     globalParameters: job.globalParameters,
     seed: job.seed,
+    rowParameters: job.rowParameters,
   });
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
   const encoded = encodeFromFloat32(merged, job.outDtype);

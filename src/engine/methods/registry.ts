@@ -3,6 +3,7 @@
  * registers itself on import, so this file is the whole truth about what exists.
  */
 import { MergeInputError } from '../errors';
+import { apl } from './apl';
 import { breadcrumbs } from './breadcrumbs';
 import { breadcrumbsTies } from './breadcrumbs-ties';
 import { dareLinear } from './dare-linear';
@@ -26,6 +27,7 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   breadcrumbsTies,
   della,
   dellaLinear,
+  apl,
 ];
 
 const byName = new Map(MERGE_METHODS.map((m) => [m.name, m]));

@@ -4,6 +4,8 @@
  * (reading files, threads, writing) that `engine/merge` does for every method alike.
  */
 
+import { ProgressCallback } from '../progress';
+
 export type ParameterValue = number | boolean | string;
 
 export interface ParameterDef {
@@ -17,6 +19,8 @@ export interface ParameterDef {
   max?: number;
   /** For strings: the values allowed. */
   choices?: readonly string[];
+  /** For strings: a file path, resolved against the config file's directory. */
+  path?: boolean;
 }
 
 /** One tensor's inputs, already decoded to float32. Arrays in `models` may be overwritten. */
@@ -31,6 +35,26 @@ export interface TensorMergeInput {
   globalParameters: Readonly<Record<string, ParameterValue>>;
   /** Seed for stochastic methods; each (model, tensor) derives its own stream from it. */
   seed: number;
+  /** Per input model: values per row of this tensor, from the method's `prepare` step. */
+  rowParameters?: ReadonlyArray<Readonly<Record<string, Float32Array>>>;
+}
+
+/** What a data-aware method sees before the tensor-by-tensor merge starts. */
+export interface PrepareContext {
+  baseModel: string | undefined;
+  models: string[];
+  global: Readonly<Record<string, ParameterValue>>;
+  perModel: ReadonlyArray<Readonly<Record<string, ParameterValue>>>;
+  seed: number;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+export interface Prepared {
+  /** Tensor name → per model, named values per row. */
+  rowParameters: Map<string, Array<Record<string, Float32Array>>>;
+  /** What the preparation found and used, recorded with the merge result. */
+  report: Record<string, unknown>;
 }
 
 export interface MergeMethod {
@@ -45,6 +69,8 @@ export interface MergeMethod {
   modelParameters: readonly ParameterDef[];
   /** Extra checks across resolved parameters; returns a reason when they cannot work together. */
   checkParameters?(global: Readonly<Record<string, ParameterValue>>, perModel: Readonly<Record<string, ParameterValue>>): string | undefined;
+  /** Data-aware methods compute per-row parameters from the whole models first (APL). */
+  prepare?(context: PrepareContext): Promise<Prepared>;
   mergeTensor(input: TensorMergeInput): Float32Array;
 }
 

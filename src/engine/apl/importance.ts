@@ -1,0 +1,239 @@
+/**
+ * APL importance of each partition of a fine-tune's task vector δ = θ_t − θ_b, on the task's
+ * probe set:
+ *  - exact (causal intervention): I_k = mean_x [L(θ_t − δ_k; x) − L(θ_t; x)], and the KL divergence
+ *    between the clean and corrupted predictive distributions. Partitions in the same stage
+ *    (layer, block) share the activations before it and run as one batch after it, so the cost
+ *    per partition approaches one forward pass over the probe set.
+ *  - gradient (first-order approximation): Î_k = −g·δ_k (signed) or |g·δ_k|, g = ∇L at θ_t (or at
+ *    θ_b with the fine-tune's head): one forward and backward pass covers every partition.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { TaskSplit } from '../data/task-data';
+import { throwIfAborted } from '../errors';
+import { Model, toTensors } from '../families/model';
+import { logits, ParamLookup, range } from '../families/types';
+import { ProgressCallback, ProgressTracker } from '../progress';
+import { PartitionScheme, sumByPartition } from './partitions';
+
+export interface ImportanceInputs {
+  base: Model;
+  finetune: Model;
+  task: string;
+  probe: TaskSplit;
+  scheme: PartitionScheme;
+}
+
+export interface ExactImportance {
+  lossIncrease: Float64Array;
+  kl: Float64Array;
+  cleanLoss: number;
+  /** Forward passes over the probe set's rows, counted in probe-set equivalents. */
+  forwardEquivalents: number;
+  seconds: number;
+}
+
+export interface ExactOptions {
+  /** Most rows (partitions × probe examples) in one batched pass. */
+  maxBatchRows?: number;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
+  if (!(task in finetune.config.tasks)) throw new Error(`${finetune.path}: has no head for task "${task}" (heads: ${Object.keys(finetune.config.tasks).join(', ')})`);
+  const bad = probe.labels.findIndex((y) => y < 0 || y >= finetune.config.tasks[task]);
+  if (bad >= 0) throw new Error(`probe data for "${task}": label ${probe.labels[bad]} at index ${bad} does not fit the head's ${finetune.config.tasks[task]} classes`);
+  for (const { name, shape } of finetune.family.trunkShapes(finetune.config)) {
+    const baseShape = base.shapes.get(name);
+    if (!baseShape) throw new Error(`${base.path}: lacks trunk tensor "${name}" that ${finetune.path} has: the models are not homologous`);
+    if (JSON.stringify(baseShape) !== JSON.stringify(shape)) {
+      throw new Error(`trunk tensor "${name}" has shape ${JSON.stringify(shape)} in ${finetune.path} but ${JSON.stringify(baseShape)} in ${base.path}: the models are not homologous`);
+    }
+  }
+}
+
+/** Per-example cross-entropy [n] and log-probabilities [n, C]. */
+function lossAndLogProbs(out: tf.Tensor, labels: tf.Tensor, classes: number): [tf.Tensor, tf.Tensor] {
+  const logProbs = tf.logSoftmax(out);
+  const loss = tf.neg(tf.sum(tf.mul(tf.oneHot(labels as tf.Tensor1D, classes), logProbs), 1));
+  return [loss, logProbs];
+}
+
+export function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): ExactImportance {
+  checkInputs(inputs);
+  const started = Date.now();
+  const { base, finetune, task, probe, scheme } = inputs;
+  const { family, config } = finetune;
+  const classes = config.tasks[task];
+  const stages = family.stages(config);
+  const n = probe.count;
+  const maxRows = options.maxBatchRows ?? 16384;
+  const trunkNames = [...scheme.shapes.keys()];
+  const ft = toTensors(finetune);
+  const bs = toTensors(base, trunkNames);
+  const lossIncrease = new Float64Array(scheme.count);
+  const kl = new Float64Array(scheme.count);
+  const progress = new ProgressTracker('importance', scheme.count, options.onProgress);
+  let forwardEquivalents = 0;
+  const keep: tf.Tensor[] = [];
+  try {
+    const x = family.inputs(config, probe, range(0, n), `${task} probe data`);
+    const labels = tf.tensor1d(probe.labels, 'int32');
+    keep.push(x, labels);
+    // Activations entering each stage, with the fine-tune's parameters.
+    const activations: tf.Tensor[] = [x];
+    for (const stage of stages) {
+      const next = stage.apply(ft.lookup, activations[activations.length - 1]);
+      activations.push(next);
+      keep.push(next);
+    }
+    const [cleanLossPerExample, cleanLogProbs] = lossAndLogProbs(family.head(config, task, ft.lookup, activations[stages.length]), labels, classes);
+    keep.push(cleanLossPerExample, cleanLogProbs);
+    const cleanLoss = tf.tidy(() => tf.mean(cleanLossPerExample).dataSync()[0]);
+    const cleanProbs = tf.exp(cleanLogProbs);
+    keep.push(cleanProbs);
+    forwardEquivalents += 1;
+
+    /** Lookup where `tensors` take base values in the rows whose partition is `partition`. */
+    const variantLookup = (partition: number, made: tf.Tensor[]): ParamLookup => {
+      const cache = new Map<string, tf.Tensor>();
+      return (name) => {
+        const rows = scheme.rows.get(name);
+        if (!rows || !rows.includes(partition)) return ft.lookup(name);
+        let variant = cache.get(name);
+        if (!variant) {
+          const shape = scheme.shapes.get(name)!;
+          const all = rows.every((p) => p === partition);
+          if (all) variant = bs.lookup(name);
+          else {
+            const mask = tf.tensor(Uint8Array.from(rows, (p) => (p === partition ? 1 : 0)), [rows.length, ...shape.slice(1).map(() => 1)], 'bool');
+            variant = tf.where(mask, bs.lookup(name), ft.lookup(name));
+            made.push(mask, variant);
+          }
+          cache.set(name, variant);
+        }
+        return variant;
+      };
+    };
+
+    const stageOf = (partition: number): number => {
+      const group = scheme.groupOf[partition];
+      if (group < 0) return -1; // the model partition spans every stage
+      const tensors = scheme.groups[group];
+      const index = stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
+      return index;
+    };
+    const byStage = new Map<number, number[]>();
+    for (let k = 0; k < scheme.count; k++) {
+      const s = stageOf(k);
+      byStage.set(s, [...(byStage.get(s) ?? []), k]);
+    }
+    let done = 0;
+    const record = (partitions: number[], corruptedLogits: tf.Tensor) => {
+      const [lossValues, klValues] = tf.tidy(() => {
+        const repeatedLabels = tf.tile(labels, [partitions.length]);
+        const [loss, logProbs] = lossAndLogProbs(corruptedLogits, repeatedLabels, classes);
+        const perVariantLoss = tf.mean(tf.reshape(loss, [partitions.length, n]), 1);
+        const repeatedClean = tf.tile(cleanProbs, [partitions.length, 1]);
+        const repeatedCleanLog = tf.tile(cleanLogProbs, [partitions.length, 1]);
+        const klPerExample = tf.sum(tf.mul(repeatedClean, tf.sub(repeatedCleanLog, logProbs)), 1);
+        const perVariantKl = tf.mean(tf.reshape(klPerExample, [partitions.length, n]), 1);
+        return [perVariantLoss.dataSync(), perVariantKl.dataSync()];
+      });
+      partitions.forEach((k, i) => {
+        lossIncrease[k] = lossValues[i] - cleanLoss;
+        kl[k] = Math.max(0, klValues[i]);
+      });
+      done += partitions.length;
+      forwardEquivalents += partitions.length;
+      progress.report(done, `${task}: ${done}/${scheme.count} partitions`);
+    };
+
+    for (const [s, partitions] of byStage) {
+      if (s < 0) {
+        // Spans several stages: one full forward pass per partition.
+        for (const k of partitions) {
+          throwIfAborted(options.signal);
+          const made: tf.Tensor[] = [];
+          const out = tf.tidy(() => logits(family, config, variantLookup(k, made), x, task));
+          record([k], out);
+          out.dispose();
+          made.forEach((t) => t.dispose());
+        }
+        continue;
+      }
+      const chunk = Math.max(1, Math.floor(maxRows / n));
+      for (let start = 0; start < partitions.length; start += chunk) {
+        throwIfAborted(options.signal);
+        const group = partitions.slice(start, start + chunk);
+        const made: tf.Tensor[] = [];
+        const out = tf.tidy(() => {
+          const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s]));
+          let activation = tf.concat(variants, 0);
+          for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation);
+          return family.head(config, task, ft.lookup, activation);
+        });
+        record(group, out);
+        out.dispose();
+        made.forEach((t) => t.dispose());
+      }
+    }
+    return { lossIncrease, kl, cleanLoss, forwardEquivalents, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    keep.forEach((t) => t.dispose());
+    ft.tensors.forEach((t) => t.dispose());
+    bs.tensors.forEach((t) => t.dispose());
+  }
+}
+
+export interface GradientImportance {
+  /** −g·δ_k: the first-order estimate of the loss increase. */
+  signed: Float64Array;
+  /** |g·δ_k|. */
+  absolute: Float64Array;
+  at: 'finetune' | 'base';
+  seconds: number;
+}
+
+export function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'base' = 'finetune', signal?: AbortSignal): GradientImportance {
+  checkInputs(inputs);
+  throwIfAborted(signal);
+  const started = Date.now();
+  const { base, finetune, task, probe, scheme } = inputs;
+  const { family, config } = finetune;
+  const trunkNames = [...scheme.shapes.keys()];
+  const ft = toTensors(finetune);
+  const bs = toTensors(base, trunkNames);
+  try {
+    const point = (name: string) => (at === 'base' && scheme.shapes.has(name) ? bs.lookup(name) : ft.lookup(name));
+    const gradients = tf.tidy(() => {
+      const x = family.inputs(config, probe, range(0, probe.count), `${task} probe data`);
+      const labels = tf.oneHot(tf.tensor1d(probe.labels, 'int32'), config.tasks[task]);
+      const trunk = trunkNames.map(point);
+      const lossOf = (...values: tf.Tensor[]) => {
+        const lookup: ParamLookup = (name) => {
+          const i = trunkNames.indexOf(name);
+          return i >= 0 ? values[i] : point(name);
+        };
+        return tf.losses.softmaxCrossEntropy(labels, logits(family, config, lookup, x, task)) as tf.Scalar;
+      };
+      return tf.grads(lossOf)(trunk);
+    });
+    const products = new Map<string, Float64Array>();
+    trunkNames.forEach((name, i) => {
+      const g = gradients[i].dataSync();
+      const theta = finetune.params.get(name)!;
+      const theta0 = base.params.get(name)!;
+      const product = new Float64Array(g.length);
+      for (let j = 0; j < g.length; j++) product[j] = g[j] * (theta[j] - theta0[j]);
+      products.set(name, product);
+    });
+    gradients.forEach((g) => g.dispose());
+    const dot = sumByPartition(scheme, products);
+    return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    ft.tensors.forEach((t) => t.dispose());
+    bs.tensors.forEach((t) => t.dispose());
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * APL's preparation before the tensor-by-tensor merge: for each fine-tune, its importance per
+ * partition (from a saved analysis, or computed now on its probe data), then keep-rates per
+ * partition (τ1, target density) and merge weights (τ2, tasks competing per partition), spread
+ * over the rows of every trunk tensor.
+ */
+import { getSplit, loadTaskData } from '../data/task-data';
+import { Model, loadModel } from '../families/model';
+import { MergeInputError } from '../errors';
+import { PrepareContext, Prepared } from '../methods/types';
+import { useBackend } from '../tensors/backend';
+import { loadImportance, ScoreName } from './artifact';
+import { keepRates, mergeWeights } from './calibrate';
+import { exactImportance, gradientImportance } from './importance';
+import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
+
+export function trunkShapesOf(model: Model): Map<string, number[]> {
+  return new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
+}
+
+export function singleTask(model: Model, given: string | undefined): string {
+  const tasks = Object.keys(model.config.tasks);
+  if (given) {
+    if (!tasks.includes(given)) throw new MergeInputError(`${model.path}: has no head for task "${given}" (heads: ${tasks.join(', ')})`);
+    return given;
+  }
+  if (tasks.length !== 1) throw new MergeInputError(`${model.path}: has ${tasks.length} heads (${tasks.join(', ')}); name one with the "task" parameter`);
+  return tasks[0];
+}
+
+export interface ScoreChoice {
+  estimator: 'exact' | 'gradient';
+  metric: 'loss' | 'kl';
+  gradientForm: 'absolute' | 'signed';
+  gradientAt: 'finetune' | 'base';
+}
+
+export function scoreName(choice: ScoreChoice): ScoreName {
+  if (choice.estimator === 'exact') return choice.metric === 'kl' ? 'kl' : 'loss_increase';
+  return choice.gradientForm === 'signed' ? 'gradient_signed' : 'gradient_absolute';
+}
+
+/** Importance of every partition of one fine-tune, by the chosen estimator. */
+export function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal): { score: Float64Array; seconds: number } {
+  const probe = getSplit(loadTaskData(probePath), 'probe');
+  const inputs = { base, finetune, task, probe, scheme };
+  if (choice.estimator === 'exact') {
+    const exact = exactImportance(inputs, { signal });
+    return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds };
+  }
+  const gradient = gradientImportance(inputs, choice.gradientAt, signal);
+  return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds };
+}
+
+export async function prepareApl(context: PrepareContext): Promise<Prepared> {
+  const backend = await useBackend();
+  const { global, perModel } = context;
+  if (!context.baseModel) throw new MergeInputError('apl needs base_model');
+  const base = loadModel(context.baseModel);
+  const level = global.level as PartitionLevel;
+  const choice: ScoreChoice = {
+    estimator: global.estimator as ScoreChoice['estimator'],
+    metric: global.metric as ScoreChoice['metric'],
+    gradientForm: global.gradient_form as ScoreChoice['gradientForm'],
+    gradientAt: global.gradient_at as ScoreChoice['gradientAt'],
+  };
+  const shapes = trunkShapesOf(base);
+  const scheme = buildPartitions(level, shapes);
+  const scores: Float64Array[] = [];
+  const sources: Array<Record<string, unknown>> = [];
+  for (let t = 0; t < context.models.length; t++) {
+    const finetune = loadModel(context.models[t]);
+    const params = perModel[t];
+    const task = singleTask(finetune, (params.task as string) || undefined);
+    const artifactPath = params.importance as string;
+    const probePath = params.probe as string;
+    if (artifactPath) {
+      const artifact = loadImportance(artifactPath);
+      const name = scoreName(choice);
+      const score = artifact.scores[name];
+      if (artifact.level !== level) throw new MergeInputError(`${artifactPath}: importance at ${artifact.level} level, but the merge asks for level ${level}`);
+      if (!score) throw new MergeInputError(`${artifactPath}: has no "${name}" score (it has: ${Object.keys(artifact.scores).join(', ')})`);
+      if (score.length !== scheme.count) throw new MergeInputError(`${artifactPath}: ${score.length} partitions, but ${context.models[t]} has ${scheme.count} at ${level} level`);
+      scores.push(score);
+      sources.push({ model: context.models[t], task, importance: artifactPath, score: name });
+    } else if (probePath) {
+      const { score, seconds } = computeScore(base, finetune, task, probePath, scheme, choice, context.signal);
+      scores.push(score);
+      sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds });
+    } else {
+      throw new MergeInputError(`models[${t}] (${context.models[t]}): apl needs per-model "probe" (task data) or "importance" (a saved analysis)`);
+    }
+  }
+  const rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
+  const weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
+  const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
+  for (const [name, rows] of scheme.rows) {
+    rowParameters.set(
+      name,
+      scores.map((_, t) => ({
+        keep_rate: Float32Array.from(rows, (k) => rates[t][k]),
+        weight: Float32Array.from(rows, (k) => weights[t][k]),
+      })),
+    );
+  }
+  return { rowParameters, report: { backend, level, partitions: scheme.count, estimator: choice.estimator, sources } };
+}

@@ -1,0 +1,96 @@
+/**
+ * A model on disk: a checkpoint plus a config.json naming its family (`apl_family`) and sizes.
+ * Loading reads every tensor (these models are small enough for forward passes in memory) and
+ * checks that the checkpoint has exactly the tensors and shapes the family expects.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
+import { decodeToFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
+import { createStagingDirectory, publishDirectory } from '../checkpoint/files';
+import { CheckpointWriter, fsyncFile } from '../checkpoint/writer';
+import { CheckpointError } from '../errors';
+import { getFamily } from './registry';
+import { FamilyConfig, ModelFamily, ParamLookup } from './types';
+
+export interface Model {
+  path: string;
+  family: ModelFamily<FamilyConfig>;
+  config: FamilyConfig;
+  params: Map<string, Float32Array>;
+  shapes: Map<string, number[]>;
+}
+
+export function readModelConfig(directory: string): { family: ModelFamily<FamilyConfig>; config: FamilyConfig } {
+  const file = join(directory, 'config.json');
+  if (!existsSync(file)) throw new Error(`${directory}: no config.json, so the model family is unknown`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof json.apl_family !== 'string') throw new Error(`${file}: apl_family: missing; the engine cannot run this model`);
+  const family = getFamily(json.apl_family, file);
+  return { family, config: family.parseConfig(json, file) };
+}
+
+export function loadModel(path: string): Model {
+  const checkpoint = openCheckpoint(path);
+  const { family, config } = readModelConfig(checkpoint.directory);
+  const expected = [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))];
+  const params = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
+  const reader = new TensorReader();
+  try {
+    for (const { name, shape } of expected) {
+      const location = checkpoint.tensors.get(name);
+      if (!location) throw new CheckpointError(checkpoint.path, `missing: the ${family.name} config expects it`, name);
+      if (JSON.stringify(location.shape) !== JSON.stringify(shape)) {
+        throw new CheckpointError(location.file, `shape ${JSON.stringify(location.shape)} but the config implies ${JSON.stringify(shape)}`, name);
+      }
+      if (!isFloatDtype(location.dtype)) throw new CheckpointError(location.file, `dtype ${location.dtype} is not a float type`, name);
+      params.set(name, decodeToFloat32(reader.read(location).slice(), location.dtype as FloatDtype).slice());
+      shapes.set(name, shape);
+    }
+  } finally {
+    reader.close();
+  }
+  const extra = checkpoint.names.filter((n) => !params.has(n));
+  if (extra.length > 0) throw new CheckpointError(checkpoint.path, `tensors the ${family.name} config does not describe: ${extra.slice(0, 5).join(', ')}`);
+  return { path, family, config, params, shapes };
+}
+
+/** Writes a model directory atomically (staging, fsync, rename). */
+export function saveModel(directory: string, model: Omit<Model, 'path'>, metadata: Record<string, string> = {}): void {
+  const staging = createStagingDirectory(directory);
+  try {
+    const specs = [...model.params.keys()].map((name) => ({ name, dtype: 'F32' as const, shape: model.shapes.get(name)! }));
+    const writer = new CheckpointWriter(staging, specs, { metadata: { format: 'pt', ...metadata } });
+    for (const spec of specs) {
+      const values = model.params.get(spec.name)!;
+      writer.write(spec.name, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    }
+    writer.finish();
+    writeFileSync(join(staging, 'config.json'), JSON.stringify(model.family.configJson(model.config), null, 2) + '\n');
+    fsyncFile(join(staging, 'config.json'));
+    mkdirSync(join(directory, '..'), { recursive: true });
+    publishDirectory(staging, directory, true);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Parameters as tf tensors (owned by the caller: dispose them), and a lookup over them. */
+export function toTensors(model: Pick<Model, 'params' | 'shapes'>, names: Iterable<string> = model.params.keys()): { tensors: Map<string, tf.Tensor>; lookup: ParamLookup } {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const name of names) tensors.set(name, tf.tensor(model.params.get(name)!, model.shapes.get(name)!));
+  const lookup: ParamLookup = (name) => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`parameter "${name}" is not loaded`);
+    return t;
+  };
+  return { tensors, lookup };
+}

@@ -1,0 +1,59 @@
+/**
+ * Model families: pure functions from named tensors to logits, one trunk shared by every task and
+ * one head per task. The trunk is what merging merges; heads travel with their fine-tune.
+ * A family also splits its trunk into stages (layers, blocks) so that APL's exact intervention
+ * can reuse the activations before the stage a partition lives in.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { TaskSplit } from '../data/task-data';
+
+export type ParamLookup = (name: string) => tf.Tensor;
+
+export interface Stage {
+  /** Trunk tensors this stage reads. */
+  tensors: readonly string[];
+  apply(params: ParamLookup, activation: tf.Tensor): tf.Tensor;
+}
+
+export interface TensorShape {
+  name: string;
+  shape: number[];
+}
+
+export interface FamilyConfig {
+  family: string;
+  /** Task name → number of classes of its head. */
+  tasks: Record<string, number>;
+}
+
+export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
+  name: string;
+  /** Validates config.json contents; `file` names it in errors. */
+  parseConfig(json: Record<string, unknown>, file: string): C;
+  /** config.json contents for a config. */
+  configJson(config: C): Record<string, unknown>;
+  trunkShapes(config: C): TensorShape[];
+  headShapes(config: C, task: string): TensorShape[];
+  isHeadTensor(name: string): boolean;
+  /** Seeded initial values of the trunk, or of one task's head. */
+  initTrunk(config: C, seed: number): Map<string, Float32Array>;
+  initHead(config: C, task: string, seed: number): Map<string, Float32Array>;
+  stages(config: C): Stage[];
+  head(config: C, task: string, params: ParamLookup, features: tf.Tensor): tf.Tensor;
+  /** Turns the stored examples at `indices` into the trunk's input tensor; throws when their shape does not fit. */
+  inputs(config: C, split: TaskSplit, indices: ArrayLike<number>, source: string): tf.Tensor;
+}
+
+/** Runs the whole network: trunk stages, then the task's head. */
+export function logits<C extends FamilyConfig>(family: ModelFamily<C>, config: C, params: ParamLookup, input: tf.Tensor, task: string): tf.Tensor {
+  let activation = input;
+  for (const stage of family.stages(config)) activation = stage.apply(params, activation);
+  return family.head(config, task, params, activation);
+}
+
+/** Indices start..end−1, for taking a contiguous range of a split. */
+export function range(start: number, end: number): Int32Array {
+  const indices = new Int32Array(Math.max(0, end - start));
+  for (let i = 0; i < indices.length; i++) indices[i] = start + i;
+  return indices;
+}
