@@ -82,6 +82,8 @@ export interface BuildZooOptions {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   log?: (line: string) => void;
+  /** Overrides the quick/full scale (tests use a tiny one). */
+  scale?: ZooScale;
 }
 
 function taskDef(name: string): VisionTaskDef {
@@ -93,7 +95,7 @@ function taskDef(name: string): VisionTaskDef {
 export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManifest> {
   const started = Date.now();
   const backend = await useBackend();
-  const scale = VISION_SCALES[options.quick ? 'quick' : 'full'];
+  const scale = options.scale ?? VISION_SCALES[options.quick ? 'quick' : 'full'];
   const log = options.log ?? (() => undefined);
   const sources = new Map<string, VisionSource>();
   const source = (name: 'mnist' | 'fashion') => {
