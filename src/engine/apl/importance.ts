@@ -30,6 +30,8 @@ export interface ExactImportance {
   cleanLoss: number;
   /** Forward passes over the probe set's rows, counted in probe-set equivalents. */
   forwardEquivalents: number;
+  /** Wall time of one clean forward pass over the probe set (the yardstick for cost per partition). */
+  forwardSeconds: number;
   seconds: number;
 }
 
@@ -81,6 +83,9 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
     const x = family.inputs(config, probe, range(0, n), `${task} probe data`);
     const labels = tf.tensor1d(probe.labels, 'int32');
     keep.push(x, labels);
+    const forwardStarted = process.hrtime.bigint();
+    tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task)).dataSync());
+    const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     // Activations entering each stage, with the fine-tune's parameters.
     const activations: tf.Tensor[] = [x];
     for (const stage of stages) {
@@ -164,13 +169,32 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
         continue;
       }
       const chunk = Math.max(1, Math.floor(maxRows / n));
+      const linear = stages[s].linear;
+      const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
       for (let start = 0; start < partitions.length; start += chunk) {
         throwIfAborted(options.signal);
         const group = partitions.slice(start, start + chunk);
         const made: tf.Tensor[] = [];
         const out = tf.tidy(() => {
-          const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s]));
-          let activation = tf.concat(variants, 0);
+          let activation: tf.Tensor;
+          if (linear && rowOf) {
+            // Row partitions of a linear stage: only output unit i changes, so compute the P new
+            // columns x·W_b[i]ᵀ + b_b[i] and splice each into the shared pre-activation.
+            const x = activations[s] as tf.Tensor2D;
+            const pre = tf.add(tf.matMul(x, ft.lookup(linear.weight) as tf.Tensor2D, false, true), linear.bias ? ft.lookup(linear.bias) : 0) as tf.Tensor2D;
+            const units = pre.shape[1];
+            const rowIndex = tf.tensor1d(Int32Array.from(group, (k) => rowOf.indexOf(k)), 'int32');
+            const baseRows = tf.gather(bs.lookup(linear.weight), rowIndex) as tf.Tensor2D;
+            let columns = tf.matMul(x, baseRows, false, true);
+            if (linear.bias) columns = tf.add(columns, tf.gather(bs.lookup(linear.bias), rowIndex));
+            const change = tf.expandDims(tf.transpose(tf.sub(columns, tf.gather(pre, rowIndex, 1))), 2);
+            const where = tf.expandDims(tf.oneHot(rowIndex, units), 1);
+            const variantPre = tf.add(tf.expandDims(pre, 0), tf.mul(change, where));
+            activation = linear.activation(tf.reshape(variantPre, [group.length * n, units]));
+          } else {
+            const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s]));
+            activation = tf.concat(variants, 0);
+          }
           for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation);
           return family.head(config, task, ft.lookup, activation);
         });
@@ -179,7 +203,7 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
         made.forEach((t) => t.dispose());
       }
     }
-    return { lossIncrease, kl, cleanLoss, forwardEquivalents, seconds: (Date.now() - started) / 1000 };
+    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, seconds: (Date.now() - started) / 1000 };
   } finally {
     keep.forEach((t) => t.dispose());
     ft.tensors.forEach((t) => t.dispose());

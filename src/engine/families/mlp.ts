@@ -97,6 +97,7 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
       tensors: [`trunk.layers.${i}.weight`, `trunk.layers.${i}.bias`],
       apply: (params: ParamLookup, x: tf.Tensor) =>
         tf.relu(tf.add(tf.matMul(x as tf.Tensor2D, params(`trunk.layers.${i}.weight`) as tf.Tensor2D, false, true), params(`trunk.layers.${i}.bias`))),
+      linear: { weight: `trunk.layers.${i}.weight`, bias: `trunk.layers.${i}.bias`, activation: (pre: tf.Tensor) => tf.relu(pre) },
     }));
   },
   head(config, task, params, features) {

@@ -13,6 +13,12 @@ export interface Stage {
   /** Trunk tensors this stage reads. */
   tensors: readonly string[];
   apply(params: ParamLookup, activation: tf.Tensor): tf.Tensor;
+  /**
+   * Set when the stage is activation(x·Wᵀ + b): then setting row i of W (and b[i]) back to the
+   * base changes only output unit i, and exact intervention computes that one column instead of
+   * the whole layer per partition.
+   */
+  linear?: { weight: string; bias?: string; activation: (pre: tf.Tensor) => tf.Tensor };
 }
 
 export interface TensorShape {

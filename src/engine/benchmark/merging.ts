@@ -1,0 +1,296 @@
+/**
+ * The merging benchmark: does APL beat the baselines on the same inputs?
+ *
+ * Rows: each fine-tune alone (oracle), weight averaging, task arithmetic, TIES, DARE+TA,
+ * DARE+TIES, magnitude pruning, APL-exact, APL-gradient. Every method gets the same search budget
+ * (at most BUDGET configurations), chosen on the validation split only by mean accuracy; the
+ * chosen configuration is then scored on the in-domain and out-of-domain test splits. Repeated
+ * for each seed (seeds change the random drops); rows report the mean and spread over seeds.
+ * Also: per partition level, Spearman ρ between gradient-approximated and exact importance and
+ * the wall-time ratio exact / gradient.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { saveImportance } from '../apl/artifact';
+import { exactImportance, gradientImportance } from '../apl/importance';
+import { buildPartitions, PARTITION_LEVELS } from '../apl/partitions';
+import { getSplit, loadTaskData, TaskData } from '../data/task-data';
+import { throwIfAborted } from '../errors';
+import { loadModel, Model } from '../families/model';
+import { parseMergeConfig } from '../merge/config';
+import { planMerge } from '../merge/plan';
+import { runMerge } from '../merge/run';
+import { ProgressCallback, ProgressTracker } from '../progress';
+import { useBackend } from '../tensors/backend';
+import { evaluate } from '../train/evaluate';
+import { ZooManifest } from '../zoo/vision';
+
+export const BUDGET = 6;
+
+export interface MethodSpec {
+  row: string;
+  method: string;
+  /** Candidate configurations: global parameters (YAML text fragments) per candidate. */
+  candidates: Array<Record<string, number | string | boolean>>;
+  /** Per-model parameters added for every model. */
+  perModel?: (task: string) => Record<string, string>;
+  seeded: boolean;
+}
+
+const grid = (densities: number[], lambdas: number[], extra: Record<string, number | string | boolean> = {}) =>
+  densities.flatMap((density) => lambdas.map((lambda) => ({ density, lambda, ...extra })));
+
+/** Sum-combining methods add T task vectors: their useful λ is near 1/T; TIES averages (λ near 1). */
+export function methodSpecs(tasks: number, importanceDir: string): MethodSpec[] {
+  const sum = [0.6, 1.0, 1.4].map((x) => +(x / tasks).toFixed(3));
+  const mean = [0.6, 0.8, 1.0];
+  const densities = [0.2, 0.5];
+  const apl = (estimator: 'exact' | 'gradient'): MethodSpec => ({
+    row: `APL-${estimator}`,
+    method: 'apl',
+    candidates: grid(densities, sum, { estimator, keep_temperature: 1, level: 'row' }),
+    perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`) }),
+    seeded: true,
+  });
+  return [
+    { row: 'weight averaging', method: 'linear', candidates: [{}], seeded: false },
+    { row: 'task arithmetic', method: 'task_arithmetic', candidates: [0.4, 0.7, 1.0, 1.3, 1.6, 2.0].map((x) => ({ lambda: +(x / tasks).toFixed(3) })), seeded: false },
+    { row: 'TIES', method: 'ties', candidates: grid(densities, mean), seeded: false },
+    { row: 'DARE+TA', method: 'dare_linear', candidates: grid(densities, sum), seeded: true },
+    { row: 'DARE+TIES', method: 'dare_ties', candidates: grid(densities, mean, { normalize: true }), seeded: true },
+    { row: 'magnitude', method: 'magnitude', candidates: grid(densities, sum), seeded: false },
+    apl('exact'),
+    apl('gradient'),
+  ];
+}
+
+export interface TaskScores {
+  validation: number;
+  test: number;
+  ood: number;
+}
+
+export interface BenchmarkRow {
+  method: string;
+  avgTest: number;
+  avgTestSpread: number;
+  avgNormalized: number;
+  avgOod: number;
+  avgOodSpread: number;
+  perTask: Record<string, { test: number; ood: number; normalized: number }>;
+  chosen: Array<{ seed: number; parameters: Record<string, number | string | boolean>; validation: number }>;
+}
+
+export interface FidelityRow {
+  level: string;
+  partitions: number;
+  /** Spearman ρ between exact loss increase and −g·δ, over every (task, partition) pooled. */
+  spearman: number;
+  /** Mean over tasks of the per-task ρ (where a task has at least 3 partitions). */
+  spearmanPerTask: number;
+  exactSeconds: number;
+  gradientSeconds: number;
+  timeRatio: number;
+  exactPartitionsPerSecond: number;
+  /** Exact intervention's cost per partition, in clean forward passes over the probe set. */
+  forwardsPerPartition: number;
+}
+
+export interface BenchmarkReport {
+  suite: string;
+  zoo: string;
+  backend: string;
+  seeds: number[];
+  budget: number;
+  rows: BenchmarkRow[];
+  fidelity: FidelityRow[];
+  hyperparameters: Record<string, Array<Record<string, number | string | boolean>>>;
+  seconds: number;
+}
+
+export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const rank = (x: ArrayLike<number>) => {
+    const order = Array.from({ length: x.length }, (_, i) => i).sort((i, j) => x[i] - x[j]);
+    const r = new Float64Array(x.length);
+    order.forEach((i, k) => (r[i] = k));
+    return r;
+  };
+  if (a.length < 2) return NaN;
+  const ra = rank(a);
+  const rb = rank(b);
+  const m = (a.length - 1) / 2;
+  let num = 0;
+  let da = 0;
+  let db = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (ra[i] - m) * (rb[i] - m);
+    da += (ra[i] - m) ** 2;
+    db += (rb[i] - m) ** 2;
+  }
+  return num / Math.sqrt(da * db);
+}
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+const spread = (v: number[]) => Math.sqrt(mean(v.map((x) => (x - mean(v)) ** 2)));
+
+function yamlValue(v: number | string | boolean): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+export interface BenchmarkOptions {
+  zoo: string;
+  seeds?: number[];
+  work?: string;
+  onProgress?: ProgressCallback;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export async function runMergingBenchmark(options: BenchmarkOptions): Promise<BenchmarkReport> {
+  const started = Date.now();
+  const backend = await useBackend();
+  const zoo = resolve(options.zoo);
+  const log = options.log ?? (() => undefined);
+  const manifest = JSON.parse(readFileSync(join(zoo, 'zoo.json'), 'utf8')) as ZooManifest;
+  const seeds = options.seeds ?? [0, 1, 2];
+  const work = resolve(options.work ?? join(zoo, 'bench-work'));
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(join(work, 'importance'), { recursive: true });
+  const tasks = manifest.finetunes.map((f) => f.task);
+  const data = new Map<string, TaskData>(manifest.finetunes.map((f) => [f.task, loadTaskData(join(zoo, f.data))]));
+  const base = loadModel(join(zoo, manifest.base));
+  const finetunes = new Map<string, Model>(manifest.finetunes.map((f) => [f.task, loadModel(join(zoo, f.model))]));
+
+  // Importance of every fine-tune at every level, both estimators: fidelity, and APL's inputs (row level).
+  const fidelity: FidelityRow[] = [];
+  for (const level of PARTITION_LEVELS) {
+    const rhos: number[] = [];
+    const pooledExact: number[] = [];
+    const pooledGradient: number[] = [];
+    let forwardSeconds = 0;
+    let exactSeconds = 0;
+    let gradientSeconds = 0;
+    let partitions = 0;
+    for (const task of tasks) {
+      throwIfAborted(options.signal);
+      const finetune = finetunes.get(task)!;
+      const scheme = buildPartitions(level, new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+      const inputs = { base, finetune, task, probe: getSplit(data.get(task)!, 'probe'), scheme };
+      const exact = exactImportance(inputs, { signal: options.signal });
+      const gradient = gradientImportance(inputs, 'finetune', options.signal);
+      exactSeconds += exact.seconds;
+      gradientSeconds += gradient.seconds;
+      forwardSeconds += exact.forwardSeconds;
+      partitions += scheme.count;
+      pooledExact.push(...exact.lossIncrease);
+      pooledGradient.push(...gradient.signed);
+      if (scheme.count > 2) rhos.push(spearman(exact.lossIncrease, gradient.signed));
+      if (level === 'row') {
+        saveImportance(join(work, 'importance', task), scheme, {
+          task,
+          model: finetune.path,
+          base: base.path,
+          scores: { loss_increase: exact.lossIncrease, kl: exact.kl, gradient_signed: gradient.signed, gradient_absolute: gradient.absolute },
+          metadata: { probe_examples: String(inputs.probe.count), backend },
+        });
+      }
+    }
+    const row: FidelityRow = {
+      level,
+      partitions,
+      spearman: spearman(pooledExact, pooledGradient),
+      spearmanPerTask: rhos.length > 0 ? mean(rhos) : NaN,
+      exactSeconds,
+      gradientSeconds,
+      timeRatio: exactSeconds / Math.max(gradientSeconds, 1e-9),
+      exactPartitionsPerSecond: partitions / Math.max(exactSeconds, 1e-9),
+      forwardsPerPartition: exactSeconds / partitions / (forwardSeconds / tasks.length),
+    };
+    fidelity.push(row);
+    log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each)`);
+  }
+
+  const oracle: Record<string, TaskScores> = Object.fromEntries(manifest.finetunes.map((f) => [f.task, f.accuracy]));
+  const score = (model: Model, split: string) => Object.fromEntries(tasks.map((t) => [t, evaluate(model, t, getSplit(data.get(t)!, split)).accuracy]));
+  const specs = methodSpecs(tasks.length, join(work, 'importance'));
+  const totalMerges = specs.reduce((acc, s) => acc + s.candidates.length * (s.seeded ? seeds.length : 1), 0);
+  const progress = new ProgressTracker('bench', totalMerges, options.onProgress);
+  let merges = 0;
+  const rows: BenchmarkRow[] = [];
+  const hyperparameters: BenchmarkReport['hyperparameters'] = {};
+  rows.push({
+    method: 'oracle (each fine-tune alone)',
+    avgTest: mean(tasks.map((t) => oracle[t].test)),
+    avgTestSpread: 0,
+    avgNormalized: 1,
+    avgOod: mean(tasks.map((t) => oracle[t].ood)),
+    avgOodSpread: 0,
+    perTask: Object.fromEntries(tasks.map((t) => [t, { test: oracle[t].test, ood: oracle[t].ood, normalized: 1 }])),
+    chosen: [],
+  });
+  for (const spec of specs) {
+    hyperparameters[spec.row] = spec.candidates;
+    const perSeed: Array<{ test: Record<string, number>; ood: Record<string, number>; seed: number; parameters: Record<string, number | string | boolean>; validation: number }> = [];
+    let deterministicResult: (typeof perSeed)[number] | undefined;
+    for (const seed of seeds) {
+      if (!spec.seeded && deterministicResult) {
+        perSeed.push({ ...deterministicResult, seed });
+        continue;
+      }
+      let best: { validation: number; parameters: Record<string, number | string | boolean>; out: string } | undefined;
+      for (const [c, candidate] of spec.candidates.entries()) {
+        throwIfAborted(options.signal);
+        const models = tasks
+          .map((t) => {
+            const own = { ...(spec.method === 'linear' ? { weight: 1 } : {}), ...(spec.perModel?.(t) ?? {}) };
+            const parameters = Object.entries(own).map(([k, v]) => `${k}: ${yamlValue(v)}`).join(', ');
+            return `  - model: ${JSON.stringify(join(zoo, manifest.finetunes.find((f) => f.task === t)!.model))}\n    parameters: {${parameters}}`;
+          })
+          .join('\n');
+        const globals = Object.entries({ ...(spec.method === 'linear' ? {} : { weight: 1 }), ...candidate }).map(([k, v]) => `  ${k}: ${yamlValue(v)}`);
+        const text = [
+          `merge_method: ${spec.method}`,
+          ...(spec.method === 'linear' ? [] : [`base_model: ${JSON.stringify(join(zoo, manifest.base))}`]),
+          'models:',
+          models,
+          ...(globals.length > 0 ? ['parameters:', ...globals] : []),
+          `seed: ${seed}`,
+          '',
+        ].join('\n');
+        const out = join(work, 'merges', `${spec.method}-${seed}-${c}`);
+        await runMerge(planMerge(parseMergeConfig(text, `${spec.row} candidate ${c}`, work)), out, { threads: 0, overwrite: true });
+        const validation = mean(Object.values(score(loadModel(out), 'validation')));
+        if (!best || validation > best.validation) best = { validation, parameters: candidate, out };
+        progress.report(++merges, `${spec.row} seed ${seed} candidate ${c + 1}/${spec.candidates.length}`);
+      }
+      const chosen = loadModel(best!.out);
+      const result = { test: score(chosen, 'test'), ood: score(chosen, 'ood'), seed, parameters: best!.parameters, validation: best!.validation };
+      perSeed.push(result);
+      if (!spec.seeded) deterministicResult = result;
+    }
+    const avgTests = perSeed.map((r) => mean(tasks.map((t) => r.test[t])));
+    const avgOods = perSeed.map((r) => mean(tasks.map((t) => r.ood[t])));
+    const perTask = Object.fromEntries(
+      tasks.map((t) => {
+        const test = mean(perSeed.map((r) => r.test[t]));
+        return [t, { test, ood: mean(perSeed.map((r) => r.ood[t])), normalized: test / oracle[t].test }];
+      }),
+    );
+    const row: BenchmarkRow = {
+      method: spec.row,
+      avgTest: mean(avgTests),
+      avgTestSpread: spread(avgTests),
+      avgNormalized: mean(tasks.map((t) => perTask[t].normalized)),
+      avgOod: mean(avgOods),
+      avgOodSpread: spread(avgOods),
+      perTask,
+      chosen: perSeed.map(({ seed, parameters, validation }) => ({ seed, parameters, validation })),
+    };
+    rows.push(row);
+    log(`${spec.row}: test ${(row.avgTest * 100).toFixed(1)}% ± ${(row.avgTestSpread * 100).toFixed(1)}, normalized ${(row.avgNormalized * 100).toFixed(1)}%, ood ${(row.avgOod * 100).toFixed(1)}%`);
+  }
+  rmSync(join(work, 'merges'), { recursive: true, force: true });
+  const report: BenchmarkReport = { suite: manifest.suite, zoo, backend, seeds, budget: BUDGET, rows, fidelity, hyperparameters, seconds: (Date.now() - started) / 1000 };
+  writeFileSync(join(work, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  return report;
+}
