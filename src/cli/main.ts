@@ -12,6 +12,7 @@ import { planMerge } from '../engine/merge/plan';
 import { MergeResult, runMerge } from '../engine/merge/run';
 import { NonFinitePolicy } from '../engine/merge/tensor-job';
 import { writeSyntheticFamily } from '../engine/zoo/synthetic';
+import { benchCommand, importanceCommand, zooBuildCommand } from './apl-commands';
 import { formatBytes, formatCount, parseSize } from './format';
 import { formatSeconds, terminalProgress } from './progress-bar';
 
@@ -157,6 +158,38 @@ export function buildProgram(): Command {
     .option('--no-hash', 'skip the sha256 of each file')
     .action(inspectCommand);
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
+  const backendOption = () => new Option('--backend <name>', 'tensor backend for forward/backward passes').choices(['auto', 'wasm', 'cpu']).default(process.env.APL_MERGE_BACKEND ?? 'auto');
+  const zoo = program.command('zoo').description('homologous models trained from a seed, for experiments and tests');
+  zoo
+    .command('build')
+    .description('train a base and its fine-tunes, and write their task data (probe/validation/test/ood)')
+    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text']).makeOptionMandatory())
+    .option('--out <dir>', 'where to write it (default: a cache directory outside the repository)')
+    .option('--quick', 'a small zoo in seconds, for tests and CI')
+    .option('--seed <n>', 'seed of everything random in the build', '1')
+    .addOption(backendOption())
+    .action(zooBuildCommand);
+  program
+    .command('importance')
+    .description("APL importance of each partition of a fine-tune's task vector, on its probe data")
+    .requiredOption('--base <path>', 'the base model')
+    .requiredOption('--model <path>', 'the fine-tune')
+    .requiredOption('--probe <file>', "task data whose probe split is used (safetensors)")
+    .option('--task <name>', "the fine-tune's head to score (default: its only one)")
+    .addOption(new Option('--level <level>', 'partition level').choices(['model', 'layer', 'row']).default('row'))
+    .addOption(new Option('--estimator <e>', 'exact intervention, gradient approximation, or both').choices(['exact', 'gradient', 'both']).default('both'))
+    .requiredOption('--out <file>', 'artifact to write (<file>.safetensors and <file>.json)')
+    .addOption(backendOption())
+    .action(importanceCommand);
+  program
+    .command('bench')
+    .description('merging benchmark: every method on a zoo, hyper-parameters chosen on validation, 3 seeds')
+    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text']).makeOptionMandatory())
+    .requiredOption('--zoo <dir>', 'a zoo built by "apl-merge zoo build"')
+    .requiredOption('--out <file>', 'report.json to write')
+    .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
+    .addOption(backendOption())
+    .action(benchCommand);
   program
     .command('demo')
     .description('build three tiny models, merge them with TIES, and inspect the result')

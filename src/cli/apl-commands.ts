@@ -1,0 +1,105 @@
+/** CLI commands around APL: zoo build, importance, bench. Thin wrappers over the engine. */
+import { writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { saveImportance, ScoreName } from '../engine/apl/artifact';
+import { exactImportance, gradientImportance } from '../engine/apl/importance';
+import { buildPartitions, PartitionLevel } from '../engine/apl/partitions';
+import { singleTask, trunkShapesOf } from '../engine/apl/prepare';
+import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/merging';
+import { getSplit, loadTaskData } from '../engine/data/task-data';
+import { loadModel } from '../engine/families/model';
+import { parseBackend, useBackend } from '../engine/tensors/backend';
+import { buildVisionZoo } from '../engine/zoo/vision';
+import { formatSeconds, terminalProgress } from './progress-bar';
+
+function textSuiteUnavailable(): never {
+  throw new Error('the text suite (encoder family, tokenizer, text tasks) is not built yet; use --suite vision');
+}
+
+export function defaultZooDirectory(suite: string, quick: boolean, seed: number): string {
+  const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
+  return join(cache, 'apl-merge', 'zoo', `${suite}-${quick ? 'quick' : 'full'}-seed${seed}`);
+}
+
+export async function zooBuildCommand(flags: { suite: string; out?: string; quick?: boolean; seed: string; backend: string }): Promise<void> {
+  if (flags.suite === 'text') textSuiteUnavailable();
+  const seed = Number(flags.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got "${flags.seed}"`);
+  const out = resolve(flags.out ?? defaultZooDirectory(flags.suite, flags.quick ?? false, seed));
+  const backend = await useBackend(parseBackend(flags.backend));
+  console.log(`building the ${flags.quick ? 'quick ' : ''}${flags.suite} zoo in ${out} (seed ${seed}, backend ${backend})`);
+  const bar = terminalProgress();
+  const manifest = await buildVisionZoo({ out, quick: flags.quick ?? false, seed, onProgress: bar.onProgress, log: (line) => console.log(line) });
+  bar.done();
+  console.log(`done in ${formatSeconds(manifest.seconds)}: base and ${manifest.finetunes.length} fine-tunes; manifest ${join(out, 'zoo.json')}`);
+}
+
+export async function importanceCommand(flags: { base: string; model: string; probe: string; task?: string; level: string; estimator: string; out: string; backend: string }): Promise<void> {
+  const backend = await useBackend(parseBackend(flags.backend));
+  const base = loadModel(flags.base);
+  const finetune = loadModel(flags.model);
+  const task = singleTask(finetune, flags.task);
+  const probe = getSplit(loadTaskData(flags.probe), 'probe');
+  const scheme = buildPartitions(flags.level as PartitionLevel, trunkShapesOf(finetune));
+  const inputs = { base, finetune, task, probe, scheme };
+  const scores: Partial<Record<ScoreName, Float64Array>> = {};
+  const timings: Record<string, string> = {};
+  const bar = terminalProgress();
+  if (flags.estimator !== 'gradient') {
+    const exact = exactImportance(inputs, { onProgress: bar.onProgress });
+    bar.done();
+    scores.loss_increase = exact.lossIncrease;
+    scores.kl = exact.kl;
+    timings.exact_seconds = String(exact.seconds);
+    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(exact.seconds)} (${(scheme.count / exact.seconds).toFixed(0)} partitions/s), clean loss ${exact.cleanLoss.toFixed(4)}`);
+  }
+  if (flags.estimator !== 'exact') {
+    const gradient = gradientImportance(inputs);
+    scores.gradient_signed = gradient.signed;
+    scores.gradient_absolute = gradient.absolute;
+    timings.gradient_seconds = String(gradient.seconds);
+    console.log(`gradient approximation: ${scheme.count} partitions in ${formatSeconds(gradient.seconds)}`);
+  }
+  const paths = saveImportance(flags.out, scheme, { task, model: resolve(flags.model), base: resolve(flags.base), scores, metadata: { backend, probe: resolve(flags.probe), probe_examples: String(probe.count), ...timings } });
+  const main = scores.loss_increase ?? scores.gradient_signed!;
+  const top = Array.from(main.keys()).sort((a, b) => main[b] - main[a]).slice(0, 5);
+  console.log(`most important partitions for ${task} (${scores.loss_increase ? 'loss increase' : '−g·δ'}):`);
+  for (const k of top) console.log(`  ${scheme.names[k].padEnd(24)} ${main[k].toFixed(5)}`);
+  console.log(`wrote ${paths.safetensors} and ${paths.summary} (backend ${backend})`);
+}
+
+export function formatReport(report: BenchmarkReport): string {
+  const pct = (v: number) => (v * 100).toFixed(1);
+  const tasks = Object.keys(report.rows[0].perTask);
+  const lines = [
+    `| method | avg test | avg normalized | avg OOD | ${tasks.map((t) => `${t} test / OOD`).join(' | ')} |`,
+    `| --- | --- | --- | --- | ${tasks.map(() => '---').join(' | ')} |`,
+    ...report.rows.map(
+      (r) =>
+        `| ${r.method} | ${pct(r.avgTest)} ± ${pct(r.avgTestSpread)} | ${pct(r.avgNormalized)} | ${pct(r.avgOod)} ± ${pct(r.avgOodSpread)} | ${tasks.map((t) => `${pct(r.perTask[t].test)} / ${pct(r.perTask[t].ood)}`).join(' | ')} |`,
+    ),
+    '',
+    '| level | partitions | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...report.fidelity.map(
+      (f) =>
+        `| ${f.level} | ${f.partitions} | ${f.spearman.toFixed(3)} | ${Number.isNaN(f.spearmanPerTask) ? '—' : f.spearmanPerTask.toFixed(3)} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
+    ),
+  ];
+  return lines.join('\n');
+}
+
+export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string }): Promise<void> {
+  if (flags.suite === 'text') textSuiteUnavailable();
+  await useBackend(parseBackend(flags.backend));
+  const seeds = flags.seeds.split(',').map((s) => Number(s.trim()));
+  if (seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw new Error(`--seeds must be non-negative integers, got "${flags.seeds}"`);
+  const bar = terminalProgress();
+  const report = await runMergingBenchmark({ zoo: flags.zoo, seeds, onProgress: bar.onProgress, log: (line) => console.log(line) });
+  bar.done();
+  writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n');
+  console.log('');
+  console.log(formatReport(report));
+  console.log(`\nwrote ${flags.out} (${formatSeconds(report.seconds)})`);
+}

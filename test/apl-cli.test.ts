@@ -1,0 +1,84 @@
+/** The APL commands of the real CLI (zoo build, importance, bench) and the benchmark's report. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadImportance } from '../src/engine/apl/artifact';
+import { runMergingBenchmark } from '../src/engine/benchmark/merging';
+import { useBackend } from '../src/engine/tensors/backend';
+import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
+import { removeTempDirs, tempDir } from './helpers/files';
+
+afterAll(removeTempDirs);
+
+const BIN = resolve(__dirname, '../bin/apl-merge.js');
+const cli = (args: string[]) => {
+  const child = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: child.status, stdout: child.stdout, stderr: child.stderr };
+};
+
+describe('apl-merge zoo build and importance', () => {
+  it('builds the quick vision zoo, then scores a fine-tune with both estimators', () => {
+    const out = join(tempDir(), 'zoo');
+    const build = cli(['zoo', 'build', '--suite', 'vision', '--quick', '--seed', '3', '--out', out]);
+    expect(build.stderr).toBe('');
+    expect(build.code).toBe(0);
+    expect(build.stdout).toMatch(/building the quick vision zoo .* \(seed 3, backend wasm\)/);
+    const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8'));
+    expect(manifest.finetunes.map((f: { task: string }) => f.task)).toEqual(VISION_SCALES.quick.tasks);
+    // Fine-tuning must have taught every task something well beyond chance.
+    for (const f of manifest.finetunes) expect(f.accuracy.test).toBeGreaterThan(f.classes === 2 ? 0.8 : 0.7);
+    const artifact = join(out, 'rotated-importance');
+    const run = cli(['importance', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', artifact]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/exact intervention: 128 partitions in .* partitions\/s\), clean loss/);
+    expect(run.stdout).toMatch(/most important partitions for digits_rotated \(loss increase\):\n {2}trunk\.layers\.\d\[\d+\]/);
+    const loaded = loadImportance(`${artifact}.safetensors`);
+    expect(Object.keys(loaded.scores).sort()).toEqual(['gradient_absolute', 'gradient_signed', 'kl', 'loss_increase']);
+    expect(existsSync(`${artifact}.json`)).toBe(true);
+  });
+
+  it('refuses the text suite with a clear message', () => {
+    const run = cli(['zoo', 'build', '--suite', 'text', '--quick']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/text suite .* is not built yet/);
+  });
+});
+
+describe('merging benchmark', () => {
+  it('reports every row, the fidelity per level, the seeds and the hyper-parameters searched', async () => {
+    await useBackend('wasm');
+    const zoo = tempDir();
+    await buildVisionZoo({
+      out: zoo,
+      quick: true,
+      seed: 2,
+      scale: { ...VISION_SCALES.quick, tasks: ['digits', 'digit_parity'], hiddenSizes: [16], sizes: { train: 400, probe: 16, validation: 60, test: 60, ood: 60 }, pretrainSteps: 30, finetuneSteps: 30, batchSize: 16 },
+    });
+    const report = await runMergingBenchmark({ zoo, seeds: [0, 1] });
+    expect(report.rows.map((r) => r.method)).toEqual([
+      'oracle (each fine-tune alone)',
+      'weight averaging',
+      'task arithmetic',
+      'TIES',
+      'DARE+TA',
+      'DARE+TIES',
+      'magnitude',
+      'APL-exact',
+      'APL-gradient',
+    ]);
+    for (const row of report.rows) {
+      expect(Object.keys(row.perTask)).toEqual(['digits', 'digit_parity']);
+      expect(row.avgTest).toBeGreaterThan(0);
+      expect(row.avgTest).toBeLessThanOrEqual(1);
+    }
+    // Deterministic methods do not vary with the seed; every method had at most the same budget.
+    expect(report.rows.find((r) => r.method === 'TIES')!.avgTestSpread).toBe(0);
+    for (const candidates of Object.values(report.hyperparameters)) expect(candidates.length).toBeLessThanOrEqual(report.budget);
+    expect(report.rows.find((r) => r.method === 'APL-gradient')!.chosen.map((c) => c.seed)).toEqual([0, 1]);
+    expect(report.fidelity.map((f) => f.level)).toEqual(['model', 'layer', 'row']);
+    const row = report.fidelity.find((f) => f.level === 'row')!;
+    expect(row.partitions).toBe(2 * 16);
+    expect(row.spearman).toBeGreaterThan(0);
+    expect(Number.isFinite(row.timeRatio) && row.exactPartitionsPerSecond > 0 && row.forwardsPerPartition > 0).toBe(true);
+  });
+});
