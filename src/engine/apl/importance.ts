@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted } from '../errors';
 import { Model, toTensors } from '../families/model';
-import { logits, ParamLookup, range } from '../families/types';
+import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme, sumByPartition } from './partitions';
 
@@ -87,9 +87,11 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
     tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task)).dataSync());
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     // Activations entering each stage, with the fine-tune's parameters.
+    const context: StageContext = family.context?.(config, x) ?? {};
+    keep.push(...Object.values(context));
     const activations: tf.Tensor[] = [x];
     for (const stage of stages) {
-      const next = stage.apply(ft.lookup, activations[activations.length - 1]);
+      const next = stage.apply(ft.lookup, activations[activations.length - 1], context);
       activations.push(next);
       keep.push(next);
     }
@@ -192,10 +194,11 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
             const variantPre = tf.add(tf.expandDims(pre, 0), tf.mul(change, where));
             activation = linear.activation(tf.reshape(variantPre, [group.length * n, units]));
           } else {
-            const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s]));
+            const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s], context));
             activation = tf.concat(variants, 0);
           }
-          for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation);
+          const tiled = tileContext(context, group.length);
+          for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation, tiled);
           return family.head(config, task, ft.lookup, activation);
         });
         record(group, out);

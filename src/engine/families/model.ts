@@ -11,7 +11,7 @@ import { decodeToFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { createStagingDirectory, publishDirectory } from '../checkpoint/files';
 import { CheckpointWriter, fsyncFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
-import { getFamily } from './registry';
+import { familyForConfig } from './registry';
 import { FamilyConfig, ModelFamily, ParamLookup } from './types';
 
 export interface Model {
@@ -31,8 +31,7 @@ export function readModelConfig(directory: string): { family: ModelFamily<Family
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
   }
-  if (typeof json.apl_family !== 'string') throw new Error(`${file}: apl_family: missing; the engine cannot run this model`);
-  const family = getFamily(json.apl_family, file);
+  const family = familyForConfig(json, file);
   return { family, config: family.parseConfig(json, file) };
 }
 
@@ -57,7 +56,8 @@ export function loadModel(path: string): Model {
   } finally {
     reader.close();
   }
-  const extra = checkpoint.names.filter((n) => !params.has(n));
+  // Integer buffers Hugging Face may save alongside the weights (position_ids) are not parameters.
+  const extra = checkpoint.names.filter((n) => !params.has(n) && isFloatDtype(checkpoint.tensors.get(n)!.dtype));
   if (extra.length > 0) throw new CheckpointError(checkpoint.path, `tensors the ${family.name} config does not describe: ${extra.slice(0, 5).join(', ')}`);
   return { path, family, config, params, shapes };
 }

@@ -9,10 +9,13 @@ import { TaskSplit } from '../data/task-data';
 
 export type ParamLookup = (name: string) => tf.Tensor;
 
+/** Per-example tensors derived from the input that every stage may read (e.g. an attention mask). First axis: examples. */
+export type StageContext = Readonly<Record<string, tf.Tensor>>;
+
 export interface Stage {
   /** Trunk tensors this stage reads. */
   tensors: readonly string[];
-  apply(params: ParamLookup, activation: tf.Tensor): tf.Tensor;
+  apply(params: ParamLookup, activation: tf.Tensor, context: StageContext): tf.Tensor;
   /**
    * Set when the stage is activation(x·Wᵀ + b): then setting row i of W (and b[i]) back to the
    * base changes only output unit i, and exact intervention computes that one column instead of
@@ -45,6 +48,8 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
   initTrunk(config: C, seed: number): Map<string, Float32Array>;
   initHead(config: C, task: string, seed: number): Map<string, Float32Array>;
   stages(config: C): Stage[];
+  /** Per-example tensors the stages need besides the activation (default: none). */
+  context?(config: C, input: tf.Tensor): StageContext;
   head(config: C, task: string, params: ParamLookup, features: tf.Tensor): tf.Tensor;
   /** Turns the stored examples at `indices` into the trunk's input tensor; throws when their shape does not fit. */
   inputs(config: C, split: TaskSplit, indices: ArrayLike<number>, source: string): tf.Tensor;
@@ -52,9 +57,17 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
 
 /** Runs the whole network: trunk stages, then the task's head. */
 export function logits<C extends FamilyConfig>(family: ModelFamily<C>, config: C, params: ParamLookup, input: tf.Tensor, task: string): tf.Tensor {
+  const context = family.context?.(config, input) ?? {};
   let activation = input;
-  for (const stage of family.stages(config)) activation = stage.apply(params, activation);
+  for (const stage of family.stages(config)) activation = stage.apply(params, activation, context);
   return family.head(config, task, params, activation);
+}
+
+/** The context repeated `times` along the example axis (for batched corrupted variants). */
+export function tileContext(context: StageContext, times: number): StageContext {
+  const tiled: Record<string, tf.Tensor> = {};
+  for (const [key, value] of Object.entries(context)) tiled[key] = tf.tile(value, [times, ...value.shape.slice(1).map(() => 1)]);
+  return tiled;
 }
 
 /** Indices start..end−1, for taking a contiguous range of a split. */

@@ -86,6 +86,7 @@ export interface PlanOptions {
 /** The model family of a checkpoint whose config.json names one (`apl_family`). */
 function familyOf(checkpoint: Checkpoint): ReturnType<typeof readModelConfig> | undefined {
   const arch = readArchitecture(checkpoint) as Record<string, unknown> | undefined;
+  // Only our own families: Hugging Face classifiers share one head name, which mergekit merges like any tensor.
   return arch && typeof arch.apl_family === 'string' ? readModelConfig(checkpoint.directory) : undefined;
 }
 

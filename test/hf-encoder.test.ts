@@ -1,0 +1,34 @@
+/**
+ * The encoder family reads Hugging Face BERT and RoBERTa sequence classifiers and computes the same
+ * logits as `transformers`. The fixtures in test/fixtures/hf were written by
+ * scripts/gpu/hf-reference.py with transformers 5.17.0 and torch 2.11 (random small models,
+ * padded token batches, and the logits transformers computed for them).
+ */
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { maxLogitDifference } from '../bench/hf-parity';
+import { loadModel } from '../src/engine/families/model';
+import { useBackend } from '../src/engine/tensors/backend';
+
+const FIXTURES = join(__dirname, 'fixtures', 'hf');
+
+beforeAll(async () => {
+  await useBackend('wasm');
+});
+
+describe.each(['bert', 'roberta'])('%s sequence classifier', (name) => {
+  it('loads with its Hugging Face config and tensor names', () => {
+    const model = loadModel(join(FIXTURES, name));
+    expect(model.family.name).toBe('encoder');
+    expect(model.config.tasks).toEqual({ classification: 3 });
+    expect(model.params.has(name === 'bert' ? 'bert.pooler.dense.weight' : 'classifier.out_proj.weight')).toBe(true);
+  });
+
+  it('matches the logits transformers computed to 1e-4, padding included', () => {
+    const reference = JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8'));
+    expect(reference.transformers).toBe('5.17.0');
+    const { maxAbs, shape } = maxLogitDifference(join(FIXTURES, name), join(FIXTURES, `${name}.json`));
+    expect(shape).toEqual([5, 3]);
+    expect(maxAbs).toBeLessThanOrEqual(1e-4);
+  });
+});
