@@ -37,10 +37,12 @@ describe('apl-merge zoo build and importance', () => {
     expect(existsSync(`${artifact}.json`)).toBe(true);
   });
 
-  it('refuses the text suite with a clear message', () => {
-    const run = cli(['zoo', 'build', '--suite', 'text', '--quick']);
+  it('refuses to bench a zoo of another suite', () => {
+    const zoo = tempDir();
+    require('node:fs').writeFileSync(join(zoo, 'zoo.json'), JSON.stringify({ suite: 'vision' }));
+    const run = cli(['bench', '--suite', 'text', '--zoo', zoo, '--out', join(zoo, 'report.json')]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/text suite .* is not built yet/);
+    expect(run.stderr).toMatch(/zoo.json: a vision zoo, but --suite is text/);
   });
 });
 

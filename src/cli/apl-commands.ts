@@ -1,5 +1,5 @@
 /** CLI commands around APL: zoo build, importance, bench. Thin wrappers over the engine. */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { saveImportance, ScoreName } from '../engine/apl/artifact';
@@ -10,12 +10,9 @@ import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/mergin
 import { getSplit, loadTaskData } from '../engine/data/task-data';
 import { loadModel } from '../engine/families/model';
 import { parseBackend, useBackend } from '../engine/tensors/backend';
+import { buildTextZoo } from '../engine/zoo/text';
 import { buildVisionZoo } from '../engine/zoo/vision';
 import { formatSeconds, terminalProgress } from './progress-bar';
-
-function textSuiteUnavailable(): never {
-  throw new Error('the text suite (encoder family, tokenizer, text tasks) is not built yet; use --suite vision');
-}
 
 export function defaultZooDirectory(suite: string, quick: boolean, seed: number): string {
   const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
@@ -23,14 +20,14 @@ export function defaultZooDirectory(suite: string, quick: boolean, seed: number)
 }
 
 export async function zooBuildCommand(flags: { suite: string; out?: string; quick?: boolean; seed: string; backend: string }): Promise<void> {
-  if (flags.suite === 'text') textSuiteUnavailable();
   const seed = Number(flags.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got "${flags.seed}"`);
   const out = resolve(flags.out ?? defaultZooDirectory(flags.suite, flags.quick ?? false, seed));
   const backend = await useBackend(parseBackend(flags.backend));
   console.log(`building the ${flags.quick ? 'quick ' : ''}${flags.suite} zoo in ${out} (seed ${seed}, backend ${backend})`);
   const bar = terminalProgress();
-  const manifest = await buildVisionZoo({ out, quick: flags.quick ?? false, seed, onProgress: bar.onProgress, log: (line) => console.log(line) });
+  const build = flags.suite === 'text' ? buildTextZoo : buildVisionZoo;
+  const manifest = await build({ out, quick: flags.quick ?? false, seed, onProgress: bar.onProgress, log: (line) => console.log(line) });
   bar.done();
   console.log(`done in ${formatSeconds(manifest.seconds)}: base and ${manifest.finetunes.length} fine-tunes; manifest ${join(out, 'zoo.json')}`);
 }
@@ -91,7 +88,8 @@ export function formatReport(report: BenchmarkReport): string {
 }
 
 export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string }): Promise<void> {
-  if (flags.suite === 'text') textSuiteUnavailable();
+  const manifest = JSON.parse(readFileSync(join(flags.zoo, 'zoo.json'), 'utf8')) as { suite?: string };
+  if (manifest.suite !== flags.suite) throw new Error(`${join(flags.zoo, 'zoo.json')}: a ${manifest.suite} zoo, but --suite is ${flags.suite}`);
   await useBackend(parseBackend(flags.backend));
   const seeds = flags.seeds.split(',').map((s) => Number(s.trim()));
   if (seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw new Error(`--seeds must be non-negative integers, got "${flags.seeds}"`);

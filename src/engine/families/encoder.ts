@@ -76,17 +76,44 @@ function parseEncoderConfig(json: Record<string, unknown>, file: string): Encode
   return config;
 }
 
-function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), gamma), beta);
 }
 
 /** x·Wᵀ + b over the last axis, W stored [out, in] as nn.Linear. */
-function dense(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+export function dense(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   const shape = x.shape;
   const flat = tf.reshape(x, [-1, shape[shape.length - 1]]) as tf.Tensor2D;
   const out = tf.add(tf.matMul(flat, weight as tf.Tensor2D, false, true), bias);
   return tf.reshape(out, [...shape.slice(0, -1), weight.shape[0]]);
+}
+
+/**
+ * table[ids] (rows of a 2-D table), differentiable with respect to the table on every backend.
+ * tfjs's gather gradient needs UnsortedSegmentSum, which the WASM backend lacks; here the
+ * gradient is a scatter-add of the incoming rows, done on the host: O(ids × width), where a
+ * one-hot product would cost O(ids × rows × width).
+ */
+export function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  const lookup = tf.customGrad(((t: tf.Tensor, indices: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([t, indices]);
+    return {
+      value: tf.gather(t, indices),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [rows, width] = saved[0].shape as [number, number];
+        const index = saved[1].dataSync();
+        const incoming = dy.dataSync();
+        const gradient = new Float32Array(rows * width);
+        for (let i = 0; i < index.length; i++) {
+          const target = index[i] * width;
+          for (let j = 0; j < width; j++) gradient[target + j] += incoming[i * width + j];
+        }
+        return [tf.tensor2d(gradient, [rows, width]), tf.zerosLike(saved[1])];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return lookup(table, tf.cast(ids, 'int32'));
 }
 
 /** GELU with the exact error function, as Hugging Face's "gelu". */
@@ -228,9 +255,9 @@ export const encoderFamily: ModelFamily<EncoderConfig> = {
           const real = context.real;
           positions = tf.cast(tf.add(tf.mul(tf.cumsum(real, 1), real), config.padTokenId), 'int32');
         } else positions = tf.tile(tf.expandDims(tf.range(0, length, 1, 'int32'), 0), [n, 1]);
-        const words = tf.gather(params(`${P}embeddings.word_embeddings.weight`), tf.cast(ids, 'int32'));
-        const place = tf.gather(params(`${P}embeddings.position_embeddings.weight`), positions);
-        const type = tf.gather(params(`${P}embeddings.token_type_embeddings.weight`), tf.zeros([n, length], 'int32'));
+        const words = gatherRows(params(`${P}embeddings.word_embeddings.weight`), tf.cast(ids, 'int32'));
+        const place = gatherRows(params(`${P}embeddings.position_embeddings.weight`), positions);
+        const type = gatherRows(params(`${P}embeddings.token_type_embeddings.weight`), tf.zeros([n, length], 'int32'));
         return layerNorm(tf.add(tf.add(words, place), type), params(`${P}embeddings.LayerNorm.weight`), params(`${P}embeddings.LayerNorm.bias`), config.layerNormEps);
       },
     };

@@ -71,7 +71,7 @@ export interface ZooManifest {
   backend: string;
   base: string;
   finetunes: ZooEntry[];
-  scale: ZooScale;
+  scale: ZooScale | Record<string, unknown>;
   seconds: number;
 }
 
