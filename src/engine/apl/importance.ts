@@ -38,6 +38,11 @@ export interface ExactImportance {
 export interface ExactOptions {
   /** Most rows (partitions × probe examples) in one batched pass. */
   maxBatchRows?: number;
+  /**
+   * Most activation elements entering the batched suffix at once (partitions × the stage's
+   * activation size): bounds memory for sequence models, whose activations per example are large.
+   */
+  maxBatchElements?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
 }
@@ -172,7 +177,8 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
         }
         continue;
       }
-      const chunk = Math.max(1, Math.floor(maxRows / n));
+      const perVariant = activations[s + 1].size;
+      const chunk = Math.max(1, Math.min(Math.floor(maxRows / n), Math.floor((options.maxBatchElements ?? 2 ** 21) / perVariant)));
       const linear = stages[s].linear;
       const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
       for (let start = 0; start < partitions.length; start += chunk) {
