@@ -1,5 +1,6 @@
 /** APL: partitions, exact intervention against brute force, the gradient approximation, calibration. */
 import * as tf from '@tensorflow/tfjs';
+import { spearman } from '../src/engine/benchmark/merging';
 import { keepRates, mergeWeights, standardize } from '../src/engine/apl/calibrate';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions, sumByPartition } from '../src/engine/apl/partitions';
@@ -20,27 +21,6 @@ function meanLoss(model: Model, task: string, probe: ReturnType<typeof tinyFamil
   });
   tensors.forEach((t) => t.dispose());
   return value;
-}
-
-function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const rank = (x: ArrayLike<number>) => {
-    const order = Array.from({ length: x.length }, (_, i) => i).sort((i, j) => x[i] - x[j]);
-    const r = new Float64Array(x.length);
-    order.forEach((i, k) => (r[i] = k));
-    return r;
-  };
-  const ra = rank(a);
-  const rb = rank(b);
-  const m = (a.length - 1) / 2;
-  let num = 0;
-  let da = 0;
-  let db = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (ra[i] - m) * (rb[i] - m);
-    da += (ra[i] - m) ** 2;
-    db += (rb[i] - m) ** 2;
-  }
-  return num / Math.sqrt(da * db);
 }
 
 const shapesOf = (model: Model) => new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));

@@ -2,14 +2,11 @@
 import { join } from 'node:path';
 import { saveTaskData, TaskSplit } from '../../src/engine/data/task-data';
 import { MlpConfig, mlpFamily } from '../../src/engine/families/mlp';
-import { Model, saveModel } from '../../src/engine/families/model';
-import { FamilyConfig, ModelFamily } from '../../src/engine/families/types';
+import { Model, modelOf, saveModel } from '../../src/engine/families/model';
 import { Random } from '../../src/engine/kernels/random';
 
 export function tinyModel(config: MlpConfig, params: Map<string, Float32Array>, path = ''): Model {
-  const shapes = new Map<string, number[]>();
-  for (const { name, shape } of [...mlpFamily.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => mlpFamily.headShapes(config, t))]) shapes.set(name, shape);
-  return { path, family: mlpFamily as unknown as ModelFamily<FamilyConfig>, config, params, shapes };
+  return modelOf(mlpFamily, config, params, path);
 }
 
 export interface TinyFamily {

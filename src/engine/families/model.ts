@@ -22,6 +22,13 @@ export interface Model {
   shapes: Map<string, number[]>;
 }
 
+/** An in-memory model from a family, its config and parameter values (shapes from the family). */
+export function modelOf<C extends FamilyConfig>(family: ModelFamily<C>, config: C, params: Map<string, Float32Array>, path = ''): Model {
+  const shapes = new Map<string, number[]>();
+  for (const { name, shape } of [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))]) shapes.set(name, shape);
+  return { path, family: family as unknown as ModelFamily<FamilyConfig>, config, params, shapes };
+}
+
 export function readModelConfig(directory: string): { family: ModelFamily<FamilyConfig>; config: FamilyConfig } {
   const file = join(directory, 'config.json');
   if (!existsSync(file)) throw new Error(`${directory}: no config.json, so the model family is unknown`);

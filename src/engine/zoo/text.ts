@@ -12,14 +12,14 @@ import { pretrainingSentences, TEXT_TASKS, TextExample, textSplits, TextSplitSiz
 import { MASK_ID, PAD_ID, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer';
 import { throwIfAborted } from '../errors';
 import { dense, EncoderConfig, encoderFamily, gatherRows, layerNorm } from '../families/encoder';
-import { Model, saveModel } from '../families/model';
-import { FamilyConfig, ModelFamily } from '../families/types';
+import { Model, modelOf, saveModel } from '../families/model';
+import { ModelFamily } from '../families/types';
 import { Random } from '../kernels/random';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { useBackend } from '../tensors/backend';
 import { evaluate } from '../train/evaluate';
 import { train } from '../train/train';
-import { ZooEntry, ZooManifest } from './vision';
+import { BuildZooOptions, ZooEntry, ZooManifest } from './vision';
 
 export interface TextZooScale {
   tasks: string[];
@@ -136,17 +136,7 @@ function pretrainMaskedTokens(model: Model, sentences: Int32Array, count: number
   return lastLoss;
 }
 
-export interface BuildTextZooOptions {
-  out: string;
-  quick: boolean;
-  seed: number;
-  onProgress?: ProgressCallback;
-  signal?: AbortSignal;
-  log?: (line: string) => void;
-  scale?: TextZooScale;
-}
-
-export async function buildTextZoo(options: BuildTextZooOptions): Promise<ZooManifest> {
+export async function buildTextZoo(options: BuildZooOptions<TextZooScale>): Promise<ZooManifest> {
   const started = Date.now();
   const backend = await useBackend();
   const scale = options.scale ?? TEXT_SCALES[options.quick ? 'quick' : 'full'];
@@ -189,14 +179,9 @@ export async function buildTextZoo(options: BuildTextZooOptions): Promise<ZooMan
     sequenceLength: L,
     tasks: { pretrain_mlm: tokenizer.size },
   };
-  const asModel = (config: EncoderConfig, params: Map<string, Float32Array>): Model => {
-    const shapes = new Map<string, number[]>();
-    for (const { name, shape } of [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))]) shapes.set(name, shape);
-    return { path: '', family: family as unknown as ModelFamily<FamilyConfig>, config, params, shapes };
-  };
   const baseParams = family.initTrunk(baseConfig, options.seed);
   for (const [n, v] of family.initHead(baseConfig, 'pretrain_mlm', options.seed)) baseParams.set(n, v);
-  const base = asModel(baseConfig, baseParams);
+  const base = modelOf(family, baseConfig, baseParams);
   const pretraining = encodeAll(tokenizer, sentences.map((text) => ({ text, label: 0 })), L);
   log(`pretraining the encoder with masked tokens on ${sentences.length} sentences (${scale.pretrainSteps} steps)`);
   const mlmLoss = pretrainMaskedTokens(base, pretraining.inputs as Int32Array, pretraining.count, scale, options.seed, options.onProgress, options.signal);
@@ -210,7 +195,7 @@ export async function buildTextZoo(options: BuildTextZooOptions): Promise<ZooMan
     const params = new Map<string, Float32Array>();
     for (const { name } of family.trunkShapes(config)) params.set(name, base.params.get(name)!.slice());
     for (const [n, v] of family.initHead(config, source.name, options.seed)) params.set(n, v);
-    const model = asModel(config, params);
+    const model = modelOf(family, config, params);
     log(`fine-tuning on ${source.name} (${scale.finetuneSteps} steps)`);
     const taskSplits = encoded.get(source.name)!;
     train(model, [{ task: source.name, split: taskSplits.train }], {

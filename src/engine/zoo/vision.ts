@@ -12,8 +12,8 @@ import { saveTaskData, TaskSplit } from '../data/task-data';
 import { buildTaskSplits, IMAGE_SIDE, loadFashionMnist, loadMnist, SplitSizes, VISION_TASKS, VisionSource, VisionTaskDef } from '../data/vision';
 import { throwIfAborted } from '../errors';
 import { MlpConfig, mlpFamily } from '../families/mlp';
-import { Model, saveModel } from '../families/model';
-import { FamilyConfig, ModelFamily } from '../families/types';
+import { modelOf, saveModel } from '../families/model';
+import { ModelFamily } from '../families/types';
 import { useBackend } from '../tensors/backend';
 import { evaluate } from '../train/evaluate';
 import { train } from '../train/train';
@@ -75,7 +75,7 @@ export interface ZooManifest {
   seconds: number;
 }
 
-export interface BuildZooOptions {
+export interface BuildZooOptions<S = ZooScale> {
   out: string;
   quick: boolean;
   seed: number;
@@ -83,7 +83,7 @@ export interface BuildZooOptions {
   signal?: AbortSignal;
   log?: (line: string) => void;
   /** Overrides the quick/full scale (tests use a tiny one). */
-  scale?: ZooScale;
+  scale?: S;
 }
 
 function taskDef(name: string): VisionTaskDef {
@@ -123,14 +123,9 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
     hiddenSizes: scale.hiddenSizes,
     tasks: Object.fromEntries(scale.pretrainTasks.map((t) => [`pretrain_${t}`, taskDef(t).classes])),
   };
-  const asModel = (config: MlpConfig, params: Map<string, Float32Array>): Model => {
-    const shapes = new Map<string, number[]>();
-    for (const { name, shape } of [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))]) shapes.set(name, shape);
-    return { path: '', family: family as unknown as ModelFamily<FamilyConfig>, config, params, shapes };
-  };
   const baseParams = family.initTrunk(baseConfig, options.seed);
   for (const task of Object.keys(baseConfig.tasks)) for (const [n, v] of family.initHead(baseConfig, task, options.seed)) baseParams.set(n, v);
-  const base = asModel(baseConfig, baseParams);
+  const base = modelOf(family, baseConfig, baseParams);
   log(`pretraining the base on ${scale.pretrainTasks.join(' + ')} (${scale.pretrainSteps} steps)`);
   train(
     base,
@@ -147,7 +142,7 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
     const params = new Map<string, Float32Array>();
     for (const { name } of family.trunkShapes(config)) params.set(name, base.params.get(name)!.slice());
     for (const [n, v] of family.initHead(config, task, options.seed)) params.set(n, v);
-    const model = asModel(config, params);
+    const model = modelOf(family, config, params);
     log(`fine-tuning on ${task} (${scale.finetuneSteps} steps)`);
     train(model, [{ task, split: splits.get(task)!.train }], {
       steps: scale.finetuneSteps,
