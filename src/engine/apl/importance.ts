@@ -14,7 +14,7 @@ import { throwIfAborted } from '../errors';
 import { Model, toTensors } from '../families/model';
 import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
-import { PartitionScheme, sumByPartition } from './partitions';
+import { PartitionScheme } from './partitions';
 
 export interface ImportanceInputs {
   base: Model;
@@ -239,7 +239,8 @@ export function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'b
   const { family, config } = finetune;
   const trunkNames = [...scheme.shapes.keys()];
   const ft = toTensors(finetune);
-  const bs = toTensors(base, trunkNames);
+  // The base's tensors are only needed when the gradient is taken there.
+  const bs = toTensors(base, at === 'base' ? trunkNames : []);
   try {
     const point = (name: string) => (at === 'base' && scheme.shapes.has(name) ? bs.lookup(name) : ft.lookup(name));
     const gradients = tf.tidy(() => {
@@ -255,17 +256,21 @@ export function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'b
       };
       return tf.grads(lossOf)(trunk);
     });
-    const products = new Map<string, Float64Array>();
+    // g·δ summed per partition, row by row, in one pass over each tensor.
+    const dot = new Float64Array(scheme.count);
     trunkNames.forEach((name, i) => {
       const g = gradients[i].dataSync();
       const theta = finetune.params.get(name)!;
       const theta0 = base.params.get(name)!;
-      const product = new Float64Array(g.length);
-      for (let j = 0; j < g.length; j++) product[j] = g[j] * (theta[j] - theta0[j]);
-      products.set(name, product);
+      const rows = scheme.rows.get(name)!;
+      const rowLength = g.length / rows.length;
+      for (let r = 0; r < rows.length; r++) {
+        let sum = 0;
+        for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * (theta[j] - theta0[j]);
+        dot[rows[r]] += sum;
+      }
     });
     gradients.forEach((g) => g.dispose());
-    const dot = sumByPartition(scheme, products);
     return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, seconds: (Date.now() - started) / 1000 };
   } finally {
     ft.tensors.forEach((t) => t.dispose());
