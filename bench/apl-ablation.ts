@@ -1,5 +1,5 @@
 /**
- * APL ablation: one knob at a time around the benchmark's APL setting, scored by mean validation
+ * APL ablation: one knob at a time around a baseline APL setting, scored by mean validation
  * accuracy over the zoo's tasks (seed 0). Uses the row-level importance analyses that
  * `apl-merge bench` saved under ZOO/bench-work/importance.
  *
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     await runMerge(planMerge(parseMergeConfig(text, 'ablation', zoo)), out, { threads: 0, overwrite: true });
     const merged = loadModel(out);
     const accuracy = tasks.map((t, i) => evaluate(merged, t, validation[i]).accuracy);
-    console.log(`| ${variant || '(as benchmarked)'} | ${((accuracy.reduce((a, b) => a + b, 0) / tasks.length) * 100).toFixed(1)} |`);
+    console.log(`| ${variant || '(baseline)'} | ${((accuracy.reduce((a, b) => a + b, 0) / tasks.length) * 100).toFixed(1)} |`);
   }
 }
 

@@ -81,7 +81,7 @@ export function formatReport(report: BenchmarkReport): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...report.fidelity.map(
       (f) =>
-        `| ${f.level} | ${f.partitions} | ${f.spearman.toFixed(3)} | ${Number.isNaN(f.spearmanPerTask) ? '—' : f.spearmanPerTask.toFixed(3)} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
+        `| ${f.level} | ${f.partitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
     ),
   ];
   return lines.join('\n');
