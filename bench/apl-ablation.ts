@@ -49,7 +49,8 @@ async function main(): Promise<void> {
     const out = join(zoo, 'bench-work', 'ablation-merge');
     await runMerge(planMerge(parseMergeConfig(text, 'ablation', zoo)), out, { threads: 0, overwrite: true });
     const merged = loadModel(out);
-    const accuracy = tasks.map((t, i) => evaluate(merged, t, validation[i]).accuracy);
+    const accuracy: number[] = [];
+    for (const [i, t] of tasks.entries()) accuracy.push((await evaluate(merged, t, validation[i])).accuracy);
     console.log(`| ${variant || '(baseline)'} | ${((accuracy.reduce((a, b) => a + b, 0) / tasks.length) * 100).toFixed(1)} |`);
   }
 }

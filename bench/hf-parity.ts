@@ -10,14 +10,14 @@ import { loadModel, toTensors } from '../src/engine/families/model';
 import { logits } from '../src/engine/families/types';
 import { useBackend } from '../src/engine/tensors/backend';
 
-export function maxLogitDifference(modelDir: string, referenceFile: string): { maxAbs: number; shape: number[] } {
+export async function maxLogitDifference(modelDir: string, referenceFile: string): Promise<{ maxAbs: number; shape: number[] }> {
   const reference = JSON.parse(readFileSync(referenceFile, 'utf8')) as { input_ids: number[][]; logits: number[][] };
   const model = loadModel(modelDir);
   const { tensors, lookup } = toTensors(model);
   try {
     const ids = tf.tensor2d(reference.input_ids, undefined, 'int32');
     const out = logits(model.family, model.config, lookup, ids, 'classification');
-    const got = out.arraySync() as number[][];
+    const got = (await out.array()) as number[][];
     tf.dispose([ids, out]);
     let maxAbs = 0;
     got.forEach((row, i) => row.forEach((v, j) => (maxAbs = Math.max(maxAbs, Math.abs(v - reference.logits[i][j])))));
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   await useBackend();
   let worst = 0;
   for (const name of ['bert', 'roberta']) {
-    const { maxAbs, shape } = maxLogitDifference(join(dir, name), join(dir, `${name}.json`));
+    const { maxAbs, shape } = await maxLogitDifference(join(dir, name), join(dir, `${name}.json`));
     worst = Math.max(worst, maxAbs);
     console.log(`${name}: logits ${JSON.stringify(shape)}, max |apl-merge − transformers| = ${maxAbs.toExponential(3)}`);
   }

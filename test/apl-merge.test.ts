@@ -87,8 +87,8 @@ describe('apl merge method', () => {
     const a = loadModel(join(dir, 'a'));
     const scheme = buildPartitions('row', new Map(a.family.trunkShapes(a.config).map((s) => [s.name, s.shape])));
     const probe = getSplit(loadTaskData(join(dir, 'a.safetensors')), 'probe');
-    const exact = exactImportance({ base, finetune: a, task: 'a', probe, scheme });
-    const gradient = gradientImportance({ base, finetune: a, task: 'a', probe, scheme });
+    const exact = await exactImportance({ base, finetune: a, task: 'a', probe, scheme });
+    const gradient = await gradientImportance({ base, finetune: a, task: 'a', probe, scheme });
     const paths = saveImportance(join(dir, 'a-importance'), scheme, {
       task: 'a',
       model: a.path,

@@ -37,7 +37,7 @@ describe('partition schemes', () => {
     expect(scheme.count).toBe(count);
     expect(Array.from(scheme.sizes)).toEqual(sizes);
   });
-  it('pairs each weight row with its bias entry and sums per partition', () => {
+  it('pairs each weight row with its bias entry and sums per partition', async () => {
     const scheme = buildPartitions('row', shapes);
     expect(scheme.names.slice(0, 2)).toEqual(['trunk.layers.0[0]', 'trunk.layers.0[1]']);
     expect(Array.from(scheme.rows.get('trunk.layers.0.bias')!)).toEqual(Array.from(scheme.rows.get('trunk.layers.0.weight')!));
@@ -51,10 +51,10 @@ describe('exact importance (causal intervention)', () => {
   const [finetune] = family.finetunes;
   const probe = family.probes[0];
 
-  it.each(['model', 'layer', 'row'] as const)('equals the loss increase of each corrupted model computed one by one (%s level)', (level) => {
+  it.each(['model', 'layer', 'row'] as const)('equals the loss increase of each corrupted model computed one by one (%s level)', async (level) => {
     const scheme = buildPartitions(level, shapesOf(finetune));
-    const batched = exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
-    const oneAtATime = exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: 1 });
+    const batched = await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
+    const oneAtATime = await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: 1 });
     const clean = meanLoss(finetune, 'a', probe);
     expect(batched.cleanLoss).toBeCloseTo(clean, 5);
     for (let k = 0; k < scheme.count; k++) {
@@ -73,55 +73,55 @@ describe('exact importance (causal intervention)', () => {
     }
   });
 
-  it('gives zero importance and zero KL to a partition the fine-tune did not change', () => {
+  it('gives zero importance and zero KL to a partition the fine-tune did not change', async () => {
     const params = new Map([...finetune.params].map(([n, v]) => [n, v.slice()]));
     params.get('trunk.layers.0.weight')!.set(family.base.params.get('trunk.layers.0.weight')!.subarray(16 * 3, 16 * 4), 16 * 3);
     params.get('trunk.layers.0.bias')![3] = family.base.params.get('trunk.layers.0.bias')![3];
     const scheme = buildPartitions('row', shapesOf(finetune));
-    const result = exactImportance({ base: family.base, finetune: { ...finetune, params }, task: 'a', probe, scheme });
+    const result = await exactImportance({ base: family.base, finetune: { ...finetune, params }, task: 'a', probe, scheme });
     expect(Math.abs(result.lossIncrease[3])).toBeLessThan(1e-6);
     expect(result.kl[3]).toBeLessThan(1e-6);
   });
 
-  it('reports progress per partition and stops on abort', () => {
+  it('reports progress per partition and stops on abort', async () => {
     const scheme = buildPartitions('row', shapesOf(finetune));
     const done: number[] = [];
-    exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: probe.count * 4, onProgress: (e) => done.push(e.done) });
+    await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: probe.count * 4, onProgress: (e) => done.push(e.done) });
     expect(done[done.length - 1]).toBe(scheme.count);
     expect(done).toEqual([...done].sort((a, b) => a - b));
     const controller = new AbortController();
     controller.abort();
-    expect(() => exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { signal: controller.signal })).toThrow(/aborted/);
+    await expect(exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { signal: controller.signal })).rejects.toThrow(/aborted/);
   });
 });
 
 describe('gradient approximation', () => {
-  it('ranks partitions like exact intervention when deltas are small (first-order regime)', () => {
+  it('ranks partitions like exact intervention when deltas are small (first-order regime)', async () => {
     const family = tinyFamily({ seed: 3, tasks: [{ name: 'a', classes: 3 }], deltaScale: 0.002, hidden: [16, 8] });
     const [finetune] = family.finetunes;
     const scheme = buildPartitions('row', shapesOf(finetune));
     const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme };
-    const exact = exactImportance(inputs);
-    const gradient = gradientImportance(inputs);
+    const exact = await exactImportance(inputs);
+    const gradient = await gradientImportance(inputs);
     expect(spearman(exact.lossIncrease, gradient.signed)).toBeGreaterThan(0.95);
     for (let k = 0; k < scheme.count; k++) {
       expect(gradient.absolute[k]).toBeCloseTo(Math.abs(gradient.signed[k]), 12);
       expect(Math.abs(gradient.signed[k] - exact.lossIncrease[k])).toBeLessThan(Math.abs(exact.lossIncrease[k]) * 0.2 + 1e-6);
     }
-    const atBase = gradientImportance(inputs, 'base');
+    const atBase = await gradientImportance(inputs, 'base');
     expect(atBase.at).toBe('base');
     expect(Array.from(atBase.signed)).not.toEqual(Array.from(gradient.signed));
   });
 
-  it('rejects probe labels that do not fit the head, and a task the model has no head for', () => {
+  it('rejects probe labels that do not fit the head, and a task the model has no head for', async () => {
     const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }] });
     const [finetune] = family.finetunes;
     const scheme = buildPartitions('layer', shapesOf(finetune));
     const probe = { ...family.probes[0], labels: family.probes[0].labels.map((y, i) => (i === 5 ? 7 : y)) };
-    expect(() => gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme })).toThrow(/label 7 at index 5 does not fit the head's 3 classes/);
-    expect(() => exactImportance({ base: family.base, finetune, task: 'b', probe: family.probes[0], scheme })).toThrow(/has no head for task "b"/);
+    await expect(gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme })).rejects.toThrow(/label 7 at index 5 does not fit the head's 3 classes/);
+    await expect(exactImportance({ base: family.base, finetune, task: 'b', probe: family.probes[0], scheme })).rejects.toThrow(/has no head for task "b"/);
     const wide = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4] });
-    expect(() => gradientImportance({ base: wide.base, finetune, task: 'a', probe: family.probes[0], scheme })).toThrow(/trunk tensor "trunk.layers.0.weight" has shape \[8,16\] in .* but \[9,16\] .*not homologous/);
+    await expect(gradientImportance({ base: wide.base, finetune, task: 'a', probe: family.probes[0], scheme })).rejects.toThrow(/trunk tensor "trunk.layers.0.weight" has shape \[8,16\] in .* but \[9,16\] .*not homologous/);
   });
 });
 
@@ -141,12 +141,12 @@ describe('calibration', () => {
       for (let i = 1; i < order.length; i++) expect(rates[order[i]]).toBeGreaterThanOrEqual(rates[order[i - 1]] - 1e-12);
     }
   });
-  it('is uniform (DARE) at τ1 = ∞ and keeps whole partitions by rank at τ1 = 0', () => {
+  it('is uniform (DARE) at τ1 = ∞ and keeps whole partitions by rank at τ1 = 0', async () => {
     expect(Array.from(keepRates(importance, sizes, 0.3, Infinity))).toEqual(new Array(6).fill(0.3));
     // Budget 0.3 × 100 = 30: the top partitions (5 + 10) whole, then 15 of the next (15 elements).
     expect(Array.from(keepRates(importance, sizes, 0.3, 0))).toEqual([0, 0, 1, 0, 1, 1]);
   });
-  it('splits each partition among tasks by softmax of standardized importance (τ2), weights summing to T', () => {
+  it('splits each partition among tasks by softmax of standardized importance (τ2), weights summing to T', async () => {
     const other = [0.1, 0.4, -1, 2, 0.2, 0.3];
     const weights = mergeWeights([importance, other], sizes, 0.5);
     for (let k = 0; k < sizes.length; k++) expect(weights[0][k] + weights[1][k]).toBeCloseTo(2, 12);

@@ -17,17 +17,17 @@ beforeAll(async () => {
 });
 
 describe.each(['bert', 'roberta'])('%s sequence classifier', (name) => {
-  it('loads with its Hugging Face config and tensor names', () => {
+  it('loads with its Hugging Face config and tensor names', async () => {
     const model = loadModel(join(FIXTURES, name));
     expect(model.family.name).toBe('encoder');
     expect(model.config.tasks).toEqual({ classification: 3 });
     expect(model.params.has(name === 'bert' ? 'bert.pooler.dense.weight' : 'classifier.out_proj.weight')).toBe(true);
   });
 
-  it('matches the logits transformers computed to 1e-4, padding included', () => {
+  it('matches the logits transformers computed to 1e-4, padding included', async () => {
     const reference = JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8'));
     expect(reference.transformers).toBe('5.17.0');
-    const { maxAbs, shape } = maxLogitDifference(join(FIXTURES, name), join(FIXTURES, `${name}.json`));
+    const { maxAbs, shape } = await maxLogitDifference(join(FIXTURES, name), join(FIXTURES, `${name}.json`));
     expect(shape).toEqual([5, 3]);
     expect(maxAbs).toBeLessThanOrEqual(1e-4);
   });

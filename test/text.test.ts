@@ -21,25 +21,25 @@ beforeAll(async () => {
 afterAll(removeTempDirs);
 
 describe('tokenizer', () => {
-  it('splits lower-cased words and punctuation into the longest vocabulary pieces', () => {
+  it('splits lower-cased words and punctuation into the longest vocabulary pieces', async () => {
     expect(words('Hello, World! 42x')).toEqual(['hello', ',', 'world', '!', '42x']);
     expect(pieces('hello')).toEqual(['▁hello']);
     expect(pieces('strawberries')).toEqual(['▁straw', 'berries']);
   });
-  it('encodes [CLS] … [SEP] with padding, unknown pieces as [UNK]', () => {
+  it('encodes [CLS] … [SEP] with padding, unknown pieces as [UNK]', async () => {
     const tokenizer = new Tokenizer([...SPECIAL_TOKENS, '▁the', '▁cat', '▁sat']);
     expect(Array.from(tokenizer.encode('The cat sat on the mat', 10))).toEqual([CLS_ID, 5, 6, 7, UNK_ID, 5, UNK_ID, SEP_ID, PAD_ID, PAD_ID]);
     expect(Array.from(tokenizer.encode('the the the the the', 4))).toEqual([CLS_ID, 5, 5, SEP_ID]);
     expect(() => new Tokenizer(['▁the'])).toThrow(/vocabulary must start with \[PAD\]/);
   });
-  it('builds a vocabulary of the most used pieces after the special tokens', () => {
+  it('builds a vocabulary of the most used pieces after the special tokens', async () => {
     const tokenizer = Tokenizer.fromCorpus(['the cat', 'the dog', 'the cat'], 7);
     expect(tokenizer.vocabulary).toEqual([...SPECIAL_TOKENS, '▁the', '▁cat']);
   });
 });
 
 describe('text tasks', () => {
-  it.each(Object.keys(TEXT_TASKS))('%s has in-domain and shifted examples of every class, and disjoint seeded splits', (name) => {
+  it.each(Object.keys(TEXT_TASKS))('%s has in-domain and shifted examples of every class, and disjoint seeded splits', async (name) => {
     const source = TEXT_TASKS[name]();
     for (let c = 0; c < source.classes; c++) {
       expect(source.inDomain.some((e) => e.label === c)).toBe(true);
@@ -56,7 +56,7 @@ describe('text tasks', () => {
 });
 
 describe('gatherRows', () => {
-  it('has the scatter-add gradient of a row gather', () => {
+  it('has the scatter-add gradient of a row gather', async () => {
     const table = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
     const ids = tf.tensor1d([2, 0, 2], 'int32');
     const weights = tf.tensor2d([[1, 10], [100, 1000], [2, 20]]);
@@ -87,10 +87,10 @@ function tinyEncoder(seed: number): { base: Model; finetune: Model; probe: TaskS
 }
 
 describe('APL on the encoder', () => {
-  it('exact intervention (batched over blocks, padding masks tiled) equals corrupting each partition by hand', () => {
+  it('exact intervention (batched over blocks, padding masks tiled) equals corrupting each partition by hand', async () => {
     const { base, finetune, probe } = tinyEncoder(1);
     const scheme = buildPartitions('layer', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
-    const result = exactImportance({ base, finetune, task: 't', probe, scheme });
+    const result = await exactImportance({ base, finetune, task: 't', probe, scheme });
     const loss = (model: Model) => {
       const { tensors, lookup } = toTensors(model);
       const value = tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(probe.labels, 'int32'), 3), logits(model.family, model.config, lookup, model.family.inputs(model.config, probe, range(0, 12), 'probe'), 't')).dataSync()[0]);
@@ -103,11 +103,11 @@ describe('APL on the encoder', () => {
       for (const name of scheme.groups[scheme.groupOf[k]]) params.set(name, base.params.get(name)!);
       expect(result.lossIncrease[k]).toBeCloseTo(loss({ ...finetune, params }) - clean, 4);
     }
-    const gradient = gradientImportance({ base, finetune, task: 't', probe, scheme });
+    const gradient = await gradientImportance({ base, finetune, task: 't', probe, scheme });
     expect(gradient.signed.every(Number.isFinite)).toBe(true);
   });
 
-  it('rejects token ids outside the vocabulary and image data', () => {
+  it('rejects token ids outside the vocabulary and image data', async () => {
     const { finetune, probe } = tinyEncoder(2);
     const bad = { ...probe, inputs: probe.inputs.map((v, i) => (i === 7 ? 99 : v)) };
     expect(() => finetune.family.inputs(finetune.config, bad, range(0, 12), 'probe')).toThrow(/example 1 has token id 99 outside the vocabulary of 20/);

@@ -44,7 +44,7 @@ export async function importanceCommand(flags: { base: string; model: string; pr
   const timings: Record<string, string> = {};
   const bar = terminalProgress();
   if (flags.estimator !== 'gradient') {
-    const exact = exactImportance(inputs, { onProgress: bar.onProgress });
+    const exact = await exactImportance(inputs, { onProgress: bar.onProgress });
     bar.done();
     scores.loss_increase = exact.lossIncrease;
     scores.kl = exact.kl;
@@ -52,7 +52,7 @@ export async function importanceCommand(flags: { base: string; model: string; pr
     console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(exact.seconds)} (${(scheme.count / exact.seconds).toFixed(0)} partitions/s), clean loss ${exact.cleanLoss.toFixed(4)}`);
   }
   if (flags.estimator !== 'exact') {
-    const gradient = gradientImportance(inputs);
+    const gradient = await gradientImportance(inputs);
     scores.gradient_signed = gradient.signed;
     scores.gradient_absolute = gradient.absolute;
     timings.gradient_seconds = String(gradient.seconds);

@@ -158,7 +158,7 @@ export function buildProgram(): Command {
     .option('--no-hash', 'skip the sha256 of each file')
     .action(inspectCommand);
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
-  const backendOption = () => new Option('--backend <name>', 'tensor backend for forward/backward passes').choices(['auto', 'wasm', 'cpu']).default(process.env.APL_MERGE_BACKEND ?? 'auto');
+  const backendOption = () => new Option('--backend <name>', 'tensor backend for forward/backward passes').choices(['auto', 'webgpu', 'wasm', 'cpu']).default(process.env.APL_MERGE_BACKEND ?? 'auto');
   const zoo = program.command('zoo').description('homologous models trained from a seed, for experiments and tests');
   zoo
     .command('build')

@@ -60,6 +60,18 @@ function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
   }
 }
 
+/**
+ * Reads a tensor to the host asynchronously and frees it. Asynchronous reads work on every
+ * backend; WebGPU in Node has no synchronous read-back.
+ */
+async function readAndDispose(tensor: tf.Tensor): Promise<Float32Array> {
+  try {
+    return (await tensor.data()) as Float32Array;
+  } finally {
+    tensor.dispose();
+  }
+}
+
 /** Per-example cross-entropy [n] and log-probabilities [n, C]. */
 function lossAndLogProbs(out: tf.Tensor, labels: tf.Tensor, classes: number): [tf.Tensor, tf.Tensor] {
   const logProbs = tf.logSoftmax(out);
@@ -67,7 +79,7 @@ function lossAndLogProbs(out: tf.Tensor, labels: tf.Tensor, classes: number): [t
   return [loss, logProbs];
 }
 
-export function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): ExactImportance {
+export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
   checkInputs(inputs);
   const started = Date.now();
   const { base, finetune, task, probe, scheme } = inputs;
@@ -89,9 +101,9 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
     const labels = tf.tensor1d(probe.labels, 'int32');
     keep.push(x, labels);
     // The yardstick: a clean forward pass, timed after one warm-up run (first calls compile kernels).
-    tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task)).dataSync());
+    await readAndDispose(tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task))));
     const forwardStarted = process.hrtime.bigint();
-    tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task)).dataSync());
+    await readAndDispose(tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task))));
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     // Activations entering each stage, with the fine-tune's parameters.
     const context: StageContext = family.context?.(config, x) ?? {};
@@ -104,7 +116,7 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
     }
     const [cleanLossPerExample, cleanLogProbs] = lossAndLogProbs(family.head(config, task, ft.lookup, activations[stages.length]), labels, classes);
     keep.push(cleanLossPerExample, cleanLogProbs);
-    const cleanLoss = tf.tidy(() => tf.mean(cleanLossPerExample).dataSync()[0]);
+    const cleanLoss = (await readAndDispose(tf.mean(cleanLossPerExample)))[0];
     const cleanProbs = tf.exp(cleanLogProbs);
     keep.push(cleanProbs);
     forwardEquivalents += 1;
@@ -144,8 +156,8 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
       byStage.set(s, [...(byStage.get(s) ?? []), k]);
     }
     let done = 0;
-    const record = (partitions: number[], corruptedLogits: tf.Tensor) => {
-      const [lossValues, klValues] = tf.tidy(() => {
+    const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
+      const [lossTensor, klTensor] = tf.tidy(() => {
         const repeatedLabels = tf.tile(labels, [partitions.length]);
         const [loss, logProbs] = lossAndLogProbs(corruptedLogits, repeatedLabels, classes);
         const perVariantLoss = tf.mean(tf.reshape(loss, [partitions.length, n]), 1);
@@ -153,8 +165,10 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
         const repeatedCleanLog = tf.tile(cleanLogProbs, [partitions.length, 1]);
         const klPerExample = tf.sum(tf.mul(repeatedClean, tf.sub(repeatedCleanLog, logProbs)), 1);
         const perVariantKl = tf.mean(tf.reshape(klPerExample, [partitions.length, n]), 1);
-        return [perVariantLoss.dataSync(), perVariantKl.dataSync()];
+        return [perVariantLoss, perVariantKl];
       });
+      const lossValues = await readAndDispose(lossTensor);
+      const klValues = await readAndDispose(klTensor);
       partitions.forEach((k, i) => {
         lossIncrease[k] = lossValues[i] - cleanLoss;
         kl[k] = Math.max(0, klValues[i]);
@@ -171,7 +185,7 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
           throwIfAborted(options.signal);
           const made: tf.Tensor[] = [];
           const out = tf.tidy(() => logits(family, config, variantLookup(k, made), x, task));
-          record([k], out);
+          await record([k], out);
           out.dispose();
           made.forEach((t) => t.dispose());
         }
@@ -209,7 +223,7 @@ export function exactImportance(inputs: ImportanceInputs, options: ExactOptions 
           for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation, tiled);
           return family.head(config, task, ft.lookup, activation);
         });
-        record(group, out);
+        await record(group, out);
         out.dispose();
         made.forEach((t) => t.dispose());
       }
@@ -231,7 +245,7 @@ export interface GradientImportance {
   seconds: number;
 }
 
-export function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'base' = 'finetune', signal?: AbortSignal): GradientImportance {
+export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'base' = 'finetune', signal?: AbortSignal): Promise<GradientImportance> {
   checkInputs(inputs);
   throwIfAborted(signal);
   const started = Date.now();
@@ -258,8 +272,9 @@ export function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'b
     });
     // g·δ summed per partition, row by row, in one pass over each tensor.
     const dot = new Float64Array(scheme.count);
+    const values = await Promise.all(gradients.map((g) => g.data() as Promise<Float32Array>));
     trunkNames.forEach((name, i) => {
-      const g = gradients[i].dataSync();
+      const g = values[i];
       const theta = finetune.params.get(name)!;
       const theta0 = base.params.get(name)!;
       const rows = scheme.rows.get(name)!;

@@ -41,14 +41,14 @@ export function scoreName(choice: ScoreChoice): ScoreName {
 }
 
 /** Importance of every partition of one fine-tune, by the chosen estimator. */
-export function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal): { score: Float64Array; seconds: number } {
+export async function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal): Promise<{ score: Float64Array; seconds: number }> {
   const probe = getSplit(loadTaskData(probePath), 'probe');
   const inputs = { base, finetune, task, probe, scheme };
   if (choice.estimator === 'exact') {
-    const exact = exactImportance(inputs, { signal });
+    const exact = await exactImportance(inputs, { signal });
     return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds };
   }
-  const gradient = gradientImportance(inputs, choice.gradientAt, signal);
+  const gradient = await gradientImportance(inputs, choice.gradientAt, signal);
   return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds };
 }
 
@@ -84,7 +84,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       scores.push(score);
       sources.push({ model: context.models[t], task, importance: artifactPath, score: name });
     } else if (probePath) {
-      const { score, seconds } = computeScore(base, finetune, task, probePath, scheme, choice, context.signal);
+      const { score, seconds } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal);
       scores.push(score);
       sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds });
     } else {

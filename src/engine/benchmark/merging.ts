@@ -176,8 +176,8 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       const finetune = finetunes.get(task)!;
       const scheme = buildPartitions(level, new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
       const inputs = { base, finetune, task, probe: getSplit(data.get(task)!, 'probe'), scheme };
-      const exact = exactImportance(inputs, { signal: options.signal });
-      const gradient = gradientImportance(inputs, 'finetune', options.signal);
+      const exact = await exactImportance(inputs, { signal: options.signal });
+      const gradient = await gradientImportance(inputs, 'finetune', options.signal);
       exactSeconds += exact.seconds;
       gradientSeconds += gradient.seconds;
       forwardSeconds += exact.forwardSeconds;
@@ -211,7 +211,11 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
   }
 
   const oracle: Record<string, TaskScores> = Object.fromEntries(manifest.finetunes.map((f) => [f.task, f.accuracy]));
-  const score = (model: Model, split: string) => Object.fromEntries(tasks.map((t) => [t, evaluate(model, t, getSplit(data.get(t)!, split)).accuracy]));
+  const score = async (model: Model, split: string): Promise<Record<string, number>> => {
+    const accuracy: Record<string, number> = {};
+    for (const t of tasks) accuracy[t] = (await evaluate(model, t, getSplit(data.get(t)!, split))).accuracy;
+    return accuracy;
+  };
   const specs = methodSpecs(tasks.length, join(work, 'importance'));
   const totalMerges = specs.reduce((acc, s) => acc + s.candidates.length * (s.seeded ? seeds.length : 1), 0);
   const progress = new ProgressTracker('bench', totalMerges, options.onProgress);
@@ -259,12 +263,12 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
         ].join('\n');
         const out = join(work, 'merges', `${spec.method}-${seed}-${c}`);
         await runMerge(planMerge(parseMergeConfig(text, `${spec.row} candidate ${c}`, work)), out, { threads: 0, overwrite: true });
-        const validation = mean(Object.values(score(loadModel(out), 'validation')));
+        const validation = mean(Object.values(await score(loadModel(out), 'validation')));
         if (!best || validation > best.validation) best = { validation, parameters: candidate, out };
         progress.report(++merges, `${spec.row} seed ${seed} candidate ${c + 1}/${spec.candidates.length}`);
       }
       const chosen = loadModel(best!.out);
-      const result = { test: score(chosen, 'test'), ood: score(chosen, 'ood'), seed, parameters: best!.parameters, validation: best!.validation };
+      const result = { test: await score(chosen, 'test'), ood: await score(chosen, 'ood'), seed, parameters: best!.parameters, validation: best!.validation };
       perSeed.push(result);
       if (!spec.seeded) deterministicResult = result;
     }

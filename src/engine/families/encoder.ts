@@ -102,6 +102,11 @@ export function gatherRows(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
       value: tf.gather(t, indices),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [rows, width] = saved[0].shape as [number, number];
+        if (tf.getBackend() === 'webgpu') {
+          // No synchronous read-back on WebGPU in Node: the one-hot product stays on the device.
+          const flatIds = tf.reshape(saved[1], [-1]) as tf.Tensor1D;
+          return [tf.matMul(tf.oneHot(flatIds, rows, 1, 0, 'float32'), tf.reshape(dy, [-1, width]) as tf.Tensor2D, true, false), tf.zerosLike(saved[1])];
+        }
         const index = saved[1].dataSync();
         const incoming = dy.dataSync();
         const gradient = new Float32Array(rows * width);

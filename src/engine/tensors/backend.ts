@@ -1,13 +1,18 @@
 /**
  * Which TensorFlow.js backend runs the engine's forward and backward passes.
- * `auto` picks WebGPU where a GPU adapter exists (not yet wired: see the roadmap) and otherwise
- * WASM (SIMD), the fast CPU path; `cpu` is the pure-JS reference backend. The environment variable
- * APL_MERGE_BACKEND sets the default. The backend in use is reported with every result.
+ *  - `webgpu`: a GPU through Dawn's WebGPU for Node (optional npm package `webgpu`) and
+ *    @tensorflow/tfjs-backend-webgpu;
+ *  - `wasm`: WebAssembly with SIMD, the fast CPU path and the default without a GPU;
+ *  - `cpu`: the pure-JS reference backend;
+ *  - `auto`: WebGPU when the machine has a GPU device node and an adapter answers, else WASM.
+ * The environment variable APL_MERGE_BACKEND sets the default. The backend in use is reported with
+ * every result (zoo manifests, importance artifacts, merge preparation, benchmark reports).
  */
+import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 
-export const BACKENDS = ['auto', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['auto', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 let active: string | undefined;
@@ -19,9 +24,39 @@ export function parseBackend(value: string): BackendChoice {
   return value as BackendChoice;
 }
 
+/** Device nodes of NVIDIA or DRM GPUs: without one, trying WebGPU only costs time and warnings. */
+function gpuDevicePresent(): boolean {
+  return existsSync('/dev/nvidia0') || existsSync('/dev/dri/renderD128') || existsSync('/dev/dxg');
+}
+
+let webgpuRegistered: Promise<boolean> | undefined;
+
+/** Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; false when unavailable. */
+function registerWebGpu(): Promise<boolean> {
+  webgpuRegistered ??= (async () => {
+    let dawn: { create: (options: string[]) => unknown; globals: Record<string, unknown> };
+    try {
+      dawn = require('webgpu') as typeof dawn;
+    } catch {
+      return false;
+    }
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]) as { requestAdapter(): Promise<unknown> };
+    if (!(await gpu.requestAdapter())) return false;
+    Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
+    require('@tensorflow/tfjs-backend-webgpu');
+    return true;
+  })();
+  return webgpuRegistered;
+}
+
 /** Selects and initialises a backend once per process; returns its name. */
 export async function useBackend(choice: BackendChoice = parseBackend(process.env.APL_MERGE_BACKEND ?? 'auto')): Promise<string> {
-  const wanted = choice === 'auto' ? 'wasm' : choice;
+  let wanted: string = choice;
+  if (choice === 'auto') wanted = gpuDevicePresent() && (await registerWebGpu()) ? 'webgpu' : 'wasm';
+  else if (choice === 'webgpu' && !(await registerWebGpu())) {
+    throw new Error('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
+  }
   if (active === wanted) return active;
   const ok = await tf.setBackend(wanted);
   if (!ok) throw new Error(`TensorFlow.js backend "${wanted}" failed to initialise`);

@@ -10,7 +10,7 @@ export interface EvaluationResult {
   count: number;
 }
 
-export function evaluate(model: Model, task: string, split: TaskSplit, batchSize = 1000): EvaluationResult {
+export async function evaluate(model: Model, task: string, split: TaskSplit, batchSize = 1000): Promise<EvaluationResult> {
   const { family, config } = model;
   if (!(task in config.tasks)) throw new Error(`${model.path}: no head for task "${task}" (heads: ${Object.keys(config.tasks).join(', ')})`);
   const { tensors, lookup } = toTensors(model);
@@ -19,15 +19,16 @@ export function evaluate(model: Model, task: string, split: TaskSplit, batchSize
   try {
     for (let start = 0; start < split.count; start += batchSize) {
       const end = Math.min(split.count, start + batchSize);
-      const [right, loss] = tf.tidy(() => {
+      const [hitsTensor, lossTensor] = tf.tidy(() => {
         const out = logits(family, config, lookup, family.inputs(config, split, range(start, end), `${task} data`), task);
         const labels = tf.tensor1d(split.labels.subarray(start, end), 'int32');
         const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out, 1), labels), 'int32'));
         const ce = tf.sum(tf.neg(tf.sum(tf.mul(tf.oneHot(labels, config.tasks[task]), tf.logSoftmax(out)), 1)));
-        return [hits.dataSync()[0], ce.dataSync()[0]];
+        return [hits, ce];
       });
-      correct += right;
-      lossSum += loss;
+      correct += (await hitsTensor.data())[0];
+      lossSum += (await lossTensor.data())[0];
+      tf.dispose([hitsTensor, lossTensor]);
     }
   } finally {
     tensors.forEach((t) => t.dispose());

@@ -27,7 +27,7 @@ export interface TrainOptions {
 }
 
 /** Trains in place: `model.params` holds the trained values afterwards. Tasks take turns per step. */
-export function train(model: Model, tasks: TrainingTask[], options: TrainOptions): { finalLoss: number } {
+export async function train(model: Model, tasks: TrainingTask[], options: TrainOptions): Promise<{ finalLoss: number }> {
   const { family, config } = model;
   const variables = new Map<string, tf.Variable>();
   const constants = new Map<string, tf.Tensor>();
@@ -56,12 +56,12 @@ export function train(model: Model, tasks: TrainingTask[], options: TrainOptions
         return value;
       }, true, [...variables.values()]);
       if (step === options.steps - 1 || step % 25 === 0) {
-        finalLoss = (loss as tf.Scalar).dataSync()[0];
+        finalLoss = (await (loss as tf.Scalar).data())[0];
         progress.report(step + 1, `${task} loss ${finalLoss.toFixed(4)}`);
       }
       loss?.dispose();
     }
-    for (const [name, variable] of variables) model.params.set(name, Float32Array.from(variable.dataSync()));
+    for (const [name, variable] of variables) model.params.set(name, Float32Array.from(await variable.data()));
   } finally {
     optimizer.dispose();
     for (const t of [...variables.values(), ...constants.values()]) t.dispose();

@@ -77,7 +77,7 @@ function encodeAll(tokenizer: Tokenizer, examples: TextExample[], length: number
 }
 
 /** Masked-token pretraining of the trunk and the `pretrain_mlm` head (a token-level head over the vocabulary). */
-function pretrainMaskedTokens(model: Model, sentences: Int32Array, count: number, scale: TextZooScale, seed: number, onProgress?: ProgressCallback, signal?: AbortSignal): number {
+async function pretrainMaskedTokens(model: Model, sentences: Int32Array, count: number, scale: TextZooScale, seed: number, onProgress?: ProgressCallback, signal?: AbortSignal): Promise<number> {
   const config = model.config as EncoderConfig;
   const family = model.family as unknown as ModelFamily<EncoderConfig>;
   const L = scale.sequenceLength;
@@ -123,12 +123,12 @@ function pretrainMaskedTokens(model: Model, sentences: Int32Array, count: number
         return tf.losses.softmaxCrossEntropy(labels, out) as tf.Scalar;
       }, true);
       if (step % 25 === 0 || step === scale.pretrainSteps - 1) {
-        lastLoss = (loss as tf.Scalar).dataSync()[0];
+        lastLoss = (await (loss as tf.Scalar).data())[0];
         progress.report(step + 1, `masked-token loss ${lastLoss.toFixed(3)}`);
       }
       loss?.dispose();
     }
-    for (const [name, variable] of variables) model.params.set(name, Float32Array.from(variable.dataSync()));
+    for (const [name, variable] of variables) model.params.set(name, Float32Array.from(await variable.data()));
   } finally {
     optimizer.dispose();
     variables.forEach((v) => v.dispose());
@@ -184,7 +184,7 @@ export async function buildTextZoo(options: BuildZooOptions<TextZooScale>): Prom
   const base = modelOf(family, baseConfig, baseParams);
   const pretraining = encodeAll(tokenizer, sentences.map((text) => ({ text, label: 0 })), L);
   log(`pretraining the encoder with masked tokens on ${sentences.length} sentences (${scale.pretrainSteps} steps)`);
-  const mlmLoss = pretrainMaskedTokens(base, pretraining.inputs as Int32Array, pretraining.count, scale, options.seed, options.onProgress, options.signal);
+  const mlmLoss = await pretrainMaskedTokens(base, pretraining.inputs as Int32Array, pretraining.count, scale, options.seed, options.onProgress, options.signal);
   log(`  masked-token loss ${mlmLoss.toFixed(3)}`);
   saveModel(join(options.out, 'base'), base, { zoo_seed: String(options.seed) });
 
@@ -198,7 +198,7 @@ export async function buildTextZoo(options: BuildZooOptions<TextZooScale>): Prom
     const model = modelOf(family, config, params);
     log(`fine-tuning on ${source.name} (${scale.finetuneSteps} steps)`);
     const taskSplits = encoded.get(source.name)!;
-    train(model, [{ task: source.name, split: taskSplits.train }], {
+    await train(model, [{ task: source.name, split: taskSplits.train }], {
       steps: scale.finetuneSteps,
       batchSize: scale.batchSize,
       learningRate: scale.learningRate,
@@ -210,9 +210,9 @@ export async function buildTextZoo(options: BuildZooOptions<TextZooScale>): Prom
     const modelDir = join('finetunes', source.name);
     saveModel(join(options.out, modelDir), model, { zoo_seed: String(options.seed), task: source.name });
     const accuracy = {
-      validation: evaluate(model, source.name, taskSplits.validation).accuracy,
-      test: evaluate(model, source.name, taskSplits.test).accuracy,
-      ood: evaluate(model, source.name, taskSplits.ood).accuracy,
+      validation: (await evaluate(model, source.name, taskSplits.validation)).accuracy,
+      test: (await evaluate(model, source.name, taskSplits.test)).accuracy,
+      ood: (await evaluate(model, source.name, taskSplits.ood)).accuracy,
     };
     log(`  ${source.name}: test ${(accuracy.test * 100).toFixed(1)}%, ood ${(accuracy.ood * 100).toFixed(1)}%`);
     finetunes.push({ task: source.name, classes: source.classes, description: source.description, model: modelDir, data: join('tasks', `${source.name}.safetensors`), accuracy });

@@ -127,7 +127,7 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
   for (const task of Object.keys(baseConfig.tasks)) for (const [n, v] of family.initHead(baseConfig, task, options.seed)) baseParams.set(n, v);
   const base = modelOf(family, baseConfig, baseParams);
   log(`pretraining the base on ${scale.pretrainTasks.join(' + ')} (${scale.pretrainSteps} steps)`);
-  train(
+  await train(
     base,
     scale.pretrainTasks.map((t) => ({ task: `pretrain_${t}`, split: splits.get(t)!.train })),
     { steps: scale.pretrainSteps, batchSize: scale.batchSize, learningRate: scale.learningRate, seed: options.seed, trainable: [...base.params.keys()], onProgress: options.onProgress, signal: options.signal },
@@ -144,7 +144,7 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
     for (const [n, v] of family.initHead(config, task, options.seed)) params.set(n, v);
     const model = modelOf(family, config, params);
     log(`fine-tuning on ${task} (${scale.finetuneSteps} steps)`);
-    train(model, [{ task, split: splits.get(task)!.train }], {
+    await train(model, [{ task, split: splits.get(task)!.train }], {
       steps: scale.finetuneSteps,
       batchSize: scale.batchSize,
       learningRate: scale.learningRate,
@@ -157,9 +157,9 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
     saveModel(join(options.out, modelDir), model, { zoo_seed: String(options.seed), task });
     const taskSplits = splits.get(task)!;
     const accuracy = {
-      validation: evaluate(model, task, taskSplits.validation).accuracy,
-      test: evaluate(model, task, taskSplits.test).accuracy,
-      ood: evaluate(model, task, taskSplits.ood).accuracy,
+      validation: (await evaluate(model, task, taskSplits.validation)).accuracy,
+      test: (await evaluate(model, task, taskSplits.test)).accuracy,
+      ood: (await evaluate(model, task, taskSplits.ood)).accuracy,
     };
     log(`  ${task}: test ${(accuracy.test * 100).toFixed(1)}%, ood ${(accuracy.ood * 100).toFixed(1)}%`);
     finetunes.push({ task, classes: def.classes, description: def.description, model: modelDir, data: join('tasks', `${task}.safetensors`), accuracy });
