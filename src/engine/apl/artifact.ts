@@ -3,7 +3,7 @@
  * partitions (loss_increase, kl, gradient_signed, gradient_absolute, and the partition sizes),
  * and `<name>.json`, a summary per tensor group (mean, spread, top partitions) for people.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
 import { writeSafetensorsFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
@@ -79,8 +79,4 @@ export function loadImportance(path: string): ImportanceArtifact {
   } finally {
     reader.close();
   }
-}
-
-export function readSummary(path: string): unknown {
-  return JSON.parse(readFileSync(path.replace(/\.safetensors$/, '.json'), 'utf8'));
 }

@@ -85,19 +85,3 @@ export function buildPartitions(level: PartitionLevel, trunkShapes: Map<string, 
   });
   return { level, count: names.length, names, sizes: Float64Array.from(sizes), rows, shapes: trunkShapes, groupOf: Int32Array.from(groupOf), groups };
 }
-
-/** Sums a per-element quantity (given per tensor, row-major) into per-partition totals. */
-export function sumByPartition(scheme: PartitionScheme, perElement: Map<string, Float32Array | Float64Array>): Float64Array {
-  const totals = new Float64Array(scheme.count);
-  for (const [name, values] of perElement) {
-    const rowPartitions = scheme.rows.get(name);
-    if (!rowPartitions) continue;
-    const rowLength = values.length / rowPartitions.length;
-    for (let r = 0; r < rowPartitions.length; r++) {
-      let sum = 0;
-      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += values[j];
-      totals[rowPartitions[r]] += sum;
-    }
-  }
-  return totals;
-}

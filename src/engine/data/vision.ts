@@ -128,7 +128,6 @@ export interface Split {
 }
 
 export type SplitName = 'train' | 'probe' | 'validation' | 'test' | 'ood';
-export const EVALUATION_SPLITS: readonly SplitName[] = ['probe', 'validation', 'test', 'ood'];
 
 export interface SplitSizes {
   train: number;

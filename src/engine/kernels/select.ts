@@ -57,24 +57,6 @@ export function topKCut(bits: Uint32Array, k: number): TopKCut {
 }
 
 /**
- * Marks the top-k magnitudes: calls keep(i) for exactly k indices, the largest |x| first,
- * ties at the threshold resolved by index order (stable, deterministic).
- */
-export function forEachTopK(bits: Uint32Array, k: number, keep: (index: number) => void): void {
-  if (k <= 0) return;
-  const { thresholdBits, takeAtThreshold } = topKCut(bits, k);
-  let remainingAtThreshold = takeAtThreshold;
-  for (let i = 0; i < bits.length; i++) {
-    const magnitude = bits[i] & 0x7fffffff;
-    if (magnitude > thresholdBits) keep(i);
-    else if (magnitude === thresholdBits && remainingAtThreshold > 0) {
-      remainingAtThreshold--;
-      keep(i);
-    }
-  }
-}
-
-/**
  * A membership test for "among the k largest magnitudes", evaluated in one forward pass:
  * call `next(i)` with increasing i, once per index.
  */

@@ -64,7 +64,3 @@ export async function useBackend(choice: BackendChoice = parseBackend(process.en
   active = tf.getBackend();
   return active;
 }
-
-export function activeBackend(): string | undefined {
-  return active;
-}
