@@ -12,7 +12,10 @@ import { planMerge } from '../engine/merge/plan';
 import { MergeResult, runMerge } from '../engine/merge/run';
 import { NonFinitePolicy } from '../engine/merge/tensor-job';
 import { writeSyntheticFamily } from '../engine/zoo/synthetic';
-import { benchCommand, importanceCommand, zooBuildCommand } from './apl-commands';
+import type * as AplCommands from './apl-commands';
+
+/** The APL commands load TensorFlow.js; merge, inspect and methods do not need it, so load it on use. */
+const apl = () => require('./apl-commands') as typeof AplCommands;
 import { formatBytes, formatCount, parseSize } from './format';
 import { formatSeconds, terminalProgress } from './progress-bar';
 
@@ -168,7 +171,7 @@ export function buildProgram(): Command {
     .option('--quick', 'a small zoo in seconds, for tests and CI')
     .option('--seed <n>', 'seed of everything random in the build', '1')
     .addOption(backendOption())
-    .action(zooBuildCommand);
+    .action((flags: Parameters<typeof AplCommands.zooBuildCommand>[0]) => apl().zooBuildCommand(flags));
   program
     .command('importance')
     .description("APL importance of each partition of a fine-tune's task vector, on its probe data")
@@ -180,7 +183,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--estimator <e>', 'exact intervention, gradient approximation, or both').choices(['exact', 'gradient', 'both']).default('both'))
     .requiredOption('--out <file>', 'artifact to write (<file>.safetensors and <file>.json)')
     .addOption(backendOption())
-    .action(importanceCommand);
+    .action((flags: Parameters<typeof AplCommands.importanceCommand>[0]) => apl().importanceCommand(flags));
   program
     .command('bench')
     .description('merging benchmark: every method on a zoo, hyper-parameters chosen on validation, 3 seeds')
@@ -189,7 +192,7 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'report.json to write')
     .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
     .addOption(backendOption())
-    .action(benchCommand);
+    .action((flags: Parameters<typeof AplCommands.benchCommand>[0]) => apl().benchCommand(flags));
   program
     .command('demo')
     .description('build three tiny models, merge them with TIES, and inspect the result')

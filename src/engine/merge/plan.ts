@@ -10,7 +10,7 @@ import { Checkpoint, openCheckpoint, TensorLocation } from '../checkpoint/checkp
 import { Dtype, dtypeSize, isFloatDtype } from '../checkpoint/dtype';
 import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
-import { readModelConfig } from '../families/model';
+import type * as ModelModule from '../families/model';
 import { layerPositions, MergeConfig, resolveParameters } from './config';
 import { NonFinitePolicy, TensorInput, TensorJob } from './tensor-job';
 
@@ -84,10 +84,11 @@ export interface PlanOptions {
 }
 
 /** The model family of a checkpoint whose config.json names one (`apl_family`). */
-function familyOf(checkpoint: Checkpoint): ReturnType<typeof readModelConfig> | undefined {
+function familyOf(checkpoint: Checkpoint): ReturnType<typeof ModelModule.readModelConfig> | undefined {
   const arch = readArchitecture(checkpoint) as Record<string, unknown> | undefined;
   // Only our own families: Hugging Face classifiers share one head name, which mergekit merges like any tensor.
-  return arch && typeof arch.apl_family === 'string' ? readModelConfig(checkpoint.directory) : undefined;
+  // Loaded only for family models: plain checkpoint merges never pay for loading TensorFlow.js.
+  return arch && typeof arch.apl_family === 'string' ? (require('../families/model') as typeof ModelModule).readModelConfig(checkpoint.directory) : undefined;
 }
 
 export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
