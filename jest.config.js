@@ -13,5 +13,7 @@ module.exports = {
       module: { type: 'commonjs' },
     }],
   },
+  // The generated Prisma client imports siblings with .js extensions.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 60000,
 };
