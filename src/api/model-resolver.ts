@@ -1,0 +1,81 @@
+/** Models and lineage: thin resolvers over src/store. */
+import { Arg, Ctx, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root, Field } from 'type-graphql';
+import { GraphQLError } from 'graphql';
+import { ModelKind } from '../store/generated/enums';
+import { ancestors, descendants, lineageGraph } from '../store/lineage';
+import { listModels, registerModel } from '../store/registry';
+import { ApiContext } from './context';
+import { withErrorCodes } from './errors';
+import { CheckpointType, LineageGraphType, LineageNodeType, ModelPage, ModelType } from './types';
+
+@InputType()
+class ModelFilterInput {
+  @Field(() => ModelKind, { nullable: true }) kind?: ModelKind;
+  @Field({ nullable: true }) nameContains?: string;
+  @Field({ nullable: true }) architecture?: string;
+}
+
+@InputType()
+class RegisterModelInput {
+  @Field() name: string;
+  @Field(() => ModelKind) kind: ModelKind;
+  @Field({ description: 'absolute path of the checkpoint, under a configured data root' }) path: string;
+  @Field(() => [ID], { nullable: true, description: 'the model(s) it derives from (a fine-tune: its base)' }) parentIds?: string[];
+}
+
+const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes: bigint; dtype: string; parameterCount: bigint; tensorCount: number }): CheckpointType => ({
+  ...c,
+  bytes: Number(c.bytes),
+  parameterCount: Number(c.parameterCount),
+});
+
+@Resolver(() => ModelType)
+export class ModelResolver {
+  @Query(() => ModelPage, { description: 'models in registration order, filtered, a page at a time' })
+  async models(
+    @Ctx() { prisma }: ApiContext,
+    @Arg('filter', () => ModelFilterInput, { nullable: true }) filter: ModelFilterInput | undefined,
+    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
+    @Arg('after', () => ID, { nullable: true }) after?: string,
+  ): Promise<ModelPage> {
+    return withErrorCodes(async () => {
+      const page = await listModels(prisma, filter ?? {}, first, after);
+      return { ...page, endCursor: page.models.length > 0 ? page.models[page.models.length - 1].id : null };
+    });
+  }
+
+  @Query(() => ModelType)
+  async model(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string): Promise<ModelType> {
+    const model = await prisma.model.findUnique({ where: { id } }).catch(() => null);
+    if (!model) throw new GraphQLError(`model ${id} does not exist`, { extensions: { code: 'NOT_FOUND' } });
+    return model;
+  }
+
+  @Query(() => LineageGraphType, { description: 'the graph below a base model' })
+  async lineage(@Ctx() { prisma }: ApiContext, @Arg('baseId', () => ID) baseId: string): Promise<LineageGraphType> {
+    const graph = await lineageGraph(prisma, baseId).catch((err: Error) => {
+      throw new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
+    });
+    return { nodes: graph.nodes.map((n) => ({ ...n, kind: n.kind as ModelKind })), edges: graph.edges };
+  }
+
+  @Mutation(() => ModelType, { description: 'register a checkpoint as a model; its header is validated and hashed first' })
+  async registerModel(@Ctx() { prisma, dataRoots }: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
+    return withErrorCodes(() => registerModel(prisma, dataRoots, input));
+  }
+
+  @FieldResolver(() => CheckpointType)
+  async checkpoint(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<CheckpointType> {
+    return toCheckpoint(await prisma.checkpoint.findUniqueOrThrow({ where: { id: model.checkpointId } }));
+  }
+
+  @FieldResolver(() => [LineageNodeType])
+  async ancestors(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10 }) depth: number): Promise<LineageNodeType[]> {
+    return (await ancestors(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
+  }
+
+  @FieldResolver(() => [LineageNodeType])
+  async descendants(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10 }) depth: number): Promise<LineageNodeType[]> {
+    return (await descendants(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
+  }
+}

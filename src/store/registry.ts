@@ -1,0 +1,125 @@
+/**
+ * The registry's writes and reads that the API and the workers share: registering checkpoints as
+ * models (path checked against the configured data roots, header validated and hashed before any
+ * row is written, all rows in one transaction), tasks, and paged model listings.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { inspectCheckpoint } from '../engine/checkpoint/inspect';
+import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { Prisma, PrismaClient } from './generated/client';
+import { ModelKind } from './generated/enums';
+
+/** A problem with what the caller asked for; `code` is what the API reports. */
+export class RegistryError extends Error {
+  constructor(
+    readonly code: 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}
+
+/** Resolves a path and checks it lies under one of the data roots (symlinks followed). */
+export function pathUnderRoots(path: string, roots: readonly string[]): string {
+  if (!isAbsolute(path)) throw new RegistryError('BAD_USER_INPUT', `path "${path}" must be absolute`);
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    throw new RegistryError('NOT_FOUND', `path "${path}" does not exist`);
+  }
+  const inside = roots.some((root) => {
+    const r = relative(realpathSync(resolve(root)), real);
+    return r === '' || (!r.startsWith('..') && !isAbsolute(r));
+  });
+  if (!inside) throw new RegistryError('FORBIDDEN', `path "${path}" is outside the configured data roots (${roots.join(', ')})`);
+  return real;
+}
+
+export interface RegisterModelInput {
+  name: string;
+  kind: ModelKind;
+  path: string;
+  /** For fine-tunes: the base (or other parent) they were derived from. */
+  parentIds?: string[];
+  relation?: string;
+}
+
+export async function registerModel(prisma: PrismaClient, roots: readonly string[], input: RegisterModelInput) {
+  const path = pathUnderRoots(input.path, roots);
+  let report: ReturnType<typeof inspectCheckpoint>;
+  let architecture = 'unknown';
+  try {
+    report = inspectCheckpoint(path);
+    const checkpoint = openCheckpoint(path);
+    const configPath = resolve(checkpoint.directory, 'config.json');
+    try {
+      const json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      architecture = String(json.apl_family ?? json.model_type ?? (Array.isArray(json.architectures) ? json.architectures[0] : 'unknown'));
+    } catch {
+      // no or unreadable config.json: architecture stays unknown
+    }
+  } catch (err) {
+    throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
+  }
+  const dtypes = Object.keys(report.dtypes);
+  const parentIds = input.parentIds ?? [];
+  if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
+  if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
+  try {
+    return await prisma.$transaction(async (tx) => {
+      const parents = await tx.model.findMany({ where: { id: { in: parentIds } }, select: { id: true } });
+      const missing = parentIds.filter((id) => !parents.some((p) => p.id === id));
+      if (missing.length > 0) throw new RegistryError('NOT_FOUND', `parent model(s) ${missing.join(', ')} do not exist`);
+      const checkpoint = await tx.checkpoint.create({
+        data: {
+          uri: `file://${path}`,
+          sha256: report.files.length === 1 ? report.files[0].sha256! : report.files.map((f) => f.sha256).join(','),
+          bytes: BigInt(report.files.reduce((a, f) => a + f.bytes, 0)),
+          dtype: dtypes.length === 1 ? dtypes[0] : dtypes.join('+'),
+          parameterCount: BigInt(report.parameterCount),
+          tensorCount: report.tensors.length,
+        },
+      });
+      const model = await tx.model.create({ data: { name: input.name, kind: input.kind, architecture, checkpointId: checkpoint.id } });
+      for (const parentId of parentIds) {
+        await tx.lineageEdge.create({ data: { parentId, childId: model.id, relation: input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune') } });
+      }
+      return model;
+    });
+  } catch (err) {
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+      throw new RegistryError('CONFLICT', `a model named "${input.name}" already exists`);
+    }
+    throw err;
+  }
+}
+
+export interface ModelFilter {
+  kind?: ModelKind;
+  nameContains?: string;
+  architecture?: string;
+}
+
+/** Cursor pagination in creation order: `after` is the id of the last model of the previous page. */
+export async function listModels(prisma: PrismaClient, filter: ModelFilter, first: number, after?: string) {
+  if (!Number.isInteger(first) || first < 1 || first > 500) throw new RegistryError('BAD_USER_INPUT', `first must be an integer from 1 to 500, got ${first}`);
+  const where: Prisma.ModelWhereInput = {
+    kind: filter.kind,
+    architecture: filter.architecture,
+    name: filter.nameContains ? { contains: filter.nameContains } : undefined,
+  };
+  if (after) {
+    const cursor = await prisma.model.findUnique({ where: { id: after }, select: { id: true } });
+    if (!cursor) throw new RegistryError('BAD_USER_INPUT', `cursor "${after}" is not a model id`);
+  }
+  const rows = await prisma.model.findMany({
+    where,
+    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    take: first + 1,
+    ...(after ? { cursor: { id: after }, skip: 1 } : {}),
+  });
+  return { models: rows.slice(0, first), hasNextPage: rows.length > first };
+}

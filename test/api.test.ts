@@ -1,0 +1,85 @@
+/** The GraphQL API over HTTP against a real PostgreSQL: registration, errors with codes, paging, lineage, the schema snapshot. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startApiServer, ApiServer } from '../src/api/server';
+import { schemaText } from '../src/api/schema';
+import { SCHEMA_FILE } from '../src/api/emit-schema';
+import { createPrisma, PrismaClient } from '../src/store/client';
+import { migrate } from '../src/store/migrate';
+import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
+import { sha256File } from '../src/engine/checkpoint/files';
+import { createTestDatabase } from './helpers/database';
+import { removeTempDirs, tempDir, writeBytes } from './helpers/files';
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let prisma: PrismaClient;
+let server: ApiServer;
+let root: string;
+
+async function gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<{ data?: T; errors?: Array<{ message: string; extensions: { code: string } }> }> {
+  const response = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  return (await response.json()) as { data?: T; errors?: Array<{ message: string; extensions: { code: string } }> };
+}
+
+const REGISTER = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id name kind architecture checkpoint { sha256 tensorCount parameterCount dtype } } }`;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrate(database.url);
+  prisma = createPrisma(database.url);
+  root = tempDir();
+  writeSyntheticFamily(join(root, 'models'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }, { name: 'layers.1.w', shape: [4, 4] }], fineTunes: 2, seed: 1 });
+  server = await startApiServer({ prisma, dataRoots: [root] });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await prisma?.$disconnect();
+  await database?.drop();
+  removeTempDirs();
+});
+
+it('keeps schema/schema.graphql current (run npm run emit-schema after changing the API)', async () => {
+  expect(readFileSync(SCHEMA_FILE, 'utf8')).toBe(await schemaText());
+});
+
+it('registers a base and its fine-tunes from checkpoint paths, hashed, with lineage', async () => {
+  const base = await gql<{ registerModel: { id: string; kind: string; architecture: string; checkpoint: { tensorCount: number; parameterCount: number; sha256: string; dtype: string } } }>(REGISTER, {
+    input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') },
+  });
+  expect(base.errors).toBeUndefined();
+  expect(base.data!.registerModel.checkpoint).toEqual({ tensorCount: 2, parameterCount: 32, dtype: 'F32', sha256: sha256File(join(root, 'models/base/model.safetensors')) });
+  expect(base.data!.registerModel.architecture).toBe('synthetic');
+  const baseId = base.data!.registerModel.id;
+  for (const f of [1, 2]) {
+    const ft = await gql(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: join(root, `models/finetune-${f}`), parentIds: [baseId] } });
+    expect(ft.errors).toBeUndefined();
+  }
+  const lineage = await gql<{ lineage: { nodes: Array<{ name: string; depth: number }>; edges: unknown[] } }>(`query($id: ID!) { lineage(baseId: $id) { nodes { name depth } edges { parentId childId relation } } }`, { id: baseId });
+  expect(lineage.data!.lineage.nodes).toEqual([{ name: 'base', depth: 0 }, { name: 'ft-1', depth: 1 }, { name: 'ft-2', depth: 1 }]);
+  expect(lineage.data!.lineage.edges).toHaveLength(2);
+  const models = await gql<{ models: { models: Array<{ name: string; ancestors: Array<{ name: string }> }>; hasNextPage: boolean; endCursor: string } }>(`{ models(first: 2, filter: { kind: FINETUNE }) { models { name ancestors { name } } hasNextPage endCursor } }`);
+  expect(models.data!.models.models).toEqual([{ name: 'ft-1', ancestors: [{ name: 'base' }] }, { name: 'ft-2', ancestors: [{ name: 'base' }] }]);
+  const all1 = await gql<{ models: { models: Array<{ name: string }>; hasNextPage: boolean; endCursor: string } }>(`{ models(first: 2) { models { name } hasNextPage endCursor } }`);
+  expect(all1.data!.models.hasNextPage).toBe(true);
+  const all2 = await gql<{ models: { models: Array<{ name: string }>; hasNextPage: boolean } }>(`query($after: ID) { models(first: 2, after: $after) { models { name } hasNextPage } }`, { after: all1.data!.models.endCursor });
+  expect(all2.data!.models).toEqual({ models: [{ name: 'ft-2' }], hasNextPage: false });
+});
+
+it('answers bad requests with a code and a precise message, and writes no rows', async () => {
+  const before = await prisma.checkpoint.count();
+  const outside = await gql(REGISTER, { input: { name: 'x', kind: 'BASE', path: '/etc' } });
+  expect(outside.errors![0].extensions.code).toBe('FORBIDDEN');
+  expect(outside.errors![0].message).toMatch(/outside the configured data roots/);
+  const bad = writeBytes(join(root, 'bad.safetensors'), Uint8Array.from([1, 2, 3]));
+  const truncated = await gql(REGISTER, { input: { name: 'x', kind: 'BASE', path: bad } });
+  expect(truncated.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+  expect(truncated.errors![0].message).toMatch(/bad.safetensors: truncated: 3 bytes/);
+  const duplicate = await gql(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') } });
+  expect(duplicate.errors![0]).toMatchObject({ message: 'a model named "base" already exists', extensions: { code: 'CONFLICT' } });
+  const orphan = await gql(REGISTER, { input: { name: 'orphan', kind: 'FINETUNE', path: join(root, 'models/finetune-1'), parentIds: ['00000000-0000-0000-0000-000000000000'] } });
+  expect(orphan.errors![0].extensions.code).toBe('NOT_FOUND');
+  const missing = await gql(`{ model(id: "00000000-0000-0000-0000-000000000000") { name } }`);
+  expect(missing.errors![0].extensions.code).toBe('NOT_FOUND');
+  expect(await prisma.checkpoint.count()).toBe(before);
+});
