@@ -13,6 +13,7 @@ import { MergeResult, runMerge } from '../engine/merge/run';
 import { NonFinitePolicy } from '../engine/merge/tensor-job';
 import { writeSyntheticFamily } from '../engine/zoo/synthetic';
 import type * as AplCommands from './apl-commands';
+import type * as ServeModule from './serve';
 
 /** The APL commands load TensorFlow.js; merge, inspect and methods do not need it, so load it on use. */
 const apl = () => require('./apl-commands') as typeof AplCommands;
@@ -193,6 +194,13 @@ export function buildProgram(): Command {
     .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
     .addOption(backendOption())
     .action((flags: Parameters<typeof AplCommands.benchCommand>[0]) => apl().benchCommand(flags));
+  program
+    .command('serve')
+    .description('migrate the database at DATABASE_URL and serve the GraphQL API')
+    .option('--port <n>', 'port (0: any free one)', '4000')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--data-roots <dirs>', 'colon-separated directories models may be registered from (default: $APL_MERGE_DATA_ROOTS or ./data)')
+    .action((flags: Parameters<typeof ServeModule.serveCommand>[0]) => (require('./serve') as typeof ServeModule).serveCommand(flags));
   program
     .command('demo')
     .description('build three tiny models, merge them with TIES, and inspect the result')
