@@ -13,6 +13,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { PrismaClient } from '../store/client';
 import { ApiContext } from './context';
+import { JobEventHub } from './event-hub';
 import { buildApiSchema } from './schema';
 
 export interface ApiServer {
@@ -21,12 +22,13 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-export async function startApiServer(options: { prisma: PrismaClient; dataRoots: readonly string[]; port?: number; host?: string }): Promise<ApiServer> {
+export async function startApiServer(options: { prisma: PrismaClient; dataRoots: readonly string[]; databaseUrl?: string; port?: number; host?: string }): Promise<ApiServer> {
   const schema = await buildApiSchema();
+  const events = options.databaseUrl ? await JobEventHub.start(options.databaseUrl) : undefined;
   const app = express();
   const http: Server = createServer(app);
   const wss = new WebSocketServer({ server: http, path: '/graphql' });
-  const context = (): ApiContext => ({ prisma: options.prisma, dataRoots: options.dataRoots });
+  const context = (): ApiContext => ({ prisma: options.prisma, dataRoots: options.dataRoots, events });
   const wsCleanup = useServer({ schema, context }, wss);
   const apollo = new ApolloServer<ApiContext>({
     schema,
@@ -44,6 +46,7 @@ export async function startApiServer(options: { prisma: PrismaClient; dataRoots:
     port,
     stop: async () => {
       await apollo.stop();
+      await events?.close();
     },
   };
 }

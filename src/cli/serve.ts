@@ -14,7 +14,7 @@ export async function serveCommand(flags: { port: string; host: string; dataRoot
   const migration = await migrate(url);
   const prisma = createPrisma(url);
   const roots = dataRoots(flags.dataRoots);
-  const server = await startApiServer({ prisma, dataRoots: roots, port: Number(flags.port), host: flags.host });
+  const server = await startApiServer({ prisma, dataRoots: roots, databaseUrl: url, port: Number(flags.port), host: flags.host });
   console.log(`database: ${url.replace(/\/\/[^@/]*@/, '//')} (${migration.applied.length} migration(s) applied)`);
   console.log(`data roots: ${roots.join(', ')}`);
   console.log(`GraphQL API at ${server.url} (queries and mutations over HTTP, subscriptions over WebSocket)`);

@@ -1,0 +1,57 @@
+/**
+ * Job progress as an append-only table plus a NOTIFY per event, so that any API process — not only
+ * the one that started a job — can stream it, and a client that reconnects with the last event id
+ * it saw can be sent what it missed. The NOTIFY is sent in the same transaction as the insert:
+ * listeners hear of an event only once it is committed and readable.
+ */
+import { Client } from 'pg';
+import { PrismaClient } from './generated/client';
+import { JobStatus } from './generated/enums';
+
+export const EVENTS_CHANNEL = 'apl_merge_job_events';
+
+export interface JobEventInput {
+  jobKind: 'merge' | 'analysis';
+  jobId: string;
+  phase: string;
+  done: number;
+  total: number;
+  etaSeconds?: number | null;
+  message: string;
+  status: JobStatus;
+}
+
+export interface JobEventRow extends JobEventInput {
+  id: bigint;
+  createdAt: Date;
+}
+
+export async function appendJobEvent(prisma: PrismaClient, event: JobEventInput): Promise<JobEventRow> {
+  return prisma.$transaction(async (tx) => {
+    const row = await tx.jobEvent.create({ data: { ...event, etaSeconds: event.etaSeconds ?? null } });
+    await tx.$executeRaw`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify({ id: row.id.toString(), jobId: row.jobId })})`;
+    return row as JobEventRow;
+  });
+}
+
+/** Events of a job after the given id (all when undefined), oldest first. */
+export async function jobEventsAfter(prisma: PrismaClient, jobId: string, afterId?: bigint): Promise<JobEventRow[]> {
+  const rows = await prisma.jobEvent.findMany({
+    where: { jobId, ...(afterId !== undefined ? { id: { gt: afterId } } : {}) },
+    orderBy: { id: 'asc' },
+  });
+  return rows as JobEventRow[];
+}
+
+/** Listens on the events channel with a connection of its own; calls `onEvent(jobId, id)` per notification. */
+export async function listenForJobEvents(url: string, onEvent: (jobId: string, id: bigint) => void): Promise<{ close: () => Promise<void> }> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  client.on('notification', (message) => {
+    if (message.channel !== EVENTS_CHANNEL || !message.payload) return;
+    const { id, jobId } = JSON.parse(message.payload) as { id: string; jobId: string };
+    onEvent(jobId, BigInt(id));
+  });
+  await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+  return { close: () => client.end() };
+}
