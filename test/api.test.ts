@@ -8,6 +8,7 @@ import { createPrisma, PrismaClient } from '../src/store/client';
 import { migrate } from '../src/store/migrate';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { sha256File } from '../src/engine/checkpoint/files';
+import { saveTaskData } from '../src/engine/data/task-data';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir, writeBytes } from './helpers/files';
 
@@ -82,4 +83,29 @@ it('answers bad requests with a code and a precise message, and writes no rows',
   const missing = await gql(`{ model(id: "00000000-0000-0000-0000-000000000000") { name } }`);
   expect(missing.errors![0].extensions.code).toBe('NOT_FOUND');
   expect(await prisma.checkpoint.count()).toBe(before);
+});
+
+it('registers tasks from validated data files and shows parents, children and evaluations', async () => {
+  const split = { inputs: new Uint8Array(4 * 4), exampleShape: [2, 2], labels: Int32Array.from([0, 1, 2, 1]), count: 4 };
+  const file = join(root, 'digits.safetensors');
+  saveTaskData(file, { name: 'digits', classes: 3, description: 'tiny', seed: 1 }, { probe: split, test: split });
+  const task = await gql<{ registerTask: { id: string; classes: number; name: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id name classes } }`, { input: { name: 'digits', path: file } });
+  expect(task.errors).toBeUndefined();
+  expect(task.data!.registerTask).toMatchObject({ name: 'digits', classes: 3 });
+  const noProbe = join(root, 'noprobe.safetensors');
+  saveTaskData(noProbe, { name: 'x', classes: 3, description: '', seed: 1 }, { test: split });
+  const rejected = await gql(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: 'x', path: noProbe } });
+  expect(rejected.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+  expect(rejected.errors![0].message).toMatch(/has no "probe" split/);
+
+  const ft = await prisma.model.findUniqueOrThrow({ where: { name: 'ft-1' } });
+  await prisma.evaluation.create({ data: { modelId: ft.id, taskId: task.data!.registerTask.id, split: 'test', metric: 'accuracy', value: 0.9 } });
+  const view = await gql<{ model: { parents: Array<{ relation: string; model: { name: string } }>; evaluations: Array<{ split: string; value: number; task: { name: string } }> } }>(
+    `query($id: ID!) { model(id: $id) { parents { relation model { name } } evaluations { split value task { name } } } }`,
+    { id: ft.id },
+  );
+  expect(view.data!.model).toEqual({ parents: [{ relation: 'finetune', model: { name: 'base' } }], evaluations: [{ split: 'test', value: 0.9, task: { name: 'digits' } }] });
+  const base = await prisma.model.findUniqueOrThrow({ where: { name: 'base' } });
+  const children = await gql<{ model: { children: Array<{ model: { name: string } }> } }>(`query($id: ID!) { model(id: $id) { children { model { name } } } }`, { id: base.id });
+  expect(children.data!.model.children.map((c) => c.model.name)).toEqual(['ft-1', 'ft-2']);
 });

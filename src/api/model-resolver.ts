@@ -3,16 +3,22 @@ import { Arg, Ctx, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver,
 import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
-import { listModels, registerModel } from '../store/registry';
+import { listModels, registerModel, registerTask } from '../store/registry';
 import { ApiContext } from './context';
 import { withErrorCodes } from './errors';
-import { CheckpointType, LineageGraphType, LineageNodeType, ModelPage, ModelType } from './types';
+import { CheckpointType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, ModelPage, ModelType, TaskType } from './types';
 
 @InputType()
 class ModelFilterInput {
   @Field(() => ModelKind, { nullable: true }) kind?: ModelKind;
   @Field({ nullable: true }) nameContains?: string;
   @Field({ nullable: true }) architecture?: string;
+}
+
+@InputType()
+class RegisterTaskInput {
+  @Field() name: string;
+  @Field({ description: 'absolute path of the task data (safetensors with a probe split), under a data root' }) path: string;
 }
 
 @InputType()
@@ -62,6 +68,33 @@ export class ModelResolver {
   @Mutation(() => ModelType, { description: 'register a checkpoint as a model; its header is validated and hashed first' })
   async registerModel(@Ctx() { prisma, dataRoots }: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
     return withErrorCodes(() => registerModel(prisma, dataRoots, input));
+  }
+
+  @Mutation(() => TaskType, { description: 'register a task from its data file, validated first' })
+  async registerTask(@Ctx() { prisma, dataRoots }: ApiContext, @Arg('input', () => RegisterTaskInput) input: RegisterTaskInput): Promise<TaskType> {
+    return withErrorCodes(() => registerTask(prisma, dataRoots, input));
+  }
+
+  @Query(() => [TaskType])
+  async tasks(@Ctx() { prisma }: ApiContext): Promise<TaskType[]> {
+    return prisma.task.findMany({ orderBy: { name: 'asc' } });
+  }
+
+  @FieldResolver(() => [LinkType], { description: 'the models this one derives from' })
+  async parents(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<LinkType[]> {
+    const edges = await prisma.lineageEdge.findMany({ where: { childId: model.id }, include: { parent: true }, orderBy: { createdAt: 'asc' } });
+    return edges.map((e) => ({ relation: e.relation, weight: e.weight, model: e.parent }));
+  }
+
+  @FieldResolver(() => [LinkType], { description: 'the models derived from this one' })
+  async children(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<LinkType[]> {
+    const edges = await prisma.lineageEdge.findMany({ where: { parentId: model.id }, include: { child: true }, orderBy: { createdAt: 'asc' } });
+    return edges.map((e) => ({ relation: e.relation, weight: e.weight, model: e.child }));
+  }
+
+  @FieldResolver(() => [EvaluationType])
+  async evaluations(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<EvaluationType[]> {
+    return prisma.evaluation.findMany({ where: { modelId: model.id }, include: { task: true }, orderBy: [{ taskId: 'asc' }, { split: 'asc' }] });
   }
 
   @FieldResolver(() => CheckpointType)

@@ -53,3 +53,28 @@ export class ModelPage {
   @Field() hasNextPage: boolean;
   @Field(() => ID, { nullable: true, description: 'pass as `after` to get the next page' }) endCursor: string | null;
 }
+
+@ObjectType({ description: 'A task: its classes and where its labelled data is' })
+export class TaskType {
+  @Field(() => ID) id: string;
+  @Field() name: string;
+  @Field(() => Int) classes: number;
+  @Field() description: string;
+  @Field() dataUri: string;
+}
+
+@ObjectType({ description: "A model's score on a task's split" })
+export class EvaluationType {
+  @Field(() => ID) id: string;
+  @Field() split: string;
+  @Field() metric: string;
+  @Field(() => Float) value: number;
+  @Field(() => TaskType) task: TaskType;
+}
+
+@ObjectType({ description: 'A parent or child link of a model' })
+export class LinkType {
+  @Field() relation: string;
+  @Field(() => Float, { nullable: true }) weight: number | null;
+  @Field(() => ModelType) model: ModelType;
+}

@@ -7,6 +7,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { loadTaskData } from '../engine/data/task-data';
 import { Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
 
@@ -122,4 +123,28 @@ export async function listModels(prisma: PrismaClient, filter: ModelFilter, firs
     ...(after ? { cursor: { id: after }, skip: 1 } : {}),
   });
   return { models: rows.slice(0, first), hasNextPage: rows.length > first };
+}
+
+export interface RegisterTaskInput {
+  name: string;
+  /** Task data (safetensors with probe/validation/test/ood splits), under a data root. */
+  path: string;
+}
+
+/** Registers a task from its data file; the file is validated (splits, labels within classes) first. */
+export async function registerTask(prisma: PrismaClient, roots: readonly string[], input: RegisterTaskInput) {
+  const path = pathUnderRoots(input.path, roots);
+  let data: ReturnType<typeof loadTaskData>;
+  try {
+    data = loadTaskData(path);
+  } catch (err) {
+    throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
+  }
+  if (!data.splits.has('probe')) throw new RegistryError('BAD_USER_INPUT', `${path}: has no "probe" split, which importance analyses need`);
+  try {
+    return await prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}` } });
+  } catch (err) {
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') throw new RegistryError('CONFLICT', `a task named "${input.name}" already exists`);
+    throw err;
+  }
 }
