@@ -2,7 +2,7 @@
  * Lineage queries by recursive SQL: ancestors and descendants of a model to a depth, and the whole
  * graph below a base as nodes and edges — without loading the registry into memory.
  */
-import { PrismaClient } from './generated/client';
+import { Prisma, PrismaClient } from './generated/client';
 
 export interface LineageNode {
   id: string;
@@ -25,34 +25,31 @@ function checkDepth(depth: number): number {
   return depth;
 }
 
-/** Models the given one descends from, nearest first, up to `maxDepth` generations. */
-export async function ancestors(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
+/** Walks lineage edges from a model, up (towards parents) or down (towards children), to a depth. */
+async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, direction: 'up' | 'down'): Promise<LineageNode[]> {
   checkDepth(maxDepth);
+  // Fixed column names, never user input: safe to splice.
+  const [from, to] = direction === 'up' ? [Prisma.raw('child_id'), Prisma.raw('parent_id')] : [Prisma.raw('parent_id'), Prisma.raw('child_id')];
   return prisma.$queryRaw<LineageNode[]>`
-    WITH RECURSIVE up(id, depth) AS (
-      SELECT parent_id, 1 FROM lineage_edges WHERE child_id = ${modelId}::uuid
+    WITH RECURSIVE reached(id, depth) AS (
+      SELECT ${to}, 1 FROM lineage_edges WHERE ${from} = ${modelId}::uuid
       UNION
-      SELECT e.parent_id, up.depth + 1 FROM lineage_edges e JOIN up ON e.child_id = up.id WHERE up.depth < ${maxDepth}
+      SELECT e.${to}, reached.depth + 1 FROM lineage_edges e JOIN reached ON e.${from} = reached.id WHERE reached.depth < ${maxDepth}
     )
-    SELECT m.id::text AS id, m.name, m.kind::text AS kind, MIN(up.depth)::int AS depth
-    FROM up JOIN models m ON m.id = up.id
+    SELECT m.id::text AS id, m.name, m.kind::text AS kind, MIN(reached.depth)::int AS depth
+    FROM reached JOIN models m ON m.id = reached.id
     GROUP BY m.id, m.name, m.kind
     ORDER BY depth, m.name`;
 }
 
+/** Models the given one descends from, nearest first, up to `maxDepth` generations. */
+export function ancestors(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
+  return walk(prisma, modelId, maxDepth, 'up');
+}
+
 /** Models derived from the given one, nearest first, up to `maxDepth` generations. */
-export async function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
-  checkDepth(maxDepth);
-  return prisma.$queryRaw<LineageNode[]>`
-    WITH RECURSIVE down(id, depth) AS (
-      SELECT child_id, 1 FROM lineage_edges WHERE parent_id = ${modelId}::uuid
-      UNION
-      SELECT e.child_id, down.depth + 1 FROM lineage_edges e JOIN down ON e.parent_id = down.id WHERE down.depth < ${maxDepth}
-    )
-    SELECT m.id::text AS id, m.name, m.kind::text AS kind, MIN(down.depth)::int AS depth
-    FROM down JOIN models m ON m.id = down.id
-    GROUP BY m.id, m.name, m.kind
-    ORDER BY depth, m.name`;
+export function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
+  return walk(prisma, modelId, maxDepth, 'down');
 }
 
 /** The graph below a base: the base and every descendant as nodes, and every edge among them. */

@@ -39,6 +39,16 @@ export function pathUnderRoots(path: string, roots: readonly string[]): string {
   return real;
 }
 
+/** Runs a write, turning a unique-constraint violation into a CONFLICT that names what exists. */
+async function uniquely<T>(what: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') throw new RegistryError('CONFLICT', `${what} already exists`);
+    throw err;
+  }
+}
+
 export interface RegisterModelInput {
   name: string;
   kind: ModelKind;
@@ -69,8 +79,8 @@ export async function registerModel(prisma: PrismaClient, roots: readonly string
   const parentIds = input.parentIds ?? [];
   if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
   if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
-  try {
-    return await prisma.$transaction(async (tx) => {
+  return uniquely(`a model named "${input.name}"`, () =>
+    prisma.$transaction(async (tx) => {
       const parents = await tx.model.findMany({ where: { id: { in: parentIds } }, select: { id: true } });
       const missing = parentIds.filter((id) => !parents.some((p) => p.id === id));
       if (missing.length > 0) throw new RegistryError('NOT_FOUND', `parent model(s) ${missing.join(', ')} do not exist`);
@@ -89,13 +99,8 @@ export async function registerModel(prisma: PrismaClient, roots: readonly string
         await tx.lineageEdge.create({ data: { parentId, childId: model.id, relation: input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune') } });
       }
       return model;
-    });
-  } catch (err) {
-    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
-      throw new RegistryError('CONFLICT', `a model named "${input.name}" already exists`);
-    }
-    throw err;
-  }
+    }),
+  );
 }
 
 export interface ModelFilter {
@@ -141,10 +146,7 @@ export async function registerTask(prisma: PrismaClient, roots: readonly string[
     throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   }
   if (!data.splits.has('probe')) throw new RegistryError('BAD_USER_INPUT', `${path}: has no "probe" split, which importance analyses need`);
-  try {
-    return await prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}` } });
-  } catch (err) {
-    if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') throw new RegistryError('CONFLICT', `a task named "${input.name}" already exists`);
-    throw err;
-  }
+  return uniquely(`a task named "${input.name}"`, () =>
+    prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}` } }),
+  );
 }
