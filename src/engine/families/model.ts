@@ -57,7 +57,8 @@ export function loadModel(path: string): Model {
         throw new CheckpointError(location.file, `shape ${JSON.stringify(location.shape)} but the config implies ${JSON.stringify(shape)}`, name);
       }
       if (!isFloatDtype(location.dtype)) throw new CheckpointError(location.file, `dtype ${location.dtype} is not a float type`, name);
-      params.set(name, decodeToFloat32(reader.read(location).slice(), location.dtype as FloatDtype).slice());
+      // read() returns a fresh buffer, so the decoded array (a view of it for F32) is the model's own.
+      params.set(name, decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
       shapes.set(name, shape);
     }
   } finally {

@@ -17,9 +17,8 @@ import { ModelFamily } from '../families/types';
 import { Random } from '../kernels/random';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { useBackend } from '../tensors/backend';
-import { evaluate } from '../train/evaluate';
 import { train } from '../train/train';
-import { BuildZooOptions, ZooEntry, ZooManifest } from './vision';
+import { BuildZooOptions, ownAccuracy, ZooEntry, ZooManifest } from './vision';
 
 export interface TextZooScale {
   tasks: string[];
@@ -209,11 +208,7 @@ export async function buildTextZoo(options: BuildZooOptions<TextZooScale>): Prom
     });
     const modelDir = join('finetunes', source.name);
     saveModel(join(options.out, modelDir), model, { zoo_seed: String(options.seed), task: source.name });
-    const accuracy = {
-      validation: (await evaluate(model, source.name, taskSplits.validation)).accuracy,
-      test: (await evaluate(model, source.name, taskSplits.test)).accuracy,
-      ood: (await evaluate(model, source.name, taskSplits.ood)).accuracy,
-    };
+    const accuracy = await ownAccuracy(model, source.name, taskSplits);
     log(`  ${source.name}: test ${(accuracy.test * 100).toFixed(1)}%, ood ${(accuracy.ood * 100).toFixed(1)}%`);
     finetunes.push({ task: source.name, classes: source.classes, description: source.description, model: modelDir, data: join('tasks', `${source.name}.safetensors`), accuracy });
   }

@@ -12,7 +12,7 @@ import { saveTaskData, TaskSplit } from '../data/task-data';
 import { buildTaskSplits, IMAGE_SIDE, loadFashionMnist, loadMnist, SplitSizes, VISION_TASKS, VisionSource, VisionTaskDef } from '../data/vision';
 import { throwIfAborted } from '../errors';
 import { MlpConfig, mlpFamily } from '../families/mlp';
-import { modelOf, saveModel } from '../families/model';
+import { Model, modelOf, saveModel } from '../families/model';
 import { ModelFamily } from '../families/types';
 import { useBackend } from '../tensors/backend';
 import { evaluate } from '../train/evaluate';
@@ -86,6 +86,15 @@ export interface BuildZooOptions<S = ZooScale> {
   scale?: S;
 }
 
+/** A fine-tune's accuracy on its own task's validation, test and OOD splits: the benchmark's oracle row. */
+export async function ownAccuracy(model: Model, task: string, splits: Record<string, TaskSplit>): Promise<ZooEntry['accuracy']> {
+  return {
+    validation: (await evaluate(model, task, splits.validation)).accuracy,
+    test: (await evaluate(model, task, splits.test)).accuracy,
+    ood: (await evaluate(model, task, splits.ood)).accuracy,
+  };
+}
+
 function taskDef(name: string): VisionTaskDef {
   const def = VISION_TASKS.find((t) => t.name === name);
   if (!def) throw new Error(`unknown vision task "${name}"`);
@@ -155,12 +164,7 @@ export async function buildVisionZoo(options: BuildZooOptions): Promise<ZooManif
     });
     const modelDir = join('finetunes', task);
     saveModel(join(options.out, modelDir), model, { zoo_seed: String(options.seed), task });
-    const taskSplits = splits.get(task)!;
-    const accuracy = {
-      validation: (await evaluate(model, task, taskSplits.validation)).accuracy,
-      test: (await evaluate(model, task, taskSplits.test)).accuracy,
-      ood: (await evaluate(model, task, taskSplits.ood)).accuracy,
-    };
+    const accuracy = await ownAccuracy(model, task, splits.get(task)!);
     log(`  ${task}: test ${(accuracy.test * 100).toFixed(1)}%, ood ${(accuracy.ood * 100).toFixed(1)}%`);
     finetunes.push({ task, classes: def.classes, description: def.description, model: modelDir, data: join('tasks', `${task}.safetensors`), accuracy });
   }
