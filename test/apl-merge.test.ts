@@ -111,7 +111,7 @@ describe('apl merge method', () => {
 
   it('names the model that has neither probe data nor an importance analysis', async () => {
     const text = `merge_method: apl\nbase_model: base\nmodels:\n  - model: a\n`;
-    await expect(merge(dir, text, 'never')).rejects.toThrow(/models\[0\] \(.*\/a\): apl needs per-model "probe" \(task data\) or "importance"/);
+    await expect(merge(dir, text, 'never')).rejects.toThrow(/models\[0\]\.parameters: apl needs per-model "probe" \(task data\) or "importance"/);
   });
 
   it('rejects probe data whose images do not fit the model', async () => {

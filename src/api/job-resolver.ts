@@ -1,11 +1,14 @@
 /** Live job progress over graphql-ws, replaying what a reconnecting client missed. */
-import { Arg, Field, Float, ID, Int, ObjectType, registerEnumType, Resolver, Root, Subscription } from 'type-graphql';
+import { Arg, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import { GraphQLError } from 'graphql';
+import { cancelJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { JobEventRow } from '../store/events';
-import { ApiContext } from './context';
+import { lastEventId, modelStatusEventsAfter } from '../store/jobs';
+import { ApiContext, requireQueue } from './context';
+import { withErrorCodes } from './errors';
+import { CancelledJobType } from './types';
 
-registerEnumType(JobStatus, { name: 'JobStatus' });
 
 @ObjectType({ description: 'One step of a job: the events of a job are totally ordered by id' })
 export class JobEventType {
@@ -27,14 +30,44 @@ function parseAfter(value: string | undefined): bigint | undefined {
   return BigInt(value);
 }
 
+const toEvent = (event: JobEventRow): JobEventType => ({ ...event, id: event.id.toString(), etaSeconds: event.etaSeconds ?? null });
+
+function hubOf(context: ApiContext) {
+  if (!context.events) throw new GraphQLError('live events are not available on this server', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  return context.events;
+}
+
 @Resolver()
 export class JobResolver {
+  @Mutation(() => CancelledJobType, { description: 'cancels a QUEUED or RUNNING merge or analysis; a running one stops through its AbortSignal and leaves no output' })
+  async cancelJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<CancelledJobType> {
+    return withErrorCodes(async () => ({ id, kind: await cancelJob(context.prisma, requireQueue(context), id), status: 'CANCELLED' as JobStatus }));
+  }
+
+  @Subscription(() => JobEventType, {
+    description: "status changes of the merges and analyses a model takes part in (input, output or analysed), from afterEventId on (live only when absent)",
+    subscribe: async function* ({ args, context }) {
+      const { prisma } = context as ApiContext;
+      const hub = hubOf(context as ApiContext);
+      const after = parseAfter(args.afterEventId as string | undefined) ?? (await lastEventId(prisma));
+      yield* hub.streamAll(after, (last) => modelStatusEventsAfter(prisma, args.modelId as string, last));
+    },
+  })
+  modelJobs(
+    @Root() event: JobEventRow,
+    @Arg('modelId', () => ID) _modelId: string,
+    @Arg('afterEventId', () => ID, { nullable: true }) _afterEventId?: string,
+  ): JobEventType {
+    void _modelId;
+    void _afterEventId;
+    return toEvent(event);
+  }
+
   @Subscription(() => JobEventType, {
     description: "a job's progress events from afterEventId on (all when absent), live, until it ends",
     subscribe: ({ args, context }) => {
-      const { prisma, events } = context as ApiContext;
-      if (!events) throw new GraphQLError('live events are not available on this server', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
-      return events.stream(prisma, args.jobId as string, parseAfter(args.afterEventId as string | undefined));
+      const { prisma } = context as ApiContext;
+      return hubOf(context as ApiContext).stream(prisma, args.jobId as string, parseAfter(args.afterEventId as string | undefined));
     },
   })
   jobProgress(
@@ -44,6 +77,6 @@ export class JobResolver {
   ): JobEventType {
     void _jobId;
     void _afterEventId;
-    return { ...event, id: event.id.toString(), etaSeconds: event.etaSeconds ?? null };
+    return toEvent(event);
   }
 }

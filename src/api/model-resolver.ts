@@ -4,9 +4,12 @@ import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
 import { listModels, registerModel, registerTask } from '../store/registry';
+import { listAnalyses, listMerges } from '../store/jobs';
+import { toAnalysis } from './analysis-resolver';
 import { ApiContext } from './context';
+import { toMerge } from './merge-resolver';
 import { withErrorCodes } from './errors';
-import { CheckpointType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, ModelPage, ModelType, TaskType } from './types';
+import { AnalysisType, CheckpointType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
 
 @InputType()
 class ModelFilterInput {
@@ -95,6 +98,16 @@ export class ModelResolver {
   @FieldResolver(() => [EvaluationType])
   async evaluations(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<EvaluationType[]> {
     return prisma.evaluation.findMany({ where: { modelId: model.id }, include: { task: true }, orderBy: [{ taskId: 'asc' }, { split: 'asc' }] });
+  }
+
+  @FieldResolver(() => [AnalysisType], { description: 'importance analyses of this model, newest first' })
+  async analyses(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<AnalysisType[]> {
+    return withErrorCodes(async () => (await listAnalyses(prisma, { modelId: model.id }, first)).map(toAnalysis));
+  }
+
+  @FieldResolver(() => [MergeType], { description: 'merges this model is an input or the output of, newest first' })
+  async merges(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<MergeType[]> {
+    return withErrorCodes(async () => (await listMerges(prisma, { modelId: model.id }, first)).map(toMerge));
   }
 
   @FieldResolver(() => CheckpointType)

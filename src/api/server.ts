@@ -11,6 +11,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import express from 'express';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
+import type { PgBoss } from 'pg-boss';
 import { PrismaClient } from '../store/client';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
@@ -22,13 +23,24 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-export async function startApiServer(options: { prisma: PrismaClient; dataRoots: readonly string[]; databaseUrl?: string; port?: number; host?: string }): Promise<ApiServer> {
+export interface ApiServerOptions {
+  prisma: PrismaClient;
+  dataRoots: readonly string[];
+  /** Enables live events (LISTEN on this database). */
+  databaseUrl?: string;
+  /** Enables starting and cancelling jobs. */
+  queue?: PgBoss;
+  port?: number;
+  host?: string;
+}
+
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const schema = await buildApiSchema();
   const events = options.databaseUrl ? await JobEventHub.start(options.databaseUrl) : undefined;
   const app = express();
   const http: Server = createServer(app);
   const wss = new WebSocketServer({ server: http, path: '/graphql' });
-  const context = (): ApiContext => ({ prisma: options.prisma, dataRoots: options.dataRoots, events });
+  const context = (): ApiContext => ({ prisma: options.prisma, dataRoots: options.dataRoots, events, queue: options.queue });
   const wsCleanup = useServer({ schema, context }, wss);
   const apollo = new ApolloServer<ApiContext>({
     schema,

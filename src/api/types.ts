@@ -1,8 +1,10 @@
 /** GraphQL object types of the registry (type-graphql). */
 import { Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { ModelKind } from '../store/generated/enums';
+import { GraphQLJSONObject } from 'graphql-scalars';
+import { JobStatus, ModelKind } from '../store/generated/enums';
 
 registerEnumType(ModelKind, { name: 'ModelKind', description: 'BASE, FINETUNE or MERGE' });
+registerEnumType(JobStatus, { name: 'JobStatus' });
 
 @ObjectType({ description: 'A stored checkpoint: where it is and what it holds' })
 export class CheckpointType {
@@ -77,4 +79,57 @@ export class LinkType {
   @Field() relation: string;
   @Field(() => Float, { nullable: true }) weight: number | null;
   @Field(() => ModelType) model: ModelType;
+}
+
+@ObjectType({ description: 'One input of a merge: a model and its parameters' })
+export class MergeInputType {
+  @Field(() => Int) position: number;
+  @Field({ description: 'true for the base model the task vectors are taken against' }) isBase: boolean;
+  @Field(() => GraphQLJSONObject) parameters: Record<string, unknown>;
+  @Field(() => ModelType) model: ModelType;
+}
+
+@ObjectType({ description: 'A merge job and, once COMPLETED, the model it produced' })
+export class MergeType {
+  @Field(() => ID) id: string;
+  @Field() method: string;
+  @Field(() => GraphQLJSONObject, { description: 'global parameters (and dtype) as requested' }) parameters: Record<string, unknown>;
+  @Field(() => Float, { description: 'seed of every random choice of the merge' }) seed: number;
+  @Field(() => JobStatus) status: JobStatus;
+  @Field(() => Int, { description: 'progress within the current phase' }) done: number;
+  @Field(() => Int) total: number;
+  @Field(() => String, { nullable: true }) error: string | null;
+  @Field(() => String, { nullable: true, description: 'name asked for the merged model' }) outputName: string | null;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: 'backend, seconds, tensors, sha256 and the method\'s preparation report' }) result: Record<string, unknown> | null;
+  @Field(() => Int, { description: 'attempts started (more than one after a worker was lost)' }) attempts: number;
+  @Field() createdAt: Date;
+  @Field() updatedAt: Date;
+  outputModelId: string | null;
+}
+
+@ObjectType({ description: 'An importance analysis of a model on a task, and its artifact once COMPLETED' })
+export class AnalysisType {
+  @Field(() => ID) id: string;
+  @Field({ description: 'model, layer or row' }) level: string;
+  @Field({ description: 'exact or gradient' }) estimator: string;
+  @Field(() => JobStatus) status: JobStatus;
+  @Field(() => Int) done: number;
+  @Field(() => Int) total: number;
+  @Field(() => String, { nullable: true }) error: string | null;
+  @Field(() => String, { nullable: true, description: 'the importance artifact (safetensors), with its JSON summary beside it' }) artifactUri: string | null;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: 'per layer: mean, spread and top partitions' }) summary: Record<string, unknown> | null;
+  @Field(() => GraphQLJSONObject, { nullable: true }) result: Record<string, unknown> | null;
+  @Field(() => Int) attempts: number;
+  @Field() createdAt: Date;
+  @Field() updatedAt: Date;
+  modelId: string;
+  taskId: string;
+  baseModelId: string | null;
+}
+
+@ObjectType({ description: 'A job that was cancelled' })
+export class CancelledJobType {
+  @Field(() => ID) id: string;
+  @Field({ description: 'merge or analysis' }) kind: string;
+  @Field(() => JobStatus) status: JobStatus;
 }

@@ -2,13 +2,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { saveImportance, ScoreName } from '../engine/apl/artifact';
-import { exactImportance, gradientImportance } from '../engine/apl/importance';
-import { buildPartitions, PartitionLevel } from '../engine/apl/partitions';
-import { singleTask, trunkShapesOf } from '../engine/apl/prepare';
+import { analyseImportance } from '../engine/apl/analysis';
+import { saveImportance } from '../engine/apl/artifact';
+import { PartitionLevel } from '../engine/apl/partitions';
 import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/merging';
-import { getSplit, loadTaskData } from '../engine/data/task-data';
-import { loadModel } from '../engine/families/model';
 import { parseBackend, useBackend } from '../engine/tensors/backend';
 import { buildTextZoo } from '../engine/zoo/text';
 import { buildVisionZoo } from '../engine/zoo/vision';
@@ -34,31 +31,21 @@ export async function zooBuildCommand(flags: { suite: string; out?: string; quic
 
 export async function importanceCommand(flags: { base: string; model: string; probe: string; task?: string; level: string; estimator: string; out: string; backend: string }): Promise<void> {
   const backend = await useBackend(parseBackend(flags.backend));
-  const base = loadModel(flags.base);
-  const finetune = loadModel(flags.model);
-  const task = singleTask(finetune, flags.task);
-  const probe = getSplit(loadTaskData(flags.probe), 'probe');
-  const scheme = buildPartitions(flags.level as PartitionLevel, trunkShapesOf(finetune));
-  const inputs = { base, finetune, task, probe, scheme };
-  const scores: Partial<Record<ScoreName, Float64Array>> = {};
-  const timings: Record<string, string> = {};
   const bar = terminalProgress();
-  if (flags.estimator !== 'gradient') {
-    const exact = await exactImportance(inputs, { onProgress: bar.onProgress });
-    bar.done();
-    scores.loss_increase = exact.lossIncrease;
-    scores.kl = exact.kl;
-    timings.exact_seconds = String(exact.seconds);
-    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(exact.seconds)} (${(scheme.count / exact.seconds).toFixed(0)} partitions/s), clean loss ${exact.cleanLoss.toFixed(4)}`);
+  const estimator = flags.estimator === 'exact' || flags.estimator === 'gradient' ? flags.estimator : 'both';
+  const analysis = await analyseImportance({ basePath: flags.base, modelPath: flags.model, probePath: flags.probe, task: flags.task, level: flags.level as PartitionLevel, estimator, onProgress: bar.onProgress });
+  bar.done();
+  const { scheme, scores, task } = analysis;
+  const timings: Record<string, string> = {};
+  if (analysis.exactSeconds !== undefined) {
+    timings.exact_seconds = String(analysis.exactSeconds);
+    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(analysis.exactSeconds)} (${(scheme.count / analysis.exactSeconds).toFixed(0)} partitions/s), clean loss ${analysis.cleanLoss!.toFixed(4)}`);
   }
-  if (flags.estimator !== 'exact') {
-    const gradient = await gradientImportance(inputs);
-    scores.gradient_signed = gradient.signed;
-    scores.gradient_absolute = gradient.absolute;
-    timings.gradient_seconds = String(gradient.seconds);
-    console.log(`gradient approximation: ${scheme.count} partitions in ${formatSeconds(gradient.seconds)}`);
+  if (analysis.gradientSeconds !== undefined) {
+    timings.gradient_seconds = String(analysis.gradientSeconds);
+    console.log(`gradient approximation: ${scheme.count} partitions in ${formatSeconds(analysis.gradientSeconds)}`);
   }
-  const paths = saveImportance(flags.out, scheme, { task, model: resolve(flags.model), base: resolve(flags.base), scores, metadata: { backend, probe: resolve(flags.probe), probe_examples: String(probe.count), ...timings } });
+  const paths = saveImportance(flags.out, scheme, { task, model: resolve(flags.model), base: resolve(flags.base), scores, metadata: { backend, probe: resolve(flags.probe), probe_examples: String(analysis.probeExamples), ...timings } });
   const main = scores.loss_increase ?? scores.gradient_signed!;
   const top = Array.from(main.keys()).sort((a, b) => main[b] - main[a]).slice(0, 5);
   console.log(`most important partitions for ${task} (${scores.loss_increase ? 'loss increase' : '−g·δ'}):`);

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { startApiServer } from '../api/server';
 import { createPrisma, databaseUrl } from '../store/client';
 import { migrate } from '../store/migrate';
+import { openQueue } from '../jobs/queue';
 
 export function dataRoots(flag: string | undefined): string[] {
   const text = flag ?? process.env.APL_MERGE_DATA_ROOTS ?? resolve('data');
@@ -14,7 +15,8 @@ export async function serveCommand(flags: { port: string; host: string; dataRoot
   const migration = await migrate(url);
   const prisma = createPrisma(url);
   const roots = dataRoots(flags.dataRoots);
-  const server = await startApiServer({ prisma, dataRoots: roots, databaseUrl: url, port: Number(flags.port), host: flags.host });
+  const queue = await openQueue(url);
+  const server = await startApiServer({ prisma, dataRoots: roots, databaseUrl: url, queue, port: Number(flags.port), host: flags.host });
   console.log(`database: ${url.replace(/\/\/[^@/]*@/, '//')} (${migration.applied.length} migration(s) applied)`);
   console.log(`data roots: ${roots.join(', ')}`);
   console.log(`GraphQL API at ${server.url} (queries and mutations over HTTP, subscriptions over WebSocket)`);
@@ -24,5 +26,6 @@ export async function serveCommand(flags: { port: string; host: string; dataRoot
     process.once('SIGTERM', stop);
   });
   await server.stop();
+  await queue.stop({ graceful: false });
   await prisma.$disconnect();
 }

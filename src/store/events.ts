@@ -5,7 +5,7 @@
  * listeners hear of an event only once it is committed and readable.
  */
 import { Client } from 'pg';
-import { PrismaClient } from './generated/client';
+import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
 
 export const EVENTS_CHANNEL = 'apl_merge_job_events';
@@ -27,11 +27,14 @@ export interface JobEventRow extends JobEventInput {
 }
 
 export async function appendJobEvent(prisma: PrismaClient, event: JobEventInput): Promise<JobEventRow> {
-  return prisma.$transaction(async (tx) => {
-    const row = await tx.jobEvent.create({ data: { ...event, etaSeconds: event.etaSeconds ?? null } });
-    await tx.$executeRaw`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify({ id: row.id.toString(), jobId: row.jobId })})`;
-    return row as JobEventRow;
-  });
+  return prisma.$transaction((tx) => insertJobEvent(tx, event));
+}
+
+/** Inserts an event and queues its NOTIFY inside the caller's transaction (sent at commit). */
+export async function insertJobEvent(tx: Prisma.TransactionClient, event: JobEventInput): Promise<JobEventRow> {
+  const row = await tx.jobEvent.create({ data: { ...event, etaSeconds: event.etaSeconds ?? null } });
+  await tx.$executeRaw`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify({ id: row.id.toString(), jobId: row.jobId })})`;
+  return row as JobEventRow;
 }
 
 /** Events of a job after the given id (all when undefined), oldest first. */

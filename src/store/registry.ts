@@ -40,7 +40,7 @@ export function pathUnderRoots(path: string, roots: readonly string[]): string {
 }
 
 /** Runs a write, turning a unique-constraint violation into a CONFLICT that names what exists. */
-async function uniquely<T>(what: string, write: () => Promise<T>): Promise<T> {
+export async function uniquely<T>(what: string, write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (err) {
@@ -58,8 +58,19 @@ export interface RegisterModelInput {
   relation?: string;
 }
 
-export async function registerModel(prisma: PrismaClient, roots: readonly string[], input: RegisterModelInput) {
-  const path = pathUnderRoots(input.path, roots);
+/** What the registry records of a checkpoint, read from its headers (and hashed) before any row is written. */
+export interface CheckpointRecord {
+  uri: string;
+  sha256: string;
+  bytes: bigint;
+  dtype: string;
+  parameterCount: bigint;
+  tensorCount: number;
+  architecture: string;
+}
+
+/** Validates and hashes a checkpoint (a file or an HF directory); a bad one is BAD_USER_INPUT naming the problem. */
+export function describeCheckpoint(path: string): CheckpointRecord {
   let report: ReturnType<typeof inspectCheckpoint>;
   let architecture = 'unknown';
   try {
@@ -76,30 +87,53 @@ export async function registerModel(prisma: PrismaClient, roots: readonly string
     throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   }
   const dtypes = Object.keys(report.dtypes);
+  return {
+    uri: `file://${path}`,
+    sha256: report.files.length === 1 ? report.files[0].sha256! : report.files.map((f) => f.sha256).join(','),
+    bytes: BigInt(report.files.reduce((a, f) => a + f.bytes, 0)),
+    dtype: dtypes.length === 1 ? dtypes[0] : dtypes.join('+'),
+    parameterCount: BigInt(report.parameterCount),
+    tensorCount: report.tensors.length,
+    architecture,
+  };
+}
+
+/** The file path of a checkpoint's `file://` uri. */
+export function checkpointPath(uri: string): string {
+  if (!uri.startsWith('file://')) throw new RegistryError('BAD_USER_INPUT', `checkpoint uri "${uri}" is not a file:// uri`);
+  return uri.slice('file://'.length);
+}
+
+export interface ParentLink {
+  id: string;
+  relation: string;
+  weight?: number | null;
+}
+
+/** Writes a model, its checkpoint and its lineage edges inside the caller's transaction. */
+export async function insertModel(tx: Prisma.TransactionClient, model: { name: string; kind: ModelKind }, record: CheckpointRecord, parents: readonly ParentLink[]) {
+  const ids = [...new Set(parents.map((p) => p.id))];
+  const found = await tx.model.findMany({ where: { id: { in: ids } }, select: { id: true } });
+  const missing = ids.filter((id) => !found.some((p) => p.id === id));
+  if (missing.length > 0) throw new RegistryError('NOT_FOUND', `parent model(s) ${missing.join(', ')} do not exist`);
+  const { architecture, ...checkpointData } = record;
+  const checkpoint = await tx.checkpoint.create({ data: checkpointData });
+  const created = await tx.model.create({ data: { name: model.name, kind: model.kind, architecture, checkpointId: checkpoint.id } });
+  for (const parent of parents) {
+    await tx.lineageEdge.create({ data: { parentId: parent.id, childId: created.id, relation: parent.relation, weight: parent.weight ?? null } });
+  }
+  return created;
+}
+
+export async function registerModel(prisma: PrismaClient, roots: readonly string[], input: RegisterModelInput) {
+  const path = pathUnderRoots(input.path, roots);
+  const record = describeCheckpoint(path);
   const parentIds = input.parentIds ?? [];
   if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
   if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
+  const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
   return uniquely(`a model named "${input.name}"`, () =>
-    prisma.$transaction(async (tx) => {
-      const parents = await tx.model.findMany({ where: { id: { in: parentIds } }, select: { id: true } });
-      const missing = parentIds.filter((id) => !parents.some((p) => p.id === id));
-      if (missing.length > 0) throw new RegistryError('NOT_FOUND', `parent model(s) ${missing.join(', ')} do not exist`);
-      const checkpoint = await tx.checkpoint.create({
-        data: {
-          uri: `file://${path}`,
-          sha256: report.files.length === 1 ? report.files[0].sha256! : report.files.map((f) => f.sha256).join(','),
-          bytes: BigInt(report.files.reduce((a, f) => a + f.bytes, 0)),
-          dtype: dtypes.length === 1 ? dtypes[0] : dtypes.join('+'),
-          parameterCount: BigInt(report.parameterCount),
-          tensorCount: report.tensors.length,
-        },
-      });
-      const model = await tx.model.create({ data: { name: input.name, kind: input.kind, architecture, checkpointId: checkpoint.id } });
-      for (const parentId of parentIds) {
-        await tx.lineageEdge.create({ data: { parentId, childId: model.id, relation: input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune') } });
-      }
-      return model;
-    }),
+    prisma.$transaction((tx) => insertModel(tx, input, record, parentIds.map((id) => ({ id, relation })))),
   );
 }
 

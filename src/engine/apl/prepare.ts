@@ -7,6 +7,7 @@
 import { getSplit, loadTaskData } from '../data/task-data';
 import { Model, loadModel } from '../families/model';
 import { MergeInputError } from '../errors';
+import { ProgressCallback } from '../progress';
 import { PrepareContext, Prepared } from '../methods/types';
 import { useBackend } from '../tensors/backend';
 import { loadImportance, ScoreName } from './artifact';
@@ -41,11 +42,11 @@ export function scoreName(choice: ScoreChoice): ScoreName {
 }
 
 /** Importance of every partition of one fine-tune, by the chosen estimator. */
-export async function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal): Promise<{ score: Float64Array; seconds: number }> {
+export async function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal, onProgress?: ProgressCallback): Promise<{ score: Float64Array; seconds: number }> {
   const probe = getSplit(loadTaskData(probePath), 'probe');
   const inputs = { base, finetune, task, probe, scheme };
   if (choice.estimator === 'exact') {
-    const exact = await exactImportance(inputs, { signal });
+    const exact = await exactImportance(inputs, { signal, onProgress });
     return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds };
   }
   const gradient = await gradientImportance(inputs, choice.gradientAt, signal);
@@ -84,7 +85,10 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       scores.push(score);
       sources.push({ model: context.models[t], task, importance: artifactPath, score: name });
     } else if (probePath) {
-      const { score, seconds } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal);
+      // One phase per fine-tune, so that progress within a phase only grows.
+      const phase = `importance ${t + 1}/${context.models.length}`;
+      const onProgress: ProgressCallback | undefined = context.onProgress && ((event) => context.onProgress!({ ...event, phase }));
+      const { score, seconds } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal, onProgress);
       scores.push(score);
       sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds });
     } else {

@@ -65,6 +65,10 @@ export const apl: MergeMethod = {
     { name: 'importance', type: 'string', default: '', path: true, description: 'a saved importance analysis to use instead of probe data' },
     { name: 'task', type: 'string', default: '', description: "the model's head to score (default: its only one)" },
   ],
+  checkParameters(_global, perModel) {
+    if (!perModel.probe && !perModel.importance) return 'apl needs per-model "probe" (task data) or "importance" (a saved analysis)';
+    return undefined;
+  },
   // Loaded on first use: merge worker threads import every method, and must not pay for
   // loading TensorFlow.js, which only the preparation needs.
   prepare: (context) => (require('../apl/prepare') as typeof PrepareModule).prepareApl(context),

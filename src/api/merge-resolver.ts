@@ -1,0 +1,71 @@
+/** Merges: start one (any engine method, APL included), list them, follow their inputs and output. */
+import { Arg, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { GraphQLError } from 'graphql';
+import { GraphQLJSONObject } from 'graphql-scalars';
+import { requestMerge } from '../jobs/requests';
+import { JobStatus } from '../store/generated/enums';
+import { listMerges } from '../store/jobs';
+import { ApiContext, requireQueue } from './context';
+import { withErrorCodes } from './errors';
+import { MergeInputType, MergeType, ModelType } from './types';
+
+@InputType({ description: 'A model to merge and its parameters' })
+class MergeModelInput {
+  @Field(() => ID) modelId: string;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: "the method's per-model parameters, e.g. { weight: 1, density: 0.5 }" }) parameters?: Record<string, unknown>;
+  @Field(() => ID, { nullable: true, description: "APL: the task whose probe split measures this model's importance" }) probeTaskId?: string;
+  @Field(() => ID, { nullable: true, description: 'APL: a COMPLETED analysis of this model to take importance from' }) analysisId?: string;
+}
+
+@InputType()
+class StartMergeInput {
+  @Field({ nullable: true, description: 'name of the merged model (default merge-<id prefix>)' }) name?: string;
+  @Field({ description: 'an engine merge method (see the methods query of the CLI: linear, ties, dare_ties, apl, …)' }) method: string;
+  @Field(() => ID, { nullable: true }) baseModelId?: string;
+  @Field(() => [MergeModelInput]) models: MergeModelInput[];
+  @Field(() => GraphQLJSONObject, { nullable: true, description: "the method's global parameters" }) parameters?: Record<string, unknown>;
+  @Field(() => Int, { nullable: true, description: 'seed of every random choice (default 0); recorded with the merge' }) seed?: number;
+  @Field({ nullable: true, description: 'float32, float16 or bfloat16' }) dtype?: string;
+}
+
+export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknown } & Omit<MergeType, 'seed' | 'parameters' | 'result'>): MergeType => ({
+  ...row,
+  seed: Number(row.seed),
+  parameters: row.parameters as Record<string, unknown>,
+  result: (row.result as Record<string, unknown> | null) ?? null,
+});
+
+@Resolver(() => MergeType)
+export class MergeResolver {
+  @Mutation(() => MergeType, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
+  async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<MergeType> {
+    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), input)));
+  }
+
+  @Query(() => MergeType)
+  async merge(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string): Promise<MergeType> {
+    const row = await prisma.merge.findUnique({ where: { id } }).catch(() => null);
+    if (!row) throw new GraphQLError(`merge ${id} does not exist`, { extensions: { code: 'NOT_FOUND' } });
+    return toMerge(row);
+  }
+
+  @Query(() => [MergeType], { description: 'merges, newest first' })
+  async merges(
+    @Ctx() { prisma }: ApiContext,
+    @Arg('status', () => JobStatus, { nullable: true }) status: JobStatus | undefined,
+    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
+  ): Promise<MergeType[]> {
+    return withErrorCodes(async () => (await listMerges(prisma, { status }, first)).map(toMerge));
+  }
+
+  @FieldResolver(() => [MergeInputType])
+  async inputs(@Root() merge: MergeType, @Ctx() { prisma }: ApiContext): Promise<MergeInputType[]> {
+    const rows = await prisma.mergeInput.findMany({ where: { mergeId: merge.id }, include: { model: true }, orderBy: { position: 'asc' } });
+    return rows.map((r) => ({ position: r.position, isBase: r.isBase, parameters: r.parameters as Record<string, unknown>, model: r.model }));
+  }
+
+  @FieldResolver(() => ModelType, { nullable: true, description: 'the merged model, once COMPLETED' })
+  async outputModel(@Root() merge: MergeType, @Ctx() { prisma }: ApiContext): Promise<ModelType | null> {
+    return merge.outputModelId ? prisma.model.findUnique({ where: { id: merge.outputModelId } }) : null;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * One importance analysis, as the CLI's `importance` command and the platform's analysis jobs run
+ * it: a fine-tune against its base on a task's probe split, by exact intervention (loss increase
+ * and KL), by the gradient approximation (signed and absolute), or both, saved as an artifact.
+ */
+import { getSplit, loadTaskData } from '../data/task-data';
+import { loadModel } from '../families/model';
+import { ProgressCallback } from '../progress';
+import { ScoreName } from './artifact';
+import { exactImportance, gradientImportance } from './importance';
+import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
+import { singleTask, trunkShapesOf } from './prepare';
+
+export interface AnalysisInputs {
+  basePath: string;
+  modelPath: string;
+  probePath: string;
+  /** The head to measure; may be omitted when the model has one. */
+  task?: string;
+  level: PartitionLevel;
+  estimator: 'exact' | 'gradient' | 'both';
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+export interface Analysis {
+  task: string;
+  scheme: PartitionScheme;
+  probeExamples: number;
+  scores: Partial<Record<ScoreName, Float64Array>>;
+  exactSeconds?: number;
+  gradientSeconds?: number;
+  cleanLoss?: number;
+}
+
+export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysis> {
+  const base = loadModel(inputs.basePath);
+  const finetune = loadModel(inputs.modelPath);
+  const task = singleTask(finetune, inputs.task);
+  const probe = getSplit(loadTaskData(inputs.probePath), 'probe');
+  const scheme = buildPartitions(inputs.level, trunkShapesOf(finetune));
+  const importanceInputs = { base, finetune, task, probe, scheme };
+  const analysis: Analysis = { task, scheme, probeExamples: probe.count, scores: {} };
+  if (inputs.estimator !== 'gradient') {
+    const exact = await exactImportance(importanceInputs, { onProgress: inputs.onProgress, signal: inputs.signal });
+    analysis.scores.loss_increase = exact.lossIncrease;
+    analysis.scores.kl = exact.kl;
+    analysis.exactSeconds = exact.seconds;
+    analysis.cleanLoss = exact.cleanLoss;
+  }
+  if (inputs.estimator !== 'exact') {
+    const gradient = await gradientImportance(importanceInputs, 'finetune', inputs.signal);
+    analysis.scores.gradient_signed = gradient.signed;
+    analysis.scores.gradient_absolute = gradient.absolute;
+    analysis.gradientSeconds = gradient.seconds;
+  }
+  return analysis;
+}

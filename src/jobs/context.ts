@@ -1,0 +1,22 @@
+/** What a job handler needs from the worker that runs it. */
+import { PrismaClient } from '../store/generated/client';
+
+export interface JobContext {
+  prisma: PrismaClient;
+  /** Where merged models and importance artifacts are written (one directory per job id). */
+  outputRoot: string;
+  /** Worker threads for merging (0 = inline). */
+  threads?: number;
+  /** The engine backend in use, recorded with each result. */
+  backend: string;
+  /** Identifies this worker in status messages (host and pid). */
+  workerName: string;
+  log: (line: string) => void;
+}
+
+export interface JobAttempt {
+  id: string;
+  /** 0 for the first attempt, 1 for the first retry, … */
+  retryCount: number;
+  signal: AbortSignal;
+}

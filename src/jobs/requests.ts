@@ -1,0 +1,165 @@
+/**
+ * Starting and cancelling jobs. A start validates everything that can be checked from headers
+ * (models exist, the method and its parameters, homologous checkpoints, probe data that fits the
+ * heads), then writes the QUEUED row, its inputs, its first event and the queued job in one
+ * transaction: a request that fails leaves no row and no job behind.
+ */
+import { PgBoss } from 'pg-boss';
+import { Client } from 'pg';
+import { ConfigError, MergeInputError, CheckpointError } from '../engine/errors';
+import { parseMergeConfig } from '../engine/merge/config';
+import { planMerge } from '../engine/merge/plan';
+import { getMergeMethod } from '../engine/methods/registry';
+import { readModelConfig } from '../engine/families/model';
+import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
+import { Prisma, PrismaClient } from '../store/generated/client';
+import { insertJobEvent } from '../store/events';
+import { FINAL_STATUSES, JobKind, jobKindOf, transitionJob } from '../store/jobs';
+import { checkpointPath, RegistryError } from '../store/registry';
+import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
+import { dequeueJob, enqueueJob } from './queue';
+
+/** The channel on which a cancel reaches the worker running the job. */
+export const CANCEL_CHANNEL = 'apl_merge_job_cancel';
+
+export interface MergeRequest {
+  /** Name of the merged model (default: merge-<first 8 characters of the merge id>). */
+  name?: string;
+  method: string;
+  baseModelId?: string;
+  models: Array<{ modelId: string; parameters?: Record<string, unknown> } & PlatformModelParameters>;
+  /** The method's global parameters, as in the YAML config's `parameters`. */
+  parameters?: Record<string, unknown>;
+  /** Seed of every random choice (DARE drops, APL's stochastic variant); recorded with the merge. Default 0. */
+  seed?: number;
+  dtype?: string;
+}
+
+const inputProblem = (err: unknown): never => {
+  if (err instanceof ConfigError || err instanceof MergeInputError || err instanceof CheckpointError) throw new RegistryError('BAD_USER_INPUT', err.message);
+  throw err;
+};
+
+export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: MergeRequest) {
+  try {
+    getMergeMethod(request.method);
+  } catch (err) {
+    throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
+  }
+  if (request.models.length === 0) throw new RegistryError('BAD_USER_INPUT', 'models: a merge needs at least one model');
+  const seed = request.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RegistryError('BAD_USER_INPUT', `seed must be a non-negative integer, got ${seed}`);
+  const ids = [...(request.baseModelId ? [request.baseModelId] : []), ...request.models.map((m) => m.modelId)];
+  const found = await prisma.model.findMany({ where: { id: { in: ids } }, select: { id: true } }).catch(() => []);
+  const missing = ids.filter((id) => !found.some((m) => m.id === id));
+  if (missing.length > 0) throw new RegistryError('NOT_FOUND', `model(s) ${[...new Set(missing)].join(', ')} do not exist`);
+  if (request.name && (await prisma.model.findUnique({ where: { name: request.name } }))) throw new RegistryError('CONFLICT', `a model named "${request.name}" already exists`);
+
+  return prisma.$transaction(async (tx) => {
+    const merge = await tx.merge.create({
+      data: {
+        method: request.method,
+        parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}) },
+        seed: BigInt(seed),
+        outputName: request.name ?? null,
+      },
+    });
+    const inputs = [
+      ...(request.baseModelId ? [{ modelId: request.baseModelId, isBase: true, parameters: {} }] : []),
+      ...request.models.map((m) => ({
+        modelId: m.modelId,
+        isBase: false,
+        parameters: { ...(m.parameters ?? {}), ...(m.probeTaskId ? { probeTaskId: m.probeTaskId } : {}), ...(m.analysisId ? { analysisId: m.analysisId } : {}) },
+      })),
+    ];
+    await tx.mergeInput.createMany({ data: inputs.map((input, position) => ({ ...input, mergeId: merge.id, position, parameters: input.parameters as Prisma.InputJsonObject })) });
+    // Validate exactly what the worker will run: the engine plans the merge from headers alone.
+    const spec = await loadMergeSpec(tx, merge.id);
+    try {
+      planMerge(parseMergeConfig(spec.configText, 'the merge request', '/'));
+    } catch (err) {
+      inputProblem(err);
+    }
+    await insertJobEvent(tx, { jobKind: 'merge', jobId: merge.id, phase: 'status', done: 0, total: 0, message: `queued: ${request.method} of ${request.models.length} model(s)`, status: 'QUEUED' });
+    await enqueueJob(boss, { kind: 'merge', id: merge.id }, tx);
+    return merge;
+  });
+}
+
+export interface AnalysisRequest {
+  modelId: string;
+  taskId: string;
+  level: string;
+  estimator: string;
+  /** The model measured against (default: the model's BASE ancestor). */
+  baseModelId?: string;
+}
+
+async function baseOf(prisma: PrismaClient, modelId: string): Promise<string> {
+  const rows = await prisma.$queryRaw<Array<{ id: string }>>`
+    WITH RECURSIVE up(id, depth) AS (
+      SELECT parent_id, 1 FROM lineage_edges WHERE child_id = ${modelId}::uuid
+      UNION SELECT e.parent_id, up.depth + 1 FROM lineage_edges e JOIN up ON e.child_id = up.id WHERE up.depth < 32
+    )
+    SELECT m.id::text AS id FROM up JOIN models m ON m.id = up.id WHERE m.kind = 'BASE' ORDER BY up.depth LIMIT 1`;
+  if (rows.length === 0) throw new RegistryError('BAD_USER_INPUT', `model ${modelId} has no BASE ancestor; pass baseModelId`);
+  return rows[0].id;
+}
+
+export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, request: AnalysisRequest) {
+  if (!PARTITION_LEVELS.includes(request.level as PartitionLevel)) throw new RegistryError('BAD_USER_INPUT', `level "${request.level}" is not one of ${PARTITION_LEVELS.join(', ')}`);
+  if (request.estimator !== 'exact' && request.estimator !== 'gradient') throw new RegistryError('BAD_USER_INPUT', `estimator "${request.estimator}" is not one of exact, gradient`);
+  const model = await prisma.model.findUnique({ where: { id: request.modelId }, include: { checkpoint: true } }).catch(() => null);
+  if (!model) throw new RegistryError('NOT_FOUND', `model ${request.modelId} does not exist`);
+  const task = await prisma.task.findUnique({ where: { id: request.taskId } }).catch(() => null);
+  if (!task) throw new RegistryError('NOT_FOUND', `task ${request.taskId} does not exist`);
+  const baseModelId = request.baseModelId ?? (await baseOf(prisma, model.id));
+  const base = await prisma.model.findUnique({ where: { id: baseModelId }, include: { checkpoint: true } }).catch(() => null);
+  if (!base) throw new RegistryError('NOT_FOUND', `base model ${baseModelId} does not exist`);
+  try {
+    const { config } = readModelConfig(openCheckpoint(checkpointPath(model.checkpoint.uri)).directory);
+    const heads = config.tasks as Record<string, number>;
+    if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
+    if (heads[task.name] !== task.classes) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}"'s head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}`);
+    planMerge(parseMergeConfig(`merge_method: task_arithmetic\nbase_model: ${JSON.stringify(checkpointPath(base.checkpoint.uri))}\nmodels:\n  - model: ${JSON.stringify(checkpointPath(model.checkpoint.uri))}\n    parameters: { weight: 1 }\n`, 'the analysis request', '/'));
+  } catch (err) {
+    // Headers, config.json and homology: whatever is wrong there is the caller's input.
+    if (err instanceof RegistryError) throw err;
+    throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
+  }
+  return prisma.$transaction(async (tx) => {
+    const analysis = await tx.importanceAnalysis.create({ data: { modelId: model.id, taskId: task.id, baseModelId, level: request.level, estimator: request.estimator } });
+    await insertJobEvent(tx, { jobKind: 'analysis', jobId: analysis.id, phase: 'status', done: 0, total: 0, message: `queued: ${request.estimator} importance of ${model.name} on ${task.name} (${request.level} level)`, status: 'QUEUED' });
+    await enqueueJob(boss, { kind: 'analysis', id: analysis.id }, tx);
+    return analysis;
+  });
+}
+
+/**
+ * Cancels a queued or running job: the row becomes CANCELLED at once (so a worker that picks the
+ * job up later skips it, and one that finishes it discards its output), the worker running it is
+ * told over NOTIFY and stops the engine through its AbortSignal.
+ */
+export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string): Promise<JobKind> {
+  const job = await jobKindOf(prisma, id).catch(() => undefined);
+  if (!job) throw new RegistryError('NOT_FOUND', `no merge or analysis has id ${id}`);
+  if (FINAL_STATUSES.includes(job.status)) throw new RegistryError('CONFLICT', `job ${id} is already ${job.status}`);
+  const cancelled = await transitionJob(prisma, job.kind, id, { from: ['QUEUED', 'RUNNING'], to: 'CANCELLED', message: 'cancelled on request' }, async (tx) => {
+    await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
+  });
+  if (!cancelled) throw new RegistryError('CONFLICT', `job ${id} finished before it could be cancelled`);
+  await dequeueJob(boss, { kind: job.kind, id });
+  return job.kind;
+}
+
+/** Listens for cancels on a connection of its own. */
+export async function listenForCancels(url: string, onCancel: (id: string) => void): Promise<{ close: () => Promise<void> }> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  client.on('notification', (message) => {
+    if (message.channel === CANCEL_CHANNEL && message.payload) onCancel(message.payload);
+  });
+  await client.query(`LISTEN ${CANCEL_CHANNEL}`);
+  return { close: () => client.end() };
+}

@@ -1,0 +1,78 @@
+/**
+ * A worker: takes merges and analyses off the queue and runs them with the engine. Any number of
+ * workers, on any number of machines, can share one database. Each job runs with an AbortController
+ * that a cancel (NOTIFY on the cancel channel) trips; jobs that fail every attempt arrive on the
+ * dead-letter queue, whose handler marks their row FAILED with the last error.
+ */
+import { hostname } from 'node:os';
+import type { Job } from 'pg-boss';
+import { useBackend } from '../engine/tensors/backend';
+import { createPrisma } from '../store/client';
+import { transitionJob } from '../store/jobs';
+import { runAnalysisJob } from './analysis-job';
+import { JobAttempt, JobContext } from './context';
+import { runMergeJob } from './merge-job';
+import { DEAD_LETTER_QUEUE, JobData, openQueue, QUEUE_NAMES, QueueSettings, queueSettingsFromEnv } from './queue';
+import { listenForCancels } from './requests';
+
+export interface WorkerOptions {
+  databaseUrl: string;
+  outputRoot: string;
+  /** Jobs run at once by this worker. Default 1: a merge already uses every core. */
+  concurrency?: number;
+  threads?: number;
+  settings?: QueueSettings;
+  log?: (line: string) => void;
+}
+
+export interface Worker {
+  name: string;
+  backend: string;
+  stop(): Promise<void>;
+}
+
+type Handler = (context: JobContext, attempt: JobAttempt, stop: AbortController) => Promise<void>;
+
+export async function startWorker(options: WorkerOptions): Promise<Worker> {
+  const backend = await useBackend();
+  const prisma = createPrisma(options.databaseUrl);
+  const boss = await openQueue(options.databaseUrl, options.settings ?? queueSettingsFromEnv());
+  const name = `${hostname()}:${process.pid}`;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log };
+  const running = new Map<string, AbortController>();
+  const cancels = await listenForCancels(options.databaseUrl, (id) => running.get(id)?.abort());
+
+  const handle = (run: Handler) => async (jobs: Array<Job<JobData>>) => {
+    for (const job of jobs) {
+      const stop = new AbortController();
+      running.set(job.data.id, stop);
+      try {
+        await run(context, { id: job.data.id, retryCount: job.retryCount, signal: job.signal }, stop);
+      } finally {
+        running.delete(job.data.id);
+      }
+    }
+  };
+  const work = { localConcurrency: options.concurrency ?? 1, pollingIntervalSeconds: 1 };
+  await boss.work<JobData>(QUEUE_NAMES.merge, work, handle(runMergeJob));
+  await boss.work<JobData>(QUEUE_NAMES.analysis, work, handle(runAnalysisJob));
+  await boss.work<JobData>(DEAD_LETTER_QUEUE, { pollingIntervalSeconds: 1 }, async (jobs) => {
+    for (const { data } of jobs) {
+      const row = data.kind === 'merge' ? await prisma.merge.findUnique({ where: { id: data.id } }) : await prisma.importanceAnalysis.findUnique({ where: { id: data.id } });
+      const error = row?.error ?? 'the worker running it stopped';
+      const failed = await transitionJob(prisma, data.kind, data.id, { from: ['QUEUED', 'RUNNING'], to: 'FAILED', message: `failed after ${row?.attempts ?? '?'} attempt(s): ${error}`, error });
+      if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);
+    }
+  });
+  log(`worker ${name} (backend ${backend}) waiting for merges and analyses`);
+  return {
+    name,
+    backend,
+    stop: async () => {
+      await boss.stop({ graceful: true, timeout: 30_000 });
+      await cancels.close();
+      await prisma.$disconnect();
+    },
+  };
+}

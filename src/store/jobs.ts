@@ -1,0 +1,105 @@
+/**
+ * The status and progress of merges and importance analyses. Every change of a job row is written
+ * together with its event (and NOTIFY) in one transaction, and only from the states it may come
+ * from: a job cancelled while a worker runs it stays cancelled, whatever the worker writes later.
+ */
+import { Prisma, PrismaClient } from './generated/client';
+import { JobStatus } from './generated/enums';
+import { insertJobEvent, JobEventInput, JobEventRow } from './events';
+import { RegistryError } from './registry';
+
+export type JobKind = JobEventInput['jobKind'];
+
+export const FINAL_STATUSES: readonly JobStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+
+async function updateJob(tx: Prisma.TransactionClient, kind: JobKind, id: string, from: readonly JobStatus[], data: { status?: JobStatus; done?: number; total?: number; error?: string | null }): Promise<{ done: number; total: number } | undefined> {
+  const where = { id, status: { in: [...from] } };
+  const updated = kind === 'merge' ? await tx.merge.updateMany({ where, data }) : await tx.importanceAnalysis.updateMany({ where, data });
+  if (updated.count === 0) return undefined;
+  const select = { done: true, total: true };
+  return kind === 'merge' ? tx.merge.findUniqueOrThrow({ where: { id }, select }) : tx.importanceAnalysis.findUniqueOrThrow({ where: { id }, select });
+}
+
+/**
+ * Moves a job from one of `from` to `to`, with a "status" event; false (and nothing written) when
+ * the job is not in one of `from`. `andThen` runs in the same transaction, after the update.
+ */
+export async function transitionJob(
+  prisma: PrismaClient | Prisma.TransactionClient,
+  kind: JobKind,
+  id: string,
+  change: { from: readonly JobStatus[]; to: JobStatus; message: string; error?: string },
+  andThen?: (tx: Prisma.TransactionClient) => Promise<void>,
+): Promise<boolean> {
+  const run = async (tx: Prisma.TransactionClient) => {
+    const row = await updateJob(tx, kind, id, change.from, { status: change.to, ...(change.error !== undefined ? { error: change.error } : {}) });
+    if (!row) return false;
+    await andThen?.(tx);
+    await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message: change.message, status: change.to });
+    return true;
+  };
+  return '$transaction' in prisma ? prisma.$transaction(run) : run(prisma);
+}
+
+export interface ProgressInput {
+  phase: string;
+  done: number;
+  total: number;
+  etaSeconds?: number | null;
+  message: string;
+}
+
+/** Records progress of a RUNNING job (row and event); false when the job is no longer running. */
+export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: string, progress: ProgressInput): Promise<boolean> {
+  return prisma.$transaction(async (tx) => {
+    const row = await updateJob(tx, kind, id, ['RUNNING'], { done: progress.done, total: progress.total });
+    if (!row) return false;
+    await insertJobEvent(tx, { jobKind: kind, jobId: id, ...progress, status: 'RUNNING' });
+    return true;
+  });
+}
+
+/** The kind of a job id, or undefined when no merge or analysis has it. */
+export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kind: JobKind; status: JobStatus } | undefined> {
+  const merge = await prisma.merge.findUnique({ where: { id }, select: { status: true } });
+  if (merge) return { kind: 'merge', status: merge.status };
+  const analysis = await prisma.importanceAnalysis.findUnique({ where: { id }, select: { status: true } });
+  return analysis ? { kind: 'analysis', status: analysis.status } : undefined;
+}
+
+function pageSize(first: number): number {
+  if (!Number.isInteger(first) || first < 1 || first > 500) throw new RegistryError('BAD_USER_INPUT', `first must be an integer from 1 to 500, got ${first}`);
+  return first;
+}
+
+/** Merges, newest first; `modelId` keeps those the model is an input or the output of. */
+export async function listMerges(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
+  const where: Prisma.MergeWhereInput = {
+    status: filter.status,
+    ...(filter.modelId ? { OR: [{ inputs: { some: { modelId: filter.modelId } } }, { outputModelId: filter.modelId }] } : {}),
+  };
+  return prisma.merge.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
+}
+
+/** Analyses, newest first; `modelId` keeps those of that model. */
+export async function listAnalyses(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
+  return prisma.importanceAnalysis.findMany({ where: { status: filter.status, modelId: filter.modelId }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
+}
+
+/** Status events (phase "status") of the merges and analyses a model takes part in, after `afterId`. */
+export async function modelStatusEventsAfter(prisma: PrismaClient, modelId: string, afterId: bigint): Promise<JobEventRow[]> {
+  const [analyses, inputs, outputs] = await Promise.all([
+    prisma.importanceAnalysis.findMany({ where: { OR: [{ modelId }, { baseModelId: modelId }] }, select: { id: true } }),
+    prisma.mergeInput.findMany({ where: { modelId }, select: { mergeId: true } }),
+    prisma.merge.findMany({ where: { outputModelId: modelId }, select: { id: true } }),
+  ]);
+  const jobIds = [...analyses.map((a) => a.id), ...inputs.map((i) => i.mergeId), ...outputs.map((o) => o.id)];
+  if (jobIds.length === 0) return [];
+  return (await prisma.jobEvent.findMany({ where: { id: { gt: afterId }, phase: 'status', jobId: { in: jobIds } }, orderBy: { id: 'asc' } })) as JobEventRow[];
+}
+
+/** The id of the newest event (0 when there is none): where a live-only stream starts. */
+export async function lastEventId(prisma: PrismaClient): Promise<bigint> {
+  const row = await prisma.jobEvent.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+  return row?.id ?? 0n;
+}

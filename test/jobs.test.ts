@@ -1,0 +1,233 @@
+/**
+ * The platform end to end, all real: PostgreSQL, the API server, a worker process taking jobs off
+ * the pg-boss queue, and a graphql-ws client. Models come from the engine's quick vision zoo.
+ */
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PgBoss } from 'pg-boss';
+import { ApiServer, startApiServer } from '../src/api/server';
+import { sha256File } from '../src/engine/checkpoint/files';
+import { getSplit, loadTaskData } from '../src/engine/data/task-data';
+import { loadModel } from '../src/engine/families/model';
+import { evaluate } from '../src/engine/train/evaluate';
+import { buildVisionZoo, ZooManifest } from '../src/engine/zoo/vision';
+import { openQueue, QUEUE_NAMES } from '../src/jobs/queue';
+import { createPrisma, PrismaClient } from '../src/store/client';
+import { migrate } from '../src/store/migrate';
+import { createTestDatabase } from './helpers/database';
+import { removeTempDirs, tempDir } from './helpers/files';
+import { graphqlClient, subscribe } from './helpers/graphql';
+import { tinyFamily } from './helpers/tiny-models';
+import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
+
+jest.setTimeout(180000);
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let prisma: PrismaClient;
+let queue: PgBoss;
+let server: ApiServer;
+let worker: WorkerProcess;
+let root: string;
+let outputs: string;
+let zoo: ZooManifest;
+let gql: ReturnType<typeof graphqlClient>;
+const ids: { base: string; finetunes: Record<string, string>; tasks: Record<string, string> } = { base: '', finetunes: {}, tasks: {} };
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrate(database.url);
+  prisma = createPrisma(database.url);
+  root = tempDir();
+  outputs = join(root, 'outputs');
+  zoo = await buildVisionZoo({ out: join(root, 'zoo'), quick: true, seed: 3 });
+  queue = await openQueue(database.url);
+  server = await startApiServer({ prisma, dataRoots: [root], databaseUrl: database.url, queue });
+  gql = graphqlClient(server.url);
+  worker = startWorkerProcess({ DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: outputs });
+  await worker.waitForOutput(/waiting for merges and analyses/);
+
+  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
+  const base = await gql<{ registerModel: { id: string } }>(register, { input: { name: 'zoo-base', kind: 'BASE', path: join(root, 'zoo', zoo.base) } });
+  expect(base.errors).toBeUndefined();
+  ids.base = base.data!.registerModel.id;
+  for (const entry of zoo.finetunes) {
+    const ft = await gql<{ registerModel: { id: string } }>(register, { input: { name: `zoo-${entry.task}`, kind: 'FINETUNE', path: join(root, 'zoo', entry.model), parentIds: [ids.base] } });
+    expect(ft.errors).toBeUndefined();
+    ids.finetunes[entry.task] = ft.data!.registerModel.id;
+    const task = await gql<{ registerTask: { id: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: entry.task, path: join(root, 'zoo', entry.data) } });
+    expect(task.errors).toBeUndefined();
+    ids.tasks[entry.task] = task.data!.registerTask.id;
+  }
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await server?.stop();
+  await queue?.stop({ graceful: false });
+  await prisma?.$disconnect();
+  await database?.drop();
+  removeTempDirs();
+});
+
+type Progress = { id: string; phase: string; done: number; total: number; status: string; message: string };
+const PROGRESS = `subscription($jobId: ID!) { jobProgress(jobId: $jobId) { id phase done total status message } }`;
+
+/** Every event of a job, from the first (replayed) to the final one. */
+async function followJob(jobId: string): Promise<Progress[]> {
+  const events: Progress[] = [];
+  const subscription = subscribe<{ jobProgress: Progress }>(server.url, PROGRESS, { jobId }, (data) => events.push(data.jobProgress));
+  await subscription.done;
+  await subscription.close();
+  return events;
+}
+
+function expectMonotone(events: Progress[]): void {
+  const statuses = events.map((e) => e.status).filter((s, i, all) => i === 0 || all[i - 1] !== s);
+  expect(statuses).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
+  const ids = events.map((e) => BigInt(e.id));
+  for (let i = 1; i < ids.length; i++) expect(ids[i] > ids[i - 1]).toBe(true);
+  const byPhase = new Map<string, number[]>();
+  for (const e of events.filter((e) => e.phase !== 'status')) byPhase.set(e.phase, [...(byPhase.get(e.phase) ?? []), e.done]);
+  for (const [, done] of byPhase) for (let i = 1; i < done.length; i++) expect(done[i]).toBeGreaterThanOrEqual(done[i - 1]);
+  // Phases are not revisited once left.
+  const phases = events.map((e) => e.phase).filter((p) => p !== 'status').filter((p, i, all) => i === 0 || all[i - 1] !== p);
+  expect(new Set(phases).size).toBe(phases.length);
+}
+
+it('runs an APL merge started by mutation: live progress to COMPLETED, then the merged model in the lineage with evaluations', async () => {
+  const tasks = zoo.finetunes.map((f) => f.task);
+  const started = await gql<{ startMerge: { id: string; status: string; seed: number } }>(
+    `mutation($input: StartMergeInput!) { startMerge(input: $input) { id status seed } }`,
+    {
+      input: {
+        name: 'zoo-apl',
+        method: 'apl',
+        baseModelId: ids.base,
+        models: tasks.map((task) => ({ modelId: ids.finetunes[task], probeTaskId: ids.tasks[task], parameters: { weight: 1, density: 0.5 } })),
+        parameters: { level: 'row', estimator: 'exact', lambda: 1 },
+        seed: 7,
+      },
+    },
+  );
+  expect(started.errors).toBeUndefined();
+  expect(started.data!.startMerge).toMatchObject({ status: 'QUEUED', seed: 7 });
+  const mergeId = started.data!.startMerge.id;
+
+  const events = await followJob(mergeId);
+  expect(events.at(-1)).toMatchObject({ status: 'COMPLETED' });
+  expectMonotone(events);
+  const phases = new Set(events.map((e) => e.phase));
+  for (const phase of ['importance', 'merge', 'evaluate']) expect([...phases].some((p) => p.startsWith(phase))).toBe(true);
+
+  const merge = await gql<{ merge: { status: string; attempts: number; result: { backend: string; sha256: string }; outputModel: { id: string; name: string; kind: string } } }>(
+    `query($id: ID!) { merge(id: $id) { status attempts result outputModel { id name kind } } }`,
+    { id: mergeId },
+  );
+  expect(merge.data!.merge).toMatchObject({ status: 'COMPLETED', attempts: 1, result: { backend: 'wasm' }, outputModel: { name: 'zoo-apl', kind: 'MERGE' } });
+  const mergedId = merge.data!.merge.outputModel.id;
+
+  const lineage = await gql<{ lineage: { nodes: Array<{ id: string; kind: string; depth: number }>; edges: Array<{ parentId: string; childId: string; relation: string; weight: number | null }> } }>(
+    `query($id: ID!) { lineage(baseId: $id) { nodes { id kind depth } edges { parentId childId relation weight } } }`,
+    { id: ids.base },
+  );
+  expect(lineage.data!.lineage.nodes).toContainEqual({ id: mergedId, kind: 'MERGE', depth: 1 });
+  const intoMerged = lineage.data!.lineage.edges.filter((e) => e.childId === mergedId);
+  expect(intoMerged).toHaveLength(tasks.length + 1);
+  expect(intoMerged.find((e) => e.parentId === ids.base)).toMatchObject({ relation: 'merge-base', weight: null });
+  for (const task of tasks) expect(intoMerged.find((e) => e.parentId === ids.finetunes[task])).toMatchObject({ relation: 'merge', weight: 1 });
+
+  const model = await gql<{ model: { checkpoint: { uri: string; sha256: string }; evaluations: Array<{ split: string; metric: string; value: number; task: { name: string } }>; ancestors: Array<{ id: string }>; merges: Array<{ id: string }> } }>(
+    `query($id: ID!) { model(id: $id) { checkpoint { uri sha256 } evaluations { split metric value task { name } } ancestors { id } merges { id } } }`,
+    { id: mergedId },
+  );
+  const view = model.data!.model;
+  const file = join(view.checkpoint.uri.replace('file://', ''), 'model.safetensors');
+  expect(view.checkpoint.uri).toBe(`file://${join(outputs, 'merges', mergeId)}`);
+  expect(view.checkpoint.sha256).toBe(sha256File(file));
+  expect(view.checkpoint.sha256).toBe(merge.data!.merge.result.sha256);
+  expect(view.evaluations.map((e) => `${e.task.name}/${e.split}`).sort()).toEqual(tasks.flatMap((t) => [`${t}/ood`, `${t}/test`]).sort());
+  // The recorded scores are those of the checkpoint on disk, scored here independently.
+  const merged = loadModel(view.checkpoint.uri.replace('file://', ''));
+  for (const e of view.evaluations) {
+    expect(e.metric).toBe('accuracy');
+    const entry = zoo.finetunes.find((f) => f.task === e.task.name)!;
+    const split = getSplit(loadTaskData(join(root, 'zoo', entry.data)), e.split);
+    expect(e.value).toBeCloseTo((await evaluate(merged, e.task.name, split)).accuracy, 10);
+  }
+  // The quick zoo's tasks conflict by design (rotated, inverted digits), so the merge loses skill,
+  // but it keeps far more than chance (10% on the 10-class tasks, 50% on parity: 20% on average).
+  const testMean = view.evaluations.filter((e) => e.split === 'test').reduce((a, e) => a + e.value, 0) / tasks.length;
+  expect(testMean).toBeGreaterThan(0.3);
+  expect(new Set(view.ancestors.map((a) => a.id))).toEqual(new Set([ids.base, ...Object.values(ids.finetunes)]));
+  expect(view.merges).toEqual([{ id: mergeId }]);
+  // Nothing left beside the published output.
+  expect(readdirSync(join(outputs, 'merges'))).toEqual([mergeId]);
+});
+
+it('runs an importance analysis and lists it on the model; its artifact is published whole', async () => {
+  const task = zoo.finetunes[0].task;
+  const started = await gql<{ startAnalysis: { id: string; status: string } }>(
+    `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status } }`,
+    { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'layer', estimator: 'exact' } },
+  );
+  expect(started.errors).toBeUndefined();
+  expect(started.data!.startAnalysis.status).toBe('QUEUED');
+  const events = await followJob(started.data!.startAnalysis.id);
+  expectMonotone(events);
+  const view = await gql<{ model: { analyses: Array<{ id: string; status: string; level: string; artifactUri: string; summary: { layers?: unknown }; result: { partitions: number; backend: string }; baseModel: { id: string }; task: { name: string } }> } }>(
+    `query($id: ID!) { model(id: $id) { analyses { id status level artifactUri summary result baseModel { id } task { name } } } }`,
+    { id: ids.finetunes[task] },
+  );
+  const [analysis] = view.data!.model.analyses;
+  expect(analysis).toMatchObject({ id: started.data!.startAnalysis.id, status: 'COMPLETED', level: 'layer', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
+  expect(analysis.result.partitions).toBeGreaterThan(1);
+  expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);
+  expect(existsSync(analysis.artifactUri.replace('file://', '').replace(/\.safetensors$/, '.json'))).toBe(true);
+  expect(analysis.summary).toBeTruthy();
+
+  // The analysis then feeds an APL merge in place of probe data.
+  const merge = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
+    input: { method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetunes[task], analysisId: analysis.id }], parameters: { level: 'layer', estimator: 'exact' } },
+  });
+  expect(merge.errors).toBeUndefined();
+  const mergeEvents = await followJob(merge.data!.startMerge.id);
+  expect(mergeEvents.at(-1)).toMatchObject({ status: 'COMPLETED' });
+});
+
+it('rejects bad requests with a code and a precise message, and queues nothing', async () => {
+  const mergesBefore = await prisma.merge.count();
+  const queued = async () => (await prisma.$queryRawUnsafe<Array<{ n: bigint }>>(`SELECT count(*) AS n FROM pgboss.job WHERE name = $1`, QUEUE_NAMES.merge))[0].n;
+  const jobsBefore = await queued();
+  const start = (input: Record<string, unknown>) => gql(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, { input });
+  const [first, second] = zoo.finetunes.map((f) => ids.finetunes[f.task]);
+  const unknownMethod = await start({ method: 'avg', baseModelId: ids.base, models: [{ modelId: first }] });
+  expect(unknownMethod.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+  expect(unknownMethod.errors![0].message).toMatch(/avg/);
+  const missing = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: '00000000-0000-0000-0000-000000000000' }] });
+  expect(missing.errors![0].extensions.code).toBe('NOT_FOUND');
+  const badParameter = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first, parameters: { density: 'half' } }, { modelId: second }] });
+  expect(badParameter.errors![0].extensions.code).toBe('BAD_USER_INPUT');
+  expect(badParameter.errors![0].message).toMatch(/density/);
+  const noProbe = await start({ method: 'apl', baseModelId: ids.base, models: [{ modelId: first }] });
+  expect(noProbe.errors![0].extensions.code).toBe('BAD_USER_INPUT');
+  const name = await start({ name: 'zoo-base', method: 'linear', models: [{ modelId: first }, { modelId: second }] });
+  expect(name.errors![0]).toMatchObject({ message: 'a model named "zoo-base" already exists', extensions: { code: 'CONFLICT' } });
+  // A model that is not homologous with the zoo: the error names the tensor whose shape differs.
+  mkdirSync(join(root, 'tiny'), { recursive: true });
+  const other = tinyFamily({ seed: 1, tasks: [{ name: 'odd', classes: 3 }], dir: join(root, 'tiny') });
+  const stranger = await gql<{ registerModel: { id: string } }>(`mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`, {
+    input: { name: 'stranger', kind: 'FINETUNE', path: other.finetunes[0].path, parentIds: [ids.base] },
+  });
+  const heterologous = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
+  expect(heterologous.errors![0].extensions.code).toBe('BAD_USER_INPUT');
+  expect(heterologous.errors![0].message).toMatch(/trunk\.\d+\.weight|shape/);
+  const noHead = await gql(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
+    input: { modelId: first, taskId: ids.tasks[zoo.finetunes[1].task], level: 'row', estimator: 'exact' },
+  });
+  expect(noHead.errors![0].extensions.code).toBe('BAD_USER_INPUT');
+  expect(noHead.errors![0].message).toMatch(/has no head for task/);
+  expect(await prisma.merge.count()).toBe(mergesBefore);
+  expect(await prisma.mergeInput.count({ where: { model: { name: 'stranger' } } })).toBe(0);
+  expect(await queued()).toBe(jobsBefore);
+  expect(await prisma.importanceAnalysis.count()).toBe(1);
+});
