@@ -43,3 +43,13 @@ export class AbortError extends Error {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError();
 }
+
+/**
+ * Lets the event loop run (timers, sockets: a cancel arriving, a queue heartbeat) before checking
+ * the signal. TensorFlow.js's CPU backends compute synchronously and their reads resolve as
+ * microtasks, so a long loop of them would otherwise never give way.
+ */
+export async function yieldThenCheckAbort(signal: AbortSignal | undefined): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  throwIfAborted(signal);
+}

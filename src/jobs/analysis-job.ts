@@ -34,7 +34,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
   await prisma.importanceAnalysis.update({ where: { id }, data: { attempts: { increment: 1 } } });
   const outDir = jobOutputDirectory(context.outputRoot, 'analyses', id);
   removeStaleStaging(outDir);
-  const recorder = progressRecorder(prisma, 'analysis', id, () => stop.abort());
+  const recorder = progressRecorder(prisma, 'analysis', id, () => stop.abort(), (err) => context.log(`analysis ${id}: progress not recorded: ${err.message}`));
   const signal = AbortSignal.any([attempt.signal, stop.signal]);
   let staging: string | undefined;
   try {
@@ -67,7 +67,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
     if (!completed) rmSync(outDir, { recursive: true, force: true });
     context.log(`analysis ${id}: ${completed ? 'COMPLETED' : 'cancelled while running; output discarded'}`);
   } catch (err) {
-    await recorder.flush().catch(() => undefined);
+    await recorder.flush();
     if (staging) rmSync(staging, { recursive: true, force: true });
     if (stop.signal.aborted) {
       rmSync(outDir, { recursive: true, force: true });

@@ -8,6 +8,7 @@
  */
 import { rmSync } from 'node:fs';
 import { getSplit, loadTaskData } from '../engine/data/task-data';
+import { yieldThenCheckAbort } from '../engine/errors';
 import { loadModel, readModelConfig } from '../engine/families/model';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
@@ -39,7 +40,7 @@ async function scoreMerged(context: JobContext, outDir: string, onProgress: Prog
   tracker.report(0, `scoring the merged model on ${tasks.map((t) => t.name).join(', ')}`);
   const scores: Score[] = [];
   for (const [i, task] of tasks.entries()) {
-    signal.throwIfAborted();
+    await yieldThenCheckAbort(signal);
     const data = loadTaskData(checkpointPath(task.dataUri));
     for (const split of ['test', 'ood'].filter((s) => data.splits.has(s))) {
       scores.push({ taskId: task.id, split, value: (await evaluate(model, task.name, getSplit(data, split))).accuracy });
@@ -63,7 +64,7 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
   await prisma.merge.update({ where: { id }, data: { attempts: { increment: 1 } } });
   const outDir = jobOutputDirectory(context.outputRoot, 'merges', id);
   removeStaleStaging(outDir);
-  const recorder = progressRecorder(prisma, 'merge', id, () => stop.abort());
+  const recorder = progressRecorder(prisma, 'merge', id, () => stop.abort(), (err) => context.log(`merge ${id}: progress not recorded: ${err.message}`));
   const signal = AbortSignal.any([attempt.signal, stop.signal]);
   try {
     const spec = await loadMergeSpec(prisma, id);
@@ -82,7 +83,7 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
     if (!completed) rmSync(outDir, { recursive: true, force: true });
     context.log(`merge ${id}: ${completed ? `COMPLETED as ${spec.outputName}` : 'cancelled while running; output discarded'}`);
   } catch (err) {
-    await recorder.flush().catch(() => undefined);
+    await recorder.flush();
     if (stop.signal.aborted) {
       // Cancelled: the row already says so; nothing may be left behind.
       rmSync(outDir, { recursive: true, force: true });

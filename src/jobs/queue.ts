@@ -38,7 +38,7 @@ function positiveNumber(name: string, fallback: number): number {
 /** Settings from APL_MERGE_HEARTBEAT_SECONDS, APL_MERGE_RETRY_LIMIT and APL_MERGE_SUPERVISE_SECONDS. */
 export function queueSettingsFromEnv(): QueueSettings {
   return {
-    heartbeatSeconds: Math.max(10, positiveNumber('APL_MERGE_HEARTBEAT_SECONDS', 30)),
+    heartbeatSeconds: Math.max(10, Math.round(positiveNumber('APL_MERGE_HEARTBEAT_SECONDS', 30))),
     retryLimit: Math.floor(positiveNumber('APL_MERGE_RETRY_LIMIT', 2)),
     superviseSeconds: Math.max(1, positiveNumber('APL_MERGE_SUPERVISE_SECONDS', 10)),
   };

@@ -15,7 +15,7 @@ import { openCheckpoint } from '../engine/checkpoint/checkpoint';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
 import { insertJobEvent } from '../store/events';
-import { FINAL_STATUSES, JobKind, jobKindOf, transitionJob } from '../store/jobs';
+import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob } from '../store/jobs';
 import { checkpointPath, RegistryError } from '../store/registry';
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
 import { dequeueJob, enqueueJob } from './queue';
@@ -84,7 +84,7 @@ export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: 
     await insertJobEvent(tx, { jobKind: 'merge', jobId: merge.id, phase: 'status', done: 0, total: 0, message: `queued: ${request.method} of ${request.models.length} model(s)`, status: 'QUEUED' });
     await enqueueJob(boss, { kind: 'merge', id: merge.id }, tx);
     return merge;
-  });
+  }, TRANSACTION_LIMITS);
 }
 
 export interface AnalysisRequest {
@@ -133,7 +133,7 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
     await insertJobEvent(tx, { jobKind: 'analysis', jobId: analysis.id, phase: 'status', done: 0, total: 0, message: `queued: ${request.estimator} importance of ${model.name} on ${task.name} (${request.level} level)`, status: 'QUEUED' });
     await enqueueJob(boss, { kind: 'analysis', id: analysis.id }, tx);
     return analysis;
-  });
+  }, TRANSACTION_LIMITS);
 }
 
 /**

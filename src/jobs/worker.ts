@@ -5,6 +5,7 @@
  * dead-letter queue, whose handler marks their row FAILED with the last error.
  */
 import { hostname } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Job } from 'pg-boss';
 import { useBackend } from '../engine/tensors/backend';
 import { createPrisma } from '../store/client';
@@ -47,10 +48,15 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     for (const job of jobs) {
       const stop = new AbortController();
       running.set(job.data.id, stop);
+      // The engine computes on this thread; long stalls would delay pg-boss's heartbeats.
+      const stalls = monitorEventLoopDelay({ resolution: 50 });
+      stalls.enable();
       try {
         await run(context, { id: job.data.id, retryCount: job.retryCount, signal: job.signal }, stop);
       } finally {
+        stalls.disable();
         running.delete(job.data.id);
+        log(`${job.data.kind} ${job.data.id}: longest event-loop stall ${(stalls.max / 1e9).toFixed(2)} s (heartbeat every ${job.heartbeatSeconds ?? '-'} s)`);
       }
     }
   };

@@ -5,10 +5,13 @@
  */
 import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
-import { insertJobEvent, JobEventInput, JobEventRow } from './events';
+import { EVENTS_CHANNEL, insertJobEvent, JobEventInput, JobEventRow } from './events';
 import { RegistryError } from './registry';
 
 export type JobKind = JobEventInput['jobKind'];
+
+/** A worker's event loop can be busy with the engine for a few seconds; give its transactions room. */
+export const TRANSACTION_LIMITS = { maxWait: 15_000, timeout: 30_000 };
 
 export const FINAL_STATUSES: readonly JobStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
@@ -38,7 +41,7 @@ export async function transitionJob(
     await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message: change.message, status: change.to });
     return true;
   };
-  return '$transaction' in prisma ? prisma.$transaction(run) : run(prisma);
+  return '$transaction' in prisma ? prisma.$transaction(run, TRANSACTION_LIMITS) : run(prisma);
 }
 
 export interface ProgressInput {
@@ -49,14 +52,32 @@ export interface ProgressInput {
   message: string;
 }
 
-/** Records progress of a RUNNING job (row and event); false when the job is no longer running. */
+const JOB_TABLES: Record<JobKind, string> = { merge: 'merges', analysis: 'importance_analyses' };
+
+/**
+ * Records progress of a RUNNING job: row, event and NOTIFY in one statement (one round trip, no
+ * interactive transaction, which a worker busy computing could let time out). False when the job
+ * is no longer running.
+ */
 export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: string, progress: ProgressInput): Promise<boolean> {
-  return prisma.$transaction(async (tx) => {
-    const row = await updateJob(tx, kind, id, ['RUNNING'], { done: progress.done, total: progress.total });
-    if (!row) return false;
-    await insertJobEvent(tx, { jobKind: kind, jobId: id, ...progress, status: 'RUNNING' });
-    return true;
-  });
+  const rows = await prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
+    `WITH updated AS (
+       UPDATE "${JOB_TABLES[kind]}" SET done = $3, total = $4, updated_at = now() WHERE id = $2::uuid AND status = 'RUNNING' RETURNING id
+     ), inserted AS (
+       INSERT INTO job_events (job_kind, job_id, phase, done, total, eta_seconds, message, status)
+       SELECT $1, id, $5, $3, $4, $6, $7, 'RUNNING' FROM updated RETURNING id, job_id
+     )
+     SELECT id, pg_notify($8, json_build_object('id', id::text, 'jobId', job_id::text)::text)::text AS notified FROM inserted`,
+    kind,
+    id,
+    progress.done,
+    progress.total,
+    progress.phase,
+    progress.etaSeconds ?? null,
+    progress.message,
+    EVENTS_CHANNEL,
+  );
+  return rows.length > 0;
 }
 
 /** The kind of a job id, or undefined when no merge or analysis has it. */

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
-import { throwIfAborted } from '../errors';
+import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
 import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
@@ -182,7 +182,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       if (s < 0) {
         // Spans several stages: one full forward pass per partition.
         for (const k of partitions) {
-          throwIfAborted(options.signal);
+          await yieldThenCheckAbort(options.signal);
           const made: tf.Tensor[] = [];
           const out = tf.tidy(() => logits(family, config, variantLookup(k, made), x, task));
           await record([k], out);
@@ -196,7 +196,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const linear = stages[s].linear;
       const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
       for (let start = 0; start < partitions.length; start += chunk) {
-        throwIfAborted(options.signal);
+        await yieldThenCheckAbort(options.signal);
         const group = partitions.slice(start, start + chunk);
         const made: tf.Tensor[] = [];
         const out = tf.tidy(() => {

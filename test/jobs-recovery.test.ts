@@ -1,0 +1,165 @@
+/**
+ * Jobs that do not end normally, with real worker processes: a cancel stops a running job through
+ * the engine's AbortSignal and leaves nothing behind, a queued job cancelled never runs, and a
+ * worker killed mid-job has its job retried by another worker, which registers it exactly once.
+ */
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PgBoss } from 'pg-boss';
+import { ApiServer, startApiServer } from '../src/api/server';
+import { openQueue, QueueSettings } from '../src/jobs/queue';
+import { createPrisma, PrismaClient } from '../src/store/client';
+import { migrate } from '../src/store/migrate';
+import { createTestDatabase } from './helpers/database';
+import { removeTempDirs, tempDir } from './helpers/files';
+import { graphqlClient, subscribe, waitFor } from './helpers/graphql';
+import { tinyFamily } from './helpers/tiny-models';
+import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
+
+jest.setTimeout(180000);
+
+// Lost jobs are noticed after 10 s without a heartbeat (the least pg-boss allows), checked every second.
+const SETTINGS: QueueSettings = { heartbeatSeconds: 10, retryLimit: 2, superviseSeconds: 1 };
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let prisma: PrismaClient;
+let queue: PgBoss;
+let server: ApiServer;
+let root: string;
+let outputs: string;
+let gql: ReturnType<typeof graphqlClient>;
+const workers: WorkerProcess[] = [];
+const ids = { base: '', finetune: '', task: '' };
+
+const workerEnv = () => ({
+  DATABASE_URL: database.url,
+  APL_MERGE_OUTPUT_DIR: outputs,
+  APL_MERGE_HEARTBEAT_SECONDS: String(SETTINGS.heartbeatSeconds),
+  APL_MERGE_SUPERVISE_SECONDS: String(SETTINGS.superviseSeconds),
+  APL_MERGE_RETRY_LIMIT: String(SETTINGS.retryLimit),
+});
+
+async function startWorker(): Promise<WorkerProcess> {
+  const worker = startWorkerProcess(workerEnv());
+  workers.push(worker);
+  await worker.waitForOutput(/waiting for merges and analyses/);
+  return worker;
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrate(database.url);
+  prisma = createPrisma(database.url);
+  root = tempDir();
+  outputs = join(root, 'outputs');
+  // Big enough that exact row-level importance takes seconds: time to cancel or kill mid-job.
+  mkdirSync(join(root, 'family'), { recursive: true });
+  tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [160, 160], probeSize: 512, dir: join(root, 'family') });
+  queue = await openQueue(database.url, SETTINGS);
+  server = await startApiServer({ prisma, dataRoots: [root], databaseUrl: database.url, queue });
+  gql = graphqlClient(server.url);
+  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
+  ids.base = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'base', kind: 'BASE', path: join(root, 'family/base') } })).data!.registerModel.id;
+  ids.finetune = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'family/slow'), parentIds: [ids.base] } })).data!.registerModel.id;
+  ids.task = (await gql<{ registerTask: { id: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: 'slow', path: join(root, 'family/slow.safetensors') } })).data!.registerTask.id;
+});
+
+afterAll(async () => {
+  for (const worker of workers) await worker.stop();
+  await server?.stop();
+  await queue?.stop({ graceful: false });
+  await prisma?.$disconnect();
+  await database?.drop();
+  removeTempDirs();
+});
+
+type Progress = { id: string; phase: string; done: number; status: string; message: string };
+
+/** Follows a job; resolves `firstProgress` at its first engine progress event and `done` at its final event. */
+function follow(jobId: string) {
+  const events: Progress[] = [];
+  let started!: () => void;
+  const firstProgress = new Promise<void>((resolve) => (started = resolve));
+  const subscription = subscribe<{ jobProgress: Progress }>(server.url, `subscription($id: ID!) { jobProgress(jobId: $id) { id phase done status message } }`, { id: jobId }, (data) => {
+    events.push(data.jobProgress);
+    if (data.jobProgress.phase !== 'status') started();
+  });
+  return { events, firstProgress, done: subscription.done.then(() => subscription.close()) };
+}
+
+const startAnalysis = async () => {
+  const result = await gql<{ startAnalysis: { id: string } }>(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
+    input: { modelId: ids.finetune, taskId: ids.task, level: 'row', estimator: 'exact' },
+  });
+  expect(result.errors).toBeUndefined();
+  return result.data!.startAnalysis.id;
+};
+
+const cancel = (id: string) => gql<{ cancelJob: { kind: string; status: string } }>(`mutation($id: ID!) { cancelJob(id: $id) { kind status } }`, { id });
+const leftovers = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+
+it('cancels a running analysis: the engine stops, the job ends CANCELLED, nothing is written', async () => {
+  const worker = await startWorker();
+  const id = await startAnalysis();
+  const job = follow(id);
+  await job.firstProgress;
+  const cancelled = await cancel(id);
+  expect(cancelled.data!.cancelJob).toEqual({ kind: 'analysis', status: 'CANCELLED' });
+  await job.done;
+  expect(job.events.at(-1)).toMatchObject({ status: 'CANCELLED', message: 'cancelled on request' });
+  // The worker stopped the engine (not merely discarded a finished result).
+  await worker.waitForOutput(new RegExp(`analysis ${id}: cancelled\\n`));
+  const row = await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } });
+  expect(row).toMatchObject({ status: 'CANCELLED', artifactUri: null });
+  expect(leftovers(join(outputs, 'analyses'))).toEqual([]);
+  // Nothing is recorded after the final event.
+  const last = BigInt(job.events.at(-1)!.id);
+  await new Promise((r) => setTimeout(r, 500));
+  expect(await prisma.jobEvent.count({ where: { jobId: id, id: { gt: last } } })).toBe(0);
+  const again = await cancel(id);
+  expect(again.errors![0]).toMatchObject({ message: `job ${id} is already CANCELLED`, extensions: { code: 'CONFLICT' } });
+  const unknown = await cancel('00000000-0000-0000-0000-000000000000');
+  expect(unknown.errors![0].extensions.code).toBe('NOT_FOUND');
+});
+
+it('cancels a queued analysis before any worker runs it', async () => {
+  // The one worker (concurrency 1) is busy with the first job, so the second waits in the queue.
+  const busy = await startAnalysis();
+  const busyJob = follow(busy);
+  await busyJob.firstProgress;
+  const queued = await startAnalysis();
+  expect((await cancel(queued)).data!.cancelJob.status).toBe('CANCELLED');
+  const state = await prisma.$queryRawUnsafe<Array<{ state: string }>>(`SELECT state::text FROM pgboss.job WHERE id = $1::uuid`, queued);
+  expect(state).toEqual([{ state: 'cancelled' }]);
+  await cancel(busy);
+  await busyJob.done;
+  const events = await prisma.jobEvent.findMany({ where: { jobId: queued }, orderBy: { id: 'asc' } });
+  expect(events.map((e) => e.status)).toEqual(['QUEUED', 'CANCELLED']);
+});
+
+it('retries the job of a worker killed mid-merge on another worker, and registers the merge exactly once', async () => {
+  for (const worker of workers) await worker.stop();
+  const doomed = await startWorker();
+  const started = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
+    input: { name: 'survivor', method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetune, probeTaskId: ids.task }], parameters: { level: 'row', estimator: 'exact' }, seed: 3 },
+  });
+  expect(started.errors).toBeUndefined();
+  const id = started.data!.startMerge.id;
+  const job = follow(id);
+  await job.firstProgress;
+  doomed.child.kill('SIGKILL');
+  await doomed.exited;
+  await startWorker();
+  await job.done;
+  expect(job.events.at(-1)).toMatchObject({ status: 'COMPLETED' });
+  const running = job.events.filter((e) => e.phase === 'status' && e.status === 'RUNNING');
+  expect(running).toHaveLength(2);
+  expect(running[1].message).toMatch(/running again on .* \(attempt 2\)/);
+  const merge = await prisma.merge.findUniqueOrThrow({ where: { id } });
+  expect(merge).toMatchObject({ status: 'COMPLETED', attempts: 2 });
+  expect(await prisma.model.count({ where: { name: 'survivor' } })).toBe(1);
+  expect(await prisma.model.count({ where: { kind: 'MERGE' } })).toBe(1);
+  // The killed attempt's staging directory was cleared; only the published output remains.
+  expect(leftovers(join(outputs, 'merges'))).toEqual([id]);
+  await waitFor(async () => (await prisma.$queryRawUnsafe<Array<{ state: string }>>(`SELECT state::text FROM pgboss.job WHERE id = $1::uuid`, id))[0]?.state === 'completed', 'the queue to mark the job completed', 10000);
+});
