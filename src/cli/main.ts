@@ -14,6 +14,8 @@ import { NonFinitePolicy } from '../engine/merge/tensor-job';
 import { writeSyntheticFamily } from '../engine/zoo/synthetic';
 import type * as AplCommands from './apl-commands';
 import type * as ServeModule from './serve';
+import type * as StartModule from './start';
+import type * as WorkerModule from '../jobs/worker-cli';
 
 /** The APL commands load TensorFlow.js; merge, inspect and methods do not need it, so load it on use. */
 const apl = () => require('./apl-commands') as typeof AplCommands;
@@ -201,6 +203,21 @@ export function buildProgram(): Command {
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .option('--data-roots <dirs>', 'colon-separated directories models may be registered from (default: $APL_MERGE_DATA_ROOTS or ./data)')
     .action((flags: Parameters<typeof ServeModule.serveCommand>[0]) => (require('./serve') as typeof ServeModule).serveCommand(flags));
+  program
+    .command('start')
+    .description('the whole platform: the database (embedded unless DATABASE_URL is set), the GraphQL API and one worker; registers a demo on first start')
+    .option('--port <n>', 'port (0: any free one)', '4000')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'where the embedded database, the demo and job outputs live (a data root)', '.apl-merge')
+    .option('--data-roots <dirs>', 'more colon-separated directories models may be registered from')
+    .option('--no-demo', 'do not register the demo models on a first start')
+    .action((flags: Parameters<typeof StartModule.startCommand>[0]) => (require('./start') as typeof StartModule).startCommand(flags));
+  program
+    .command('worker')
+    .description('take merges and analyses off the queue at DATABASE_URL and run them (as npm run worker)')
+    .option('--output-dir <dir>', 'where job outputs are written (default: $APL_MERGE_OUTPUT_DIR or ./data/outputs)')
+    .option('--concurrency <n>', 'jobs run at once (default: $APL_MERGE_WORKER_CONCURRENCY or 1)')
+    .action((flags: Parameters<typeof WorkerModule.workerCommand>[0]) => (require('../jobs/worker-cli') as typeof WorkerModule).workerCommand(flags));
   program
     .command('demo')
     .description('build three tiny models, merge them with TIES, and inspect the result')

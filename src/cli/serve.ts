@@ -4,6 +4,7 @@ import { startApiServer } from '../api/server';
 import { createPrisma, databaseUrl } from '../store/client';
 import { migrate } from '../store/migrate';
 import { openQueue } from '../jobs/queue';
+import { stopSignal } from '../jobs/stop-signal';
 
 export function dataRoots(flag: string | undefined): string[] {
   const text = flag ?? process.env.APL_MERGE_DATA_ROOTS ?? resolve('data');
@@ -11,6 +12,7 @@ export function dataRoots(flag: string | undefined): string[] {
 }
 
 export async function serveCommand(flags: { port: string; host: string; dataRoots?: string }): Promise<void> {
+  const stopRequested = stopSignal();
   const url = databaseUrl();
   const migration = await migrate(url);
   const prisma = createPrisma(url);
@@ -20,11 +22,7 @@ export async function serveCommand(flags: { port: string; host: string; dataRoot
   console.log(`database: ${url.replace(/\/\/[^@/]*@/, '//')} (${migration.applied.length} migration(s) applied)`);
   console.log(`data roots: ${roots.join(', ')}`);
   console.log(`GraphQL API at ${server.url} (queries and mutations over HTTP, subscriptions over WebSocket)`);
-  await new Promise<void>((done) => {
-    const stop = () => done();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopRequested;
   await server.stop();
   await queue.stop({ graceful: false });
   await prisma.$disconnect();

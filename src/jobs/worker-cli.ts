@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { databaseUrl } from '../store/client';
 import { migrate } from '../store/migrate';
+import { stopSignal } from './stop-signal';
 import { startWorker } from './worker';
 
 export function outputRootFromEnv(flag?: string): string {
@@ -13,15 +14,13 @@ export function outputRootFromEnv(flag?: string): string {
 }
 
 export async function workerCommand(flags: { outputDir?: string; concurrency?: string } = {}): Promise<void> {
+  const stopRequested = stopSignal();
   const url = databaseUrl();
   await migrate(url);
   const concurrency = Number(flags.concurrency ?? process.env.APL_MERGE_WORKER_CONCURRENCY ?? 1);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`concurrency must be a positive integer, got "${flags.concurrency ?? process.env.APL_MERGE_WORKER_CONCURRENCY}"`);
   const worker = await startWorker({ databaseUrl: url, outputRoot: outputRootFromEnv(flags.outputDir), concurrency });
-  await new Promise<void>((done) => {
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  await stopRequested;
   await worker.stop();
 }
 
