@@ -1,5 +1,7 @@
 /** `apl-merge serve` as a real process: migrates a fresh database, serves GraphQL, stops on SIGTERM. */
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { resolve } from 'node:path';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir } from './helpers/files';
@@ -33,5 +35,18 @@ it('migrates, prints the GraphQL URL, answers queries and exits cleanly', async 
     expect(await exit).toBe(0);
   } finally {
     await database.drop();
+  }
+});
+
+it('docker-compose.yml runs postgres, the API and a worker from commands that exist', () => {
+  const compose = parse(readFileSync(resolve(__dirname, '../docker-compose.yml'), 'utf8')) as { services: Record<string, { command?: string[]; environment?: Record<string, string>; depends_on?: Record<string, unknown> }> };
+  expect(Object.keys(compose.services).sort()).toEqual(['api', 'postgres', 'worker']);
+  const { api, worker } = compose.services;
+  expect(api.command).toEqual(expect.arrayContaining(['bin/apl-merge.js', 'serve']));
+  expect(worker.command).toEqual(['node', 'dist/src/jobs/worker-cli.js']);
+  for (const file of [api.command![1], worker.command![1]]) expect(existsSync(resolve(__dirname, '..', file))).toBe(true);
+  for (const service of [api, worker]) {
+    expect(service.environment!.DATABASE_URL).toMatch(/^postgresql:\/\/postgres:postgres@postgres:5432\//);
+    expect(service.depends_on).toHaveProperty('postgres');
   }
 });
