@@ -1,25 +1,77 @@
 /**
- * Fan-out of job events to subscriptions. One LISTEN connection per API process wakes the
- * subscriptions that may care (those of the job, and those that follow every job); each
- * subscription then reads the events after the last one it sent, so order is the table's order
- * and nothing is skipped, whichever process wrote the events.
+ * Fan-out of job events to subscriptions. One LISTEN connection per API process hears of every
+ * committed event. For each job with subscribers there is one feed, which reads the new events
+ * once per notification and hands them to every subscriber: the database sees one query per event,
+ * not one per subscriber. A subscriber joins the feed before it reads the history it asked for, so
+ * what it replays and what the feed brings overlap instead of leaving a gap; it skips what it has
+ * already sent. Order is the table's order, whichever process wrote the events.
  */
 import { JobEventRow, jobEventsAfter, listenForJobEvents } from '../store/events';
 import { PrismaClient } from '../store/client';
 import { FINAL_STATUSES } from '../store/jobs';
+
+interface Subscriber {
+  queue: JobEventRow[];
+  wake?: () => void;
+}
+
+class JobFeed {
+  readonly subscribers = new Set<Subscriber>();
+  private last: bigint | undefined;
+  private fetching = false;
+  private again = false;
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly jobId: string,
+  ) {
+    // Start after the newest event now: older ones come from each subscriber's own replay.
+    this.ready = prisma.jobEvent.findFirst({ where: { jobId }, orderBy: { id: 'desc' }, select: { id: true } }).then((row) => {
+      this.last = row?.id ?? 0n;
+    });
+  }
+
+  /** Reads what is new (once, however many subscribers) and queues it for each. */
+  async poke(): Promise<void> {
+    await this.ready;
+    if (this.fetching) {
+      this.again = true;
+      return;
+    }
+    this.fetching = true;
+    try {
+      do {
+        this.again = false;
+        const rows = await jobEventsAfter(this.prisma, this.jobId, this.last);
+        if (rows.length === 0) continue;
+        this.last = rows[rows.length - 1].id;
+        for (const subscriber of this.subscribers) {
+          subscriber.queue.push(...rows);
+          subscriber.wake?.();
+        }
+      } while (this.again);
+    } finally {
+      this.fetching = false;
+    }
+  }
+}
 
 interface Waiter {
   pending: boolean;
   wake?: () => void;
 }
 
-/** Subscriptions keyed by this follow every job. */
-const EVERY_JOB = '*';
+const isFinal = (event: JobEventRow) => FINAL_STATUSES.includes(event.status);
 
 export class JobEventHub {
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly feeds = new Map<string, JobFeed>();
+  /** Subscriptions that follow every job (a model's status changes). */
+  private readonly everyJob = new Set<Waiter>();
   private listener: { close: () => Promise<void> } | undefined;
   private closed = false;
+
+  constructor(private readonly onError: (err: Error) => void = (err) => console.error(`job events: ${err.message}`)) {}
 
   static async start(url: string): Promise<JobEventHub> {
     const hub = new JobEventHub();
@@ -28,20 +80,52 @@ export class JobEventHub {
   }
 
   private notify(jobId: string): void {
-    for (const key of [jobId, EVERY_JOB]) {
-      for (const waiter of this.waiters.get(key) ?? []) {
-        waiter.pending = true;
-        waiter.wake?.();
-      }
+    this.feeds.get(jobId)?.poke().catch(this.onError);
+    for (const waiter of this.everyJob) {
+      waiter.pending = true;
+      waiter.wake?.();
     }
   }
 
-  /** Yields what `fetch(last)` returns each time the key is notified, until `isLast` says so or the hub closes. */
-  private async *follow(key: string, after: bigint | undefined, fetch: (after: bigint | undefined) => Promise<JobEventRow[]>, isLast: (event: JobEventRow) => boolean): AsyncGenerator<JobEventRow> {
+  /** Events of a job after `afterId` (all when undefined): first those stored, then live ones; ends after a final status. */
+  async *stream(prisma: PrismaClient, jobId: string, afterId?: bigint): AsyncGenerator<JobEventRow> {
+    let feed = this.feeds.get(jobId);
+    if (!feed) {
+      feed = new JobFeed(prisma, jobId);
+      this.feeds.set(jobId, feed);
+    }
+    const subscriber: Subscriber = { queue: [] };
+    feed.subscribers.add(subscriber);
+    try {
+      await feed.ready;
+      let cursor = afterId;
+      for (const event of await jobEventsAfter(prisma, jobId, cursor)) {
+        cursor = event.id;
+        yield event;
+        if (isFinal(event)) return;
+      }
+      while (!this.closed) {
+        const event = subscriber.queue.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => (subscriber.wake = resolve));
+          subscriber.wake = undefined;
+          continue;
+        }
+        if (cursor !== undefined && event.id <= cursor) continue;
+        cursor = event.id;
+        yield event;
+        if (isFinal(event)) return;
+      }
+    } finally {
+      feed.subscribers.delete(subscriber);
+      if (feed.subscribers.size === 0 && this.feeds.get(jobId) === feed) this.feeds.delete(jobId);
+    }
+  }
+
+  /** Events chosen by `fetch` among every job's (e.g. the status changes of one model's jobs), never ending. */
+  async *streamAll(after: bigint, fetch: (after: bigint) => Promise<JobEventRow[]>): AsyncGenerator<JobEventRow> {
     const waiter: Waiter = { pending: false };
-    const set = this.waiters.get(key) ?? new Set<Waiter>();
-    set.add(waiter);
-    this.waiters.set(key, set);
+    this.everyJob.add(waiter);
     let last = after;
     try {
       while (!this.closed) {
@@ -49,30 +133,19 @@ export class JobEventHub {
         for (const event of await fetch(last)) {
           last = event.id;
           yield event;
-          if (isLast(event)) return;
         }
         if (!waiter.pending) await new Promise<void>((resolve) => (waiter.wake = resolve));
         waiter.wake = undefined;
       }
     } finally {
-      set.delete(waiter);
-      if (set.size === 0) this.waiters.delete(key);
+      this.everyJob.delete(waiter);
     }
-  }
-
-  /** Events of a job after `afterId`: first those already stored, then live ones; ends after a final status. */
-  stream(prisma: PrismaClient, jobId: string, afterId?: bigint): AsyncGenerator<JobEventRow> {
-    return this.follow(jobId, afterId, (last) => jobEventsAfter(prisma, jobId, last), (event) => FINAL_STATUSES.includes(event.status));
-  }
-
-  /** Events chosen by `fetch` among every job's (e.g. the status changes of one model's jobs), never ending. */
-  streamAll(after: bigint, fetch: (after: bigint) => Promise<JobEventRow[]>): AsyncGenerator<JobEventRow> {
-    return this.follow(EVERY_JOB, after, (last) => fetch(last ?? after), () => false);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const set of this.waiters.values()) for (const waiter of set) waiter.wake?.();
+    for (const feed of this.feeds.values()) for (const subscriber of feed.subscribers) subscriber.wake?.();
+    for (const waiter of this.everyJob) waiter.wake?.();
     await this.listener?.close();
   }
 }

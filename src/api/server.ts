@@ -7,6 +7,7 @@ import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express from 'express';
 import { useServer } from 'graphql-ws/use/ws';
@@ -44,7 +45,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const wsCleanup = useServer({ schema, context }, wss);
   const apollo = new ApolloServer<ApiContext>({
     schema,
+    // Introspection stays on in production: dashboards and scripts discover the schema with it.
+    introspection: true,
     plugins: [
+      ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer: http }),
       { async serverWillStart() { return { async drainServer() { await wsCleanup.dispose(); } }; } },
     ],

@@ -25,20 +25,26 @@ function checkDepth(depth: number): number {
   return depth;
 }
 
-/** Walks lineage edges from a model, up (towards parents) or down (towards children), to a depth. */
-async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, direction: 'up' | 'down'): Promise<LineageNode[]> {
+/**
+ * Walks lineage edges from a model, up (towards parents) or down (towards children), to a depth;
+ * with `includeStart` the model itself comes first, at depth 0. A model reached by several paths
+ * (merges have several parents) appears once, at its nearest depth.
+ */
+async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, direction: 'up' | 'down', includeStart = false): Promise<LineageNode[]> {
   checkDepth(maxDepth);
   // Fixed column names, never user input: safe to splice.
   const [from, to] = direction === 'up' ? [Prisma.raw('child_id'), Prisma.raw('parent_id')] : [Prisma.raw('parent_id'), Prisma.raw('child_id')];
   return prisma.$queryRaw<LineageNode[]>`
     WITH RECURSIVE reached(id, depth) AS (
-      SELECT ${to}, 1 FROM lineage_edges WHERE ${from} = ${modelId}::uuid
+      SELECT ${modelId}::uuid, 0
       UNION
       SELECT e.${to}, reached.depth + 1 FROM lineage_edges e JOIN reached ON e.${from} = reached.id WHERE reached.depth < ${maxDepth}
+    ), nearest AS (
+      SELECT id, MIN(depth) AS depth FROM reached GROUP BY id
     )
-    SELECT m.id::text AS id, m.name, m.kind::text AS kind, MIN(reached.depth)::int AS depth
-    FROM reached JOIN models m ON m.id = reached.id
-    GROUP BY m.id, m.name, m.kind
+    SELECT m.id::text AS id, m.name, m.kind::text AS kind, nearest.depth::int AS depth
+    FROM nearest JOIN models m ON m.id = nearest.id
+    WHERE nearest.depth >= ${includeStart ? 0 : 1}
     ORDER BY depth, m.name`;
 }
 
@@ -54,15 +60,12 @@ export function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10
 
 /** The graph below a base: the base and every descendant as nodes, and every edge among them. */
 export async function lineageGraph(prisma: PrismaClient, baseId: string, maxDepth = MAX_DEPTH): Promise<{ nodes: LineageNode[]; edges: LineageEdgeRow[] }> {
-  const below = await descendants(prisma, baseId, maxDepth);
-  const root = await prisma.model.findUnique({ where: { id: baseId }, select: { id: true, name: true, kind: true } });
-  if (!root) throw new Error(`model ${baseId} does not exist`);
-  const nodes: LineageNode[] = [{ ...root, kind: root.kind, depth: 0 }, ...below];
-  const ids = nodes.map((n) => n.id);
-  const edges = await prisma.lineageEdge.findMany({
-    where: { parentId: { in: ids }, childId: { in: ids } },
-    select: { parentId: true, childId: true, relation: true, weight: true },
-    orderBy: [{ parentId: 'asc' }, { childId: 'asc' }],
-  });
+  const nodes = await walk(prisma, baseId, maxDepth, 'down', true);
+  if (nodes.length === 0 || nodes[0].id !== baseId) throw new Error(`model ${baseId} does not exist`);
+  const edges = await prisma.$queryRaw<LineageEdgeRow[]>`
+    SELECT parent_id::text AS "parentId", child_id::text AS "childId", relation, weight
+    FROM lineage_edges
+    WHERE parent_id = ANY(${nodes.map((n) => n.id)}::uuid[]) AND child_id = ANY(${nodes.map((n) => n.id)}::uuid[])
+    ORDER BY parent_id, child_id`;
   return { nodes, edges };
 }

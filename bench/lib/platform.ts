@@ -1,0 +1,63 @@
+/** Shared by the platform benchmarks: a fresh database, a real `apl-merge serve` process, percentiles. */
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { Client } from 'pg';
+import { DEFAULT_DATABASE_URL } from '../../src/store/client';
+import { migrate } from '../../src/store/migrate';
+
+export async function freshDatabase(prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const admin = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const client = new Client({ connectionString: admin });
+  await client.connect();
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  await migrate(url.toString());
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new Client({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** `apl-merge serve` in its own process, as deployed; resolves with its GraphQL URL. */
+export async function startServer(databaseUrl: string): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
+  // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") profiles the server.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, resolve(__dirname, '../../../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', '/nonexistent'], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /GraphQL API at (\S+)/.exec(output);
+      if (match) done(match[1]);
+    });
+    child.on('exit', (code) => fail(new Error(`serve exited (${code}): ${output}`)));
+  });
+  return {
+    url,
+    child,
+    stop: async () => {
+      const exited = new Promise((done) => child.once('exit', done));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
