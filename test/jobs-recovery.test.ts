@@ -5,73 +5,53 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PgBoss } from 'pg-boss';
-import { ApiServer, startApiServer } from '../src/api/server';
-import { openQueue, QueueSettings } from '../src/jobs/queue';
-import { createPrisma, PrismaClient } from '../src/store/client';
-import { migrate } from '../src/store/migrate';
-import { createTestDatabase } from './helpers/database';
-import { removeTempDirs, tempDir } from './helpers/files';
-import { graphqlClient, subscribe, waitFor } from './helpers/graphql';
+import { ApiServer } from '../src/api/server';
+import { QueueSettings } from '../src/jobs/queue';
+import { PrismaClient } from '../src/store/client';
+import { startTestPlatform, TestPlatform } from './helpers/platform';
+import { subscribe, waitFor } from './helpers/graphql';
 import { tinyFamily } from './helpers/tiny-models';
-import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
+import { WorkerProcess } from './helpers/worker-process';
 
 jest.setTimeout(180000);
 
 // Lost jobs are noticed after 10 s without a heartbeat (the least pg-boss allows), checked every second.
 const SETTINGS: QueueSettings = { heartbeatSeconds: 10, retryLimit: 2, superviseSeconds: 1 };
 
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let platform: TestPlatform;
 let prisma: PrismaClient;
-let queue: PgBoss;
 let server: ApiServer;
 let root: string;
 let outputs: string;
-let gql: ReturnType<typeof graphqlClient>;
+let gql: TestPlatform['gql'];
 const workers: WorkerProcess[] = [];
 const ids = { base: '', finetune: '', task: '' };
 
 const workerEnv = () => ({
-  DATABASE_URL: database.url,
-  APL_MERGE_OUTPUT_DIR: outputs,
   APL_MERGE_HEARTBEAT_SECONDS: String(SETTINGS.heartbeatSeconds),
   APL_MERGE_SUPERVISE_SECONDS: String(SETTINGS.superviseSeconds),
   APL_MERGE_RETRY_LIMIT: String(SETTINGS.retryLimit),
 });
 
 async function startWorker(): Promise<WorkerProcess> {
-  const worker = startWorkerProcess(workerEnv());
+  const worker = await platform.startWorker(workerEnv());
   workers.push(worker);
-  await worker.waitForOutput(/waiting for merges and analyses/);
   return worker;
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrate(database.url);
-  prisma = createPrisma(database.url);
-  root = tempDir();
-  outputs = join(root, 'outputs');
+  platform = await startTestPlatform(SETTINGS);
+  ({ prisma, server, root, outputs, gql } = platform);
   // Big enough that exact row-level importance takes seconds: time to cancel or kill mid-job.
   mkdirSync(join(root, 'family'), { recursive: true });
   tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [160, 160], probeSize: 512, dir: join(root, 'family') });
-  queue = await openQueue(database.url, SETTINGS);
-  server = await startApiServer({ prisma, dataRoots: [root], databaseUrl: database.url, queue });
-  gql = graphqlClient(server.url);
   const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
   ids.base = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'base', kind: 'BASE', path: join(root, 'family/base') } })).data!.registerModel.id;
   ids.finetune = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'family/slow'), parentIds: [ids.base] } })).data!.registerModel.id;
   ids.task = (await gql<{ registerTask: { id: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: 'slow', path: join(root, 'family/slow.safetensors') } })).data!.registerTask.id;
 });
 
-afterAll(async () => {
-  for (const worker of workers) await worker.stop();
-  await server?.stop();
-  await queue?.stop({ graceful: false });
-  await prisma?.$disconnect();
-  await database?.drop();
-  removeTempDirs();
-});
+afterAll(() => platform?.stop());
 
 type Progress = { id: string; phase: string; done: number; status: string; message: string };
 

@@ -4,47 +4,34 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PgBoss } from 'pg-boss';
-import { ApiServer, startApiServer } from '../src/api/server';
+import { ApiServer } from '../src/api/server';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
 import { loadModel } from '../src/engine/families/model';
 import { evaluate } from '../src/engine/train/evaluate';
 import { buildVisionZoo, ZooManifest } from '../src/engine/zoo/vision';
-import { openQueue, QUEUE_NAMES } from '../src/jobs/queue';
-import { createPrisma, PrismaClient } from '../src/store/client';
-import { migrate } from '../src/store/migrate';
-import { createTestDatabase } from './helpers/database';
-import { removeTempDirs, tempDir } from './helpers/files';
-import { graphqlClient, subscribe } from './helpers/graphql';
+import { QUEUE_NAMES } from '../src/jobs/queue';
+import { PrismaClient } from '../src/store/client';
+import { startTestPlatform, TestPlatform } from './helpers/platform';
+import { subscribe } from './helpers/graphql';
 import { tinyFamily } from './helpers/tiny-models';
-import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
 
 jest.setTimeout(180000);
 
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let platform: TestPlatform;
 let prisma: PrismaClient;
-let queue: PgBoss;
 let server: ApiServer;
-let worker: WorkerProcess;
 let root: string;
 let outputs: string;
 let zoo: ZooManifest;
-let gql: ReturnType<typeof graphqlClient>;
+let gql: TestPlatform['gql'];
 const ids: { base: string; finetunes: Record<string, string>; tasks: Record<string, string> } = { base: '', finetunes: {}, tasks: {} };
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  await migrate(database.url);
-  prisma = createPrisma(database.url);
-  root = tempDir();
-  outputs = join(root, 'outputs');
+  platform = await startTestPlatform();
+  ({ prisma, server, root, outputs, gql } = platform);
   zoo = await buildVisionZoo({ out: join(root, 'zoo'), quick: true, seed: 3 });
-  queue = await openQueue(database.url);
-  server = await startApiServer({ prisma, dataRoots: [root], databaseUrl: database.url, queue });
-  gql = graphqlClient(server.url);
-  worker = startWorkerProcess({ DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: outputs });
-  await worker.waitForOutput(/waiting for merges and analyses/);
+  await platform.startWorker();
 
   const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
   const base = await gql<{ registerModel: { id: string } }>(register, { input: { name: 'zoo-base', kind: 'BASE', path: join(root, 'zoo', zoo.base) } });
@@ -60,14 +47,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await server?.stop();
-  await queue?.stop({ graceful: false });
-  await prisma?.$disconnect();
-  await database?.drop();
-  removeTempDirs();
-});
+afterAll(() => platform?.stop());
 
 type Progress = { id: string; phase: string; done: number; total: number; status: string; message: string };
 const PROGRESS = `subscription($jobId: ID!) { jobProgress(jobId: $jobId) { id phase done total status message } }`;

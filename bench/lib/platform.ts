@@ -1,30 +1,15 @@
 /** Shared by the platform benchmarks: a fresh database, a real `apl-merge serve` process, percentiles. */
 import { ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import { Client } from 'pg';
 import { DEFAULT_DATABASE_URL } from '../../src/store/client';
 import { migrate } from '../../src/store/migrate';
+import { createScratchDatabase, ScratchDatabase } from '../../src/store/scratch';
 
-export async function freshDatabase(prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const admin = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
-  const client = new Client({ connectionString: admin });
-  await client.connect();
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  await migrate(url.toString());
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new Client({ connectionString: admin });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
+/** A new, migrated database on DATABASE_URL's server (default local). */
+export async function freshDatabase(prefix: string): Promise<ScratchDatabase> {
+  const database = await createScratchDatabase(process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL, prefix);
+  await migrate(database.url);
+  return database;
 }
 
 /** `apl-merge serve` in its own process, as deployed; resolves with its GraphQL URL. */

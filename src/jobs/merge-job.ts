@@ -3,10 +3,8 @@
  * renamed whole), the merged model is scored on every registered task it has a head for, and then
  * one transaction marks the merge COMPLETED and registers the output as a MERGE model with its
  * checkpoint, weighted lineage edges and evaluations. A retry after a killed attempt starts over
- * (the merge is deterministic from its seed); a merge already COMPLETED or CANCELLED is skipped,
- * so a job is never registered twice, and a merge cancelled while it ran discards its output.
+ * (the merge is deterministic from its seed); see job-runner.ts for what every attempt shares.
  */
-import { rmSync } from 'node:fs';
 import { getSplit, loadTaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
 import { loadModel, readModelConfig } from '../engine/families/model';
@@ -16,12 +14,11 @@ import { runMerge } from '../engine/merge/run';
 import { ProgressCallback, ProgressTracker } from '../engine/progress';
 import { evaluate } from '../engine/train/evaluate';
 import { Prisma } from '../store/generated/client';
-import { FINAL_STATUSES, transitionJob } from '../store/jobs';
-import { checkpointPath, describeCheckpoint, insertModel, RegistryError, uniquely } from '../store/registry';
+import { transitionJob } from '../store/jobs';
+import { checkpointPath, describeCheckpoint, insertModel, uniquely } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
+import { runAttempt } from './job-runner';
 import { loadMergeSpec } from './merge-spec';
-import { isPermanent, jobOutputDirectory, removeStaleStaging } from './outputs';
-import { progressRecorder } from './progress';
 
 interface Score {
   taskId: string;
@@ -51,52 +48,20 @@ async function scoreMerged(context: JobContext, outDir: string, onProgress: Prog
 }
 
 export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
-  const { prisma } = context;
   const id = attempt.id;
-  const merge = await prisma.merge.findUnique({ where: { id } });
-  if (!merge || FINAL_STATUSES.includes(merge.status)) return;
-  const started = await transitionJob(prisma, 'merge', id, {
-    from: ['QUEUED', 'RUNNING'],
-    to: 'RUNNING',
-    message: attempt.retryCount > 0 ? `running again on ${context.workerName} (attempt ${attempt.retryCount + 1})` : `running on ${context.workerName}`,
-  });
-  if (!started) return;
-  await prisma.merge.update({ where: { id }, data: { attempts: { increment: 1 } } });
-  const outDir = jobOutputDirectory(context.outputRoot, 'merges', id);
-  removeStaleStaging(outDir);
-  const recorder = progressRecorder(prisma, 'merge', id, () => stop.abort(), (err) => context.log(`merge ${id}: progress not recorded: ${err.message}`));
-  const signal = AbortSignal.any([attempt.signal, stop.signal]);
-  try {
-    const spec = await loadMergeSpec(prisma, id);
+  await runAttempt(context, 'merge', attempt, stop, async ({ outDir, recorder, signal }) => {
+    const spec = await loadMergeSpec(context.prisma, id);
     const plan = planMerge(parseMergeConfig(spec.configText, `merge ${id}`, '/'));
     const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal });
     const scores = await scoreMerged(context, outDir, recorder.onProgress, signal);
     await recorder.flush();
     const record = describeCheckpoint(outDir);
     const report = { backend: context.backend, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
-    const completed = await transitionJob(prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
+    return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));
       const model = await uniquely(`a model named "${spec.outputName}"`, () => insertModel(tx, { name: spec.outputName, kind: 'MERGE' }, record, parents));
       if (scores.length > 0) await tx.evaluation.createMany({ data: scores.map((s) => ({ modelId: model.id, taskId: s.taskId, split: s.split, metric: 'accuracy', value: s.value })) });
       await tx.merge.update({ where: { id }, data: { outputModelId: model.id, result: report as Prisma.InputJsonObject, error: null } });
     });
-    if (!completed) rmSync(outDir, { recursive: true, force: true });
-    context.log(`merge ${id}: ${completed ? `COMPLETED as ${spec.outputName}` : 'cancelled while running; output discarded'}`);
-  } catch (err) {
-    await recorder.flush();
-    if (stop.signal.aborted) {
-      // Cancelled: the row already says so; nothing may be left behind.
-      rmSync(outDir, { recursive: true, force: true });
-      context.log(`merge ${id}: cancelled`);
-      return;
-    }
-    const message = (err as Error).message;
-    if (isPermanent(err) || err instanceof RegistryError) {
-      await transitionJob(prisma, 'merge', id, { from: ['RUNNING'], to: 'FAILED', message: `failed: ${message}`, error: message });
-      context.log(`merge ${id}: FAILED: ${message}`);
-      return;
-    }
-    await prisma.merge.update({ where: { id }, data: { error: message } });
-    throw err;
-  }
+  });
 }
