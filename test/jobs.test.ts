@@ -13,7 +13,7 @@ import { buildVisionZoo, ZooManifest } from '../src/engine/zoo/vision';
 import { QUEUE_NAMES } from '../src/jobs/queue';
 import { PrismaClient } from '../src/store/client';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
-import { subscribe } from './helpers/graphql';
+import { subscribe, waitFor } from './helpers/graphql';
 import { tinyFamily } from './helpers/tiny-models';
 
 jest.setTimeout(180000);
@@ -146,6 +146,11 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
 
 it('runs an importance analysis and lists it on the model; its artifact is published whole', async () => {
   const task = zoo.finetunes[0].task;
+  // Status changes of every job the fine-tune takes part in, from the first event on (the merge
+  // above, where it was an input, then this analysis).
+  type StatusEvent = { jobId: string; jobKind: string; status: string; phase: string };
+  const statuses: StatusEvent[] = [];
+  const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs));
   const started = await gql<{ startAnalysis: { id: string; status: string } }>(
     `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status } }`,
     { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'layer', estimator: 'exact' } },
@@ -164,6 +169,11 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);
   expect(existsSync(analysis.artifactUri.replace('file://', '').replace(/\.safetensors$/, '.json'))).toBe(true);
   expect(analysis.summary).toBeTruthy();
+  await waitFor(() => statuses.some((e) => e.jobId === analysis.id && e.status === 'COMPLETED'), 'the analysis to complete on modelJobs');
+  await modelJobs.close();
+  expect(statuses.every((e) => e.phase === 'status')).toBe(true);
+  expect(statuses.filter((e) => e.jobId === analysis.id).map((e) => `${e.jobKind} ${e.status}`)).toEqual(['analysis QUEUED', 'analysis RUNNING', 'analysis COMPLETED']);
+  expect(statuses.filter((e) => e.jobKind === 'merge').map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
 
   // The analysis then feeds an APL merge in place of probe data.
   const merge = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
