@@ -12,7 +12,7 @@ it('migrates, prints the GraphQL URL, answers queries and exits cleanly', async 
   const database = await createTestDatabase();
   try {
     const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', tempDir()], {
-      env: { ...process.env, DATABASE_URL: database.url },
+      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url },
     });
     let output = '';
     const url = await new Promise<string>((done, fail) => {

@@ -22,7 +22,8 @@ interface Started {
 }
 
 async function start(args: string[], env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'start', '--port', '0', ...args], { env });
+  // As users run it (jest's NODE_ENV=test would change how Apollo handles signals).
+  const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'start', '--port', '0', ...args], { env: { ...env, NODE_ENV: 'production' } });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

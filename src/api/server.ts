@@ -47,6 +47,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     schema,
     // Introspection stays on in production: dashboards and scripts discover the schema with it.
     introspection: true,
+    // The process that starts the server stops it, in its own order; Apollo must not act on signals itself.
+    stopOnTerminationSignals: false,
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer: http }),

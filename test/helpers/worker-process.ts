@@ -13,7 +13,7 @@ export interface WorkerProcess {
 
 export function startWorkerProcess(env: Record<string, string>): WorkerProcess {
   const child = spawn(process.execPath, [resolve(__dirname, '../../dist/src/jobs/worker-cli.js')], {
-    env: { ...process.env, APL_MERGE_BACKEND: 'wasm', ...env },
+    env: { ...process.env, NODE_ENV: 'production', APL_MERGE_BACKEND: 'wasm', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
