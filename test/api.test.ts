@@ -109,3 +109,18 @@ it('registers tasks from validated data files and shows parents, children and ev
   const children = await gql<{ model: { children: Array<{ model: { name: string } }> } }>(`query($id: ID!) { model(id: $id) { children { model { name } } } }`, { id: base.id });
   expect(children.data!.model.children.map((c) => c.model.name)).toEqual(['ft-1', 'ft-2']);
 });
+
+it('lists the merge methods startMerge accepts, with their parameters and defaults', async () => {
+  type Param = { name: string; type: string; default: unknown; choices: string[] | null; min: number | null };
+  const result = await gql<{ methods: Array<{ name: string; needsBase: boolean; stochastic: boolean; globalParameters: Param[]; modelParameters: Param[] }> }>(
+    `{ methods { name needsBase stochastic globalParameters { name type default choices min } modelParameters { name type default choices min } } }`,
+  );
+  expect(result.errors).toBeUndefined();
+  const byName = new Map(result.data!.methods.map((m) => [m.name, m]));
+  expect(byName.get('linear')).toMatchObject({ needsBase: false, stochastic: false });
+  expect(byName.get('dare_ties')).toMatchObject({ needsBase: true, stochastic: true });
+  const apl = byName.get('apl')!;
+  expect(apl.globalParameters.find((p) => p.name === 'level')).toEqual({ name: 'level', type: 'string', default: 'row', choices: ['model', 'layer', 'row'], min: null });
+  expect(apl.modelParameters.map((p) => p.name)).toEqual(expect.arrayContaining(['weight', 'density', 'probe', 'importance']));
+  expect(byName.get('ties')!.modelParameters.find((p) => p.name === 'density')).toMatchObject({ type: 'number' });
+});

@@ -20,7 +20,7 @@ class MergeModelInput {
 @InputType()
 class StartMergeInput {
   @Field({ nullable: true, description: 'name of the merged model (default merge-<id prefix>)' }) name?: string;
-  @Field({ description: 'an engine merge method (see the methods query of the CLI: linear, ties, dare_ties, apl, …)' }) method: string;
+  @Field({ description: 'an engine merge method: see the methods query (linear, ties, dare_ties, apl, …)' }) method: string;
   @Field(() => ID, { nullable: true }) baseModelId?: string;
   @Field(() => [MergeModelInput]) models: MergeModelInput[];
   @Field(() => GraphQLJSONObject, { nullable: true, description: "the method's global parameters" }) parameters?: Record<string, unknown>;
