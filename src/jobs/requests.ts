@@ -15,6 +15,7 @@ import { openCheckpoint } from '../engine/checkpoint/checkpoint';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
 import { insertJobEvent } from '../store/events';
+import { ancestors } from '../store/lineage';
 import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob } from '../store/jobs';
 import { checkpointPath, RegistryError } from '../store/registry';
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
@@ -96,15 +97,11 @@ export interface AnalysisRequest {
   baseModelId?: string;
 }
 
+/** The nearest BASE model the given one descends from (the lineage walk of the store). */
 async function baseOf(prisma: PrismaClient, modelId: string): Promise<string> {
-  const rows = await prisma.$queryRaw<Array<{ id: string }>>`
-    WITH RECURSIVE up(id, depth) AS (
-      SELECT parent_id, 1 FROM lineage_edges WHERE child_id = ${modelId}::uuid
-      UNION SELECT e.parent_id, up.depth + 1 FROM lineage_edges e JOIN up ON e.child_id = up.id WHERE up.depth < 32
-    )
-    SELECT m.id::text AS id FROM up JOIN models m ON m.id = up.id WHERE m.kind = 'BASE' ORDER BY up.depth LIMIT 1`;
-  if (rows.length === 0) throw new RegistryError('BAD_USER_INPUT', `model ${modelId} has no BASE ancestor; pass baseModelId`);
-  return rows[0].id;
+  const base = (await ancestors(prisma, modelId, 32)).find((node) => node.kind === 'BASE');
+  if (!base) throw new RegistryError('BAD_USER_INPUT', `model ${modelId} has no BASE ancestor; pass baseModelId`);
+  return base.id;
 }
 
 export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, request: AnalysisRequest) {
