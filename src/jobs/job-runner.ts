@@ -5,7 +5,7 @@
  * one worth retrying (recorded on the row, then thrown for pg-boss to retry).
  */
 import { rmSync } from 'node:fs';
-import { FINAL_STATUSES, JobKind, transitionJob } from '../store/jobs';
+import { FINAL_STATUSES, JobKind, jobState, recordAttempt, transitionJob } from '../store/jobs';
 import { RegistryError } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
 import { isPermanent, jobOutputDirectory, removeStaleStaging } from './outputs';
@@ -19,16 +19,6 @@ export interface JobRun {
   signal: AbortSignal;
 }
 
-async function statusOf(context: JobContext, kind: JobKind, id: string) {
-  const select = { status: true } as const;
-  return kind === 'merge' ? context.prisma.merge.findUnique({ where: { id }, select }) : context.prisma.importanceAnalysis.findUnique({ where: { id }, select });
-}
-
-async function recordAttempt(context: JobContext, kind: JobKind, id: string, data: { attempts?: { increment: number }; error?: string }) {
-  if (kind === 'merge') await context.prisma.merge.update({ where: { id }, data });
-  else await context.prisma.importanceAnalysis.update({ where: { id }, data });
-}
-
 /**
  * Runs `work` as one attempt of a job. `work` ends by completing the job with transitionJob (from
  * RUNNING), and returns whether it did; when it did not (the job was cancelled meanwhile), the
@@ -37,7 +27,7 @@ async function recordAttempt(context: JobContext, kind: JobKind, id: string, dat
 export async function runAttempt(context: JobContext, kind: JobKind, attempt: JobAttempt, stop: AbortController, work: (run: JobRun) => Promise<boolean>): Promise<void> {
   const { prisma } = context;
   const id = attempt.id;
-  const row = await statusOf(context, kind, id);
+  const row = await jobState(prisma, kind, id);
   if (!row || FINAL_STATUSES.includes(row.status)) return;
   const started = await transitionJob(prisma, kind, id, {
     from: ['QUEUED', 'RUNNING'],
@@ -45,7 +35,7 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
     message: attempt.retryCount > 0 ? `running again on ${context.workerName} (attempt ${attempt.retryCount + 1})` : `running on ${context.workerName}`,
   });
   if (!started) return;
-  await recordAttempt(context, kind, id, { attempts: { increment: 1 } });
+  await recordAttempt(prisma, kind, id, { attempts: { increment: 1 } });
   const outDir = jobOutputDirectory(context.outputRoot, kind === 'merge' ? 'merges' : 'analyses', id);
   removeStaleStaging(outDir);
   const recorder = progressRecorder(prisma, kind, id, () => stop.abort(), (err) => context.log(`${kind} ${id}: progress not recorded: ${err.message}`));
@@ -67,7 +57,7 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
       context.log(`${kind} ${id}: FAILED: ${message}`);
       return;
     }
-    await recordAttempt(context, kind, id, { error: message });
+    await recordAttempt(prisma, kind, id, { error: message });
     throw err;
   }
 }

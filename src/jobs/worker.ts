@@ -9,7 +9,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Job } from 'pg-boss';
 import { useBackend } from '../engine/tensors/backend';
 import { createPrisma } from '../store/client';
-import { transitionJob } from '../store/jobs';
+import { jobState, transitionJob } from '../store/jobs';
 import { runAnalysisJob } from './analysis-job';
 import { JobAttempt, JobContext } from './context';
 import { runMergeJob } from './merge-job';
@@ -65,7 +65,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   await boss.work<JobData>(QUEUE_NAMES.analysis, work, handle(runAnalysisJob));
   await boss.work<JobData>(DEAD_LETTER_QUEUE, { pollingIntervalSeconds: 1 }, async (jobs) => {
     for (const { data } of jobs) {
-      const row = data.kind === 'merge' ? await prisma.merge.findUnique({ where: { id: data.id } }) : await prisma.importanceAnalysis.findUnique({ where: { id: data.id } });
+      const row = await jobState(prisma, data.kind, data.id);
       const error = row?.error ?? 'the worker running it stopped';
       const failed = await transitionJob(prisma, data.kind, data.id, { from: ['QUEUED', 'RUNNING'], to: 'FAILED', message: `failed after ${row?.attempts ?? '?'} attempt(s): ${error}`, error });
       if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);

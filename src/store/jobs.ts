@@ -80,12 +80,32 @@ export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: st
   return rows.length > 0;
 }
 
+export interface JobState {
+  status: JobStatus;
+  attempts: number;
+  error: string | null;
+}
+
+/** A merge's or an analysis's status, attempts and last error; undefined when there is no such row. */
+export async function jobState(prisma: PrismaClient, kind: JobKind, id: string): Promise<JobState | undefined> {
+  const select = { status: true, attempts: true, error: true } as const;
+  const row = kind === 'merge' ? await prisma.merge.findUnique({ where: { id }, select }) : await prisma.importanceAnalysis.findUnique({ where: { id }, select });
+  return row ?? undefined;
+}
+
+/** Counts an attempt started, or records the error an attempt ended with (the status is left alone). */
+export async function recordAttempt(prisma: PrismaClient, kind: JobKind, id: string, data: { attempts?: { increment: number }; error?: string }): Promise<void> {
+  if (kind === 'merge') await prisma.merge.update({ where: { id }, data });
+  else await prisma.importanceAnalysis.update({ where: { id }, data });
+}
+
 /** The kind of a job id, or undefined when no merge or analysis has it. */
 export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kind: JobKind; status: JobStatus } | undefined> {
-  const merge = await prisma.merge.findUnique({ where: { id }, select: { status: true } });
-  if (merge) return { kind: 'merge', status: merge.status };
-  const analysis = await prisma.importanceAnalysis.findUnique({ where: { id }, select: { status: true } });
-  return analysis ? { kind: 'analysis', status: analysis.status } : undefined;
+  for (const kind of ['merge', 'analysis'] as const) {
+    const state = await jobState(prisma, kind, id);
+    if (state) return { kind, status: state.status };
+  }
+  return undefined;
 }
 
 function pageSize(first: number): number {
