@@ -55,7 +55,8 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
     const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal });
     const scores = await scoreMerged(context, outDir, recorder.onProgress, signal);
     await recorder.flush();
-    const record = describeCheckpoint(outDir);
+    // The writer hashed every file on the way out; the registry records those hashes.
+    const record = describeCheckpoint(outDir, new Map(result.files.map((f) => [f.name, f.sha256])));
     const report = { backend: context.backend, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
     return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));

@@ -7,6 +7,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { sha256File } from '../engine/checkpoint/files';
 import { loadTaskData } from '../engine/data/task-data';
 import { Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
@@ -69,13 +70,19 @@ export interface CheckpointRecord {
   architecture: string;
 }
 
-/** Validates and hashes a checkpoint (a file or an HF directory); a bad one is BAD_USER_INPUT naming the problem. */
-export function describeCheckpoint(path: string): CheckpointRecord {
+/**
+ * Validates and hashes a checkpoint (a file or an HF directory); a bad one is BAD_USER_INPUT naming
+ * the problem. `knownHashes` (file name → sha256, e.g. what the writer computed on the way out)
+ * spares reading those files again.
+ */
+export function describeCheckpoint(path: string, knownHashes: ReadonlyMap<string, string> = new Map()): CheckpointRecord {
   let report: ReturnType<typeof inspectCheckpoint>;
   let architecture = 'unknown';
   try {
-    report = inspectCheckpoint(path);
     const checkpoint = openCheckpoint(path);
+    report = inspectCheckpoint(path, { hash: false });
+    // report.files lists checkpoint.shards in order.
+    checkpoint.shards.forEach((shard, i) => (report.files[i].sha256 = knownHashes.get(report.files[i].name) ?? sha256File(shard.file)));
     const configPath = resolve(checkpoint.directory, 'config.json');
     try {
       const json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
