@@ -164,6 +164,8 @@ export function buildProgram(): Command {
     .option('--no-hash', 'skip the sha256 of each file')
     .action(inspectCommand);
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
+  const portOption = () => new Option('--port <n>', 'port (0: any free one)').default('4000');
+  const hostOption = () => new Option('--host <host>', 'interface to listen on').default('127.0.0.1');
   const backendOption = () => new Option('--backend <name>', 'tensor backend for forward/backward passes').choices(['auto', 'webgpu', 'wasm', 'cpu']).default(process.env.APL_MERGE_BACKEND ?? 'auto');
   const zoo = program.command('zoo').description('homologous models trained from a seed, for experiments and tests');
   zoo
@@ -199,15 +201,15 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description('migrate the database at DATABASE_URL and serve the GraphQL API')
-    .option('--port <n>', 'port (0: any free one)', '4000')
-    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .addOption(portOption())
+    .addOption(hostOption())
     .option('--data-roots <dirs>', 'colon-separated directories models may be registered from (default: $APL_MERGE_DATA_ROOTS or ./data)')
     .action((flags: Parameters<typeof ServeModule.serveCommand>[0]) => (require('./serve') as typeof ServeModule).serveCommand(flags));
   program
     .command('start')
     .description('the whole platform: the database (embedded unless DATABASE_URL is set), the GraphQL API and one worker; registers a demo on first start')
-    .option('--port <n>', 'port (0: any free one)', '4000')
-    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .addOption(portOption())
+    .addOption(hostOption())
     .option('--data-dir <dir>', 'where the embedded database, the demo and job outputs live (a data root)', '.apl-merge')
     .option('--data-roots <dirs>', 'more colon-separated directories models may be registered from')
     .option('--no-demo', 'do not register the demo models on a first start')

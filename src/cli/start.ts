@@ -8,13 +8,11 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startApiServer } from '../api/server';
-import { openQueue } from '../jobs/queue';
-import { createPrisma } from '../store/client';
+import { redactedUrl } from '../store/client';
 import { EmbeddedDatabase, startEmbeddedDatabase } from '../store/embedded';
-import { migrate } from '../store/migrate';
 import { stopSignal } from '../jobs/stop-signal';
 import { registerDemo } from './demo-registry';
-import { dataRoots } from './serve';
+import { dataRoots, openServices } from './serve';
 
 export interface StartFlags {
   port: string;
@@ -43,14 +41,12 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   if (!url) {
     embedded = await startEmbeddedDatabase(dataDirectory);
     url = embedded.url;
-    console.log(`database: embedded PostgreSQL at ${url.replace(/\/\/[^@/]*@/, '//')} (${embedded.created ? 'created' : 'data'} in ${join(dataDirectory, 'postgres')})`);
+    console.log(`database: embedded PostgreSQL at ${redactedUrl(url)} (${embedded.created ? 'created' : 'data'} in ${join(dataDirectory, 'postgres')})`);
   } else {
-    console.log(`database: ${url.replace(/\/\/[^@/]*@/, '//')}`);
+    console.log(`database: ${redactedUrl(url)}`);
   }
-  const migration = await migrate(url);
+  const { migration, prisma, queue, close } = await openServices(url);
   if (migration.applied.length > 0) console.log(`applied ${migration.applied.length} migration(s): ${migration.applied.join(', ')}`);
-  const prisma = createPrisma(url);
-  const queue = await openQueue(url);
   const roots = [dataDirectory, ...(flags.dataRoots || process.env.APL_MERGE_DATA_ROOTS ? dataRoots(flags.dataRoots) : [])];
   const outputRoot = join(dataDirectory, 'outputs');
   const worker = startWorkerProcess({ ...process.env, DATABASE_URL: url, APL_MERGE_OUTPUT_DIR: outputRoot });
@@ -65,7 +61,6 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   worker.kill('SIGTERM');
   await workerExit;
   await server.stop();
-  await queue.stop({ graceful: false });
-  await prisma.$disconnect();
+  await close();
   await embedded?.stop();
 }

@@ -13,3 +13,8 @@ export function createPrisma(url = databaseUrl()): PrismaClient {
 }
 
 export type { PrismaClient };
+
+/** The URL without its user and password, for logs. */
+export function redactedUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//');
+}
