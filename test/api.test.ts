@@ -11,16 +11,14 @@ import { sha256File } from '../src/engine/checkpoint/files';
 import { saveTaskData } from '../src/engine/data/task-data';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir, writeBytes } from './helpers/files';
+import { graphqlClient } from './helpers/graphql';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let prisma: PrismaClient;
 let server: ApiServer;
 let root: string;
 
-async function gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<{ data?: T; errors?: Array<{ message: string; extensions: { code: string } }> }> {
-  const response = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  return (await response.json()) as { data?: T; errors?: Array<{ message: string; extensions: { code: string } }> };
-}
+let gql: ReturnType<typeof graphqlClient>;
 
 const REGISTER = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id name kind architecture checkpoint { sha256 tensorCount parameterCount dtype } } }`;
 
@@ -31,6 +29,7 @@ beforeAll(async () => {
   root = tempDir();
   writeSyntheticFamily(join(root, 'models'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }, { name: 'layers.1.w', shape: [4, 4] }], fineTunes: 2, seed: 1 });
   server = await startApiServer({ prisma, dataRoots: [root] });
+  gql = graphqlClient(server.url);
 });
 
 afterAll(async () => {

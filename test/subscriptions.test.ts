@@ -4,13 +4,12 @@
  * in order, and a client reconnecting with the last event id it saw gets what it missed.
  */
 import { randomUUID } from 'node:crypto';
-import { createClient } from 'graphql-ws';
-import WebSocket from 'ws';
 import { ApiServer, startApiServer } from '../src/api/server';
 import { createPrisma, PrismaClient } from '../src/store/client';
 import { appendJobEvent } from '../src/store/events';
 import { migrate } from '../src/store/migrate';
 import { createTestDatabase } from './helpers/database';
+import { subscribe, waitFor } from './helpers/graphql';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let apiPrisma: PrismaClient;
@@ -35,31 +34,19 @@ afterAll(async () => {
 const SUBSCRIPTION = `subscription($jobId: ID!, $after: ID) { jobProgress(jobId: $jobId, afterEventId: $after) { id done total status message } }`;
 type Event = { id: string; done: number; total: number; status: string; message: string };
 
-function subscribe(jobId: string, after: string | undefined, onEvent: (e: Event) => void): { done: Promise<void>; close: () => Promise<void> } {
-  const client = createClient({ url: server.url.replace('http', 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
-  const done = new Promise<void>((resolve, reject) => {
-    client.subscribe<{ jobProgress: Event }>(
-      { query: SUBSCRIPTION, variables: { jobId, after } },
-      { next: (m) => (m.errors ? reject(new Error(JSON.stringify(m.errors))) : onEvent(m.data!.jobProgress)), error: (e) => reject(e instanceof Error ? e : new Error(JSON.stringify(e))), complete: resolve },
-    );
-  });
-  return { done, close: () => client.dispose() as Promise<void> };
-}
+const subscribeJob = (jobId: string, after: string | undefined, onEvent: (e: Event) => void) =>
+  subscribe<{ jobProgress: Event }>(server.url, SUBSCRIPTION, { jobId, after }, (data) => onEvent(data.jobProgress));
 
 const step = (jobId: string, done: number, status: 'RUNNING' | 'COMPLETED' = 'RUNNING') =>
   appendJobEvent(workerPrisma, { jobKind: 'merge', jobId, phase: 'merge', done, total: 4, message: `tensor ${done}`, status });
 
-const waitFor = async (predicate: () => boolean) => {
-  for (let i = 0; i < 200 && !predicate(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(predicate()).toBe(true);
-};
 
 it('streams a job written elsewhere, in order, through to COMPLETED', async () => {
   const jobId = randomUUID();
   await step(jobId, 0);
   const seen: Event[] = [];
-  const subscription = subscribe(jobId, undefined, (e) => seen.push(e));
-  await waitFor(() => seen.length === 1);
+  const subscription = subscribeJob(jobId, undefined, (e) => seen.push(e));
+  await waitFor(() => seen.length === 1, 'the first event', 2000);
   for (const done of [1, 2, 3]) await step(jobId, done);
   await step(jobId, 4, 'COMPLETED');
   await subscription.done;
@@ -72,15 +59,15 @@ it('streams a job written elsewhere, in order, through to COMPLETED', async () =
 it('replays what a reconnecting client missed, from the last event id it saw', async () => {
   const jobId = randomUUID();
   const first: Event[] = [];
-  const before = subscribe(jobId, undefined, (e) => first.push(e));
+  const before = subscribeJob(jobId, undefined, (e) => first.push(e));
   await step(jobId, 0);
   await step(jobId, 1);
-  await waitFor(() => first.length === 2);
+  await waitFor(() => first.length === 2, 'two events', 2000);
   await before.close(); // the client drops
   await step(jobId, 2);
   await step(jobId, 3);
   const second: Event[] = [];
-  const after = subscribe(jobId, first[first.length - 1].id, (e) => second.push(e));
+  const after = subscribeJob(jobId, first[first.length - 1].id, (e) => second.push(e));
   await step(jobId, 4, 'COMPLETED');
   await after.done;
   await after.close();
@@ -88,5 +75,5 @@ it('replays what a reconnecting client missed, from the last event id it saw', a
 });
 
 it('rejects an afterEventId that is not an event id', async () => {
-  await expect(subscribe(randomUUID(), 'yesterday', () => undefined).done).rejects.toThrow(/afterEventId .*yesterday.* is not an event id.*BAD_USER_INPUT/);
+  await expect(subscribeJob(randomUUID(), 'yesterday', () => undefined).done).rejects.toThrow(/afterEventId .*yesterday.* is not an event id.*BAD_USER_INPUT/);
 });
