@@ -6,7 +6,6 @@
  */
 import { PgBoss } from 'pg-boss';
 import { Client } from 'pg';
-import { ConfigError, MergeInputError, CheckpointError } from '../engine/errors';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { getMergeMethod } from '../engine/methods/registry';
@@ -19,6 +18,7 @@ import { ancestors } from '../store/lineage';
 import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob } from '../store/jobs';
 import { checkpointPath, RegistryError } from '../store/registry';
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
+import { isPermanent } from './outputs';
 import { dequeueJob, enqueueJob } from './queue';
 
 /** The channel on which a cancel reaches the worker running the job. */
@@ -37,8 +37,9 @@ export interface MergeRequest {
   dtype?: string;
 }
 
+/** The engine's errors about configs and checkpoints are the caller's input errors. */
 const inputProblem = (err: unknown): never => {
-  if (err instanceof ConfigError || err instanceof MergeInputError || err instanceof CheckpointError) throw new RegistryError('BAD_USER_INPUT', err.message);
+  if (isPermanent(err)) throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   throw err;
 };
 

@@ -62,10 +62,11 @@ export function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10
 export async function lineageGraph(prisma: PrismaClient, baseId: string, maxDepth = MAX_DEPTH): Promise<{ nodes: LineageNode[]; edges: LineageEdgeRow[] }> {
   const nodes = await walk(prisma, baseId, maxDepth, 'down', true);
   if (nodes.length === 0 || nodes[0].id !== baseId) throw new Error(`model ${baseId} does not exist`);
+  const ids = nodes.map((n) => n.id);
   const edges = await prisma.$queryRaw<LineageEdgeRow[]>`
     SELECT parent_id::text AS "parentId", child_id::text AS "childId", relation, weight
     FROM lineage_edges
-    WHERE parent_id = ANY(${nodes.map((n) => n.id)}::uuid[]) AND child_id = ANY(${nodes.map((n) => n.id)}::uuid[])
+    WHERE parent_id = ANY(${ids}::uuid[]) AND child_id = ANY(${ids}::uuid[])
     ORDER BY parent_id, child_id`;
   return { nodes, edges };
 }
