@@ -3,9 +3,9 @@
  * bits, on random data with ties, zeros, odd lengths (SIMD tails) and every combine mode.
  */
 import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../src/engine/kernels/combine';
-import { tensorRandom } from '../src/engine/kernels/random';
+import { dropKey, streamWords, tensorRandom } from '../src/engine/kernels/random';
 import { topKCut } from '../src/engine/kernels/select';
-import { magnitudePrune } from '../src/engine/kernels/sparsify';
+import { dropByStream, keepThreshold, magnitudePrune } from '../src/engine/kernels/sparsify';
 import { wasmAddress, WasmArena, wasmKernels } from '../src/engine/kernels/wasm';
 
 const arena = new WasmArena();
@@ -88,6 +88,26 @@ describe('WASM kernels match the typed-array kernels bit for bit', () => {
       expect(bitsOf(wasm)).toEqual(bitsOf(js));
     }
   });
+
+  it.each([[0, 1], [0, 8], [3, 5], [5, 29], [8, 4096 + 13], [4294967296 * 2 - 3, 40]])(
+    'drops by the counter-based stream (offset %d, n = %d)',
+    (offset, n) => {
+      const key = dropKey(11, 2, 'blocks.0.weight');
+      for (const [probability, scale] of [[0.3, Math.fround(1 / 0.3)], [0.9, 1]]) {
+        const values = randomValues(n, n);
+        const js = values.slice();
+        dropByStream(js, key, offset, keepThreshold(probability), scale);
+        const [wasm] = inWasm([values]);
+        dropByStream(wasm, key, offset, keepThreshold(probability), scale);
+        expect(bitsOf(wasm)).toEqual(bitsOf(js));
+        // the rule itself: kept exactly where the stream's word is below the threshold
+        const words = streamWords(key, offset, new Uint32Array(n));
+        for (let i = 0; i < n; i++) {
+          expect(js[i]).toBe(words[i] < keepThreshold(probability) ? Math.fround(values[i] * scale) : 0);
+        }
+      }
+    },
+  );
 
   it('counts NaN and infinities', () => {
     const values = randomValues(1001, 5);

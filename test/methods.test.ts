@@ -2,7 +2,7 @@
  * Every merge method against small cases computed by hand, and the kernels beneath them
  * (selection, seeded drops) against brute-force references.
  */
-import { tensorRandom } from '../src/engine/kernels/random';
+import { dropKey, tensorRandom } from '../src/engine/kernels/random';
 import { topKCut } from '../src/engine/kernels/select';
 import { bernoulliDrop, dellaPrune } from '../src/engine/kernels/sparsify';
 import { getMergeMethod, MERGE_METHODS } from '../src/engine/methods/registry';
@@ -156,7 +156,7 @@ describe('della', () => {
     const delta = new Float32Array(rows * width);
     for (let r = 0; r < rows; r++) for (let j = 0; j < width; j++) delta[r * width + j] = (j + 1) * (r % 2 ? 1 : -1);
     const original = delta.slice();
-    dellaPrune(delta, [rows, width], 0.5, 0.4, tensorRandom(9, 0, 'w'), true);
+    dellaPrune(delta, [rows, width], 0.5, 0.4, dropKey(9, 0, 'w'), true);
     const keptAt = new Array(width).fill(0);
     const expected = [0.1, 0.3, 0.5, 0.7, 0.9];
     for (let r = 0; r < rows; r++) {
@@ -229,7 +229,7 @@ describe('seeded streams', () => {
     expect(draw(1, 0, 'a')).not.toEqual(draw(1, 1, 'a'));
     expect(draw(1, 0, 'a')).not.toEqual(draw(1, 0, 'b'));
     const delta = new Float32Array(1000).fill(1);
-    bernoulliDrop(delta, 0.5, tensorRandom(4, 0, 'x'), false);
+    bernoulliDrop(delta, 0.5, dropKey(4, 0, 'x'), false);
     expect(delta.some((v) => v === 0) && delta.some((v) => v === 1)).toBe(true);
   });
 });

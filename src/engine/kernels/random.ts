@@ -1,9 +1,13 @@
 /**
- * Seeded randomness for the stochastic merge methods (DARE, DELLA).
+ * Seeded randomness.
  *
- * Each (seed, model, tensor) gets its own stream, derived by hashing rather than by drawing in
- * sequence, so a tensor's drops do not depend on which thread merged it or on how many tensors
- * came before it: the same seed gives the same bytes with any thread count.
+ * Merge drops (DARE, DELLA, APL) use a counter-based generator, Threefry-2x32-20 (Salmon et al.,
+ * "Parallel random numbers: as easy as 1, 2, 3", SC 2011; JAX's default): word i of a stream is a
+ * pure function of the stream's key and i. Each (seed, model, tensor) has its own key, so a
+ * tensor's drops depend neither on the thread that merged it nor on the tensors before it, and a
+ * GPU thread computes the same word for element i as the CPU does (src/engine/gpu).
+ *
+ * Sequential uses (zoo data, training batches, initialisation) keep the small sfc32 generator.
  */
 
 /** 32-bit FNV-1a over a string's UTF-16 code units, then mixed. */
@@ -55,7 +59,62 @@ export class Random {
   }
 }
 
-/** The stream of one model's drops in one tensor. */
+/** A sequential stream for one model and one tensor (tests and synthetic data). */
 export function tensorRandom(seed: number, modelIndex: number, tensorName: string): Random {
   return new Random(seed, `${modelIndex}\u0000${tensorName}`);
+}
+
+/** The 64-bit key of a counter-based stream. */
+export interface StreamKey {
+  k0: number;
+  k1: number;
+}
+
+/** The key of one model's drops in one tensor. */
+export function dropKey(seed: number, modelIndex: number, tensorName: string): StreamKey {
+  const stream = `drop\u0000${modelIndex}\u0000${tensorName}`;
+  const low = seed >>> 0;
+  const high = Math.floor(seed / 4294967296) >>> 0;
+  return { k0: hashString(stream, low), k1: hashString(stream, high ^ 0x9e3779b9) };
+}
+
+const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24];
+
+/** Threefry-2x32 with 20 rounds: encrypts the counter (c0, c1) under the key; writes two words. */
+export function threefry2x32(key: StreamKey, c0: number, c1: number, out: Uint32Array): void {
+  const ks = [key.k0 >>> 0, key.k1 >>> 0, (0x1bd11bda ^ key.k0 ^ key.k1) >>> 0];
+  let x0 = (c0 + ks[0]) | 0;
+  let x1 = (c1 + ks[1]) | 0;
+  for (let round = 0; round < 20; round++) {
+    const r = ROTATIONS[round & 7];
+    x0 = (x0 + x1) | 0;
+    x1 = (x1 << r) | (x1 >>> (32 - r));
+    x1 ^= x0;
+    if ((round & 3) === 3) {
+      const injection = (round + 1) >> 2;
+      x0 = (x0 + ks[injection % 3]) | 0;
+      x1 = (x1 + ks[(injection + 1) % 3] + injection) | 0;
+    }
+  }
+  out[0] = x0;
+  out[1] = x1;
+}
+
+/**
+ * Words [offset, offset + out.length) of a stream: word i is word (i mod 2) of the block with
+ * counter (floor(i/2) mod 2^32, floor(i/2^33)).
+ */
+export function streamWords(key: StreamKey, offset: number, out: Uint32Array): Uint32Array {
+  const pair = new Uint32Array(2);
+  let block = -1;
+  for (let i = 0; i < out.length; i++) {
+    const word = offset + i;
+    const wanted = Math.floor(word / 2);
+    if (wanted !== block) {
+      block = wanted;
+      threefry2x32(key, block >>> 0, Math.floor(block / 4294967296) >>> 0, pair);
+    }
+    out[i] = pair[word & 1];
+  }
+  return out;
 }

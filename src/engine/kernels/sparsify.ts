@@ -4,7 +4,7 @@
  * Inputs are float32 task vectors (fine-tune minus base) without NaN.
  */
 import { topKCut, topKMembership } from './select';
-import { Random } from './random';
+import { StreamKey, streamWords } from './random';
 import { allInWasm, wasmKernels } from './wasm';
 
 export type SparsificationMethod = 'magnitude' | 'random' | 'magnitude_outliers' | 'della_magprune';
@@ -43,15 +43,34 @@ export function magnitudePrune(delta: Float32Array, density: number, rescale = f
   }
 }
 
-/** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */
-export function bernoulliDrop(delta: Float32Array, density: number, random: Random, rescale: boolean): void {
-  if (density >= 1) return;
-  // Compare raw 32-bit draws with an integer threshold: one draw per element, no float math.
-  const threshold = Math.floor(density * 4294967296);
-  const scale = rescale && density > 0 ? 1 / density : 1;
-  for (let i = 0; i < delta.length; i++) {
-    delta[i] = random.nextUint32() < threshold ? delta[i] * scale : 0;
+/**
+ * Keeps element i of `values` when word (offset + i) of the key's stream is below `threshold`
+ * (keep probability threshold / 2^32), multiplied by the float32 `scale`; zeroes it otherwise.
+ * The product of two float32 values rounds the same in JS, WASM and WGSL, so the CPU and the GPU
+ * drop and rescale identically.
+ */
+export function dropByStream(values: Float32Array, key: StreamKey, offset: number, threshold: number, scale: number): void {
+  if (allInWasm(values)) {
+    wasmKernels().dropBernoulli(values.byteOffset, values.length, key.k0, key.k1, offset, threshold, scale);
+    return;
   }
+  const words = new Uint32Array(Math.min(values.length, 4096));
+  for (let start = 0; start < values.length; start += words.length) {
+    const length = Math.min(words.length, values.length - start);
+    streamWords(key, offset + start, words.subarray(0, length));
+    for (let j = 0; j < length; j++) values[start + j] = words[j] < threshold ? values[start + j] * scale : 0;
+  }
+}
+
+/** The integer threshold of keep probability p (< 1): a word w is kept when w < threshold. */
+export function keepThreshold(probability: number): number {
+  return Math.max(0, Math.floor(probability * 4294967296));
+}
+
+/** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */
+export function bernoulliDrop(delta: Float32Array, density: number, key: StreamKey, rescale: boolean): void {
+  if (density >= 1) return;
+  dropByStream(delta, key, 0, keepThreshold(density), Math.fround(rescale && density > 0 ? 1 / density : 1));
 }
 
 /**
@@ -106,7 +125,7 @@ export function dellaPrune(
   shape: readonly number[],
   density: number,
   epsilon: number,
-  random: Random,
+  key: StreamKey,
   rescale: boolean,
 ): void {
   if (density >= 1) return;
@@ -117,13 +136,15 @@ export function dellaPrune(
   const rows = shape.length < 2 ? 1 : shape[0];
   const width = rows === 0 ? 0 : delta.length / rows;
   const ranks = new Float64Array(width);
+  const words = new Uint32Array(width);
   for (let r = 0; r < rows; r++) {
     const row = delta.subarray(r * width, (r + 1) * width);
     rowRanks(row, ranks);
+    streamWords(key, r * width, words);
     const span = width > 1 ? width - 1 : 1;
     for (let j = 0; j < width; j++) {
       const probability = density - epsilon + ((ranks[j] - 1) / span) * 2 * epsilon;
-      row[j] = random.nextFloat() < probability ? (rescale ? row[j] / probability : row[j]) : 0;
+      row[j] = words[j] / 4294967296 < probability ? (rescale ? row[j] / probability : row[j]) : 0;
     }
   }
 }

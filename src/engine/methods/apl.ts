@@ -7,21 +7,25 @@
  */
 import type * as PrepareModule from '../apl/prepare';
 import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../kernels/combine';
-import { tensorRandom } from '../kernels/random';
+import { dropKey } from '../kernels/random';
+import { dropByStream, keepThreshold } from '../kernels/sparsify';
 import { CONSENSUS, DENSITY, LAMBDA, MergeMethod, ParameterDef, TensorMergeInput, WEIGHT } from './types';
 
 const str = (name: string, fallback: string, choices: string[], description: string): ParameterDef => ({ name, type: 'string', default: fallback, choices, description });
 const num = (name: string, fallback: number, min: number, description: string): ParameterDef => ({ name, type: 'number', default: fallback, min, description });
 
-/** Keeps each element of row r with probability rate[r], scaled 1/rate (unbiased, as DARE). */
+/**
+ * Keeps each element of row r with probability rate[r], scaled 1/rate (unbiased, as DARE). Element
+ * i of the tensor uses word i of the (seed, model, tensor) stream, as DARE does.
+ */
 function dropStochastic(delta: Float32Array, rates: Float32Array, seed: number, model: number, name: string): void {
-  const random = tensorRandom(seed, model, name);
+  const key = dropKey(seed, model, name);
   const rowLength = delta.length / rates.length;
   for (let r = 0; r < rates.length; r++) {
     const rate = rates[r];
-    const threshold = Math.floor(rate * 4294967296);
-    const scale = rate > 0 ? 1 / rate : 0;
-    for (let j = r * rowLength; j < (r + 1) * rowLength; j++) delta[j] = random.nextUint32() < threshold ? delta[j] * scale : 0;
+    if (rate >= 1) continue;
+    const row = delta.subarray(r * rowLength, (r + 1) * rowLength);
+    dropByStream(row, key, r * rowLength, keepThreshold(rate), rate > 0 ? Math.fround(1 / rate) : 0);
   }
 }
 

@@ -5,7 +5,7 @@
  * procedure with different settings; each method file declares which.
  */
 import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../kernels/combine';
-import { tensorRandom } from '../kernels/random';
+import { dropKey } from '../kernels/random';
 import { bernoulliDrop, breadcrumbsPrune, dellaPrune, magnitudePrune, SparsificationMethod } from '../kernels/sparsify';
 import { CONSENSUS, DENSITY, INT8_MASK, LAMBDA, MergeMethod, NORMALIZE, ParameterDef, RESCALE, TensorMergeInput, WEIGHT } from './types';
 
@@ -65,13 +65,13 @@ export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
             magnitudePrune(delta, density);
             break;
           case 'random':
-            bernoulliDrop(delta, density, tensorRandom(input.seed, t, input.name), global.rescale as boolean);
+            bernoulliDrop(delta, density, dropKey(input.seed, t, input.name), global.rescale as boolean);
             break;
           case 'magnitude_outliers':
             breadcrumbsPrune(delta, density, p.gamma as number);
             break;
           case 'della_magprune':
-            dellaPrune(delta, input.shape, density, p.epsilon as number, tensorRandom(input.seed, t, input.name), global.rescale as boolean);
+            dellaPrune(delta, input.shape, density, p.epsilon as number, dropKey(input.seed, t, input.name), global.rescale as boolean);
             break;
         }
       }

@@ -201,3 +201,117 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
     store<f32>(out + offset, <f32>(<f64>load<f32>(base + offset) + lambda * m));
   }
 }
+
+// Threefry-2x32-20, the counter-based generator of merge drops; see ../random.ts, which this
+// matches word for word (the tests check). Word g of a stream is word (g & 1) of the block with
+// counter (g >> 1): low 32 bits in c0, high bits in c1.
+let threefryWord0: u32 = 0;
+let threefryWord1: u32 = 0;
+
+function threefry(k0: u32, k1: u32, c0: u32, c1: u32): void {
+  const k2: u32 = 0x1bd11bda ^ k0 ^ k1;
+  let x0: u32 = c0 + k0;
+  let x1: u32 = c1 + k1;
+  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
+  x0 += k1; x1 += k2 + 1;
+  x0 += x1; x1 = rotl<u32>(x1, 17) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 29) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 16) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 24) ^ x0;
+  x0 += k2; x1 += k0 + 2;
+  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
+  x0 += k0; x1 += k1 + 3;
+  x0 += x1; x1 = rotl<u32>(x1, 17) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 29) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 16) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 24) ^ x0;
+  x0 += k1; x1 += k2 + 4;
+  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
+  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
+  x0 += k2; x1 += k0 + 5;
+  threefryWord0 = x0;
+  threefryWord1 = x1;
+}
+
+@inline
+function streamWord(k0: u32, k1: u32, g: u64): u32 {
+  const block = g >> 1;
+  threefry(k0, k1, <u32>block, <u32>(block >> 32));
+  return (g & 1) == 0 ? threefryWord0 : threefryWord1;
+}
+
+/** Four blocks at once: counters (c0 + 0..3, c1); returns words 2c0..2c0+7 in order, in two vectors. */
+let simdLow: v128 = i32x4.splat(0);
+let simdHigh: v128 = i32x4.splat(0);
+
+function threefry4(k0: u32, k1: u32, c0: u32, c1: u32): void {
+  const k0s = i32x4.splat(k0);
+  const k1s = i32x4.splat(k1);
+  const k2s = i32x4.splat(0x1bd11bda ^ k0 ^ k1);
+  let x0 = i32x4.add(i32x4(0, 1, 2, 3), i32x4.splat(c0 + k0));
+  let x1 = i32x4.splat(c1 + k1);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
+  x0 = i32x4.add(x0, k1s); x1 = i32x4.add(x1, i32x4.add(k2s, i32x4.splat(1)));
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 17), i32x4.shr_u(x1, 15)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 29), i32x4.shr_u(x1, 3)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 16), i32x4.shr_u(x1, 16)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 24), i32x4.shr_u(x1, 8)), x0);
+  x0 = i32x4.add(x0, k2s); x1 = i32x4.add(x1, i32x4.add(k0s, i32x4.splat(2)));
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
+  x0 = i32x4.add(x0, k0s); x1 = i32x4.add(x1, i32x4.add(k1s, i32x4.splat(3)));
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 17), i32x4.shr_u(x1, 15)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 29), i32x4.shr_u(x1, 3)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 16), i32x4.shr_u(x1, 16)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 24), i32x4.shr_u(x1, 8)), x0);
+  x0 = i32x4.add(x0, k1s); x1 = i32x4.add(x1, i32x4.add(k2s, i32x4.splat(4)));
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
+  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
+  x0 = i32x4.add(x0, k2s); x1 = i32x4.add(x1, i32x4.add(k0s, i32x4.splat(5)));
+  simdLow = v128.shuffle<i32>(x0, x1, 0, 4, 1, 5);
+  simdHigh = v128.shuffle<i32>(x0, x1, 2, 6, 3, 7);
+}
+
+/**
+ * DARE's drop over n floats whose first is word `offset` of the stream (k0, k1): keeps x when the
+ * word is below `threshold`, times `scale`; zeroes it otherwise.
+ */
+export function dropBernoulli(pointer: usize, n: i32, k0: u32, k1: u32, offset: f64, threshold: u32, scale: f32): void {
+  const start = <u64>offset;
+  let i: i32 = 0;
+  while (i < n && ((start + <u64>i) & 7) != 0) {
+    const address = pointer + (<usize>i << 2);
+    store<f32>(address, streamWord(k0, k1, start + <u64>i) < threshold ? load<f32>(address) * scale : 0);
+    i++;
+  }
+  const thresholds = i32x4.splat(threshold);
+  const scales = f32x4.splat(scale);
+  for (; i + 8 <= n; i += 8) {
+    const block = (start + <u64>i) >> 1;
+    threefry4(k0, k1, <u32>block, <u32>(block >> 32));
+    const address = pointer + (<usize>i << 2);
+    const low = v128.load(address);
+    v128.store(address, v128.and(f32x4.mul(low, scales), i32x4.lt_u(simdLow, thresholds)));
+    const high = v128.load(address + 16);
+    v128.store(address + 16, v128.and(f32x4.mul(high, scales), i32x4.lt_u(simdHigh, thresholds)));
+  }
+  for (; i < n; i++) {
+    const address = pointer + (<usize>i << 2);
+    store<f32>(address, streamWord(k0, k1, start + <u64>i) < threshold ? load<f32>(address) * scale : 0);
+  }
+}
