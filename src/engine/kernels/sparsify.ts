@@ -16,15 +16,21 @@ function bitsOf(values: Float32Array): Uint32Array {
 /** Keeps the floor(density·n) largest magnitudes (TIES' trim); optionally rescales by 1/density. */
 export function magnitudePrune(delta: Float32Array, density: number, rescale = false): void {
   if (density >= 1) return;
-  const keepCount = Math.floor(density * delta.length);
+  // A float32 scale: the product of two float32 values rounds identically in JS, WASM and WGSL.
+  keepLargest(delta, Math.floor(density * delta.length), Math.fround(rescale && density > 0 ? 1 / density : 1));
+}
+
+/**
+ * Keeps the `keepCount` largest magnitudes (at the threshold magnitude, the first by position),
+ * multiplied by the float32 `scale`; zeroes the rest.
+ */
+export function keepLargest(delta: Float32Array, keepCount: number, scale: number): void {
   if (keepCount <= 0) {
     delta.fill(0);
     return;
   }
   const bits = bitsOf(delta);
-  const { thresholdBits, takeAtThreshold, countAtThreshold } = topKCut(bits, keepCount);
-  // A float32 scale: the product of two float32 values rounds identically in JS and in WASM.
-  const scale = Math.fround(rescale && density > 0 ? 1 / density : 1);
+  const { thresholdBits, takeAtThreshold, countAtThreshold } = topKCut(bits, Math.min(keepCount, delta.length));
   if (allInWasm(delta)) {
     wasmKernels().applyTopK(delta.byteOffset, delta.length, thresholdBits, takeAtThreshold, countAtThreshold, scale);
     return;
@@ -64,7 +70,8 @@ export function dropByStream(values: Float32Array, key: StreamKey, offset: numbe
 
 /** The integer threshold of keep probability p (< 1): a word w is kept when w < threshold. */
 export function keepThreshold(probability: number): number {
-  return Math.max(0, Math.floor(probability * 4294967296));
+  // 2^32 − 1 is never a threshold: the GPU kernels use it to mean "keep every entry".
+  return Math.min(0xfffffffe, Math.max(0, Math.floor(probability * 4294967296)));
 }
 
 /** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */

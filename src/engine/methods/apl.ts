@@ -6,39 +6,29 @@
  * The preparation (importance → rates and weights) is in ../apl/prepare.ts; here is the tensor math.
  */
 import type * as PrepareModule from '../apl/prepare';
-import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../kernels/combine';
+import { ConsensusMethod } from '../kernels/combine';
 import { dropKey } from '../kernels/random';
-import { dropByStream, keepThreshold } from '../kernels/sparsify';
-import { CONSENSUS, DENSITY, LAMBDA, MergeMethod, ParameterDef, TensorMergeInput, WEIGHT } from './types';
+import { runRecipe, TaskVectorRecipe } from '../kernels/recipe';
+import { recipeInput } from './task-vector-merge';
+import { CONSENSUS, DENSITY, LAMBDA, MergeMethod, ParameterDef, RecipeInput, TensorMergeInput, WEIGHT } from './types';
 
 const str = (name: string, fallback: string, choices: string[], description: string): ParameterDef => ({ name, type: 'string', default: fallback, choices, description });
 const num = (name: string, fallback: number, min: number, description: string): ParameterDef => ({ name, type: 'number', default: fallback, min, description });
 
-/**
- * Keeps each element of row r with probability rate[r], scaled 1/rate (unbiased, as DARE). Element
- * i of the tensor uses word i of the (seed, model, tensor) stream, as DARE does.
- */
-function dropStochastic(delta: Float32Array, rates: Float32Array, seed: number, model: number, name: string): void {
-  const key = dropKey(seed, model, name);
-  const rowLength = delta.length / rates.length;
-  for (let r = 0; r < rates.length; r++) {
-    const rate = rates[r];
-    if (rate >= 1) continue;
-    const row = delta.subarray(r * rowLength, (r + 1) * rowLength);
-    dropByStream(row, key, r * rowLength, keepThreshold(rate), rate > 0 ? Math.fround(1 / rate) : 0);
-  }
-}
-
-/** Keeps, in each row, the round(rate·length) largest magnitudes (as TIES), without rescaling. */
-function dropDeterministic(delta: Float32Array, rates: Float32Array): void {
-  const rowLength = delta.length / rates.length;
-  for (let r = 0; r < rates.length; r++) {
-    const row = delta.subarray(r * rowLength, (r + 1) * rowLength);
-    const keep = Math.round(rates[r] * rowLength);
-    if (keep >= rowLength) continue;
-    const order = Array.from(row.keys()).sort((a, b) => Math.abs(row[b]) - Math.abs(row[a]) || a - b);
-    for (let i = keep; i < order.length; i++) row[order[i]] = 0;
-  }
+/** APL's tensor math as a recipe: per-row drops at the calibrated keep-rates, per-row weights, combination. */
+function aplRecipe(input: RecipeInput): TaskVectorRecipe {
+  const global = input.globalParameters;
+  if (!input.rowParameters) throw new Error(`tensor "${input.name}": apl merges trunk tensors only, after its preparation step`);
+  return {
+    models: input.rowParameters.map(({ keep_rate: rates, weight: rowWeights }, t) => ({
+      weight: input.modelParameters[t].weight as number,
+      drop: global.drop === 'stochastic' ? { kind: 'rowBernoulli', key: dropKey(input.seed, t, input.name), rates } : { kind: 'rowTopK', rates },
+      rowWeights: rowWeights.every((w) => w === 1) ? undefined : rowWeights,
+    })),
+    consensus: global.combine === 'ties' ? (global.consensus_method as ConsensusMethod) : undefined,
+    normalize: global.normalize as boolean,
+    lambda: global.lambda as number,
+  };
 }
 
 export const apl: MergeMethod = {
@@ -76,31 +66,8 @@ export const apl: MergeMethod = {
   // Loaded on first use: merge worker threads import every method, and must not pay for
   // loading TensorFlow.js, which only the preparation needs.
   prepare: (context) => (require('../apl/prepare') as typeof PrepareModule).prepareApl(context),
+  recipe: aplRecipe,
   mergeTensor(input: TensorMergeInput): Float32Array {
-    const base = input.base!;
-    const global = input.globalParameters;
-    if (!input.rowParameters) throw new Error(`tensor "${input.name}": apl merges trunk tensors only, after its preparation step`);
-    input.models.forEach((delta, t) => {
-      subtractInPlace(delta, base);
-      const { keep_rate: rates, weight } = input.rowParameters![t];
-      if (global.drop === 'stochastic') dropStochastic(delta, rates, input.seed, t, input.name);
-      else dropDeterministic(delta, rates);
-      const rowLength = delta.length / weight.length;
-      for (let r = 0; r < weight.length; r++) {
-        if (weight[r] === 1) continue;
-        for (let j = r * rowLength; j < (r + 1) * rowLength; j++) delta[j] *= weight[r];
-      }
-    });
-    return combineTaskVectors(
-      base,
-      input.models,
-      {
-        weights: input.modelParameters.map((p) => p.weight as number),
-        consensus: global.combine === 'ties' ? (global.consensus_method as ConsensusMethod) : undefined,
-        normalize: global.normalize as boolean,
-        lambda: global.lambda as number,
-      },
-      base,
-    );
+    return runRecipe(aplRecipe(recipeInput(input)), input.base!, input.models, input.shape);
   },
 };

@@ -4,10 +4,11 @@
  * the base. Task arithmetic, TIES, DARE, magnitude pruning, Breadcrumbs and DELLA are all this one
  * procedure with different settings; each method file declares which.
  */
-import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../kernels/combine';
+import { ConsensusMethod } from '../kernels/combine';
 import { dropKey } from '../kernels/random';
-import { bernoulliDrop, breadcrumbsPrune, dellaPrune, magnitudePrune, SparsificationMethod } from '../kernels/sparsify';
-import { CONSENSUS, DENSITY, INT8_MASK, LAMBDA, MergeMethod, NORMALIZE, ParameterDef, RESCALE, TensorMergeInput, WEIGHT } from './types';
+import { DropRule, runRecipe, TaskVectorRecipe } from '../kernels/recipe';
+import { keepThreshold, SparsificationMethod } from '../kernels/sparsify';
+import { CONSENSUS, DENSITY, INT8_MASK, LAMBDA, MergeMethod, NORMALIZE, ParameterDef, ParameterValue, RecipeInput, RESCALE, TensorMergeInput, WEIGHT } from './types';
 
 export interface TaskVectorSettings {
   name: string;
@@ -22,6 +23,28 @@ export interface TaskVectorSettings {
 const GAMMA: ParameterDef = { name: 'gamma', type: 'number', default: 0.01, min: 0, max: 1, description: 'fraction of largest-magnitude outliers removed' };
 const EPSILON: ParameterDef = { name: 'epsilon', type: 'number', default: 0.15, min: 0, max: 1, description: 'half-width of the keep-probability range around density' };
 
+/** A tensor merge input without its values: what a recipe is built from. */
+export function recipeInput(input: TensorMergeInput): RecipeInput {
+  return { ...input, elements: input.models[0].length };
+}
+
+/** How one model's task vector is sparsified, as a drop rule. */
+function dropRule(sparsification: SparsificationMethod | undefined, input: RecipeInput, p: Readonly<Record<string, ParameterValue>>, t: number): DropRule {
+  const density = (p.density as number | undefined) ?? 1;
+  if (!sparsification || density >= 1) return { kind: 'keep' };
+  const rescale = input.globalParameters.rescale as boolean;
+  switch (sparsification) {
+    case 'magnitude':
+      return { kind: 'magnitude', keepCount: Math.floor(density * input.elements), scale: 1 };
+    case 'random':
+      return { kind: 'bernoulli', key: dropKey(input.seed, t, input.name), threshold: keepThreshold(density), scale: Math.fround(rescale && density > 0 ? 1 / density : 1) };
+    case 'magnitude_outliers':
+      return { kind: 'breadcrumbs', density, gamma: p.gamma as number };
+    case 'della_magprune':
+      return { kind: 'della', density, epsilon: p.epsilon as number, key: dropKey(input.seed, t, input.name), rescale };
+  }
+}
+
 export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
   const { sparsification, consensus } = settings;
   const globalParameters: ParameterDef[] = [NORMALIZE(settings.defaultNormalize), LAMBDA, INT8_MASK];
@@ -31,6 +54,16 @@ export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
   if (sparsification) modelParameters.push(DENSITY);
   if (sparsification === 'magnitude_outliers') modelParameters.push(GAMMA);
   if (sparsification === 'della_magprune') modelParameters.push(EPSILON);
+
+  const recipe = (input: RecipeInput): TaskVectorRecipe => {
+    const global = input.globalParameters;
+    return {
+      models: input.modelParameters.map((p, t) => ({ weight: p.weight as number, drop: dropRule(sparsification, input, p, t) })),
+      consensus: consensus ? (global.consensus_method as ConsensusMethod) : undefined,
+      normalize: global.normalize as boolean,
+      lambda: global.lambda as number,
+    };
+  };
 
   return {
     name: settings.name,
@@ -49,43 +82,9 @@ export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
       }
       return undefined;
     },
+    recipe,
     mergeTensor(input: TensorMergeInput): Float32Array {
-      const base = input.base!;
-      const global = input.globalParameters;
-      const deltas = input.models;
-      for (let t = 0; t < deltas.length; t++) {
-        const delta = deltas[t];
-        subtractInPlace(delta, base);
-        const p = input.modelParameters[t];
-        const density = (p.density as number | undefined) ?? 1;
-        switch (sparsification) {
-          case undefined:
-            break;
-          case 'magnitude':
-            magnitudePrune(delta, density);
-            break;
-          case 'random':
-            bernoulliDrop(delta, density, dropKey(input.seed, t, input.name), global.rescale as boolean);
-            break;
-          case 'magnitude_outliers':
-            breadcrumbsPrune(delta, density, p.gamma as number);
-            break;
-          case 'della_magprune':
-            dellaPrune(delta, input.shape, density, p.epsilon as number, dropKey(input.seed, t, input.name), global.rescale as boolean);
-            break;
-        }
-      }
-      return combineTaskVectors(
-        base,
-        deltas,
-        {
-          weights: input.modelParameters.map((p) => p.weight as number),
-          consensus: consensus ? (global.consensus_method as ConsensusMethod) : undefined,
-          normalize: global.normalize as boolean,
-          lambda: global.lambda as number,
-        },
-        base,
-      );
+      return runRecipe(recipe(recipeInput(input)), input.base!, input.models, input.shape);
     },
   };
 }

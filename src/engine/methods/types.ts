@@ -4,6 +4,7 @@
  * (reading files, threads, writing) that `engine/merge` does for every method alike.
  */
 
+import type { TaskVectorRecipe } from '../kernels/recipe';
 import { ProgressCallback } from '../progress';
 
 export type ParameterValue = number | boolean | string;
@@ -39,6 +40,9 @@ export interface TensorMergeInput {
   rowParameters?: ReadonlyArray<Readonly<Record<string, Float32Array>>>;
 }
 
+/** What a recipe is built from: a tensor's description and parameters, without its values. */
+export type RecipeInput = Omit<TensorMergeInput, 'base' | 'models'> & { elements: number };
+
 /** What a data-aware method sees before the tensor-by-tensor merge starts. */
 export interface PrepareContext {
   baseModel: string | undefined;
@@ -72,6 +76,11 @@ export interface MergeMethod {
   /** Data-aware methods compute per-row parameters from the whole models first (APL). */
   prepare?(context: PrepareContext): Promise<Prepared>;
   mergeTensor(input: TensorMergeInput): Float32Array;
+  /**
+   * Task-vector methods: the tensor's merge as data (kernels/recipe.ts). The CPU's mergeTensor
+   * runs it; the GPU runs the same recipe with its own kernels.
+   */
+  recipe?(input: RecipeInput): TaskVectorRecipe;
 }
 
 export const WEIGHT: ParameterDef = {

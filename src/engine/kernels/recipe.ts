@@ -1,0 +1,118 @@
+/**
+ * A task-vector merge of one tensor, described as data: for each model a drop rule (which
+ * entries of its task vector survive, and their scale), optional per-row weights, and how the
+ * survivors are combined. Methods build recipes (src/engine/methods); the CPU executes them here
+ * and the GPU in src/engine/gpu, so both run the same math from one description.
+ */
+import { combineTaskVectors, ConsensusMethod, subtractInPlace } from './combine';
+import { StreamKey } from './random';
+import { breadcrumbsPrune, dellaPrune, dropByStream, keepLargest, keepThreshold } from './sparsify';
+
+export type DropRule =
+  /** The whole task vector survives. */
+  | { kind: 'keep' }
+  /** Nothing survives. */
+  | { kind: 'zero' }
+  /** The `keepCount` largest magnitudes survive (ties broken by position), times `scale`. */
+  | { kind: 'magnitude'; keepCount: number; scale: number }
+  /** Entry i survives when word i of the key's stream is below `threshold`, times `scale` (DARE). */
+  | { kind: 'bernoulli'; key: StreamKey; threshold: number; scale: number }
+  /** As 'bernoulli' with the keep probability of each row (APL's stochastic drop). */
+  | { kind: 'rowBernoulli'; key: StreamKey; rates: Float32Array }
+  /** In each row, the round(rate·length) largest magnitudes survive (APL's deterministic drop). */
+  | { kind: 'rowTopK'; rates: Float32Array }
+  | { kind: 'breadcrumbs'; density: number; gamma: number }
+  | { kind: 'della'; density: number; epsilon: number; key: StreamKey; rescale: boolean };
+
+export interface ModelRecipe {
+  weight: number;
+  drop: DropRule;
+  /** Multiplies each row of the survivors (APL's task competition). */
+  rowWeights?: Float32Array;
+}
+
+export interface TaskVectorRecipe {
+  models: ModelRecipe[];
+  consensus: ConsensusMethod | undefined;
+  normalize: boolean;
+  lambda: number;
+}
+
+/** Per-row keep threshold and float32 scale of a row rate; a rate ≥ 1 keeps the row unscaled. */
+export function rowDrop(rate: number): { keepAll: boolean; threshold: number; scale: number } {
+  if (rate >= 1) return { keepAll: true, threshold: 0, scale: 1 };
+  return { keepAll: false, threshold: keepThreshold(rate), scale: rate > 0 ? Math.fround(1 / rate) : 0 };
+}
+
+/** Keeps, in each row, the round(rate·length) largest magnitudes (ties by position), unscaled. */
+function keepLargestPerRow(delta: Float32Array, rates: Float32Array): void {
+  const rowLength = delta.length / rates.length;
+  for (let r = 0; r < rates.length; r++) {
+    const keep = Math.round(rates[r] * rowLength);
+    if (keep >= rowLength) continue;
+    keepLargest(delta.subarray(r * rowLength, (r + 1) * rowLength), keep, 1);
+  }
+}
+
+/** Applies one drop rule to a task vector in place. */
+export function applyDrop(delta: Float32Array, rule: DropRule, shape: readonly number[]): void {
+  switch (rule.kind) {
+    case 'keep':
+      return;
+    case 'zero':
+      delta.fill(0);
+      return;
+    case 'magnitude':
+      keepLargest(delta, rule.keepCount, rule.scale);
+      return;
+    case 'bernoulli':
+      dropByStream(delta, rule.key, 0, rule.threshold, rule.scale);
+      return;
+    case 'rowBernoulli': {
+      const rowLength = delta.length / rule.rates.length;
+      for (let r = 0; r < rule.rates.length; r++) {
+        const { keepAll, threshold, scale } = rowDrop(rule.rates[r]);
+        if (!keepAll) dropByStream(delta.subarray(r * rowLength, (r + 1) * rowLength), rule.key, r * rowLength, threshold, scale);
+      }
+      return;
+    }
+    case 'rowTopK':
+      keepLargestPerRow(delta, rule.rates);
+      return;
+    case 'breadcrumbs':
+      breadcrumbsPrune(delta, rule.density, rule.gamma);
+      return;
+    case 'della':
+      dellaPrune(delta, shape, rule.density, rule.epsilon, rule.key, rule.rescale);
+      return;
+  }
+}
+
+/** Multiplies row r of `values` by weights[r] (float32 products, as on the GPU). */
+export function scaleRows(values: Float32Array, weights: Float32Array): void {
+  const rowLength = values.length / weights.length;
+  for (let r = 0; r < weights.length; r++) {
+    const w = weights[r];
+    if (w === 1) continue;
+    for (let j = r * rowLength; j < (r + 1) * rowLength; j++) values[j] *= w;
+  }
+}
+
+/**
+ * Runs a recipe on the CPU: task vectors (models − base, in place), drops, row weights, then the
+ * combination, written over `base`.
+ */
+export function runRecipe(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], shape: readonly number[]): Float32Array {
+  models.forEach((delta, t) => {
+    subtractInPlace(delta, base);
+    const { drop, rowWeights } = recipe.models[t];
+    applyDrop(delta, drop, shape);
+    if (rowWeights) scaleRows(delta, rowWeights);
+  });
+  return combineTaskVectors(
+    base,
+    models,
+    { weights: recipe.models.map((m) => m.weight), consensus: recipe.consensus, normalize: recipe.normalize, lambda: recipe.lambda },
+    base,
+  );
+}
