@@ -11,6 +11,7 @@
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { webGpu } from '../gpu/dawn';
 
 export const BACKENDS = ['auto', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -34,15 +35,8 @@ let webgpuRegistered: Promise<boolean> | undefined;
 /** Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; false when unavailable. */
 function registerWebGpu(): Promise<boolean> {
   webgpuRegistered ??= (async () => {
-    let dawn: { create: (options: string[]) => unknown; globals: Record<string, unknown> };
-    try {
-      dawn = require('webgpu') as typeof dawn;
-    } catch {
-      return false;
-    }
-    Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create([]) as { requestAdapter(): Promise<unknown> };
-    if (!(await gpu.requestAdapter())) return false;
+    const gpu = await webGpu();
+    if (!gpu || !(await gpu.requestAdapter())) return false;
     Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
     require('@tensorflow/tfjs-backend-webgpu');
     return true;

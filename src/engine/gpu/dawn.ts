@@ -1,0 +1,69 @@
+/**
+ * WebGPU in Node through Dawn (the optional npm package `webgpu`). One GPU instance per process,
+ * shared by TensorFlow.js's WebGPU backend (scoring) and our own WGSL kernels (merging).
+ */
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+interface DawnModule {
+  create(options: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+let instance: Promise<GPU | undefined> | undefined;
+
+/**
+ * The package is an ES module around Dawn's native addon. Node 20.19+ can require() it; where
+ * ES modules cannot be required (Jest's module runtime, older Node) the addon is loaded from the
+ * package's directory the way its index.js does.
+ */
+function loadDawn(): DawnModule | undefined {
+  try {
+    return require('webgpu') as DawnModule;
+  } catch {
+    try {
+      const packageDirectory = dirname(require.resolve('webgpu/package.json'));
+      const platform = process.platform === 'darwin' ? 'darwin-universal' : `${process.platform}-${process.arch}`;
+      return require(join(packageDirectory, 'dist', platform, 'dawn.node')) as DawnModule;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** navigator.gpu's equivalent, or undefined when the package `webgpu` cannot be loaded. */
+export function webGpu(): Promise<GPU | undefined> {
+  instance ??= (async () => {
+    const dawn = loadDawn();
+    if (!dawn) return undefined;
+    // Mesa's drivers complain on every start when this is unset; the value is not used for compute.
+    process.env.XDG_RUNTIME_DIR ??= tmpdir();
+    // GPUBufferUsage, GPUMapMode, … as globals, as in a browser.
+    for (const [name, value] of Object.entries(dawn.globals)) {
+      if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, configurable: true, writable: true });
+    }
+    return dawn.create([]);
+  })();
+  return instance;
+}
+
+export interface GpuAdapterInfo {
+  description: string;
+  vendor: string;
+  architecture: string;
+  /** A CPU implementation of WebGPU (Mesa's lavapipe, SwiftShader): correct but not fast. */
+  software: boolean;
+}
+
+export function describeAdapter(adapter: GPUAdapter): GpuAdapterInfo {
+  const info = adapter.info;
+  const software = info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device}`);
+  return { description: info.description || info.device || info.vendor, vendor: info.vendor, architecture: info.architecture, software };
+}
+
+/** The first adapter WebGPU offers, or undefined (no package, no driver, no device). */
+export async function requestGpuAdapter(): Promise<GPUAdapter | undefined> {
+  const gpu = await webGpu();
+  if (!gpu) return undefined;
+  return (await gpu.requestAdapter()) ?? undefined;
+}

@@ -1,0 +1,279 @@
+/**
+ * Runs task-vector recipes (kernels/recipe.ts) on a WebGPU device with the kernels of
+ * task-vector-wgsl.ts. Inputs are written by the caller straight into mapped staging buffers (no
+ * writeBuffer copy), copied to device buffers, merged, and read back through mapped buffers; every
+ * tensor's work is one submission, so several tensors in flight overlap their upload, compute and
+ * read-back.
+ */
+import { DropRule, rowDrop, TaskVectorRecipe } from '../kernels/recipe';
+import { describeAdapter, GpuAdapterInfo, requestGpuAdapter } from './dawn';
+import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
+
+const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4 };
+const NONE = 0xffffffff;
+const BINS_PER_MODEL = 98304;
+const CHUNK_UNIFORM_BYTES = 48;
+const MODEL_BYTES = 48;
+const WORKGROUP = 256;
+const MAX_GROUPS_X = 65535;
+
+export class GpuUnavailableError extends Error {}
+
+/** Why a recipe cannot run on the GPU, or undefined when it can. */
+export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): string | undefined {
+  if (elements >= 2 ** 32) return `${elements} elements: the GPU kernels index tensors with 32 bits`;
+  for (const { drop } of recipe.models) {
+    if (!(drop.kind in KIND)) return `drop rule "${drop.kind}" has no GPU kernel`;
+  }
+  return undefined;
+}
+
+/** Writes one input's values for elements [start, start + values.length) into `values`. */
+export type FillInput = (input: 'base' | number, start: number, values: Float32Array) => void;
+
+interface ChunkPlan {
+  start: number;
+  length: number;
+}
+
+export class GpuTaskVectorKernels {
+  private readonly layout: GPUBindGroupLayout;
+  private readonly pipelines: Record<'taskVectors' | 'cutHigh' | 'lowHistogram' | 'cutLow' | 'blockCounts' | 'scanBlocks' | 'drops' | 'combine', GPUComputePipeline>;
+  /** Largest chunk of one input that fits a storage binding (a multiple of the workgroup size). */
+  private readonly maxBindingElements: number;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapter: GpuAdapterInfo,
+    maxChunkElements: number | undefined,
+  ) {
+    const module = device.createShaderModule({ code: TASK_VECTOR_WGSL });
+    const storage = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
+    this.layout = device.createBindGroupLayout({
+      entries: [
+        storage(0, 'uniform'),
+        storage(1, 'read-only-storage'),
+        storage(2, 'storage'),
+        storage(3, 'storage'),
+        storage(4, 'storage'),
+        storage(5, 'storage'),
+        storage(6, 'storage'),
+        storage(7, 'read-only-storage'),
+      ],
+    });
+    const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [this.layout] });
+    const pipeline = (entryPoint: string) => device.createComputePipeline({ layout: pipelineLayout, compute: { module, entryPoint } });
+    this.pipelines = {
+      taskVectors: pipeline('taskVectors'),
+      cutHigh: pipeline('cutHigh'),
+      lowHistogram: pipeline('lowHistogram'),
+      cutLow: pipeline('cutLow'),
+      blockCounts: pipeline('blockCounts'),
+      scanBlocks: pipeline('scanBlocks'),
+      drops: pipeline('drops'),
+      combine: pipeline('combine'),
+    };
+    const bindingElements = Math.min(device.limits.maxStorageBufferBindingSize / 4, maxChunkElements ?? Infinity);
+    this.maxBindingElements = Math.max(WORKGROUP, Math.floor(bindingElements / WORKGROUP) * WORKGROUP);
+  }
+
+  /**
+   * Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none.
+   * `maxChunkElements` caps the elements of all models in one chunk below the binding limit.
+   */
+  static async open(options: { maxChunkElements?: number } = {}): Promise<GpuTaskVectorKernels> {
+    const adapter = await requestGpuAdapter();
+    if (!adapter) throw new GpuUnavailableError('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
+    const device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+        maxBufferSize: adapter.limits.maxBufferSize,
+      },
+    });
+    const kernels = new GpuTaskVectorKernels(device, describeAdapter(adapter), options.maxChunkElements);
+    device.pushErrorScope('validation');
+    const error = await device.popErrorScope();
+    if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
+    return kernels;
+  }
+
+  destroy(): void {
+    this.device.destroy();
+  }
+
+  /** Chunks of the tensor such that each chunk's inputs of all models fit one binding. */
+  private chunks(elements: number, models: number): ChunkPlan[] {
+    const size = Math.max(WORKGROUP, Math.floor(this.maxBindingElements / models / WORKGROUP) * WORKGROUP);
+    const chunks: ChunkPlan[] = [];
+    for (let start = 0; start < elements; start += size) chunks.push({ start, length: Math.min(size, elements - start) });
+    if (chunks.length === 0) chunks.push({ start: 0, length: 0 });
+    return chunks;
+  }
+
+  /**
+   * Merges one tensor of `elements` values; `fill` writes the base's and each model's values into
+   * staging memory. Resolves with the merged values written into `into`.
+   */
+  async merge(recipe: TaskVectorRecipe, elements: number, rowLength: number, fill: FillInput, into: Float32Array): Promise<Float32Array> {
+    const problem = gpuRecipeProblem(recipe, elements);
+    if (problem) throw new Error(problem);
+    const { device } = this;
+    const modelCount = recipe.models.length;
+    const rows = elements / rowLength;
+    const blocks = Math.max(1, Math.ceil(elements / WORKGROUP));
+    const usesMagnitude = recipe.models.some((m) => m.drop.kind === 'magnitude');
+    const created: GPUBuffer[] = [];
+    const buffer = (size: number, usage: number, mappedAtCreation = false) => {
+      const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, mappedAtCreation });
+      created.push(b);
+      return b;
+    };
+
+    const { modelBytes, rowData } = this.describeModels(recipe, rows, elements);
+    const modelBuffer = buffer(modelBytes.byteLength, GPUBufferUsage.STORAGE, true);
+    new Uint8Array(modelBuffer.getMappedRange()).set(modelBytes);
+    modelBuffer.unmap();
+    const rowBuffer = buffer(rowData.byteLength, GPUBufferUsage.STORAGE, true);
+    new Uint32Array(rowBuffer.getMappedRange(0, rowData.byteLength)).set(rowData);
+    rowBuffer.unmap();
+    const histogram = buffer(usesMagnitude ? modelCount * BINS_PER_MODEL * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const cuts = buffer(modelCount * 8 * 4, GPUBufferUsage.STORAGE);
+    const blockPrefix = buffer(usesMagnitude ? modelCount * blocks * 4 : 16, GPUBufferUsage.STORAGE);
+
+    const encoder = device.createCommandEncoder();
+    const readbacks: Array<{ chunk: ChunkPlan; buffer: GPUBuffer }> = [];
+    const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; merged: GPUBuffer }> = [];
+    try {
+      for (const chunk of this.chunks(elements, modelCount)) {
+        const bytes = chunk.length * 4;
+        // Staging: the base, then each model, written in place by the caller.
+        const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
+        const mapped = staging.getMappedRange();
+        fill('base', chunk.start, new Float32Array(mapped, 0, chunk.length));
+        for (let t = 0; t < modelCount; t++) fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length));
+        staging.unmap();
+        const baseBuffer = buffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
+        const deltaBuffer = buffer(modelCount * bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+        if (bytes > 0) {
+          encoder.copyBufferToBuffer(staging, 0, baseBuffer, 0, bytes);
+          encoder.copyBufferToBuffer(staging, bytes, deltaBuffer, 0, modelCount * bytes);
+        }
+        const workgroups = Math.max(1, Math.ceil(chunk.length / WORKGROUP));
+        const groups: [number, number] = [Math.min(workgroups, MAX_GROUPS_X), Math.ceil(workgroups / MAX_GROUPS_X)];
+        const uniform = buffer(CHUNK_UNIFORM_BYTES, GPUBufferUsage.UNIFORM, true);
+        this.writeChunkUniform(uniform.getMappedRange(), recipe, chunk, groups[0], blocks, rowLength, rows);
+        uniform.unmap();
+        const group = device.createBindGroup({
+          layout: this.layout,
+          entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer].map((b, binding) => ({ binding, resource: { buffer: b } })),
+        });
+        bound.push({ chunk, group, groups, merged: baseBuffer });
+        const readback = buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        readbacks.push({ chunk, buffer: readback });
+      }
+      if (usesMagnitude) encoder.clearBuffer(histogram);
+      const pass = encoder.beginComputePass();
+      const perChunk = (name: keyof typeof this.pipelines) => {
+        pass.setPipeline(this.pipelines[name]);
+        for (const { group, groups } of bound) {
+          pass.setBindGroup(0, group);
+          pass.dispatchWorkgroups(groups[0], groups[1]);
+        }
+      };
+      const perModel = (name: keyof typeof this.pipelines) => {
+        pass.setPipeline(this.pipelines[name]);
+        pass.setBindGroup(0, bound[0].group);
+        pass.dispatchWorkgroups(modelCount);
+      };
+      perChunk('taskVectors');
+      if (usesMagnitude) {
+        perModel('cutHigh');
+        perChunk('lowHistogram');
+        perModel('cutLow');
+        perChunk('blockCounts');
+        perModel('scanBlocks');
+      }
+      perChunk('drops');
+      perChunk('combine');
+      pass.end();
+      bound.forEach(({ chunk, merged }, i) => {
+        if (chunk.length > 0) encoder.copyBufferToBuffer(merged, 0, readbacks[i].buffer, 0, chunk.length * 4);
+      });
+      device.pushErrorScope('validation');
+      device.queue.submit([encoder.finish()]);
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+      for (const { chunk, buffer: readback } of readbacks) {
+        if (chunk.length === 0) continue;
+        await readback.mapAsync(GPUMapMode.READ);
+        into.set(new Float32Array(readback.getMappedRange(), 0, chunk.length), chunk.start);
+        readback.unmap();
+      }
+      return into;
+    } finally {
+      for (const b of created) b.destroy();
+    }
+  }
+
+  /** The per-model parameter structs and the row data (thresholds, scales, weights) they point into. */
+  private describeModels(recipe: TaskVectorRecipe, rows: number, elements: number): { modelBytes: Uint8Array; rowData: Uint32Array } {
+    const words: number[] = [];
+    const modelBytes = new Uint8Array(recipe.models.length * MODEL_BYTES);
+    const view = new DataView(modelBytes.buffer);
+    const appendFloats = (values: Float32Array) => {
+      const offset = words.length;
+      for (const v of new Uint32Array(Float32Array.from(values).buffer)) words.push(v);
+      return offset;
+    };
+    recipe.models.forEach(({ weight, drop, rowWeights }, t) => {
+      const at = t * MODEL_BYTES;
+      const rule = normaliseRule(drop, elements);
+      view.setUint32(at, KIND[rule.kind as keyof typeof KIND], true);
+      view.setFloat32(at + 16, weight, true);
+      view.setUint32(at + 28, NONE, true);
+      view.setUint32(at + 32, rowWeights ? appendFloats(rowWeights) : NONE, true);
+      switch (rule.kind) {
+        case 'magnitude':
+          view.setUint32(at + 8, rule.keepCount, true);
+          view.setFloat32(at + 12, rule.scale, true);
+          break;
+        case 'bernoulli':
+          view.setUint32(at + 4, rule.threshold, true);
+          view.setFloat32(at + 12, rule.scale, true);
+          view.setUint32(at + 20, rule.key.k0, true);
+          view.setUint32(at + 24, rule.key.k1, true);
+          break;
+        case 'rowBernoulli': {
+          view.setUint32(at + 20, rule.key.k0, true);
+          view.setUint32(at + 24, rule.key.k1, true);
+          view.setUint32(at + 28, words.length, true);
+          const drops = Array.from(rule.rates, rowDrop);
+          for (const d of drops) words.push(d.keepAll ? NONE : d.threshold);
+          appendFloats(Float32Array.from(drops, (d) => d.scale));
+          break;
+        }
+        default:
+          break;
+      }
+    });
+    if (rows !== Math.floor(rows)) throw new Error(`row length does not divide ${elements} elements`);
+    return { modelBytes, rowData: Uint32Array.from(words.length ? words : [0]) };
+  }
+
+  private writeChunkUniform(target: ArrayBuffer, recipe: TaskVectorRecipe, chunk: ChunkPlan, groupsX: number, blocks: number, rowLength: number, rows: number): void {
+    const view = new DataView(target);
+    const weightSum = recipe.models.reduce((s, m) => s + m.weight, 0);
+    const divisor = recipe.normalize && Math.abs(weightSum) >= 1e-8 ? weightSum : 1;
+    const u32 = [chunk.start, chunk.length, groupsX, recipe.models.length, blocks, rowLength, rows, recipe.consensus === undefined ? 0 : recipe.consensus === 'sum' ? 1 : 2, recipe.normalize ? 1 : 0];
+    u32.forEach((v, i) => view.setUint32(i * 4, v, true));
+    view.setFloat32(36, recipe.lambda, true);
+    view.setFloat32(40, recipe.lambda / divisor, true);
+  }
+}
+
+/** Clamps a magnitude rule's count to the tensor; a count of 0 keeps nothing. */
+function normaliseRule(rule: DropRule, elements: number): DropRule {
+  if (rule.kind !== 'magnitude') return rule;
+  if (rule.keepCount <= 0) return { kind: 'zero' };
+  return { ...rule, keepCount: Math.min(rule.keepCount, elements) };
+}

@@ -1,0 +1,350 @@
+/**
+ * WGSL kernels of the task-vector merges (kernels/recipe.ts run on the GPU). One tensor is split
+ * into chunks that each fit a storage binding; per chunk the host dispatches, in order:
+ *   taskVectors   deltas −= base; magnitude rules count their high 15 magnitude bits
+ *   cutHigh       (one workgroup per model) the bucket of the k-th largest magnitude
+ *   lowHistogram  magnitudes in that bucket count their low 16 bits
+ *   cutLow        (one workgroup per model) the exact threshold, how many at it to keep
+ *   blockCounts   entries at the threshold per 256-entry block, then scanBlocks: their prefix
+ *   drops         each model's drop rule and row weights, in place
+ *   combine       (sign election,) weighted sum, normalisation, λ, written over base
+ * The selection is the CPU's radix selection (kernels/select.ts) and ties at the threshold are
+ * kept in index order, as on the CPU; random drops use word i of the same Threefry stream.
+ */
+export const TASK_VECTOR_WGSL = /* wgsl */ `
+struct Chunk {
+  start: u32,
+  length: u32,
+  groupsX: u32,
+  models: u32,
+  blocks: u32,
+  rowLength: u32,
+  rows: u32,
+  consensus: u32,
+  normalize: u32,
+  lambda: f32,
+  sumScale: f32,
+  pad: u32,
+}
+
+struct Model {
+  kind: u32,
+  threshold: u32,
+  keepCount: u32,
+  scale: f32,
+  weight: f32,
+  k0: u32,
+  k1: u32,
+  rowDrop: u32,
+  rowWeights: u32,
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> chunk: Chunk;
+@group(0) @binding(1) var<storage, read> models: array<Model>;
+@group(0) @binding(2) var<storage, read_write> base: array<f32>;
+@group(0) @binding(3) var<storage, read_write> deltas: array<f32>;
+@group(0) @binding(4) var<storage, read_write> histogram: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read_write> cuts: array<u32>;
+@group(0) @binding(6) var<storage, read_write> blockPrefix: array<u32>;
+@group(0) @binding(7) var<storage, read> rowData: array<u32>;
+
+const KEEP = 0u;
+const ZERO = 1u;
+const MAGNITUDE = 2u;
+const BERNOULLI = 3u;
+const ROW_BERNOULLI = 4u;
+const HIGH_BINS = 32768u;
+const LOW_BINS = 65536u;
+const BINS_PER_MODEL = 98304u;
+const NONE = 0xffffffffu;
+const MAGNITUDE_BITS = 0x7fffffffu;
+
+var<workgroup> partial: array<u32, 256>;
+var<workgroup> sharedKind: u32;
+var<workgroup> counter: atomic<u32>;
+
+fn threefry(k0: u32, k1: u32, c0: u32, c1: u32) -> vec2u {
+  let k2 = 0x1bd11bdau ^ k0 ^ k1;
+  var x0 = c0 + k0;
+  var x1 = c1 + k1;
+  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
+  x0 = x0 + k1; x1 = x1 + k2 + 1u;
+  x0 = x0 + x1; x1 = ((x1 << 17u) | (x1 >> 15u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 29u) | (x1 >> 3u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 16u) | (x1 >> 16u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 24u) | (x1 >> 8u)) ^ x0;
+  x0 = x0 + k2; x1 = x1 + k0 + 2u;
+  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
+  x0 = x0 + k0; x1 = x1 + k1 + 3u;
+  x0 = x0 + x1; x1 = ((x1 << 17u) | (x1 >> 15u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 29u) | (x1 >> 3u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 16u) | (x1 >> 16u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 24u) | (x1 >> 8u)) ^ x0;
+  x0 = x0 + k1; x1 = x1 + k2 + 4u;
+  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
+  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
+  x0 = x0 + k2; x1 = x1 + k0 + 5u;
+  return vec2u(x0, x1);
+}
+
+/** Word g of the stream (k0, k1), for g < 2^33: word g & 1 of block g >> 1. */
+fn streamWord(k0: u32, k1: u32, g: u32) -> u32 {
+  let pair = threefry(k0, k1, g >> 1u, 0u);
+  return select(pair.x, pair.y, (g & 1u) == 1u);
+}
+
+fn localIndex(wid: vec3u, lid: u32) -> u32 {
+  return (wid.y * chunk.groupsX + wid.x) * 256u + lid;
+}
+
+fn magnitudeOf(v: f32) -> u32 {
+  return bitcast<u32>(v) & MAGNITUDE_BITS;
+}
+
+/** The model's rule kind, read so that every invocation agrees (barriers may follow a branch on it). */
+fn uniformKind(t: u32, lid: u32) -> u32 {
+  workgroupBarrier(); // everyone has read the previous model's kind
+  if (lid == 0u) { sharedKind = models[t].kind; }
+  return workgroupUniformLoad(&sharedKind);
+}
+
+@compute @workgroup_size(256)
+fn taskVectors(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let j = localIndex(wid, lid);
+  if (j >= chunk.length) { return; }
+  let b = base[j];
+  for (var t = 0u; t < chunk.models; t++) {
+    let at = t * chunk.length + j;
+    let d = deltas[at] - b;
+    deltas[at] = d;
+    if (models[t].kind == MAGNITUDE) {
+      atomicAdd(&histogram[t * BINS_PER_MODEL + (magnitudeOf(d) >> 16u)], 1u);
+    }
+  }
+}
+
+/** Finds, from the top, the bin where the running count reaches k; bins are the model's histogram from \`offset\`. */
+fn cut(t: u32, lid: u32, offset: u32, bins: u32, k: u32, aboveStart: u32) -> vec2u {
+  let perThread = bins / 256u;
+  var sum = 0u;
+  for (var i = 0u; i < perThread; i++) {
+    sum += atomicLoad(&histogram[offset + bins - 1u - (lid * perThread + i)]);
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  var result = vec2u(0u, 0u);
+  if (lid == 0u) {
+    var above = aboveStart;
+    var segment = 0u;
+    while (segment < 255u && above + partial[segment] < k) {
+      above += partial[segment];
+      segment++;
+    }
+    var bin = bins - 1u - segment * perThread;
+    loop {
+      let count = atomicLoad(&histogram[offset + bin]);
+      if (above + count >= k || bin == 0u) { break; }
+      above += count;
+      bin--;
+    }
+    result = vec2u(bin, above);
+  }
+  return result;
+}
+
+@compute @workgroup_size(256)
+fn cutHigh(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x;
+  let found = cut(t, lid, t * BINS_PER_MODEL, HIGH_BINS, models[t].keepCount, 0u);
+  if (lid == 0u && models[t].kind == MAGNITUDE) {
+    cuts[t * 8u] = found.x;
+    cuts[t * 8u + 1u] = found.y;
+  }
+}
+
+@compute @workgroup_size(256)
+fn lowHistogram(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let j = localIndex(wid, lid);
+  if (j >= chunk.length) { return; }
+  for (var t = 0u; t < chunk.models; t++) {
+    if (models[t].kind == MAGNITUDE) {
+      let m = magnitudeOf(deltas[t * chunk.length + j]);
+      if ((m >> 16u) == cuts[t * 8u]) {
+        atomicAdd(&histogram[t * BINS_PER_MODEL + HIGH_BINS + (m & 0xffffu)], 1u);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn cutLow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x;
+  let k = models[t].keepCount;
+  let found = cut(t, lid, t * BINS_PER_MODEL + HIGH_BINS, LOW_BINS, k, cuts[t * 8u + 1u]);
+  if (lid == 0u && models[t].kind == MAGNITUDE) {
+    cuts[t * 8u + 2u] = (cuts[t * 8u] << 16u) | found.x;
+    cuts[t * 8u + 3u] = k - found.y;
+    cuts[t * 8u + 4u] = atomicLoad(&histogram[t * BINS_PER_MODEL + HIGH_BINS + found.x]);
+  }
+}
+
+@compute @workgroup_size(256)
+fn blockCounts(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let j = localIndex(wid, lid);
+  let block = (chunk.start + j) / 256u;
+  for (var t = 0u; t < chunk.models; t++) {
+    if (uniformKind(t, lid) != MAGNITUDE) { continue; }
+    if (lid == 0u) { atomicStore(&counter, 0u); }
+    workgroupBarrier();
+    if (j < chunk.length && magnitudeOf(deltas[t * chunk.length + j]) == cuts[t * 8u + 2u]) {
+      atomicAdd(&counter, 1u);
+    }
+    workgroupBarrier();
+    if (lid == 0u) { blockPrefix[t * chunk.blocks + block] = atomicLoad(&counter); }
+  }
+}
+
+@compute @workgroup_size(256)
+fn scanBlocks(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x;
+  if (uniformKind(t, lid) != MAGNITUDE) { return; }
+  let perThread = (chunk.blocks + 255u) / 256u;
+  let first = min(lid * perThread, chunk.blocks);
+  let last = min(first + perThread, chunk.blocks);
+  var sum = 0u;
+  for (var i = first; i < last; i++) { sum += blockPrefix[t * chunk.blocks + i]; }
+  partial[lid] = sum;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var running = 0u;
+    for (var i = 0u; i < 256u; i++) {
+      let value = partial[i];
+      partial[i] = running;
+      running += value;
+    }
+  }
+  workgroupBarrier();
+  var running = partial[lid];
+  for (var i = first; i < last; i++) {
+    let value = blockPrefix[t * chunk.blocks + i];
+    blockPrefix[t * chunk.blocks + i] = running;
+    running += value;
+  }
+}
+
+@compute @workgroup_size(256)
+fn drops(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let j = localIndex(wid, lid);
+  let inRange = j < chunk.length;
+  let g = chunk.start + j;
+  let block = g / 256u;
+  for (var t = 0u; t < chunk.models; t++) {
+    let kind = uniformKind(t, lid);
+    let at = t * chunk.length + j;
+    var v = 0.0;
+    if (inRange) { v = deltas[at]; }
+    let m = magnitudeOf(v);
+    // Rank of this entry among the block's entries at the threshold (magnitude rules only).
+    var before = 0u;
+    if (kind == MAGNITUDE) {
+      let flag = select(0u, 1u, inRange && m == cuts[t * 8u + 2u]);
+      partial[lid] = flag;
+      workgroupBarrier();
+      for (var offset = 1u; offset < 256u; offset = offset << 1u) {
+        var add = 0u;
+        if (lid >= offset) { add = partial[lid - offset]; }
+        workgroupBarrier();
+        partial[lid] += add;
+        workgroupBarrier();
+      }
+      before = partial[lid] - flag;
+      workgroupBarrier();
+    }
+    if (inRange) {
+      let rule = models[t];
+      switch kind {
+        case ZERO: { v = 0.0; }
+        case MAGNITUDE: {
+          let threshold = cuts[t * 8u + 2u];
+          let keep = m > threshold || (m == threshold && blockPrefix[t * chunk.blocks + block] + before < cuts[t * 8u + 3u]);
+          v = select(0.0, v * rule.scale, keep);
+        }
+        case BERNOULLI: {
+          v = select(0.0, v * rule.scale, streamWord(rule.k0, rule.k1, g) < rule.threshold);
+        }
+        case ROW_BERNOULLI: {
+          let row = g / chunk.rowLength;
+          let threshold = rowData[rule.rowDrop + row];
+          if (threshold != NONE) {
+            let scale = bitcast<f32>(rowData[rule.rowDrop + chunk.rows + row]);
+            v = select(0.0, v * scale, streamWord(rule.k0, rule.k1, g) < threshold);
+          }
+        }
+        default: {}
+      }
+      if (rule.rowWeights != NONE) {
+        v = v * bitcast<f32>(rowData[rule.rowWeights + g / chunk.rowLength]);
+      }
+      deltas[at] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let j = localIndex(wid, lid);
+  if (j >= chunk.length) { return; }
+  let b = base[j];
+  if (chunk.consensus == 0u) {
+    var mixed = 0.0;
+    for (var t = 0u; t < chunk.models; t++) {
+      mixed = fma(models[t].weight, deltas[t * chunk.length + j], mixed);
+    }
+    base[j] = b + mixed * chunk.sumScale;
+    return;
+  }
+  // The elected sign: by the sum of weighted entries (compensated, so its sign is the exact
+  // sum's, as the CPU's float64 sum) or by counting signs; a tie elects +.
+  var high = 0.0;
+  var low = 0.0;
+  for (var t = 0u; t < chunk.models; t++) {
+    let w = models[t].weight;
+    let d = deltas[t * chunk.length + j];
+    let p = w * d;
+    if (chunk.consensus == 1u) {
+      let productError = fma(w, d, -p);
+      let s = high + p;
+      let bp = s - high;
+      let sumError = (high - (s - bp)) + (p - bp);
+      high = s;
+      low += sumError + productError;
+    } else {
+      high += sign(p);
+    }
+  }
+  let elected = select(-1.0, 1.0, high + low >= 0.0);
+  var mixed = 0.0;
+  var divisor = 0.0;
+  for (var t = 0u; t < chunk.models; t++) {
+    let w = models[t].weight;
+    let v = w * deltas[t * chunk.length + j];
+    if (v * elected > 0.0) {
+      mixed += v;
+      divisor += w;
+    }
+  }
+  if (chunk.normalize != 0u && divisor != 0.0) { mixed = mixed / divisor; }
+  base[j] = b + chunk.lambda * mixed;
+}
+`;

@@ -1,0 +1,181 @@
+/**
+ * The WGSL merge kernels against the CPU's recipes. Runs wherever a WebGPU adapter exists (a GPU,
+ * or Mesa's lavapipe on a CPU machine); skips with a message where none does.
+ * Seeded drops and selections must be identical (single-model merges compare bit for bit); sums
+ * of several models may differ by float32 rounding (the CPU accumulates in float64).
+ */
+import { dropKey, tensorRandom } from '../src/engine/kernels/random';
+import { DropRule, runRecipe, TaskVectorRecipe } from '../src/engine/kernels/recipe';
+import { keepThreshold } from '../src/engine/kernels/sparsify';
+import { gpuRecipeProblem, GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
+import { requestGpuAdapter } from '../src/engine/gpu/dawn';
+
+let kernels: GpuTaskVectorKernels | undefined;
+let chunked: GpuTaskVectorKernels | undefined;
+let skipReason = '';
+
+beforeAll(async () => {
+  if (!(await requestGpuAdapter())) {
+    skipReason = 'no WebGPU adapter (install the optional package "webgpu" and a Vulkan driver: a GPU, or mesa-vulkan-drivers ≥ 24 for lavapipe)';
+    console.warn(`GPU merge tests skipped: ${skipReason}`);
+    return;
+  }
+  kernels = await GpuTaskVectorKernels.open();
+  // Chunks of 3 × 512 elements: multi-chunk tensors at test sizes.
+  chunked = await GpuTaskVectorKernels.open({ maxChunkElements: 1536 });
+}, 60_000);
+
+afterAll(() => {
+  kernels?.destroy();
+  chunked?.destroy();
+});
+
+function values(n: number, seed: number, scale = 1): Float32Array {
+  const random = tensorRandom(seed, 0, 'gpu-values');
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const r = random.nextUint32();
+    // repeated magnitudes (ties at selection thresholds), zeros, and continuous values
+    out[i] = scale * (r % 13 === 0 ? 0 : r % 5 === 0 ? ((r % 3) - 1) * 0.25 : random.nextFloat() - 0.5);
+  }
+  return out;
+}
+
+/** Multiples of 1/8 in [−1, 1]: task vectors between such tensors are exact and full of equal magnitudes. */
+function quantised(n: number, seed: number): Float32Array {
+  const random = tensorRandom(seed, 0, 'gpu-quantised');
+  return Float32Array.from({ length: n }, () => ((random.nextUint32() % 17) - 8) / 8);
+}
+
+async function onGpu(gpu: GpuTaskVectorKernels, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rowLength: number): Promise<Float32Array> {
+  return gpu.merge(recipe, base.length, rowLength, (input, start, target) => target.set((input === 'base' ? base : models[input]).subarray(start, start + target.length)), new Float32Array(base.length));
+}
+
+function onCpu(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rows: number): Float32Array {
+  return runRecipe(recipe, base.slice(), models.map((m) => m.slice()), [rows, base.length / rows]);
+}
+
+const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+function expectBitwise(gpu: Float32Array, cpu: Float32Array): void {
+  const g = bits(gpu);
+  const c = bits(cpu);
+  const first = g.findIndex((v, i) => v !== c[i]);
+  if (first >= 0) throw new Error(`element ${first}: GPU ${gpu[first]} vs CPU ${cpu[first]}`);
+}
+
+/** |gpu − cpu| within float32 rounding of the terms summed. */
+function expectClose(gpu: Float32Array, cpu: Float32Array, base: Float32Array, models: Float32Array[], recipe: TaskVectorRecipe): void {
+  for (let i = 0; i < cpu.length; i++) {
+    let terms = Math.abs(base[i]);
+    for (let t = 0; t < models.length; t++) terms += Math.abs(recipe.lambda * recipe.models[t].weight) * 4 * (Math.abs(models[t][i]) + Math.abs(base[i]));
+    const tolerance = 4e-7 * terms + 1e-30;
+    if (Math.abs(gpu[i] - cpu[i]) > tolerance) throw new Error(`element ${i}: GPU ${gpu[i]} vs CPU ${cpu[i]} (tolerance ${tolerance})`);
+  }
+}
+
+const gpuIt = (name: string, fn: () => Promise<void>) =>
+  it(name, async () => {
+    if (!kernels) {
+      console.warn(`skipped "${name}": ${skipReason}`);
+      return;
+    }
+    await fn();
+  }, 60_000);
+
+const SIZES = [1, 255, 256, 257, 4099];
+
+describe('GPU task-vector kernels', () => {
+  gpuIt('reports which recipes they cannot run', async () => {
+    const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowTopK', rates: new Float32Array(1) } }], consensus: undefined, normalize: false, lambda: 1 };
+    expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "rowTopK" has no GPU kernel/);
+    expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'keep' } }] }, 10)).toBeUndefined();
+  });
+
+  // One model, weight 1, λ 1: base + dropped delta, one float32 rounding on both sides.
+  const singleRules = (n: number): Array<[string, DropRule]> => [
+    ['keep', { kind: 'keep' }],
+    ['zero', { kind: 'zero' }],
+    ['magnitude 30%', { kind: 'magnitude', keepCount: Math.floor(0.3 * n), scale: 1 }],
+    ['magnitude 30% rescaled', { kind: 'magnitude', keepCount: Math.floor(0.3 * n), scale: Math.fround(1 / 0.3) }],
+    ['magnitude all', { kind: 'magnitude', keepCount: n, scale: 1 }],
+    ['bernoulli 40%', { kind: 'bernoulli', key: dropKey(5, 0, 'w'), threshold: keepThreshold(0.4), scale: Math.fround(1 / 0.4) }],
+  ];
+  for (const n of SIZES) {
+    gpuIt(`single-model drops match the CPU bit for bit (n = ${n})`, async () => {
+      for (const [base, model] of [[values(n, 1), values(n, 2)], [quantised(n, 1), quantised(n, 2)]]) {
+        for (const gpu of [kernels!, chunked!]) {
+          for (const [, drop] of singleRules(n)) {
+            const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop }], consensus: undefined, normalize: false, lambda: 1 };
+            expectBitwise(await onGpu(gpu, recipe, base, [model], 1), onCpu(recipe, base, [model], 1));
+            const ties: TaskVectorRecipe = { ...recipe, consensus: 'sum', normalize: true };
+            expectBitwise(await onGpu(gpu, ties, base, [model], 1), onCpu(ties, base, [model], 1));
+          }
+        }
+      }
+    });
+  }
+
+  gpuIt('APL row drops and row weights match the CPU bit for bit, across chunks', async () => {
+    const rows = 37;
+    const rowLength = 113;
+    const n = rows * rowLength;
+    const base = values(n, 3);
+    const model = values(n, 4);
+    const rates = Float32Array.from({ length: rows }, (_, r) => (r % 7 === 0 ? 1 : r % 11 === 0 ? 0 : 0.1 + (r % 9) / 10));
+    const rowWeights = Float32Array.from({ length: rows }, (_, r) => 0.5 + (r % 4) / 3);
+    for (const gpu of [kernels!, chunked!]) {
+      for (const weights of [undefined, rowWeights]) {
+        const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowBernoulli', key: dropKey(9, 0, 'layer'), rates }, rowWeights: weights }], consensus: undefined, normalize: false, lambda: 1 };
+        expectBitwise(await onGpu(gpu, recipe, base, [model], rowLength), onCpu(recipe, base, [model], rows));
+      }
+    }
+  });
+
+  const combinations: Array<[string, Pick<TaskVectorRecipe, 'consensus' | 'normalize'>]> = [
+    ['task arithmetic', { consensus: undefined, normalize: false }],
+    ['normalised sum', { consensus: undefined, normalize: true }],
+    ['TIES by sum', { consensus: 'sum', normalize: true }],
+    ['TIES by sum, unnormalised', { consensus: 'sum', normalize: false }],
+    ['TIES by count', { consensus: 'count', normalize: true }],
+  ];
+  for (const [label, combination] of combinations) {
+    gpuIt(`three models, mixed drops: ${label} agrees with the CPU to float32 rounding`, async () => {
+      for (const n of [257, 4099]) {
+        const base = values(n, 10 + n);
+        const models = [values(n, 11 + n), values(n, 12 + n, 0.5), values(n, 13 + n, 2)];
+        const tied = quantised(n, 14 + n);
+        models[0] = base.map((b, i) => b + tied[i]); // ties at the magnitude threshold
+        const recipe: TaskVectorRecipe = {
+          models: [
+            { weight: 1, drop: { kind: 'magnitude', keepCount: Math.floor(0.2 * n), scale: 1 } },
+            { weight: 0.6, drop: { kind: 'bernoulli', key: dropKey(3, 1, 'x'), threshold: keepThreshold(0.5), scale: 2 } },
+            { weight: -0.3, drop: { kind: 'keep' } },
+          ],
+          lambda: 0.8,
+          ...combination,
+        };
+        for (const gpu of [kernels!, chunked!]) {
+          expectClose(await onGpu(gpu, recipe, base, models, 1), onCpu(recipe, base, models, 1), base, models, recipe);
+        }
+      }
+    });
+  }
+
+  gpuIt('merges several tensors in flight at once', async () => {
+    const jobs = Array.from({ length: 6 }, (_, i) => {
+      const n = 500 + 97 * i;
+      const base = values(n, 100 + i);
+      const models = [values(n, 200 + i), values(n, 300 + i)];
+      const recipe: TaskVectorRecipe = {
+        models: models.map((_m, t) => ({ weight: 1, drop: { kind: 'bernoulli', key: dropKey(i, t, `t${i}`), threshold: keepThreshold(0.3), scale: Math.fround(1 / 0.3) } as DropRule })),
+        consensus: 'sum',
+        normalize: false,
+        lambda: 1,
+      };
+      return { base, models, recipe };
+    });
+    const results = await Promise.all(jobs.map((j) => onGpu(kernels!, j.recipe, j.base, j.models, 1)));
+    results.forEach((r, i) => expectClose(r, onCpu(jobs[i].recipe, jobs[i].base, jobs[i].models, 1), jobs[i].base, jobs[i].models, jobs[i].recipe));
+  });
+});
