@@ -11,6 +11,7 @@ import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
 import { useBackend } from '../src/engine/tensors/backend';
+import { requestGpuAdapter } from '../src/engine/gpu/dawn';
 import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
 import { removeTempDirs, tempDir } from './helpers/files';
 import { tinyFamily } from './helpers/tiny-models';
@@ -107,6 +108,36 @@ describe('apl merge method', () => {
     expect((result.preparation!.sources as Array<Record<string, unknown>>)[0]).toMatchObject({ score: 'loss_increase' });
     const wrongLevel = text.replace('density: 0.5', 'density: 0.5, level: layer');
     await expect(merge(dir, wrongLevel, 'never')).rejects.toThrow(/importance at row level, but the merge asks for level layer/);
+  });
+
+  it('merges on the GPU as on the CPU: stochastic row drops identical, competition weights to float32 rounding', async () => {
+    if (!(await requestGpuAdapter())) return console.warn('skipped the GPU APL merge: no WebGPU adapter');
+    const base = loadModel(join(dir, 'base'));
+    for (const name of ['a', 'b']) {
+      const finetune = loadModel(join(dir, name));
+      const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+      const probe = getSplit(loadTaskData(join(dir, `${name}.safetensors`)), 'probe');
+      const gradient = await gradientImportance({ base, finetune, task: name, probe, scheme });
+      saveImportance(join(dir, `${name}-gpu-importance`), scheme, { task: name, model: finetune.path, base: base.path, scores: { gradient_absolute: gradient.absolute }, metadata: {} });
+    }
+    const config = (models: string[], extra: string) =>
+      `merge_method: apl\nbase_model: base\nseed: 3\nmodels:\n${models.map((m) => `  - model: ${m}\n    parameters: {importance: ${m}-gpu-importance.safetensors, density: 0.4}`).join('\n')}\nparameters: {${extra}}\n`;
+    const run = (text: string, out: string, backend: 'webgpu' | 'wasm') => runMerge(planMerge(parseMergeConfig(text, 'apl.yml', dir)), join(dir, out), { threads: 0, backend });
+    const single = config(['a'], 'drop: stochastic');
+    const [gpuSingle, cpuSingle] = [await run(single, 'apl-gpu-1', 'webgpu'), await run(single, 'apl-cpu-1', 'wasm')];
+    expect(gpuSingle.device.gpuTensors).toBeGreaterThan(0);
+    expect(gpuSingle.sha256).toBe(cpuSingle.sha256);
+    const both = config(['a', 'b'], 'drop: stochastic, competition: true, combine: ties');
+    const [gpu, cpu] = [await run(both, 'apl-gpu-2', 'webgpu'), await run(both, 'apl-cpu-2', 'wasm')];
+    expect(gpu.device.cpuReasons).toEqual([]);
+    const [g, c] = [loadModel(gpu.outDir), loadModel(cpu.outDir)];
+    for (const [name, want] of c.params) {
+      const got = g.params.get(name)!;
+      want.forEach((v, i) => expect(Math.abs(got[i] - v)).toBeLessThanOrEqual(1e-6 * (Math.abs(v) + 1e-3)));
+    }
+    // The deterministic drop has no GPU kernel: those tensors run on the CPU, and the result says so.
+    const deterministic = await run(config(['a', 'b'], 'drop: deterministic'), 'apl-gpu-3', 'webgpu');
+    expect(deterministic.device.cpuReasons.join(' ')).toMatch(/apl: drop rule "rowTopK" has no GPU kernel/);
   });
 
   it('names the model that has neither probe data nor an importance analysis', async () => {

@@ -5,6 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { BackendChoice, BACKENDS, defaultBackend } from '../engine/backend-choice';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { MERGE_METHODS } from '../engine/methods/registry';
 import { readMergeConfig } from '../engine/merge/config';
@@ -24,6 +25,7 @@ import { formatSeconds, terminalProgress } from './progress-bar';
 
 interface MergeFlags {
   threads?: string;
+  backend: BackendChoice;
   overwrite?: boolean;
   shardSize?: string;
   nonFinite: NonFinitePolicy;
@@ -41,6 +43,10 @@ function printMergeResult(result: MergeResult, out: (line: string) => void): voi
   out(`merged ${formatCount(result.tensors)} tensors (${formatCount(result.parameters)} parameters) with ${result.method} in ${formatSeconds(result.seconds)}`);
   if (MERGE_METHODS.find((m) => m.name === result.method)?.stochastic) out(`seed: ${result.seed}`);
   for (const file of result.files) out(`  ${file.name}  ${formatBytes(file.bytes)}  sha256 ${file.sha256}`);
+  const { device } = result;
+  if (device.gpu) {
+    out(`device: ${device.gpuTensors} tensors on the GPU (${device.gpu}), ${device.cpuTensors} on the CPU${device.cpuReasons.length ? ` (${device.cpuReasons.join('; ')})` : ''}`);
+  }
   for (const w of result.warnings) out(`warning: ${w.label}: tensor "${w.tensor}" has ${w.count} non-finite value(s)`);
   out(`written to ${result.outDir}`);
 }
@@ -55,6 +61,7 @@ async function mergeCommand(configPath: string, outDir: string, flags: MergeFlag
   try {
     const result = await runMerge(plan, outDir, {
       threads: parseThreads(flags.threads),
+      backend: flags.backend,
       overwrite: flags.overwrite,
       maxShardBytes: flags.shardSize ? parseSize(flags.shardSize) : undefined,
       onProgress: bar.onProgress,
@@ -133,7 +140,7 @@ async function demoCommand(flags: { dir: string }): Promise<void> {
     ].join('\n'),
   );
   console.log(`merging with ${configPath}:`);
-  await mergeCommand(configPath, join(root, 'merged'), { nonFinite: 'error' });
+  await mergeCommand(configPath, join(root, 'merged'), { nonFinite: 'error', backend: defaultBackend() });
   console.log('');
   inspectCommand(join(root, 'merged'), { hash: false });
 }
@@ -145,12 +152,15 @@ export function buildProgram(): Command {
     .description('Merge fine-tuned models: safetensors checkpoints, classic merge methods, APL')
     .showHelpAfterError()
     .exitOverride();
+  const backendOption = () =>
+    new Option('--backend <name>', 'where tensors are computed: webgpu (GPU), wasm or cpu; auto takes a GPU when there is one').choices([...BACKENDS]).default(process.env.APL_MERGE_BACKEND ?? 'auto');
   program
     .command('merge')
     .description('merge the checkpoints a mergekit-style YAML config names, into OUT_DIR')
     .argument('<config>', 'merge configuration (YAML; model paths relative to its directory)')
     .argument('<out_dir>', 'output directory (created; must be empty unless --overwrite)')
     .option('--threads <n>', 'worker threads (0: run inline; default: one per core)')
+    .addOption(backendOption())
     .option('--overwrite', 'replace OUT_DIR if it exists')
     .option('--shard-size <size>', 'largest output shard, e.g. 5GB or 512MiB (default 5GiB)')
     .addOption(new Option('--non-finite <policy>', 'NaN/Inf in an input tensor').choices(['error', 'warn']).default('error'))
@@ -166,7 +176,6 @@ export function buildProgram(): Command {
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
   const portOption = () => new Option('--port <n>', 'port (0: any free one)').default('4000');
   const hostOption = () => new Option('--host <host>', 'interface to listen on').default('127.0.0.1');
-  const backendOption = () => new Option('--backend <name>', 'tensor backend for forward/backward passes').choices(['auto', 'webgpu', 'wasm', 'cpu']).default(process.env.APL_MERGE_BACKEND ?? 'auto');
   const zoo = program.command('zoo').description('homologous models trained from a seed, for experiments and tests');
   zoo
     .command('build')

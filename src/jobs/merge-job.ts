@@ -57,7 +57,7 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
     await recorder.flush();
     // The writer hashed every file on the way out; the registry records those hashes.
     const record = describeCheckpoint(outDir, new Map(result.files.map((f) => [f.name, f.sha256])));
-    const report = { backend: context.backend, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
+    const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
     return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));
       const model = await uniquely(`a model named "${spec.outputName}"`, () => insertModel(tx, { name: spec.outputName, kind: 'MERGE' }, record, parents));

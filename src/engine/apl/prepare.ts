@@ -54,7 +54,8 @@ export async function computeScore(base: Model, finetune: Model, task: string, p
 }
 
 export async function prepareApl(context: PrepareContext): Promise<Prepared> {
-  const backend = await useBackend();
+  // The backend is chosen when probe data must be scored; saved analyses need no forward passes.
+  let backend: string | undefined;
   const { global, perModel } = context;
   if (!context.baseModel) throw new MergeInputError('apl needs base_model');
   const base = loadModel(context.baseModel);
@@ -88,6 +89,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       // One phase per fine-tune, so that progress within a phase only grows.
       const phase = `importance ${t + 1}/${context.models.length}`;
       const onProgress: ProgressCallback | undefined = context.onProgress && ((event) => context.onProgress!({ ...event, phase }));
+      backend ??= await useBackend(context.backend);
       const { score, seconds } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal, onProgress);
       scores.push(score);
       sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds });
@@ -107,5 +109,5 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       })),
     );
   }
-  return { rowParameters, report: { backend, level, partitions: scheme.count, estimator: choice.estimator, sources } };
+  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources } };
 }

@@ -2,6 +2,7 @@
  * WebGPU in Node through Dawn (the optional npm package `webgpu`). One GPU instance per process,
  * shared by TensorFlow.js's WebGPU backend (scoring) and our own WGSL kernels (merging).
  */
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -66,4 +67,9 @@ export async function requestGpuAdapter(): Promise<GPUAdapter | undefined> {
   const gpu = await webGpu();
   if (!gpu) return undefined;
   return (await gpu.requestAdapter()) ?? undefined;
+}
+
+/** Device nodes of NVIDIA or DRM GPUs: without one, trying WebGPU only costs time and warnings. */
+export function gpuDevicePresent(): boolean {
+  return existsSync('/dev/nvidia0') || existsSync('/dev/dri/renderD128') || existsSync('/dev/dxg');
 }

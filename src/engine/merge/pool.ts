@@ -68,6 +68,11 @@ export class TensorPool {
     }
   }
 
+  /** Tensors kept in flight: every thread busy, memory bounded. */
+  get window(): number {
+    return Math.max(2, this.threads * 2);
+  }
+
   run(job: TensorJob): Promise<TensorResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.inline) {

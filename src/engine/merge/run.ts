@@ -13,6 +13,9 @@ import { AbortError, MergeInputError } from '../errors';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { modelCard } from './model-card';
 import { MergePlan } from './plan';
+import { BackendChoice, defaultBackend } from '../backend-choice';
+import { mergeKernelsFor } from '../gpu/merge-device';
+import { DeviceReport, GpuTensorRunner } from './gpu-runner';
 import { defaultThreadCount, TensorPool } from './pool';
 import { NonFiniteWarning, TensorResult } from './tensor-job';
 
@@ -25,6 +28,8 @@ export interface RunOptions {
   maxShardBytes?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** webgpu: tensors merge on the GPU where their method has kernels; wasm/cpu: on the CPU; auto (default, or APL_MERGE_BACKEND): the GPU when the machine has one. Also the APL preparation's backend. */
+  backend?: BackendChoice;
 }
 
 export interface MergeResult {
@@ -42,6 +47,8 @@ export interface MergeResult {
   outputBytes: number;
   /** What a data-aware method's preparation used (APL: importance sources, backend). */
   preparation?: Record<string, unknown>;
+  /** Where the tensors were merged. */
+  device: DeviceReport;
 }
 
 /** Runs a data-aware method's preparation and attaches its per-row parameters to the jobs. */
@@ -57,6 +64,7 @@ async function prepare(plan: MergePlan, options: RunOptions): Promise<Record<str
     seed: plan.config.seed,
     onProgress: options.onProgress,
     signal: options.signal,
+    backend: options.backend,
   });
   for (const job of plan.jobs) {
     if (job.kind === 'merge') job.rowParameters = prepared.rowParameters.get(job.name);
@@ -77,15 +85,18 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
   const problem = outputDirectoryProblem(outDir, options.overwrite ?? false);
   if (problem) throw new MergeInputError(problem);
   if (options.signal?.aborted) throw new AbortError();
+  // Before the preparation, so that asking for a GPU that is not there fails at once.
+  const kernels = await mergeKernelsFor(options.backend ?? defaultBackend());
   const preparation = await prepare(plan, options);
   const staging = createStagingDirectory(outDir);
   const writer = new CheckpointWriter(staging, plan.specs, { maxShardBytes: options.maxShardBytes, metadata: plan.metadata });
-  const pool = new TensorPool(options.threads ?? defaultThreadCount());
+  const threads = new TensorPool(options.threads ?? defaultThreadCount());
+  const pool = kernels ? new GpuTensorRunner(kernels, threads) : threads;
   const progress = new ProgressTracker('merge', plan.jobs.length, options.onProgress);
   const warnings: NonFiniteWarning[] = [];
   try {
     // A window of in-flight tensors keeps every thread busy while bounding memory.
-    const window = Math.max(2, pool.threads * 2);
+    const window = pool.window;
     const inFlight = new Map<number, Promise<TensorResult>>();
     let nextToStart = 0;
     progress.report(0, 'starting');
@@ -133,6 +144,7 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
       inputBytes: plan.inputBytes,
       outputBytes: plan.outputBytes,
       preparation,
+      device: pool instanceof GpuTensorRunner ? pool.deviceReport() : { gpuTensors: 0, cpuTensors: plan.jobs.length, cpuReasons: [] },
     };
   } catch (err) {
     writer.abort();

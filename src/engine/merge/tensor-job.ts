@@ -109,14 +109,23 @@ function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, 
     decodeToFloat32(raw, input.dtype as FloatDtype, values);
     buffers.give(raw.buffer as ArrayBuffer);
   }
-  const { count, first } = countNonFinite(values);
-  if (count > 0) {
-    if (policy === 'error') {
-      throw new CheckpointError(input.file, `${count} non-finite value(s) (NaN or Inf), first at flat index ${first}`, input.name);
-    }
-    warnings.push({ label: input.label, tensor: input.name, count });
-  }
+  checkFinite(values, input, 0, policy, warnings);
   return values;
+}
+
+/**
+ * Applies the non-finite policy to values [offset, offset + values.length) of an input: an error
+ * names the file, tensor and first flat index; a warning is collected.
+ */
+export function checkFinite(values: Float32Array, input: TensorInput, offset: number, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
+  const { count, first } = countNonFinite(values);
+  if (count === 0) return;
+  if (policy === 'error') {
+    throw new CheckpointError(input.file, `${count} non-finite value(s) (NaN or Inf), first at flat index ${offset + first}`, input.name);
+  }
+  const earlier = warnings.find((w) => w.label === input.label && w.tensor === input.name);
+  if (earlier) earlier.count += count;
+  else warnings.push({ label: input.label, tensor: input.name, count });
 }
 
 /** Per-thread state a job runs with: open files, reusable buffers, kernel memory. */

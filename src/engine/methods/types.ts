@@ -4,6 +4,7 @@
  * (reading files, threads, writing) that `engine/merge` does for every method alike.
  */
 
+import type { BackendChoice } from '../backend-choice';
 import type { TaskVectorRecipe } from '../kernels/recipe';
 import { ProgressCallback } from '../progress';
 
@@ -52,6 +53,8 @@ export interface PrepareContext {
   seed: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** The backend the preparation's forward/backward passes run on (default: auto). */
+  backend?: BackendChoice;
 }
 
 export interface Prepared {

@@ -8,27 +8,15 @@
  * The environment variable APL_MERGE_BACKEND sets the default. The backend in use is reported with
  * every result (zoo manifests, importance artifacts, merge preparation, benchmark reports).
  */
-import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { webGpu } from '../gpu/dawn';
+import { BackendChoice, defaultBackend } from '../backend-choice';
+import { gpuDevicePresent, webGpu } from '../gpu/dawn';
 
-export const BACKENDS = ['auto', 'webgpu', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
+export { BACKENDS, parseBackend } from '../backend-choice';
+export type { BackendChoice } from '../backend-choice';
 
 let active: string | undefined;
-
-export function parseBackend(value: string): BackendChoice {
-  if (!(BACKENDS as readonly string[]).includes(value)) {
-    throw new Error(`unknown backend "${value}" (choose one of ${BACKENDS.join(', ')})`);
-  }
-  return value as BackendChoice;
-}
-
-/** Device nodes of NVIDIA or DRM GPUs: without one, trying WebGPU only costs time and warnings. */
-function gpuDevicePresent(): boolean {
-  return existsSync('/dev/nvidia0') || existsSync('/dev/dri/renderD128') || existsSync('/dev/dxg');
-}
 
 let webgpuRegistered: Promise<boolean> | undefined;
 
@@ -45,7 +33,7 @@ function registerWebGpu(): Promise<boolean> {
 }
 
 /** Selects and initialises a backend once per process; returns its name. */
-export async function useBackend(choice: BackendChoice = parseBackend(process.env.APL_MERGE_BACKEND ?? 'auto')): Promise<string> {
+export async function useBackend(choice: BackendChoice = defaultBackend()): Promise<string> {
   let wanted: string = choice;
   if (choice === 'auto') wanted = gpuDevicePresent() && (await registerWebGpu()) ? 'webgpu' : 'wasm';
   else if (choice === 'webgpu' && !(await registerWebGpu())) {

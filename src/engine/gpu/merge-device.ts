@@ -1,0 +1,29 @@
+/**
+ * Which device merges tensors: the GPU kernels when the backend choice asks for WebGPU (or, under
+ * `auto`, when the machine has a hardware GPU), else the CPU. One set of kernels per process,
+ * opened on first use and kept: pipelines compile once, and worker processes run many merges.
+ */
+import { BackendChoice } from '../backend-choice';
+import { describeAdapter, gpuDevicePresent, requestGpuAdapter } from './dawn';
+import { GpuTaskVectorKernels } from './task-vector-kernels';
+
+let shared: Promise<GpuTaskVectorKernels> | undefined;
+
+function sharedKernels(): Promise<GpuTaskVectorKernels> {
+  shared ??= GpuTaskVectorKernels.open();
+  shared.catch(() => {
+    shared = undefined;
+  });
+  return shared;
+}
+
+/** The GPU kernels a merge should use, or undefined for the CPU; `webgpu` without a GPU throws. */
+export async function mergeKernelsFor(choice: BackendChoice): Promise<GpuTaskVectorKernels | undefined> {
+  if (choice === 'wasm' || choice === 'cpu') return undefined;
+  if (choice === 'webgpu') return sharedKernels();
+  // auto: a software adapter (lavapipe, SwiftShader) is slower than the CPU kernels.
+  if (!gpuDevicePresent()) return undefined;
+  const adapter = await requestGpuAdapter();
+  if (!adapter || describeAdapter(adapter).software) return undefined;
+  return sharedKernels();
+}

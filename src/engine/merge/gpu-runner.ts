@@ -1,0 +1,120 @@
+/**
+ * Runs a merge's tensor jobs on the GPU (engine/gpu) where the method's recipe has GPU kernels,
+ * and on the CPU thread pool otherwise (copies, linear, DELLA, Breadcrumbs, APL's deterministic
+ * drop), counting which ran where so the result can say so.
+ *
+ * Inputs are read from disk straight into the GPU's mapped staging memory (F16/BF16 decoded on the
+ * way); several tensors are kept in flight so that reading, uploading, merging and reading back
+ * overlap.
+ */
+import { decodeToFloat32, DTYPE_SIZES, encodeFromFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
+import { TensorReader } from '../checkpoint/checkpoint';
+import { gpuRecipeProblem, GpuTaskVectorKernels } from '../gpu/task-vector-kernels';
+import { TaskVectorRecipe } from '../kernels/recipe';
+import { getMergeMethod } from '../methods/registry';
+import { TensorPool } from './pool';
+import { checkFinite, NonFiniteWarning, TensorInput, TensorJob, TensorResult } from './tensor-job';
+
+/** Where a merge's tensors ran. */
+export interface DeviceReport {
+  /** The GPU adapter, when one was used. */
+  gpu?: string;
+  gpuTensors: number;
+  cpuTensors: number;
+  /** Why tensors that could have been merged on the GPU ran on the CPU. */
+  cpuReasons: string[];
+}
+
+/** The row length a recipe's per-row rules and weights refer to (1 when it has none). */
+function rowLengthOf(recipe: TaskVectorRecipe, elements: number): number {
+  for (const m of recipe.models) {
+    const rows = m.drop.kind === 'rowBernoulli' || m.drop.kind === 'rowTopK' ? m.drop.rates.length : m.rowWeights?.length;
+    if (rows) return elements / rows;
+  }
+  return 1;
+}
+
+export class GpuTensorRunner {
+  /** Tensors in flight: enough to overlap reading, upload, compute and read-back. */
+  readonly window: number;
+  private readonly reader = new TensorReader();
+  private readonly report: DeviceReport;
+  private readonly reasons = new Set<string>();
+
+  constructor(
+    private readonly kernels: GpuTaskVectorKernels,
+    private readonly fallback: TensorPool,
+  ) {
+    this.window = Math.max(4, fallback.threads * 2);
+    this.report = { gpu: kernels.adapter.description, gpuTensors: 0, cpuTensors: 0, cpuReasons: [] };
+  }
+
+  get threads(): number {
+    return this.fallback.threads;
+  }
+
+  deviceReport(): DeviceReport {
+    return { ...this.report, cpuReasons: [...this.reasons] };
+  }
+
+  run(job: TensorJob): Promise<TensorResult> {
+    const recipe = this.gpuRecipe(job);
+    if (!recipe) {
+      this.report.cpuTensors++;
+      return this.fallback.run(job);
+    }
+    this.report.gpuTensors++;
+    return this.runOnGpu(job, recipe);
+  }
+
+  recycle(bytes: Uint8Array): void {
+    this.fallback.recycle(bytes);
+  }
+
+  async close(): Promise<void> {
+    this.reader.close();
+    await this.fallback.close();
+  }
+
+  /** The job's recipe when the GPU can run it; otherwise notes why not and returns undefined. */
+  private gpuRecipe(job: TensorJob): TaskVectorRecipe | undefined {
+    if (job.kind === 'copy') return undefined;
+    const method = getMergeMethod(job.method);
+    if (!method.recipe || !job.base) {
+      this.reasons.add(`${job.method}: no GPU kernel`);
+      return undefined;
+    }
+    const elements = job.shape.reduce((a, b) => a * b, 1);
+    const recipe = method.recipe({ ...job, elements });
+    const problem = gpuRecipeProblem(recipe, elements);
+    if (problem) {
+      this.reasons.add(`${job.method}: ${problem}`);
+      return undefined;
+    }
+    return recipe;
+  }
+
+  private async runOnGpu(job: TensorJob, recipe: TaskVectorRecipe): Promise<TensorResult> {
+    if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
+    const warnings: NonFiniteWarning[] = [];
+    const elements = job.shape.reduce((a, b) => a * b, 1);
+    const fill = (which: 'base' | number, start: number, values: Float32Array) => {
+      const input = which === 'base' ? job.base! : job.models[which];
+      this.readRange(input, start, values);
+      checkFinite(values, input, start, job.nonFinite, warnings);
+    };
+    const merged = await this.kernels.merge(recipe, elements, rowLengthOf(recipe, elements), fill, new Float32Array(elements));
+    return { bytes: encodeFromFloat32(merged, job.outDtype as FloatDtype), warnings };
+  }
+
+  /** Reads elements [start, start + values.length) of an input as float32 into `values`. */
+  private readRange(input: TensorInput, start: number, values: Float32Array): void {
+    const size = DTYPE_SIZES[input.dtype];
+    const range = { ...input, offset: input.offset + start * size, byteLength: values.length * size };
+    if (input.dtype === 'F32') {
+      this.reader.read(range, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      return;
+    }
+    decodeToFloat32(this.reader.read(range), input.dtype as FloatDtype, values);
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Whole merges from checkpoint files with `backend: 'webgpu'`, against the same merges on the CPU:
+ * the GPU's output equals the CPU's to float32 rounding (bit for bit for single-model drops),
+ * methods without GPU kernels run on the CPU and say so, and bad input fails as on the CPU,
+ * leaving nothing behind. Skips with a message where no WebGPU adapter exists.
+ */
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
+import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
+import { CheckpointError } from '../src/engine/errors';
+import { requestGpuAdapter } from '../src/engine/gpu/dawn';
+import { parseMergeConfig } from '../src/engine/merge/config';
+import { planMerge } from '../src/engine/merge/plan';
+import { MergeResult, runMerge } from '../src/engine/merge/run';
+import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
+import { removeTempDirs, tempDir } from './helpers/files';
+
+afterAll(removeTempDirs);
+
+const SPEC = [
+  { name: 'embed.weight', shape: [300, 16] },
+  { name: 'layers.0.w', shape: [64, 48] },
+  { name: 'layers.0.b', shape: [64] },
+  { name: 'head.weight', shape: [4, 16] },
+];
+
+let available = false;
+let root: string;
+
+beforeAll(async () => {
+  available = (await requestGpuAdapter()) !== undefined;
+  if (!available) console.warn('GPU merge tests skipped: no WebGPU adapter (install the optional package "webgpu" and a Vulkan driver: a GPU, or mesa-vulkan-drivers ≥ 24 for lavapipe)');
+  root = tempDir();
+  writeSyntheticFamily(join(root, 'f32'), { tensors: SPEC, fineTunes: 3, seed: 5 });
+  writeSyntheticFamily(join(root, 'bf16'), { tensors: SPEC, fineTunes: 2, seed: 6, dtype: 'BF16' });
+});
+
+function readAll(path: string): Map<string, Float32Array> {
+  const checkpoint = openCheckpoint(path);
+  const reader = new TensorReader();
+  try {
+    return new Map([...checkpoint.tensors].map(([name, location]) => [name, decodeToFloat32(reader.read(location), location.dtype as FloatDtype)]));
+  } finally {
+    reader.close();
+  }
+}
+
+async function merge(text: string, backend: 'webgpu' | 'wasm', out: string): Promise<MergeResult> {
+  return runMerge(planMerge(parseMergeConfig(text, 'merge.yml', root)), join(root, out), { backend, threads: 0, overwrite: true });
+}
+
+function expectWithin(gpu: Map<string, Float32Array>, cpu: Map<string, Float32Array>, relative: number): void {
+  expect([...gpu.keys()].sort()).toEqual([...cpu.keys()].sort());
+  for (const [name, expected] of cpu) {
+    const actual = gpu.get(name)!;
+    const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (let i = 0; i < expected.length; i++) {
+      if (Math.abs(actual[i] - expected[i]) > relative * scale) throw new Error(`${name}[${i}]: GPU ${actual[i]} vs CPU ${expected[i]}`);
+    }
+  }
+}
+
+function expectIdentical(gpu: Map<string, Float32Array>, cpu: Map<string, Float32Array>): void {
+  for (const [name, expected] of cpu) expect(Buffer.from(gpu.get(name)!.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+}
+
+const gpuIt = (name: string, fn: () => Promise<void>) =>
+  it(name, async () => {
+    if (!available) {
+      console.warn(`skipped "${name}": no WebGPU adapter`);
+      return;
+    }
+    await fn();
+  }, 120_000);
+
+const models = (family: string, count: number, parameters: string) =>
+  Array.from({ length: count }, (_, i) => `  - model: ${family}/finetune-${i + 1}\n    parameters: ${parameters}`).join('\n');
+
+describe('merging checkpoint files on the GPU', () => {
+  gpuIt('single-model DARE with a seed writes the same bytes as the CPU', async () => {
+    const text = `merge_method: dare_linear\nbase_model: f32/base\nseed: 42\nmodels:\n${models('f32', 1, '{ weight: 1.0, density: 0.3 }')}\n`;
+    const gpu = await merge(text, 'webgpu', 'dare-gpu');
+    const cpu = await merge(text, 'wasm', 'dare-cpu');
+    expect(gpu.device.gpuTensors).toBe(SPEC.length);
+    expect(gpu.device.gpu).toBeTruthy();
+    expect(cpu.device.gpuTensors).toBe(0);
+    expectIdentical(readAll(gpu.outDir), readAll(cpu.outDir));
+    expect(gpu.sha256).toBe(cpu.sha256);
+  });
+
+  it.each([
+    ['ties', '{ weight: 0.7, density: 0.4 }', ''],
+    ['dare_ties', '{ weight: 0.5, density: 0.5 }', 'seed: 7\n'],
+    ['task_arithmetic', '{ weight: 0.4 }', 'parameters: { lambda: 0.9 }\n'],
+    ['magnitude', '{ weight: 0.6, density: 0.2 }', ''],
+  ])('%s over three fine-tunes agrees with the CPU to float32 rounding', async (method, parameters, extra) => {
+    if (!available) return console.warn(`skipped "${method}": no WebGPU adapter`);
+    const text = `merge_method: ${method}\nbase_model: f32/base\n${extra}models:\n${models('f32', 3, parameters)}\n`;
+    const gpu = await merge(text, 'webgpu', `${method}-gpu`);
+    const cpu = await merge(text, 'wasm', `${method}-cpu`);
+    expect(gpu.device).toMatchObject({ gpuTensors: SPEC.length, cpuTensors: 0 });
+    expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 1e-6);
+  }, 120_000);
+
+  gpuIt('decodes bfloat16 inputs and writes the configured dtype', async () => {
+    const text = `merge_method: ties\nbase_model: bf16/base\ndtype: bfloat16\nmodels:\n${models('bf16', 2, '{ weight: 1.0, density: 0.5 }')}\n`;
+    const gpu = await merge(text, 'webgpu', 'bf16-gpu');
+    const cpu = await merge(text, 'wasm', 'bf16-cpu');
+    expect(openCheckpoint(gpu.outDir).tensors.get('layers.0.w')!.dtype).toBe('BF16');
+    // bfloat16 output: equal unless a float32 rounding difference crosses a bfloat16 rounding boundary
+    expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 2 ** -7);
+  });
+
+  gpuIt('methods without GPU kernels run on the CPU and the result says why', async () => {
+    const text = `merge_method: della\nbase_model: f32/base\nseed: 1\nmodels:\n${models('f32', 2, '{ weight: 0.5, density: 0.5, epsilon: 0.1 }')}\n`;
+    const gpu = await merge(text, 'webgpu', 'della-gpu');
+    const cpu = await merge(text, 'wasm', 'della-cpu');
+    expect(gpu.device).toMatchObject({ gpuTensors: 0, cpuTensors: SPEC.length });
+    expect(gpu.device.cpuReasons.join(' ')).toMatch(/della: drop rule "della" has no GPU kernel/);
+    expectIdentical(readAll(gpu.outDir), readAll(cpu.outDir));
+  });
+
+  gpuIt('a NaN in an input fails naming the file and tensor, and leaves nothing behind', async () => {
+    const broken = join(root, 'broken');
+    const base = readAll(join(root, 'f32/base'));
+    const values = base.get('layers.0.w')!.slice();
+    values[70] = Number.NaN;
+    const dir = join(broken, 'finetune');
+    const tensors = [...base].map(([name, v]) => ({ name, dtype: 'F32' as const, shape: SPEC.find((s) => s.name === name)!.shape, data: encodeFromFloat32(name === 'layers.0.w' ? values : v, 'F32') }));
+    mkdirSync(dir, { recursive: true });
+    writeSafetensorsFile(join(dir, 'model.safetensors'), tensors);
+    writeFileSync(join(dir, 'config.json'), '{}');
+    const text = `merge_method: ties\nbase_model: f32/base\nmodels:\n  - model: broken/finetune\n    parameters: { weight: 1, density: 0.5 }\n`;
+    const out = join(root, 'nan-gpu');
+    const error = await merge(text, 'webgpu', 'nan-gpu').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect(String((error as Error).message)).toMatch(/broken\/finetune.*layers\.0\.w|layers\.0\.w.*broken\/finetune/s);
+    expect(String((error as Error).message)).toMatch(/first at flat index 70/);
+    expect(readdirSync(dirname(out)).filter((f) => f.startsWith('.') || f === 'nan-gpu')).toEqual([]);
+  });
+});
