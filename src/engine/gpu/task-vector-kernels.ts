@@ -41,6 +41,9 @@ export class GpuTaskVectorKernels {
   private readonly pipelines: Record<'taskVectors' | 'cutHigh' | 'lowHistogram' | 'cutLow' | 'blockCounts' | 'scanBlocks' | 'drops' | 'combine', GPUComputePipeline>;
   /** Largest chunk of one input that fits a storage binding (a multiple of the workgroup size). */
   private readonly maxBindingElements: number;
+  /** GPU time of the compute passes so far, when the device can write timestamps (benchmarks). */
+  private kernelNanoseconds = 0;
+  private readonly timestamps: boolean;
 
   private constructor(
     readonly device: GPUDevice,
@@ -73,6 +76,7 @@ export class GpuTaskVectorKernels {
       drops: pipeline('drops'),
       combine: pipeline('combine'),
     };
+    this.timestamps = device.features.has('timestamp-query');
     const bindingElements = Math.min(device.limits.maxStorageBufferBindingSize / 4, maxChunkElements ?? Infinity);
     this.maxBindingElements = Math.max(WORKGROUP, Math.floor(bindingElements / WORKGROUP) * WORKGROUP);
   }
@@ -85,6 +89,7 @@ export class GpuTaskVectorKernels {
     const adapter = await requestGpuAdapter();
     if (!adapter) throw new GpuUnavailableError('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
     const device = await adapter.requestDevice({
+      requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
       requiredLimits: {
         maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
         maxBufferSize: adapter.limits.maxBufferSize,
@@ -99,6 +104,11 @@ export class GpuTaskVectorKernels {
 
   destroy(): void {
     this.device.destroy();
+  }
+
+  /** Seconds the GPU spent in merge kernels so far (undefined without timestamp queries). */
+  kernelSeconds(): number | undefined {
+    return this.timestamps ? this.kernelNanoseconds / 1e9 : undefined;
   }
 
   /** Chunks of the tensor such that each chunk's inputs of all models fit one binding. */
@@ -172,7 +182,8 @@ export class GpuTaskVectorKernels {
         readbacks.push({ chunk, buffer: readback });
       }
       if (usesMagnitude) encoder.clearBuffer(histogram);
-      const pass = encoder.beginComputePass();
+      const querySet = this.timestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
+      const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       const perChunk = (name: keyof typeof this.pipelines) => {
         pass.setPipeline(this.pipelines[name]);
         for (const { group, groups } of bound) {
@@ -199,6 +210,13 @@ export class GpuTaskVectorKernels {
       bound.forEach(({ chunk, merged }, i) => {
         if (chunk.length > 0) encoder.copyBufferToBuffer(merged, 0, readbacks[i].buffer, 0, chunk.length * 4);
       });
+      let timing: GPUBuffer | undefined;
+      if (querySet) {
+        const resolved = buffer(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+        timing = buffer(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, timing, 0, 16);
+      }
       device.pushErrorScope('validation');
       device.queue.submit([encoder.finish()]);
       const error = await device.popErrorScope();
@@ -208,6 +226,13 @@ export class GpuTaskVectorKernels {
         await readback.mapAsync(GPUMapMode.READ);
         into.set(new Float32Array(readback.getMappedRange(), 0, chunk.length), chunk.start);
         readback.unmap();
+      }
+      if (timing) {
+        await timing.mapAsync(GPUMapMode.READ);
+        const [begin, end] = new BigUint64Array(timing.getMappedRange());
+        if (end > begin) this.kernelNanoseconds += Number(end - begin);
+        timing.unmap();
+        querySet?.destroy();
       }
       return into;
     } finally {

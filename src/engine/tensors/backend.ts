@@ -4,30 +4,34 @@
  *    @tensorflow/tfjs-backend-webgpu;
  *  - `wasm`: WebAssembly with SIMD, the fast CPU path and the default without a GPU;
  *  - `cpu`: the pure-JS reference backend;
- *  - `auto`: WebGPU when the machine has a GPU device node and an adapter answers, else WASM.
+ *  - `auto`: WebGPU when the machine has a GPU device node and a hardware adapter answers, else WASM.
  * The environment variable APL_MERGE_BACKEND sets the default. The backend in use is reported with
  * every result (zoo manifests, importance artifacts, merge preparation, benchmark reports).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { BackendChoice, defaultBackend } from '../backend-choice';
-import { gpuDevicePresent, webGpu } from '../gpu/dawn';
+import { describeAdapter, GpuAdapterInfo, gpuDevicePresent, webGpu } from '../gpu/dawn';
 
 export { BACKENDS, parseBackend } from '../backend-choice';
 export type { BackendChoice } from '../backend-choice';
 
 let active: string | undefined;
 
-let webgpuRegistered: Promise<boolean> | undefined;
+let webgpuRegistered: Promise<GpuAdapterInfo | undefined> | undefined;
 
-/** Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; false when unavailable. */
-function registerWebGpu(): Promise<boolean> {
+/**
+ * Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; resolves
+ * to the adapter's description, or undefined when there is no adapter.
+ */
+function registerWebGpu(): Promise<GpuAdapterInfo | undefined> {
   webgpuRegistered ??= (async () => {
     const gpu = await webGpu();
-    if (!gpu || !(await gpu.requestAdapter())) return false;
+    const adapter = gpu && (await gpu.requestAdapter());
+    if (!gpu || !adapter) return undefined;
     Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
     require('@tensorflow/tfjs-backend-webgpu');
-    return true;
+    return describeAdapter(adapter);
   })();
   return webgpuRegistered;
 }
@@ -35,7 +39,8 @@ function registerWebGpu(): Promise<boolean> {
 /** Selects and initialises a backend once per process; returns its name. */
 export async function useBackend(choice: BackendChoice = defaultBackend()): Promise<string> {
   let wanted: string = choice;
-  if (choice === 'auto') wanted = gpuDevicePresent() && (await registerWebGpu()) ? 'webgpu' : 'wasm';
+  // auto: a hardware GPU only; a software adapter (lavapipe) is slower than WASM.
+  if (choice === 'auto') wanted = gpuDevicePresent() && (await registerWebGpu())?.software === false ? 'webgpu' : 'wasm';
   else if (choice === 'webgpu' && !(await registerWebGpu())) {
     throw new Error('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
   }
