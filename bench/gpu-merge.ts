@@ -77,7 +77,9 @@ async function main(): Promise<void> {
     for (const [method, parameters] of METHODS) {
       const text = `merge_method: ${method}\nbase_model: models/base\nseed: 1\nmodels:\n${Array.from({ length: fineTunes }, (_, i) => `  - model: models/finetune-${i + 1}\n    parameters: ${parameters}`).join('\n')}\n`;
       const plan = () => planMerge(parseMergeConfig(text, `${method}.yml`, root));
-      const cpu = await runMerge(plan(), join(root, `${method}-cpu`), { backend: 'wasm', threads: availableParallelism(), overwrite: true });
+      const onCpu = () => runMerge(plan(), join(root, `${method}-cpu`), { backend: 'wasm', threads: availableParallelism(), overwrite: true });
+      await onCpu(); // warm-up: threads, WASM compilation
+      const cpu = await onCpu();
       await runMerge(plan(), join(root, `${method}-gpu`), { backend: 'webgpu', overwrite: true }); // warm-up: pipelines, allocations
       const kernelBefore = kernels!.kernelSeconds();
       const gpu = await runMerge(plan(), join(root, `${method}-gpu`), { backend: 'webgpu', overwrite: true });
