@@ -67,34 +67,20 @@ var<workgroup> sharedKind: u32;
 var<workgroup> counter: atomic<u32>;
 
 fn threefry(k0: u32, k1: u32, c0: u32, c1: u32) -> vec2u {
-  let k2 = 0x1bd11bdau ^ k0 ^ k1;
+  var rotations = array<u32, 8>(13u, 15u, 26u, 6u, 17u, 29u, 16u, 24u);
+  var keys = array<u32, 3>(k0, k1, 0x1bd11bdau ^ k0 ^ k1);
   var x0 = c0 + k0;
   var x1 = c1 + k1;
-  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
-  x0 = x0 + k1; x1 = x1 + k2 + 1u;
-  x0 = x0 + x1; x1 = ((x1 << 17u) | (x1 >> 15u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 29u) | (x1 >> 3u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 16u) | (x1 >> 16u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 24u) | (x1 >> 8u)) ^ x0;
-  x0 = x0 + k2; x1 = x1 + k0 + 2u;
-  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
-  x0 = x0 + k0; x1 = x1 + k1 + 3u;
-  x0 = x0 + x1; x1 = ((x1 << 17u) | (x1 >> 15u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 29u) | (x1 >> 3u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 16u) | (x1 >> 16u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 24u) | (x1 >> 8u)) ^ x0;
-  x0 = x0 + k1; x1 = x1 + k2 + 4u;
-  x0 = x0 + x1; x1 = ((x1 << 13u) | (x1 >> 19u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 15u) | (x1 >> 17u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 26u) | (x1 >> 6u)) ^ x0;
-  x0 = x0 + x1; x1 = ((x1 << 6u) | (x1 >> 26u)) ^ x0;
-  x0 = x0 + k2; x1 = x1 + k0 + 5u;
+  for (var round = 0u; round < 20u; round++) {
+    let r = rotations[round & 7u];
+    x0 = x0 + x1;
+    x1 = ((x1 << r) | (x1 >> (32u - r))) ^ x0;
+    if ((round & 3u) == 3u) {
+      let injection = (round + 1u) >> 2u;
+      x0 = x0 + keys[injection % 3u];
+      x1 = x1 + keys[(injection + 1u) % 3u] + injection;
+    }
+  }
   return vec2u(x0, x1);
 }
 

@@ -208,35 +208,26 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
 let threefryWord0: u32 = 0;
 let threefryWord1: u32 = 0;
 
+const ROTATIONS: StaticArray<u32> = [13, 15, 26, 6, 17, 29, 16, 24];
+
+@inline
+function keyWord(k0: u32, k1: u32, k2: u32, index: u32): u32 {
+  return index == 0 ? k0 : index == 1 ? k1 : k2;
+}
+
 function threefry(k0: u32, k1: u32, c0: u32, c1: u32): void {
   const k2: u32 = 0x1bd11bda ^ k0 ^ k1;
   let x0: u32 = c0 + k0;
   let x1: u32 = c1 + k1;
-  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
-  x0 += k1; x1 += k2 + 1;
-  x0 += x1; x1 = rotl<u32>(x1, 17) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 29) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 16) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 24) ^ x0;
-  x0 += k2; x1 += k0 + 2;
-  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
-  x0 += k0; x1 += k1 + 3;
-  x0 += x1; x1 = rotl<u32>(x1, 17) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 29) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 16) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 24) ^ x0;
-  x0 += k1; x1 += k2 + 4;
-  x0 += x1; x1 = rotl<u32>(x1, 13) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 15) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 26) ^ x0;
-  x0 += x1; x1 = rotl<u32>(x1, 6) ^ x0;
-  x0 += k2; x1 += k0 + 5;
+  for (let round: u32 = 0; round < 20; round++) {
+    x0 += x1;
+    x1 = rotl<u32>(x1, unchecked(ROTATIONS[round & 7])) ^ x0;
+    if ((round & 3) == 3) {
+      const injection = (round + 1) >> 2;
+      x0 += keyWord(k0, k1, k2, injection % 3);
+      x1 += keyWord(k0, k1, k2, (injection + 1) % 3) + injection;
+    }
+  }
   threefryWord0 = x0;
   threefryWord1 = x1;
 }
@@ -253,36 +244,19 @@ let simdLow: v128 = i32x4.splat(0);
 let simdHigh: v128 = i32x4.splat(0);
 
 function threefry4(k0: u32, k1: u32, c0: u32, c1: u32): void {
-  const k0s = i32x4.splat(k0);
-  const k1s = i32x4.splat(k1);
-  const k2s = i32x4.splat(0x1bd11bda ^ k0 ^ k1);
+  const k2: u32 = 0x1bd11bda ^ k0 ^ k1;
   let x0 = i32x4.add(i32x4(0, 1, 2, 3), i32x4.splat(c0 + k0));
   let x1 = i32x4.splat(c1 + k1);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
-  x0 = i32x4.add(x0, k1s); x1 = i32x4.add(x1, i32x4.add(k2s, i32x4.splat(1)));
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 17), i32x4.shr_u(x1, 15)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 29), i32x4.shr_u(x1, 3)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 16), i32x4.shr_u(x1, 16)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 24), i32x4.shr_u(x1, 8)), x0);
-  x0 = i32x4.add(x0, k2s); x1 = i32x4.add(x1, i32x4.add(k0s, i32x4.splat(2)));
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
-  x0 = i32x4.add(x0, k0s); x1 = i32x4.add(x1, i32x4.add(k1s, i32x4.splat(3)));
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 17), i32x4.shr_u(x1, 15)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 29), i32x4.shr_u(x1, 3)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 16), i32x4.shr_u(x1, 16)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 24), i32x4.shr_u(x1, 8)), x0);
-  x0 = i32x4.add(x0, k1s); x1 = i32x4.add(x1, i32x4.add(k2s, i32x4.splat(4)));
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 13), i32x4.shr_u(x1, 19)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 15), i32x4.shr_u(x1, 17)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 26), i32x4.shr_u(x1, 6)), x0);
-  x0 = i32x4.add(x0, x1); x1 = v128.xor(v128.or(i32x4.shl(x1, 6), i32x4.shr_u(x1, 26)), x0);
-  x0 = i32x4.add(x0, k2s); x1 = i32x4.add(x1, i32x4.add(k0s, i32x4.splat(5)));
+  for (let round: u32 = 0; round < 20; round++) {
+    const r = unchecked(ROTATIONS[round & 7]);
+    x0 = i32x4.add(x0, x1);
+    x1 = v128.xor(v128.or(i32x4.shl(x1, r), i32x4.shr_u(x1, 32 - r)), x0);
+    if ((round & 3) == 3) {
+      const injection = (round + 1) >> 2;
+      x0 = i32x4.add(x0, i32x4.splat(keyWord(k0, k1, k2, injection % 3)));
+      x1 = i32x4.add(x1, i32x4.splat(keyWord(k0, k1, k2, (injection + 1) % 3) + injection));
+    }
+  }
   simdLow = v128.shuffle<i32>(x0, x1, 0, 4, 1, 5);
   simdHigh = v128.shuffle<i32>(x0, x1, 2, 6, 3, 7);
 }
