@@ -110,7 +110,7 @@ describe('apl merge method', () => {
     await expect(merge(dir, wrongLevel, 'never')).rejects.toThrow(/importance at row level, but the merge asks for level layer/);
   });
 
-  it('merges on the GPU as on the CPU: stochastic row drops identical, competition weights to float32 rounding', async () => {
+  it('merges on the GPU as on the CPU: row drops identical, competition weights to float32 rounding', async () => {
     if (!(await requestGpuAdapter())) return console.warn('skipped the GPU APL merge: no WebGPU adapter');
     const base = loadModel(join(dir, 'base'));
     for (const name of ['a', 'b']) {
@@ -135,9 +135,11 @@ describe('apl merge method', () => {
       const got = g.params.get(name)!;
       want.forEach((v, i) => expect(Math.abs(got[i] - v)).toBeLessThanOrEqual(1e-6 * (Math.abs(v) + 1e-3)));
     }
-    // The deterministic drop has no GPU kernel: those tensors run on the CPU, and the result says so.
-    const deterministic = await run(config(['a', 'b'], 'drop: deterministic'), 'apl-gpu-3', 'webgpu');
-    expect(deterministic.device.cpuReasons.join(' ')).toMatch(/apl: drop rule "rowTopK" has no GPU kernel/);
+    // The deterministic drop (each row's largest entries) runs on the GPU too, with the same selection.
+    const deterministic = config(['a'], 'drop: deterministic');
+    const [gpuDeterministic, cpuDeterministic] = [await run(deterministic, 'apl-gpu-3', 'webgpu'), await run(deterministic, 'apl-cpu-3', 'wasm')];
+    expect(gpuDeterministic.device.cpuReasons).toEqual([]);
+    expect(gpuDeterministic.sha256).toBe(cpuDeterministic.sha256);
   });
 
   it('names the model that has neither probe data nor an importance analysis', async () => {

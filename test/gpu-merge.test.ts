@@ -87,8 +87,8 @@ const SIZES = [1, 255, 256, 257, 4099];
 
 describe('GPU task-vector kernels', () => {
   gpuIt('reports which recipes they cannot run', async () => {
-    const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowTopK', rates: new Float32Array(1) } }], consensus: undefined, normalize: false, lambda: 1 };
-    expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "rowTopK" has no GPU kernel/);
+    const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'della', density: 0.5, epsilon: 0.1, key: dropKey(1, 0, 'x'), rescale: true } }], consensus: undefined, normalize: false, lambda: 1 };
+    expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "della" has no GPU kernel/);
     expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'keep' } }] }, 10)).toBeUndefined();
   });
 
@@ -116,21 +116,24 @@ describe('GPU task-vector kernels', () => {
     });
   }
 
-  gpuIt('APL row drops and row weights match the CPU bit for bit, across chunks', async () => {
-    const rows = 37;
-    const rowLength = 113;
-    const n = rows * rowLength;
-    const base = values(n, 3);
-    const model = values(n, 4);
-    const rates = Float32Array.from({ length: rows }, (_, r) => (r % 7 === 0 ? 1 : r % 11 === 0 ? 0 : 0.1 + (r % 9) / 10));
-    const rowWeights = Float32Array.from({ length: rows }, (_, r) => 0.5 + (r % 4) / 3);
-    for (const gpu of [kernels!, chunked!]) {
-      for (const weights of [undefined, rowWeights]) {
-        const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowBernoulli', key: dropKey(9, 0, 'layer'), rates }, rowWeights: weights }], consensus: undefined, normalize: false, lambda: 1 };
-        expectBitwise(await onGpu(gpu, recipe, base, [model], rowLength), onCpu(recipe, base, [model], rows));
+  for (const [rows, rowLength] of [[37, 113], [5, 700], [40, 64]]) {
+    gpuIt(`APL row drops (stochastic and deterministic) and row weights match the CPU bit for bit, across chunks (${rows} rows of ${rowLength})`, async () => {
+      const n = rows * rowLength;
+      const rates = Float32Array.from({ length: rows }, (_, r) => (r % 7 === 0 ? 1 : r % 11 === 0 ? 0 : 0.1 + (r % 9) / 10));
+      const rowWeights = Float32Array.from({ length: rows }, (_, r) => 0.5 + (r % 4) / 3);
+      const drops: DropRule[] = [{ kind: 'rowBernoulli', key: dropKey(9, 0, 'layer'), rates }, { kind: 'rowTopK', rates }];
+      for (const [base, model] of [[values(n, 3), values(n, 4)], [quantised(n, 3), quantised(n, 4)]]) {
+        for (const gpu of [kernels!, chunked!]) {
+          for (const drop of drops) {
+            for (const weights of [undefined, rowWeights]) {
+              const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop, rowWeights: weights }], consensus: undefined, normalize: false, lambda: 1 };
+              expectBitwise(await onGpu(gpu, recipe, base, [model], rowLength), onCpu(recipe, base, [model], rows));
+            }
+          }
+        }
       }
-    }
-  });
+    });
+  }
 
   const combinations: Array<[string, Pick<TaskVectorRecipe, 'consensus' | 'normalize'>]> = [
     ['task arithmetic', { consensus: undefined, normalize: false }],

@@ -9,7 +9,7 @@ import { DropRule, rowDrop, TaskVectorRecipe } from '../kernels/recipe';
 import { describeAdapter, GpuAdapterInfo, requestGpuAdapter } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
-const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4 };
+const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5 };
 const NONE = 0xffffffff;
 const BINS_PER_MODEL = 98304;
 const CHUNK_UNIFORM_BYTES = 48;
@@ -38,7 +38,7 @@ interface ChunkPlan {
 
 export class GpuTaskVectorKernels {
   private readonly layout: GPUBindGroupLayout;
-  private readonly pipelines: Record<'taskVectors' | 'cutHigh' | 'lowHistogram' | 'cutLow' | 'blockCounts' | 'scanBlocks' | 'drops' | 'combine', GPUComputePipeline>;
+  private readonly pipelines: Record<'taskVectors' | 'cutHigh' | 'lowHistogram' | 'cutLow' | 'blockCounts' | 'scanBlocks' | 'rowSelect' | 'drops' | 'combine', GPUComputePipeline>;
   /** Largest chunk of one input that fits a storage binding (a multiple of the workgroup size). */
   private readonly maxBindingElements: number;
   /** GPU time of the compute passes so far, when the device can write timestamps (benchmarks). */
@@ -73,6 +73,7 @@ export class GpuTaskVectorKernels {
       cutLow: pipeline('cutLow'),
       blockCounts: pipeline('blockCounts'),
       scanBlocks: pipeline('scanBlocks'),
+      rowSelect: pipeline('rowSelect'),
       drops: pipeline('drops'),
       combine: pipeline('combine'),
     };
@@ -95,8 +96,8 @@ export class GpuTaskVectorKernels {
         maxBufferSize: adapter.limits.maxBufferSize,
       },
     });
-    const kernels = new GpuTaskVectorKernels(device, describeAdapter(adapter), options.maxChunkElements);
     device.pushErrorScope('validation');
+    const kernels = new GpuTaskVectorKernels(device, describeAdapter(adapter), options.maxChunkElements);
     const error = await device.popErrorScope();
     if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
     return kernels;
@@ -111,9 +112,14 @@ export class GpuTaskVectorKernels {
     return this.timestamps ? this.kernelNanoseconds / 1e9 : undefined;
   }
 
-  /** Chunks of the tensor such that each chunk's inputs of all models fit one binding. */
-  private chunks(elements: number, models: number): ChunkPlan[] {
-    const size = Math.max(WORKGROUP, Math.floor(this.maxBindingElements / models / WORKGROUP) * WORKGROUP);
+  /**
+   * Chunks of the tensor such that each chunk's inputs of all models fit one binding; chunks hold
+   * whole rows and whole 256-entry blocks.
+   */
+  private chunks(elements: number, models: number, rowLength: number): ChunkPlan[] {
+    const unit = lcm(WORKGROUP, rowLength);
+    if (unit * models > this.maxBindingElements && elements > unit) throw new Error(`rows of ${rowLength} elements do not fit the GPU's storage bindings`);
+    const size = Math.max(unit, Math.floor(this.maxBindingElements / models / unit) * unit);
     const chunks: ChunkPlan[] = [];
     for (let start = 0; start < elements; start += size) chunks.push({ start, length: Math.min(size, elements - start) });
     if (chunks.length === 0) chunks.push({ start: 0, length: 0 });
@@ -152,9 +158,9 @@ export class GpuTaskVectorKernels {
 
     const encoder = device.createCommandEncoder();
     const readbacks: Array<{ chunk: ChunkPlan; buffer: GPUBuffer }> = [];
-    const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; merged: GPUBuffer }> = [];
+    const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer }> = [];
     try {
-      for (const chunk of this.chunks(elements, modelCount)) {
+      for (const chunk of this.chunks(elements, modelCount, rowLength)) {
         const bytes = chunk.length * 4;
         // Staging: the base, then each model, written in place by the caller.
         const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
@@ -170,25 +176,28 @@ export class GpuTaskVectorKernels {
         }
         const workgroups = Math.max(1, Math.ceil(chunk.length / WORKGROUP));
         const groups: [number, number] = [Math.min(workgroups, MAX_GROUPS_X), Math.ceil(workgroups / MAX_GROUPS_X)];
+        const chunkRows = Math.max(1, chunk.length / rowLength);
+        const rowGroups: [number, number] = [Math.min(chunkRows, MAX_GROUPS_X), Math.ceil(chunkRows / MAX_GROUPS_X)];
         const uniform = buffer(CHUNK_UNIFORM_BYTES, GPUBufferUsage.UNIFORM, true);
-        this.writeChunkUniform(uniform.getMappedRange(), recipe, chunk, groups[0], blocks, rowLength, rows);
+        this.writeChunkUniform(uniform.getMappedRange(), recipe, chunk, [groups[0], rowGroups[0]], blocks, rowLength, rows);
         uniform.unmap();
         const group = device.createBindGroup({
           layout: this.layout,
           entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer].map((b, binding) => ({ binding, resource: { buffer: b } })),
         });
-        bound.push({ chunk, group, groups, merged: baseBuffer });
+        bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer });
         const readback = buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
         readbacks.push({ chunk, buffer: readback });
       }
       if (usesMagnitude) encoder.clearBuffer(histogram);
       const querySet = this.timestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
       const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
-      const perChunk = (name: keyof typeof this.pipelines) => {
+      const perChunk = (name: keyof typeof this.pipelines, perRow = false) => {
         pass.setPipeline(this.pipelines[name]);
-        for (const { group, groups } of bound) {
+        for (const { group, groups, rowGroups } of bound) {
           pass.setBindGroup(0, group);
-          pass.dispatchWorkgroups(groups[0], groups[1]);
+          const [x, y] = perRow ? rowGroups : groups;
+          pass.dispatchWorkgroups(x, y);
         }
       };
       const perModel = (name: keyof typeof this.pipelines) => {
@@ -204,6 +213,7 @@ export class GpuTaskVectorKernels {
         perChunk('blockCounts');
         perModel('scanBlocks');
       }
+      if (recipe.models.some((m) => m.drop.kind === 'rowTopK')) perChunk('rowSelect', true);
       perChunk('drops');
       perChunk('combine');
       pass.end();
@@ -277,6 +287,13 @@ export class GpuTaskVectorKernels {
           appendFloats(Float32Array.from(drops, (d) => d.scale));
           break;
         }
+        case 'rowTopK': {
+          // The CPU's rule (recipe.ts): round(rate · length) entries per row; all of them keeps the row.
+          view.setUint32(at + 28, words.length, true);
+          const length = elements / rows;
+          for (const rate of rule.rates) words.push(Math.max(0, Math.min(length, Math.round(rate * length))));
+          break;
+        }
         default:
           break;
       }
@@ -285,7 +302,7 @@ export class GpuTaskVectorKernels {
     return { modelBytes, rowData: Uint32Array.from(words.length ? words : [0]) };
   }
 
-  private writeChunkUniform(target: ArrayBuffer, recipe: TaskVectorRecipe, chunk: ChunkPlan, groupsX: number, blocks: number, rowLength: number, rows: number): void {
+  private writeChunkUniform(target: ArrayBuffer, recipe: TaskVectorRecipe, chunk: ChunkPlan, [groupsX, rowGroupsX]: [number, number], blocks: number, rowLength: number, rows: number): void {
     const view = new DataView(target);
     const weightSum = recipe.models.reduce((s, m) => s + m.weight, 0);
     const divisor = recipe.normalize && Math.abs(weightSum) >= 1e-8 ? weightSum : 1;
@@ -293,7 +310,14 @@ export class GpuTaskVectorKernels {
     u32.forEach((v, i) => view.setUint32(i * 4, v, true));
     view.setFloat32(36, recipe.lambda, true);
     view.setFloat32(40, recipe.lambda / divisor, true);
+    view.setUint32(44, rowGroupsX, true);
   }
+}
+
+function lcm(a: number, b: number): number {
+  let [x, y] = [a, b];
+  while (y) [x, y] = [y, x % y];
+  return (a / x) * b;
 }
 
 /** Clamps a magnitude rule's count to the tensor; a count of 0 keeps nothing. */

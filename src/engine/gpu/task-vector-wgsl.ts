@@ -6,6 +6,7 @@
  *   lowHistogram  magnitudes in that bucket count their low 16 bits
  *   cutLow        (one workgroup per model) the exact threshold, how many at it to keep
  *   blockCounts   entries at the threshold per 256-entry block, then scanBlocks: their prefix
+ *   rowSelect     (one workgroup per row) APL's deterministic drop: each row's largest magnitudes
  *   drops         each model's drop rule and row weights, in place
  *   combine       (sign election,) weighted sum, normalisation, λ, written over base
  * The selection is the CPU's radix selection (kernels/select.ts) and ties at the threshold are
@@ -24,7 +25,7 @@ struct Chunk {
   normalize: u32,
   lambda: f32,
   sumScale: f32,
-  pad: u32,
+  rowGroupsX: u32,
 }
 
 struct Model {
@@ -56,6 +57,7 @@ const ZERO = 1u;
 const MAGNITUDE = 2u;
 const BERNOULLI = 3u;
 const ROW_BERNOULLI = 4u;
+const ROW_TOP_K = 5u;
 const HIGH_BINS = 32768u;
 const LOW_BINS = 65536u;
 const BINS_PER_MODEL = 98304u;
@@ -65,6 +67,8 @@ const MAGNITUDE_BITS = 0x7fffffffu;
 var<workgroup> partial: array<u32, 256>;
 var<workgroup> sharedKind: u32;
 var<workgroup> counter: atomic<u32>;
+var<workgroup> digits: array<atomic<u32>, 256>;
+var<workgroup> sharedValue: u32;
 
 fn threefry(k0: u32, k1: u32, c0: u32, c1: u32) -> vec2u {
   var rotations = array<u32, 8>(13u, 15u, 26u, 6u, 17u, 29u, 16u, 24u);
@@ -226,6 +230,79 @@ fn scanBlocks(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
     let value = blockPrefix[t * chunk.blocks + i];
     blockPrefix[t * chunk.blocks + i] = running;
     running += value;
+  }
+}
+
+/** A value every invocation of the workgroup agrees on, set by invocation 0. */
+fn broadcast(value: u32, lid: u32) -> u32 {
+  workgroupBarrier();
+  if (lid == 0u) { sharedValue = value; }
+  return workgroupUniformLoad(&sharedValue);
+}
+
+/**
+ * In each row, keeps the k largest magnitudes (k from rowData; ties kept in index order, as the
+ * CPU's keepLargest) and zeroes the rest: a radix selection over 8-bit digits of the magnitude,
+ * then one ordered pass over the row in tiles of 256.
+ */
+@compute @workgroup_size(256)
+fn rowSelect(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let localRow = wid.y * chunk.rowGroupsX + wid.x;
+  if (localRow >= chunk.length / chunk.rowLength) { return; }
+  let length = chunk.rowLength;
+  let row = chunk.start / length + localRow;
+  for (var t = 0u; t < chunk.models; t++) {
+    if (uniformKind(t, lid) != ROW_TOP_K) { continue; }
+    let first = t * chunk.length + localRow * length;
+    let k = broadcast(rowData[models[t].rowDrop + row], lid);
+    if (k >= length) { continue; }
+    var threshold = 0u;
+    var mask = 0u;
+    var above = 0u;
+    for (var digitPass = 0u; digitPass < 4u; digitPass++) {
+      let shift = 24u - digitPass * 8u;
+      atomicStore(&digits[lid], 0u);
+      workgroupBarrier();
+      for (var i = lid; i < length; i += 256u) {
+        let m = magnitudeOf(deltas[first + i]);
+        if ((m & mask) == threshold) { atomicAdd(&digits[(m >> shift) & 255u], 1u); }
+      }
+      workgroupBarrier();
+      var digit = 255u;
+      var count = above;
+      if (lid == 0u) {
+        while (digit > 0u && count + atomicLoad(&digits[digit]) < k) {
+          count += atomicLoad(&digits[digit]);
+          digit--;
+        }
+      }
+      digit = broadcast(digit, lid);
+      above = broadcast(count, lid);
+      threshold = threshold | (digit << shift);
+      mask = mask | (255u << shift);
+    }
+    let take = k - above;
+    var carried = 0u;
+    for (var tile = 0u; tile < length; tile += 256u) {
+      let i = tile + lid;
+      var v = 0.0;
+      if (i < length) { v = deltas[first + i]; }
+      let m = magnitudeOf(v);
+      let flag = select(0u, 1u, i < length && m == threshold);
+      workgroupBarrier();
+      partial[lid] = flag;
+      workgroupBarrier();
+      for (var offset = 1u; offset < 256u; offset = offset << 1u) {
+        var add = 0u;
+        if (lid >= offset) { add = partial[lid - offset]; }
+        workgroupBarrier();
+        partial[lid] += add;
+        workgroupBarrier();
+      }
+      let keep = k > 0u && (m > threshold || (flag == 1u && carried + partial[lid] - flag < take));
+      if (i < length && !keep) { deltas[first + i] = 0.0; }
+      carried += partial[255];
+    }
   }
 }
 
