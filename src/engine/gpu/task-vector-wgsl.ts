@@ -233,6 +233,24 @@ fn scanBlocks(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   }
 }
 
+/**
+ * How many invocations before this one in the workgroup raised their flag (an exclusive prefix
+ * sum); afterwards partial[255] holds the workgroup's total.
+ */
+fn flagsBefore(flag: u32, lid: u32) -> u32 {
+  workgroupBarrier();
+  partial[lid] = flag;
+  workgroupBarrier();
+  for (var offset = 1u; offset < 256u; offset = offset << 1u) {
+    var add = 0u;
+    if (lid >= offset) { add = partial[lid - offset]; }
+    workgroupBarrier();
+    partial[lid] += add;
+    workgroupBarrier();
+  }
+  return partial[lid] - flag;
+}
+
 /** A value every invocation of the workgroup agrees on, set by invocation 0. */
 fn broadcast(value: u32, lid: u32) -> u32 {
   workgroupBarrier();
@@ -289,17 +307,8 @@ fn rowSelect(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
       if (i < length) { v = deltas[first + i]; }
       let m = magnitudeOf(v);
       let flag = select(0u, 1u, i < length && m == threshold);
-      workgroupBarrier();
-      partial[lid] = flag;
-      workgroupBarrier();
-      for (var offset = 1u; offset < 256u; offset = offset << 1u) {
-        var add = 0u;
-        if (lid >= offset) { add = partial[lid - offset]; }
-        workgroupBarrier();
-        partial[lid] += add;
-        workgroupBarrier();
-      }
-      let keep = k > 0u && (m > threshold || (flag == 1u && carried + partial[lid] - flag < take));
+      let before = carried + flagsBefore(flag, lid);
+      let keep = k > 0u && (m > threshold || (flag == 1u && before < take));
       if (i < length && !keep) { deltas[first + i] = 0.0; }
       carried += partial[255];
     }
@@ -322,17 +331,7 @@ fn drops(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
     var before = 0u;
     if (kind == MAGNITUDE) {
       let flag = select(0u, 1u, inRange && m == cuts[t * 8u + 2u]);
-      partial[lid] = flag;
-      workgroupBarrier();
-      for (var offset = 1u; offset < 256u; offset = offset << 1u) {
-        var add = 0u;
-        if (lid >= offset) { add = partial[lid - offset]; }
-        workgroupBarrier();
-        partial[lid] += add;
-        workgroupBarrier();
-      }
-      before = partial[lid] - flag;
-      workgroupBarrier();
+      before = flagsBefore(flag, lid);
     }
     if (inRange) {
       let rule = models[t];
