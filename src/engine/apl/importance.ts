@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
+import { productTransposed } from '../families/products';
 import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
@@ -205,11 +206,11 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             // Row partitions of a linear stage: only output unit i changes, so compute the P new
             // columns x·W_b[i]ᵀ + b_b[i] and splice each into the shared pre-activation.
             const x = activations[s] as tf.Tensor2D;
-            const pre = tf.add(tf.matMul(x, ft.lookup(linear.weight) as tf.Tensor2D, false, true), linear.bias ? ft.lookup(linear.bias) : 0) as tf.Tensor2D;
+            const pre = tf.add(productTransposed(x, ft.lookup(linear.weight)), linear.bias ? ft.lookup(linear.bias) : 0) as tf.Tensor2D;
             const units = pre.shape[1];
             const rowIndex = tf.tensor1d(Int32Array.from(group, (k) => rowOf.indexOf(k)), 'int32');
             const baseRows = tf.gather(bs.lookup(linear.weight), rowIndex) as tf.Tensor2D;
-            let columns = tf.matMul(x, baseRows, false, true);
+            let columns = productTransposed(x, baseRows);
             if (linear.bias) columns = tf.add(columns, tf.gather(bs.lookup(linear.bias), rowIndex));
             const change = tf.expandDims(tf.transpose(tf.sub(columns, tf.gather(pre, rowIndex, 1))), 2);
             const where = tf.expandDims(tf.oneHot(rowIndex, units), 1);

@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { Random } from '../kernels/random';
 import { heUniform, parseTasks } from './mlp';
+import { product, productTransposed } from './products';
 import { FamilyConfig, ModelFamily, ParamLookup, Stage, StageContext, TensorShape } from './types';
 
 export interface EncoderConfig extends FamilyConfig {
@@ -85,7 +86,7 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
 export function dense(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   const shape = x.shape;
   const flat = tf.reshape(x, [-1, shape[shape.length - 1]]) as tf.Tensor2D;
-  const out = tf.add(tf.matMul(flat, weight as tf.Tensor2D, false, true), bias);
+  const out = tf.add(productTransposed(flat, weight), bias);
   return tf.reshape(out, [...shape.slice(0, -1), weight.shape[0]]);
 }
 
@@ -133,8 +134,8 @@ function attention(config: EncoderConfig, p: (suffix: string) => tf.Tensor, h: t
   const q = split(dense(h, p('attention.self.query.weight'), p('attention.self.query.bias')));
   const k = split(dense(h, p('attention.self.key.weight'), p('attention.self.key.bias')));
   const v = split(dense(h, p('attention.self.value.weight'), p('attention.self.value.bias')));
-  const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(headSize)), maskBias);
-  const context = tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v), [0, 2, 1, 3]), [n, length, hidden]);
+  const scores = tf.add(tf.div(productTransposed(q, k), Math.sqrt(headSize)), maskBias);
+  const context = tf.reshape(tf.transpose(product(tf.softmax(scores), v), [0, 2, 1, 3]), [n, length, hidden]);
   return dense(context, p('attention.output.dense.weight'), p('attention.output.dense.bias'));
 }
 

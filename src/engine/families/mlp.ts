@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
+import { productTransposed } from './products';
 import { Random } from '../kernels/random';
 import { FamilyConfig, ModelFamily, ParamLookup, Stage, TensorShape } from './types';
 
@@ -96,13 +97,13 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
     return config.hiddenSizes.map((_, i) => ({
       tensors: [`trunk.layers.${i}.weight`, `trunk.layers.${i}.bias`],
       apply: (params: ParamLookup, x: tf.Tensor) =>
-        tf.relu(tf.add(tf.matMul(x as tf.Tensor2D, params(`trunk.layers.${i}.weight`) as tf.Tensor2D, false, true), params(`trunk.layers.${i}.bias`))),
+        tf.relu(tf.add(productTransposed(x, params(`trunk.layers.${i}.weight`)), params(`trunk.layers.${i}.bias`))),
       linear: { weight: `trunk.layers.${i}.weight`, bias: `trunk.layers.${i}.bias`, activation: (pre: tf.Tensor) => tf.relu(pre) },
     }));
   },
   head(config, task, params, features) {
     if (!(task in config.tasks)) throw new Error(`the model has no head for task "${task}" (heads: ${Object.keys(config.tasks).join(', ')})`);
-    return tf.add(tf.matMul(features as tf.Tensor2D, params(`heads.${task}.weight`) as tf.Tensor2D, false, true), params(`heads.${task}.bias`));
+    return tf.add(productTransposed(features, params(`heads.${task}.weight`)), params(`heads.${task}.bias`));
   },
   inputs(config, split: TaskSplit, indices, source) {
     const size = split.exampleShape.reduce((a, b) => a * b, 1);
