@@ -13,6 +13,9 @@ import { CheckpointError } from '../src/engine/errors';
 import { requestGpuAdapter } from '../src/engine/gpu/dawn';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
+import { GpuTensorRunner } from '../src/engine/merge/gpu-runner';
+import { mergeKernelsFor } from '../src/engine/gpu/merge-device';
+import { TensorPool } from '../src/engine/merge/pool';
 import { MergeResult, runMerge } from '../src/engine/merge/run';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { removeTempDirs, tempDir } from './helpers/files';
@@ -120,6 +123,27 @@ describe('merging checkpoint files on the GPU', () => {
     expect(gpu.device).toMatchObject({ gpuTensors: 0, cpuTensors: SPEC.length });
     expect(gpu.device.cpuReasons.join(' ')).toMatch(/della: drop rule "della" has no GPU kernel/);
     expectIdentical(readAll(gpu.outDir), readAll(cpu.outDir));
+  });
+
+  gpuIt('keeps the input bytes of tensors in flight within its budget, and merges the same', async () => {
+    const text = `merge_method: ties\nbase_model: f32/base\nmodels:\n${models('f32', 3, '{ weight: 0.7, density: 0.4 }')}\n`;
+    const plan = planMerge(parseMergeConfig(text, 'merge.yml', root));
+    const kernels = (await mergeKernelsFor('webgpu'))!;
+    const largest = Math.max(...SPEC.map((s) => 4 * 4 * s.shape.reduce((a, b) => a * b, 1)));
+    const run = async (budget: number) => {
+      const runner = new GpuTensorRunner(kernels, new TensorPool(0), budget);
+      try {
+        const results = await Promise.all(plan.jobs.map((job) => runner.run(job)));
+        return { results: results.map((r) => Buffer.from(r.bytes)), peak: runner.deviceReport().peakInFlightBytes! };
+      } finally {
+        await runner.close();
+      }
+    };
+    const tight = await run(1);
+    expect(tight.peak).toBe(largest); // one tensor at a time
+    const loose = await run(2 ** 30);
+    expect(loose.peak).toBeGreaterThan(largest); // all at once
+    tight.results.forEach((bytes, i) => expect(bytes.equals(loose.results[i])).toBe(true));
   });
 
   gpuIt('a NaN in an input fails naming the file and tensor, and leaves nothing behind', async () => {

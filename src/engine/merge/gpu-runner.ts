@@ -22,6 +22,8 @@ export interface DeviceReport {
   cpuTensors: number;
   /** Why tensors that could have been merged on the GPU ran on the CPU. */
   cpuReasons: string[];
+  /** Most input bytes of GPU tensors in flight at once. */
+  peakInFlightBytes?: number;
 }
 
 /** The row length a recipe's per-row rules and weights refer to (1 when it has none). */
@@ -33,16 +35,23 @@ function rowLengthOf(recipe: TaskVectorRecipe, elements: number): number {
   return 1;
 }
 
+/** Input bytes of GPU tensors in flight at once: staging and device copies stay within a few GiB. */
+const DEFAULT_IN_FLIGHT_BYTES = 2 ** 31;
+
 export class GpuTensorRunner {
   /** Tensors in flight: enough to overlap reading, upload, compute and read-back. */
   readonly window: number;
   private readonly reader = new TensorReader();
   private readonly report: DeviceReport;
   private readonly reasons = new Set<string>();
+  private inFlightBytes = 0;
+  private peakInFlightBytes = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(
     private readonly kernels: GpuTaskVectorKernels,
     private readonly fallback: TensorPool,
+    private readonly maxInFlightBytes = DEFAULT_IN_FLIGHT_BYTES,
   ) {
     this.window = Math.max(4, fallback.threads * 2);
     this.report = { gpu: kernels.adapter.description, gpuTensors: 0, cpuTensors: 0, cpuReasons: [] };
@@ -53,7 +62,7 @@ export class GpuTensorRunner {
   }
 
   deviceReport(): DeviceReport {
-    return { ...this.report, cpuReasons: [...this.reasons] };
+    return { ...this.report, cpuReasons: [...this.reasons], peakInFlightBytes: this.peakInFlightBytes };
   }
 
   run(job: TensorJob): Promise<TensorResult> {
@@ -93,7 +102,34 @@ export class GpuTensorRunner {
     return recipe;
   }
 
+  /**
+   * Waits until `bytes` more fit the in-flight budget (a tensor larger than the budget runs alone),
+   * so that the window of tensors never holds more staging memory than the budget.
+   */
+  private async reserve(bytes: number): Promise<void> {
+    while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.maxInFlightBytes) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    this.inFlightBytes += bytes;
+    this.peakInFlightBytes = Math.max(this.peakInFlightBytes, this.inFlightBytes);
+  }
+
+  private release(bytes: number): void {
+    this.inFlightBytes -= bytes;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
   private async runOnGpu(job: TensorJob, recipe: TaskVectorRecipe): Promise<TensorResult> {
+    const bytes = (job.models.length + 1) * job.shape.reduce((a, b) => a * b, 1) * 4;
+    await this.reserve(bytes);
+    try {
+      return await this.mergeOnGpu(job, recipe);
+    } finally {
+      this.release(bytes);
+    }
+  }
+
+  private async mergeOnGpu(job: TensorJob, recipe: TaskVectorRecipe): Promise<TensorResult> {
     if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
     const warnings: NonFiniteWarning[] = [];
     const elements = job.shape.reduce((a, b) => a * b, 1);
