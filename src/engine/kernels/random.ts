@@ -78,26 +78,31 @@ export function dropKey(seed: number, modelIndex: number, tensorName: string): S
   return { k0: hashString(stream, low), k1: hashString(stream, high ^ 0x9e3779b9) };
 }
 
-const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24];
+const ROTATIONS = Int32Array.of(13, 15, 26, 6, 17, 29, 16, 24);
 
-/** Threefry-2x32 with 20 rounds: encrypts the counter (c0, c1) under the key; writes two words. */
-export function threefry2x32(key: StreamKey, c0: number, c1: number, out: Uint32Array): void {
-  const ks = [key.k0 >>> 0, key.k1 >>> 0, (0x1bd11bda ^ key.k0 ^ key.k1) >>> 0];
-  let x0 = (c0 + ks[0]) | 0;
-  let x1 = (c1 + ks[1]) | 0;
+/** Key word `index` (0, 1, or the parity word 2) of the schedule. */
+function keyWord(k0: number, k1: number, index: number): number {
+  return index === 0 ? k0 : index === 1 ? k1 : 0x1bd11bda ^ k0 ^ k1;
+}
+
+/** Threefry-2x32 with 20 rounds: encrypts the counter (c0, c1) under the key; writes two words at out[at]. */
+export function threefry2x32(key: StreamKey, c0: number, c1: number, out: Uint32Array, at = 0): void {
+  const k0 = key.k0 | 0;
+  const k1 = key.k1 | 0;
+  let x0 = (c0 + k0) | 0;
+  let x1 = (c1 + k1) | 0;
   for (let round = 0; round < 20; round++) {
     const r = ROTATIONS[round & 7];
     x0 = (x0 + x1) | 0;
-    x1 = (x1 << r) | (x1 >>> (32 - r));
-    x1 ^= x0;
+    x1 = ((x1 << r) | (x1 >>> (32 - r))) ^ x0;
     if ((round & 3) === 3) {
       const injection = (round + 1) >> 2;
-      x0 = (x0 + ks[injection % 3]) | 0;
-      x1 = (x1 + ks[(injection + 1) % 3] + injection) | 0;
+      x0 = (x0 + keyWord(k0, k1, injection % 3)) | 0;
+      x1 = (x1 + keyWord(k0, k1, (injection + 1) % 3) + injection) | 0;
     }
   }
-  out[0] = x0;
-  out[1] = x1;
+  out[at] = x0;
+  out[at + 1] = x1;
 }
 
 /**
@@ -106,15 +111,21 @@ export function threefry2x32(key: StreamKey, c0: number, c1: number, out: Uint32
  */
 export function streamWords(key: StreamKey, offset: number, out: Uint32Array): Uint32Array {
   const pair = new Uint32Array(2);
-  let block = -1;
-  for (let i = 0; i < out.length; i++) {
-    const word = offset + i;
-    const wanted = Math.floor(word / 2);
-    if (wanted !== block) {
-      block = wanted;
-      threefry2x32(key, block >>> 0, Math.floor(block / 4294967296) >>> 0, pair);
-    }
-    out[i] = pair[word & 1];
+  let i = 0;
+  // An odd first word: the second word of its block.
+  if (out.length > 0 && offset % 2 === 1) {
+    const block = (offset - 1) / 2;
+    threefry2x32(key, block >>> 0, Math.floor(block / 4294967296) >>> 0, pair);
+    out[i++] = pair[1];
+  }
+  for (; i + 1 < out.length; i += 2) {
+    const block = (offset + i) / 2;
+    threefry2x32(key, block >>> 0, Math.floor(block / 4294967296) >>> 0, out, i);
+  }
+  if (i < out.length) {
+    const block = (offset + i) / 2;
+    threefry2x32(key, block >>> 0, Math.floor(block / 4294967296) >>> 0, pair);
+    out[i] = pair[0];
   }
   return out;
 }
