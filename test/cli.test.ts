@@ -1,6 +1,6 @@
 /** The real command line, run as a child process against files on disk. */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatBytes } from '../src/cli/format';
 import { terminalProgress } from '../src/cli/progress-bar';
@@ -12,8 +12,8 @@ afterAll(removeTempDirs);
 
 const BIN = resolve(__dirname, '../bin/apl-merge.js');
 
-function cli(args: string[], cwd?: string) {
-  const child = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd });
+function cli(args: string[], cwd?: string, env?: Record<string, string>) {
+  const child = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd, env: env && { ...process.env, ...env } });
   return { code: child.status, stdout: child.stdout, stderr: child.stderr };
 }
 
@@ -53,6 +53,22 @@ describe('apl-merge CLI', () => {
     expect(result.seed).toBe(9);
     expect(result.method).toBe('dare_ties');
     expect(result.sha256).toBe(sha256File(join(root, 'dare', 'model.safetensors')));
+  });
+
+  it('merges on the GPU with --backend webgpu, and says so', () => {
+    const run = cli(['merge', '--backend', 'webgpu', join(root, 'ties.yml'), join(root, 'on-gpu')]);
+    if (run.code !== 0 && /no WebGPU adapter/.test(run.stderr)) return console.warn('skipped: no WebGPU adapter');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/device: 2 tensors on the GPU \(.+\), 0 on the CPU/);
+  });
+
+  it('asked for a GPU where Vulkan finds none, fails with the reason and writes nothing', () => {
+    // No Vulkan driver at all: the loader is pointed at a driver list that does not exist.
+    const out = join(root, 'no-gpu');
+    const run = cli(['merge', '--backend', 'webgpu', join(root, 'ties.yml'), out], undefined, { VK_ICD_FILENAMES: join(root, 'no-such-driver.json'), VK_DRIVER_FILES: join(root, 'no-such-driver.json') });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('error: no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
+    expect(existsSync(out)).toBe(false);
   });
 
   it('inspects a checkpoint: tensors, dtypes, shapes, parameter count, sha256', () => {
