@@ -114,10 +114,10 @@ export class GpuTaskVectorKernels {
 
   /**
    * Chunks of the tensor such that each chunk's inputs of all models fit one binding; chunks hold
-   * whole rows and whole 256-entry blocks.
+   * whole 256-entry blocks, and whole rows when a row is selected as a unit (`wholeRows`).
    */
-  private chunks(elements: number, models: number, rowLength: number): ChunkPlan[] {
-    const unit = lcm(WORKGROUP, rowLength);
+  private chunks(elements: number, models: number, rowLength: number, wholeRows: boolean): ChunkPlan[] {
+    const unit = wholeRows ? lcm(WORKGROUP, rowLength) : WORKGROUP;
     if (unit * models > this.maxBindingElements && elements > unit) throw new Error(`rows of ${rowLength} elements do not fit the GPU's storage bindings`);
     const size = Math.max(unit, Math.floor(this.maxBindingElements / models / unit) * unit);
     const chunks: ChunkPlan[] = [];
@@ -160,7 +160,7 @@ export class GpuTaskVectorKernels {
     const readbacks: Array<{ chunk: ChunkPlan; buffer: GPUBuffer }> = [];
     const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer }> = [];
     try {
-      for (const chunk of this.chunks(elements, modelCount, rowLength)) {
+      for (const chunk of this.chunks(elements, modelCount, rowLength, recipe.models.some((m) => m.drop.kind === 'rowTopK'))) {
         const bytes = chunk.length * 4;
         // Staging: the base, then each model, written in place by the caller.
         const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
