@@ -5,7 +5,8 @@
 import { combineTaskVectors, ConsensusMethod, subtractInPlace } from '../src/engine/kernels/combine';
 import { dropKey, streamWords, tensorRandom } from '../src/engine/kernels/random';
 import { topKCut } from '../src/engine/kernels/select';
-import { dropByStream, keepThreshold, magnitudePrune } from '../src/engine/kernels/sparsify';
+import { applyDrop, magnitudeRule } from '../src/engine/kernels/recipe';
+import { dropByStream, keepThreshold } from '../src/engine/kernels/sparsify';
 import { wasmAddress, WasmArena, wasmKernels } from '../src/engine/kernels/wasm';
 
 const arena = new WasmArena();
@@ -52,8 +53,8 @@ describe('WASM kernels match the typed-array kernels bit for bit', () => {
       for (const rescale of [false, true]) {
         const js = jsX.slice();
         const [wasm] = inWasm([jsX]);
-        magnitudePrune(js, density, rescale);
-        magnitudePrune(wasm, density, rescale);
+        applyDrop(js, magnitudeRule(density, n, rescale), [n]);
+        applyDrop(wasm, magnitudeRule(density, n, rescale), [n]);
         expect(bitsOf(wasm)).toEqual(bitsOf(js));
         expect(js.filter((v) => v !== 0).length).toBeLessThanOrEqual(Math.floor(density * n));
       }

@@ -4,7 +4,8 @@
  */
 import { dropKey, tensorRandom } from '../src/engine/kernels/random';
 import { topKCut } from '../src/engine/kernels/select';
-import { bernoulliDrop, dellaPrune } from '../src/engine/kernels/sparsify';
+import { applyDrop, bernoulliRule } from '../src/engine/kernels/recipe';
+import { dellaPrune } from '../src/engine/kernels/sparsify';
 import { getMergeMethod, MERGE_METHODS } from '../src/engine/methods/registry';
 import { ParameterValue } from '../src/engine/methods/types';
 
@@ -229,7 +230,7 @@ describe('seeded streams', () => {
     expect(draw(1, 0, 'a')).not.toEqual(draw(1, 1, 'a'));
     expect(draw(1, 0, 'a')).not.toEqual(draw(1, 0, 'b'));
     const delta = new Float32Array(1000).fill(1);
-    bernoulliDrop(delta, 0.5, dropKey(4, 0, 'x'), false);
+    applyDrop(delta, bernoulliRule(0.5, dropKey(4, 0, 'x'), false), [delta.length]);
     expect(delta.some((v) => v === 0) && delta.some((v) => v === 1)).toBe(true);
   });
 });

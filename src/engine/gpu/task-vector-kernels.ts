@@ -5,7 +5,7 @@
  * tensor's work is one submission, so several tensors in flight overlap their upload, compute and
  * read-back.
  */
-import { DropRule, rowDrop, TaskVectorRecipe } from '../kernels/recipe';
+import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
 import { describeAdapter, GpuAdapterInfo, requestGpuAdapter } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
@@ -288,10 +288,9 @@ export class GpuTaskVectorKernels {
           break;
         }
         case 'rowTopK': {
-          // The CPU's rule (recipe.ts): round(rate · length) entries per row; all of them keeps the row.
           view.setUint32(at + 28, words.length, true);
           const length = elements / rows;
-          for (const rate of rule.rates) words.push(Math.max(0, Math.min(length, Math.round(rate * length))));
+          for (const rate of rule.rates) words.push(rowKeepCount(rate, length));
           break;
         }
         default:

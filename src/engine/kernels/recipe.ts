@@ -38,6 +38,31 @@ export interface TaskVectorRecipe {
   lambda: number;
 }
 
+/**
+ * The survivors' scale when rescaling by 1/density, as float32: the product of two float32 values
+ * rounds identically in JS, WASM and WGSL.
+ */
+function rescaleFactor(density: number, rescale: boolean): number {
+  return Math.fround(rescale && density > 0 ? 1 / density : 1);
+}
+
+/** TIES' trim: the floor(density·n) largest magnitudes of n survive (all of them at density ≥ 1). */
+export function magnitudeRule(density: number, elements: number, rescale = false): DropRule {
+  if (density >= 1) return { kind: 'keep' };
+  return { kind: 'magnitude', keepCount: Math.floor(density * elements), scale: rescaleFactor(density, rescale) };
+}
+
+/** DARE: each entry survives with probability `density`, by the key's stream. */
+export function bernoulliRule(density: number, key: StreamKey, rescale: boolean): DropRule {
+  if (density >= 1) return { kind: 'keep' };
+  return { kind: 'bernoulli', key, threshold: keepThreshold(density), scale: rescaleFactor(density, rescale) };
+}
+
+/** How many entries of a row of `length` APL's deterministic drop keeps at keep-rate `rate`. */
+export function rowKeepCount(rate: number, length: number): number {
+  return Math.max(0, Math.min(length, Math.round(rate * length)));
+}
+
 /** Per-row keep threshold and float32 scale of a row rate; a rate ≥ 1 keeps the row unscaled. */
 export function rowDrop(rate: number): { keepAll: boolean; threshold: number; scale: number } {
   if (rate >= 1) return { keepAll: true, threshold: 0, scale: 1 };
@@ -48,8 +73,8 @@ export function rowDrop(rate: number): { keepAll: boolean; threshold: number; sc
 function keepLargestPerRow(delta: Float32Array, rates: Float32Array): void {
   const rowLength = delta.length / rates.length;
   for (let r = 0; r < rates.length; r++) {
-    const keep = Math.round(rates[r] * rowLength);
-    if (keep >= rowLength) continue;
+    const keep = rowKeepCount(rates[r], rowLength);
+    if (keep === rowLength) continue;
     keepLargest(delta.subarray(r * rowLength, (r + 1) * rowLength), keep, 1);
   }
 }

@@ -13,13 +13,6 @@ function bitsOf(values: Float32Array): Uint32Array {
   return new Uint32Array(values.buffer, values.byteOffset, values.length);
 }
 
-/** Keeps the floor(density·n) largest magnitudes (TIES' trim); optionally rescales by 1/density. */
-export function magnitudePrune(delta: Float32Array, density: number, rescale = false): void {
-  if (density >= 1) return;
-  // A float32 scale: the product of two float32 values rounds identically in JS, WASM and WGSL.
-  keepLargest(delta, Math.floor(density * delta.length), Math.fround(rescale && density > 0 ? 1 / density : 1));
-}
-
 /**
  * Keeps the `keepCount` largest magnitudes (at the threshold magnitude, the first by position),
  * multiplied by the float32 `scale`; zeroes the rest.
@@ -72,12 +65,6 @@ export function dropByStream(values: Float32Array, key: StreamKey, offset: numbe
 export function keepThreshold(probability: number): number {
   // 2^32 − 1 is never a threshold: the GPU kernels use it to mean "keep every entry".
   return Math.min(0xfffffffe, Math.max(0, Math.floor(probability * 4294967296)));
-}
-
-/** DARE: keeps each element with probability `density`; survivors ×1/density when rescaling. */
-export function bernoulliDrop(delta: Float32Array, density: number, key: StreamKey, rescale: boolean): void {
-  if (density >= 1) return;
-  dropByStream(delta, key, 0, keepThreshold(density), Math.fround(rescale && density > 0 ? 1 / density : 1));
 }
 
 /**

@@ -6,8 +6,8 @@
  */
 import { ConsensusMethod } from '../kernels/combine';
 import { dropKey } from '../kernels/random';
-import { DropRule, runRecipe, TaskVectorRecipe } from '../kernels/recipe';
-import { keepThreshold, SparsificationMethod } from '../kernels/sparsify';
+import { bernoulliRule, DropRule, magnitudeRule, runRecipe, TaskVectorRecipe } from '../kernels/recipe';
+import { SparsificationMethod } from '../kernels/sparsify';
 import { CONSENSUS, DENSITY, INT8_MASK, LAMBDA, MergeMethod, NORMALIZE, ParameterDef, ParameterValue, RecipeInput, RESCALE, TensorMergeInput, WEIGHT } from './types';
 
 export interface TaskVectorSettings {
@@ -35,9 +35,9 @@ function dropRule(sparsification: SparsificationMethod | undefined, input: Recip
   const rescale = input.globalParameters.rescale as boolean;
   switch (sparsification) {
     case 'magnitude':
-      return { kind: 'magnitude', keepCount: Math.floor(density * input.elements), scale: 1 };
+      return magnitudeRule(density, input.elements);
     case 'random':
-      return { kind: 'bernoulli', key: dropKey(input.seed, t, input.name), threshold: keepThreshold(density), scale: Math.fround(rescale && density > 0 ? 1 / density : 1) };
+      return bernoulliRule(density, dropKey(input.seed, t, input.name), rescale);
     case 'magnitude_outliers':
       return { kind: 'breadcrumbs', density, gamma: p.gamma as number };
     case 'della_magprune':
