@@ -5,6 +5,7 @@
  * tensor's work is one submission, so several tensors in flight overlap their upload, compute and
  * read-back.
  */
+import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
 import { describeAdapter, GpuAdapterInfo, requestGpuAdapter } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
@@ -303,12 +304,10 @@ export class GpuTaskVectorKernels {
 
   private writeChunkUniform(target: ArrayBuffer, recipe: TaskVectorRecipe, chunk: ChunkPlan, [groupsX, rowGroupsX]: [number, number], blocks: number, rowLength: number, rows: number): void {
     const view = new DataView(target);
-    const weightSum = recipe.models.reduce((s, m) => s + m.weight, 0);
-    const divisor = recipe.normalize && Math.abs(weightSum) >= 1e-8 ? weightSum : 1;
     const u32 = [chunk.start, chunk.length, groupsX, recipe.models.length, blocks, rowLength, rows, recipe.consensus === undefined ? 0 : recipe.consensus === 'sum' ? 1 : 2, recipe.normalize ? 1 : 0];
     u32.forEach((v, i) => view.setUint32(i * 4, v, true));
     view.setFloat32(36, recipe.lambda, true);
-    view.setFloat32(40, recipe.lambda / divisor, true);
+    view.setFloat32(40, recipe.lambda / sumDivisor(recipe.models.map((m) => m.weight), recipe.normalize), true);
     view.setUint32(44, rowGroupsX, true);
   }
 }

@@ -22,6 +22,16 @@ export interface CombineOptions {
 
 const BLOCK = 4096;
 
+/**
+ * What a plain weighted sum is divided by: the sum of the weights when normalising (unless it is
+ * about zero), else 1. The WASM kernel and the GPU kernels apply the same rule.
+ */
+export function sumDivisor(weights: readonly number[], normalize: boolean): number {
+  let weightSum = 0;
+  for (const w of weights) weightSum += w;
+  return normalize && Math.abs(weightSum) >= 1e-8 ? weightSum : 1;
+}
+
 /** Writes base + λ·mix(deltas) into `out` (which may be `base` itself). */
 export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], options: CombineOptions, out: Float32Array): Float32Array {
   const { weights, consensus, normalize, lambda } = options;
@@ -36,10 +46,7 @@ export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], o
     return out;
   }
   if (!consensus) {
-    let weightSum = 0;
-    for (const w of weights) weightSum += w;
-    const divisor = normalize && Math.abs(weightSum) >= 1e-8 ? weightSum : 1;
-    const scale = lambda / divisor;
+    const scale = lambda / sumDivisor(weights, normalize);
     const mixed = new Float64Array(BLOCK);
     for (let start = 0; start < n; start += BLOCK) {
       const length = Math.min(BLOCK, n - start);
