@@ -137,8 +137,10 @@ export class GpuTaskVectorKernels {
     const { device } = this;
     const modelCount = recipe.models.length;
     const rows = elements / rowLength;
+    if (rows !== Math.floor(rows)) throw new Error(`row length ${rowLength} does not divide ${elements} elements`);
     const blocks = Math.max(1, Math.ceil(elements / WORKGROUP));
     const usesMagnitude = recipe.models.some((m) => m.drop.kind === 'magnitude');
+    const usesRowSelection = recipe.models.some((m) => m.drop.kind === 'rowTopK');
     const created: GPUBuffer[] = [];
     const buffer = (size: number, usage: number, mappedAtCreation = false) => {
       const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, mappedAtCreation });
@@ -158,10 +160,10 @@ export class GpuTaskVectorKernels {
     const blockPrefix = buffer(usesMagnitude ? modelCount * blocks * 4 : 16, GPUBufferUsage.STORAGE);
 
     const encoder = device.createCommandEncoder();
-    const readbacks: Array<{ chunk: ChunkPlan; buffer: GPUBuffer }> = [];
-    const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer }> = [];
+    const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer; readback: GPUBuffer }> = [];
+    const querySet = this.timestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
     try {
-      for (const chunk of this.chunks(elements, modelCount, rowLength, recipe.models.some((m) => m.drop.kind === 'rowTopK'))) {
+      for (const chunk of this.chunks(elements, modelCount, rowLength, usesRowSelection)) {
         const bytes = chunk.length * 4;
         // Staging: the base, then each model, written in place by the caller.
         const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
@@ -186,12 +188,9 @@ export class GpuTaskVectorKernels {
           layout: this.layout,
           entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer].map((b, binding) => ({ binding, resource: { buffer: b } })),
         });
-        bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer });
-        const readback = buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-        readbacks.push({ chunk, buffer: readback });
+        bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer, readback: buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST) });
       }
       if (usesMagnitude) encoder.clearBuffer(histogram);
-      const querySet = this.timestamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
       const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       const perChunk = (name: keyof typeof this.pipelines, perRow = false) => {
         pass.setPipeline(this.pipelines[name]);
@@ -214,13 +213,13 @@ export class GpuTaskVectorKernels {
         perChunk('blockCounts');
         perModel('scanBlocks');
       }
-      if (recipe.models.some((m) => m.drop.kind === 'rowTopK')) perChunk('rowSelect', true);
+      if (usesRowSelection) perChunk('rowSelect', true);
       perChunk('drops');
       perChunk('combine');
       pass.end();
-      bound.forEach(({ chunk, merged }, i) => {
-        if (chunk.length > 0) encoder.copyBufferToBuffer(merged, 0, readbacks[i].buffer, 0, chunk.length * 4);
-      });
+      for (const { chunk, merged, readback } of bound) {
+        if (chunk.length > 0) encoder.copyBufferToBuffer(merged, 0, readback, 0, chunk.length * 4);
+      }
       let timing: GPUBuffer | undefined;
       if (querySet) {
         const resolved = buffer(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
@@ -232,7 +231,7 @@ export class GpuTaskVectorKernels {
       device.queue.submit([encoder.finish()]);
       const error = await device.popErrorScope();
       if (error) throw new Error(`WebGPU validation error: ${error.message}`);
-      for (const { chunk, buffer: readback } of readbacks) {
+      for (const { chunk, readback } of bound) {
         if (chunk.length === 0) continue;
         await readback.mapAsync(GPUMapMode.READ);
         into.set(new Float32Array(readback.getMappedRange(), 0, chunk.length), chunk.start);
@@ -243,11 +242,11 @@ export class GpuTaskVectorKernels {
         const [begin, end] = new BigUint64Array(timing.getMappedRange());
         if (end > begin) this.kernelNanoseconds += Number(end - begin);
         timing.unmap();
-        querySet?.destroy();
       }
       return into;
     } finally {
       for (const b of created) b.destroy();
+      querySet?.destroy();
     }
   }
 
@@ -298,7 +297,6 @@ export class GpuTaskVectorKernels {
           break;
       }
     });
-    if (rows !== Math.floor(rows)) throw new Error(`row length does not divide ${elements} elements`);
     return { modelBytes, rowData: Uint32Array.from(words.length ? words : [0]) };
   }
 

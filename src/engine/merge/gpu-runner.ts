@@ -66,13 +66,14 @@ export class GpuTensorRunner {
   }
 
   run(job: TensorJob): Promise<TensorResult> {
-    const recipe = this.gpuRecipe(job);
+    const elements = job.shape.reduce((a, b) => a * b, 1);
+    const recipe = this.gpuRecipe(job, elements);
     if (!recipe) {
       this.report.cpuTensors++;
       return this.fallback.run(job);
     }
     this.report.gpuTensors++;
-    return this.runOnGpu(job, recipe);
+    return this.runOnGpu(job, recipe, elements);
   }
 
   recycle(bytes: Uint8Array): void {
@@ -85,14 +86,13 @@ export class GpuTensorRunner {
   }
 
   /** The job's recipe when the GPU can run it; otherwise notes why not and returns undefined. */
-  private gpuRecipe(job: TensorJob): TaskVectorRecipe | undefined {
+  private gpuRecipe(job: TensorJob, elements: number): TaskVectorRecipe | undefined {
     if (job.kind === 'copy') return undefined;
     const method = getMergeMethod(job.method);
     if (!method.recipe || !job.base) {
       this.reasons.add(`${job.method}: no GPU kernel`);
       return undefined;
     }
-    const elements = job.shape.reduce((a, b) => a * b, 1);
     const recipe = method.recipe({ ...job, elements });
     const problem = gpuRecipeProblem(recipe, elements);
     if (problem) {
@@ -119,20 +119,19 @@ export class GpuTensorRunner {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
-  private async runOnGpu(job: TensorJob, recipe: TaskVectorRecipe): Promise<TensorResult> {
-    const bytes = (job.models.length + 1) * job.shape.reduce((a, b) => a * b, 1) * 4;
+  private async runOnGpu(job: TensorJob, recipe: TaskVectorRecipe, elements: number): Promise<TensorResult> {
+    const bytes = (job.models.length + 1) * elements * 4;
     await this.reserve(bytes);
     try {
-      return await this.mergeOnGpu(job, recipe);
+      return await this.mergeOnGpu(job, recipe, elements);
     } finally {
       this.release(bytes);
     }
   }
 
-  private async mergeOnGpu(job: TensorJob, recipe: TaskVectorRecipe): Promise<TensorResult> {
+  private async mergeOnGpu(job: TensorJob, recipe: TaskVectorRecipe, elements: number): Promise<TensorResult> {
     if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
     const warnings: NonFiniteWarning[] = [];
-    const elements = job.shape.reduce((a, b) => a * b, 1);
     const fill = (which: 'base' | number, start: number, values: Float32Array) => {
       const input = which === 'base' ? job.base! : job.models[which];
       this.readRange(input, start, values);
