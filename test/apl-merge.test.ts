@@ -11,9 +11,9 @@ import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
 import { useBackend } from '../src/engine/tensors/backend';
-import { requestGpuAdapter } from '../src/engine/gpu/dawn';
 import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { gpuIt } from './helpers/gpu';
 import { tinyFamily } from './helpers/tiny-models';
 
 beforeAll(async () => {
@@ -110,8 +110,7 @@ describe('apl merge method', () => {
     await expect(merge(dir, wrongLevel, 'never')).rejects.toThrow(/importance at row level, but the merge asks for level layer/);
   });
 
-  it('merges on the GPU as on the CPU: row drops identical, competition weights to float32 rounding', async () => {
-    if (!(await requestGpuAdapter())) return console.warn('skipped the GPU APL merge: no WebGPU adapter');
+  gpuIt('merges on the GPU as on the CPU: row drops identical, competition weights to float32 rounding', async () => {
     const base = loadModel(join(dir, 'base'));
     for (const name of ['a', 'b']) {
       const finetune = loadModel(join(dir, name));

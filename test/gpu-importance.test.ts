@@ -5,8 +5,8 @@
  */
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
-import { requestGpuAdapter } from '../src/engine/gpu/dawn';
 import { useBackend } from '../src/engine/tensors/backend';
+import { gpuIt } from './helpers/gpu';
 import { tinyFamily } from './helpers/tiny-models';
 
 afterAll(async () => {
@@ -18,8 +18,7 @@ function relative(actual: Float64Array, expected: Float64Array): number {
   return actual.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i])), 0) / scale;
 }
 
-it('exact and gradient importance on WebGPU match WASM within 1e-4 relative', async () => {
-  if (!(await requestGpuAdapter())) return console.warn('skipped: no WebGPU adapter (install the optional package "webgpu" and a Vulkan driver)');
+gpuIt('exact and gradient importance on WebGPU match WASM within 1e-4 relative', async () => {
   const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }], hidden: [12, 6], probeSize: 40 });
   const finetune = family.finetunes[0];
   const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
@@ -35,4 +34,4 @@ it('exact and gradient importance on WebGPU match WASM within 1e-4 relative', as
   expect(relative(gpu.gradient.absolute, wasm.gradient.absolute)).toBeLessThan(1e-4);
   // not trivially equal: the scores vary across partitions
   expect(new Set(Array.from(wasm.exact.lossIncrease, (v) => v.toFixed(6))).size).toBeGreaterThan(5);
-}, 120_000);
+});

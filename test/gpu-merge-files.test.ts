@@ -10,7 +10,6 @@ import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoin
 import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
 import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
 import { CheckpointError } from '../src/engine/errors';
-import { requestGpuAdapter } from '../src/engine/gpu/dawn';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { GpuTensorRunner } from '../src/engine/merge/gpu-runner';
@@ -19,6 +18,7 @@ import { TensorPool } from '../src/engine/merge/pool';
 import { MergeResult, runMerge } from '../src/engine/merge/run';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { gpuIt } from './helpers/gpu';
 
 afterAll(removeTempDirs);
 
@@ -29,12 +29,9 @@ const SPEC = [
   { name: 'head.weight', shape: [4, 16] },
 ];
 
-let available = false;
 let root: string;
 
-beforeAll(async () => {
-  available = (await requestGpuAdapter()) !== undefined;
-  if (!available) console.warn('GPU merge tests skipped: no WebGPU adapter (install the optional package "webgpu" and a Vulkan driver: a GPU, or mesa-vulkan-drivers ≥ 24 for lavapipe)');
+beforeAll(() => {
   root = tempDir();
   writeSyntheticFamily(join(root, 'f32'), { tensors: SPEC, fineTunes: 3, seed: 5 });
   writeSyntheticFamily(join(root, 'bf16'), { tensors: SPEC, fineTunes: 2, seed: 6, dtype: 'BF16' });
@@ -69,15 +66,6 @@ function expectIdentical(gpu: Map<string, Float32Array>, cpu: Map<string, Float3
   for (const [name, expected] of cpu) expect(Buffer.from(gpu.get(name)!.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
 }
 
-const gpuIt = (name: string, fn: () => Promise<void>) =>
-  it(name, async () => {
-    if (!available) {
-      console.warn(`skipped "${name}": no WebGPU adapter`);
-      return;
-    }
-    await fn();
-  }, 120_000);
-
 const models = (family: string, count: number, parameters: string) =>
   Array.from({ length: count }, (_, i) => `  - model: ${family}/finetune-${i + 1}\n    parameters: ${parameters}`).join('\n');
 
@@ -93,19 +81,20 @@ describe('merging checkpoint files on the GPU', () => {
     expect(gpu.sha256).toBe(cpu.sha256);
   });
 
-  it.each([
+  for (const [method, parameters, extra] of [
     ['ties', '{ weight: 0.7, density: 0.4 }', ''],
     ['dare_ties', '{ weight: 0.5, density: 0.5 }', 'seed: 7\n'],
     ['task_arithmetic', '{ weight: 0.4 }', 'parameters: { lambda: 0.9 }\n'],
     ['magnitude', '{ weight: 0.6, density: 0.2 }', ''],
-  ])('%s over three fine-tunes agrees with the CPU to float32 rounding', async (method, parameters, extra) => {
-    if (!available) return console.warn(`skipped "${method}": no WebGPU adapter`);
-    const text = `merge_method: ${method}\nbase_model: f32/base\n${extra}models:\n${models('f32', 3, parameters)}\n`;
-    const gpu = await merge(text, 'webgpu', `${method}-gpu`);
-    const cpu = await merge(text, 'wasm', `${method}-cpu`);
-    expect(gpu.device).toMatchObject({ gpuTensors: SPEC.length, cpuTensors: 0 });
-    expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 1e-6);
-  }, 120_000);
+  ]) {
+    gpuIt(`${method} over three fine-tunes agrees with the CPU to float32 rounding`, async () => {
+      const text = `merge_method: ${method}\nbase_model: f32/base\n${extra}models:\n${models('f32', 3, parameters)}\n`;
+      const gpu = await merge(text, 'webgpu', `${method}-gpu`);
+      const cpu = await merge(text, 'wasm', `${method}-cpu`);
+      expect(gpu.device).toMatchObject({ gpuTensors: SPEC.length, cpuTensors: 0 });
+      expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 1e-6);
+    });
+  }
 
   gpuIt('decodes bfloat16 inputs and writes the configured dtype', async () => {
     const text = `merge_method: ties\nbase_model: bf16/base\ndtype: bfloat16\nmodels:\n${models('bf16', 2, '{ weight: 1.0, density: 0.5 }')}\n`;

@@ -8,18 +8,13 @@ import { dropKey, tensorRandom } from '../src/engine/kernels/random';
 import { DropRule, runRecipe, TaskVectorRecipe } from '../src/engine/kernels/recipe';
 import { keepThreshold } from '../src/engine/kernels/sparsify';
 import { gpuRecipeProblem, GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
-import { requestGpuAdapter } from '../src/engine/gpu/dawn';
+import { gpuAvailable, gpuIt } from './helpers/gpu';
 
 let kernels: GpuTaskVectorKernels | undefined;
 let chunked: GpuTaskVectorKernels | undefined;
-let skipReason = '';
 
 beforeAll(async () => {
-  if (!(await requestGpuAdapter())) {
-    skipReason = 'no WebGPU adapter (install the optional package "webgpu" and a Vulkan driver: a GPU, or mesa-vulkan-drivers ≥ 24 for lavapipe)';
-    console.warn(`GPU merge tests skipped: ${skipReason}`);
-    return;
-  }
+  if (!(await gpuAvailable())) return;
   kernels = await GpuTaskVectorKernels.open();
   // Chunks of 3 × 512 elements: multi-chunk tensors at test sizes.
   chunked = await GpuTaskVectorKernels.open({ maxChunkElements: 1536 });
@@ -73,15 +68,6 @@ function expectClose(gpu: Float32Array, cpu: Float32Array, base: Float32Array, m
     if (Math.abs(gpu[i] - cpu[i]) > tolerance) throw new Error(`element ${i}: GPU ${gpu[i]} vs CPU ${cpu[i]} (tolerance ${tolerance})`);
   }
 }
-
-const gpuIt = (name: string, fn: () => Promise<void>) =>
-  it(name, async () => {
-    if (!kernels) {
-      console.warn(`skipped "${name}": ${skipReason}`);
-      return;
-    }
-    await fn();
-  }, 60_000);
 
 const SIZES = [1, 255, 256, 257, 4099];
 
