@@ -62,6 +62,9 @@ export function describeAdapter(adapter: GPUAdapter): GpuAdapterInfo {
   return { description: info.description || info.device || info.vendor, vendor: info.vendor, architecture: info.architecture, software };
 }
 
+/** What to tell a user who asked for WebGPU where there is none. */
+export const NO_ADAPTER_MESSAGE = 'no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver';
+
 /** The first adapter WebGPU offers, or undefined (no package, no driver, no device). */
 export async function requestGpuAdapter(): Promise<GPUAdapter | undefined> {
   const gpu = await webGpu();
@@ -72,4 +75,15 @@ export async function requestGpuAdapter(): Promise<GPUAdapter | undefined> {
 /** Device nodes of NVIDIA or DRM GPUs: without one, trying WebGPU only costs time and warnings. */
 export function gpuDevicePresent(): boolean {
   return existsSync('/dev/nvidia0') || existsSync('/dev/dri/renderD128') || existsSync('/dev/dxg');
+}
+
+/**
+ * Whether `auto` should use the GPU: a GPU device node and a hardware adapter. A software adapter
+ * (lavapipe, SwiftShader) is slower than the CPU paths, and probing without a device node only
+ * costs time and warnings.
+ */
+export async function hardwareGpuPresent(): Promise<boolean> {
+  if (!gpuDevicePresent()) return false;
+  const adapter = await requestGpuAdapter();
+  return adapter !== undefined && !describeAdapter(adapter).software;
 }

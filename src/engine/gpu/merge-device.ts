@@ -4,7 +4,7 @@
  * opened on first use and kept: pipelines compile once, and worker processes run many merges.
  */
 import { BackendChoice } from '../backend-choice';
-import { describeAdapter, gpuDevicePresent, requestGpuAdapter } from './dawn';
+import { hardwareGpuPresent } from './dawn';
 import { GpuTaskVectorKernels } from './task-vector-kernels';
 
 let shared: Promise<GpuTaskVectorKernels> | undefined;
@@ -21,9 +21,5 @@ function sharedKernels(): Promise<GpuTaskVectorKernels> {
 export async function mergeKernelsFor(choice: BackendChoice): Promise<GpuTaskVectorKernels | undefined> {
   if (choice === 'wasm' || choice === 'cpu') return undefined;
   if (choice === 'webgpu') return sharedKernels();
-  // auto: a software adapter (lavapipe, SwiftShader) is slower than the CPU kernels.
-  if (!gpuDevicePresent()) return undefined;
-  const adapter = await requestGpuAdapter();
-  if (!adapter || describeAdapter(adapter).software) return undefined;
-  return sharedKernels();
+  return (await hardwareGpuPresent()) ? sharedKernels() : undefined;
 }

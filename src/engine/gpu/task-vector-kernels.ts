@@ -7,7 +7,7 @@
  */
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
-import { describeAdapter, GpuAdapterInfo, requestGpuAdapter } from './dawn';
+import { describeAdapter, GpuAdapterInfo, NO_ADAPTER_MESSAGE, requestGpuAdapter } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
 const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5 };
@@ -89,7 +89,7 @@ export class GpuTaskVectorKernels {
    */
   static async open(options: { maxChunkElements?: number } = {}): Promise<GpuTaskVectorKernels> {
     const adapter = await requestGpuAdapter();
-    if (!adapter) throw new GpuUnavailableError('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
+    if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
     const device = await adapter.requestDevice({
       requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
       requiredLimits: {

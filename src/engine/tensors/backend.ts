@@ -11,27 +11,23 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { BackendChoice, defaultBackend } from '../backend-choice';
-import { describeAdapter, GpuAdapterInfo, gpuDevicePresent, webGpu } from '../gpu/dawn';
+import { hardwareGpuPresent, NO_ADAPTER_MESSAGE, requestGpuAdapter, webGpu } from '../gpu/dawn';
 
 export { BACKENDS, parseBackend } from '../backend-choice';
 export type { BackendChoice } from '../backend-choice';
 
 let active: string | undefined;
 
-let webgpuRegistered: Promise<GpuAdapterInfo | undefined> | undefined;
+let webgpuRegistered: Promise<boolean> | undefined;
 
-/**
- * Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; resolves
- * to the adapter's description, or undefined when there is no adapter.
- */
-function registerWebGpu(): Promise<GpuAdapterInfo | undefined> {
+/** Installs navigator.gpu from the `webgpu` package and registers tfjs's WebGPU backend; false when there is no adapter. */
+function registerWebGpu(): Promise<boolean> {
   webgpuRegistered ??= (async () => {
     const gpu = await webGpu();
-    const adapter = gpu && (await gpu.requestAdapter());
-    if (!gpu || !adapter) return undefined;
+    if (!gpu || !(await requestGpuAdapter())) return false;
     Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis as { navigator?: object }).navigator, gpu }, configurable: true, writable: true });
     require('@tensorflow/tfjs-backend-webgpu');
-    return describeAdapter(adapter);
+    return true;
   })();
   return webgpuRegistered;
 }
@@ -39,11 +35,8 @@ function registerWebGpu(): Promise<GpuAdapterInfo | undefined> {
 /** Selects and initialises a backend once per process; returns its name. */
 export async function useBackend(choice: BackendChoice = defaultBackend()): Promise<string> {
   let wanted: string = choice;
-  // auto: a hardware GPU only; a software adapter (lavapipe) is slower than WASM.
-  if (choice === 'auto') wanted = gpuDevicePresent() && (await registerWebGpu())?.software === false ? 'webgpu' : 'wasm';
-  else if (choice === 'webgpu' && !(await registerWebGpu())) {
-    throw new Error('no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver');
-  }
+  if (choice === 'auto') wanted = (await hardwareGpuPresent()) && (await registerWebGpu()) ? 'webgpu' : 'wasm';
+  else if (choice === 'webgpu' && !(await registerWebGpu())) throw new Error(NO_ADAPTER_MESSAGE);
   if (active === wanted) return active;
   const ok = await tf.setBackend(wanted);
   if (!ok) throw new Error(`TensorFlow.js backend "${wanted}" failed to initialise`);
