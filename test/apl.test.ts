@@ -56,10 +56,25 @@ describe('exact importance (causal intervention)', () => {
   const [finetune] = family.finetunes;
   const probe = family.probes[0];
 
-  it.each(['model', 'layer', 'row'] as const)('equals the loss increase of each corrupted model computed one by one (%s level)', async (level) => {
+  // The row level has three paths: a rank-one update of the next linear map (a layer, or a linear
+  // head), a splice of the changed unit when the head is not known to be linear, and a full
+  // recomputation of the stage when the stage is not known to be linear.
+  const withoutLinearHead = (model: Model): Model => ({ ...model, family: { ...model.family, linearHead: undefined } });
+  const withoutLinearStages = (model: Model): Model => ({
+    ...model,
+    family: { ...model.family, linearHead: undefined, stages: (config) => model.family.stages(config).map((stage) => ({ ...stage, linear: undefined })) },
+  });
+  const asIs = (model: Model): Model => model;
+  it.each([
+    ['model', 'MLP', asIs],
+    ['layer', 'MLP', asIs],
+    ['row', 'MLP', asIs],
+    ['row', 'MLP seen without its linear head', withoutLinearHead],
+    ['row', 'MLP seen without linear stages', withoutLinearStages],
+  ] as const)('equals the loss increase of each corrupted model computed one by one (%s level, %s)', async (level, _view, view) => {
     const scheme = buildPartitions(level, shapesOf(finetune));
-    const batched = await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
-    const oneAtATime = await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: 1 });
+    const batched = await exactImportance({ base: family.base, finetune: view(finetune), task: 'a', probe, scheme });
+    const oneAtATime = await exactImportance({ base: family.base, finetune: view(finetune), task: 'a', probe, scheme }, { maxBatchRows: 1 });
     const clean = meanLoss(finetune, 'a', probe);
     expect(batched.cleanLoss).toBeCloseTo(clean, 5);
     for (let k = 0; k < scheme.count; k++) {

@@ -46,7 +46,7 @@ const cases: Array<[string, number[], number[], boolean]> = [
   ['batched p·v', [2, 3, 4, 5], [2, 3, 5, 6], false],
 ];
 
-describe.each(['wasm', 'cpu'])('on %s', (backend) => {
+describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
   beforeAll(async () => {
     await useBackend(backend);
   });

@@ -4,7 +4,10 @@
  *  - exact (causal intervention): I_k = mean_x [L(θ_t − δ_k; x) − L(θ_t; x)], and the KL divergence
  *    between the clean and corrupted predictive distributions. Partitions in the same stage
  *    (layer, block) share the activations before it and run as one batch after it, so the cost
- *    per partition approaches one forward pass over the probe set.
+ *    per partition approaches one forward pass over the probe set. A row of a linear layer changes
+ *    one output unit: only that column is recomputed, and where a linear map reads it (the next
+ *    layer, or a linear head) the change enters that map's pre-activation as a rank-one term, so a
+ *    row partition of an MLP costs far less than a forward pass.
  *  - gradient (first-order approximation): Î_k = −g·δ_k (signed) or |g·δ_k|, g = ∇L at θ_t (or at
  *    θ_b with the fine-tune's head): one forward and backward pass covers every partition.
  */
@@ -12,8 +15,8 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
-import { productTransposed } from '../families/products';
-import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
+import { product, productTransposed } from '../families/products';
+import { LinearMap, logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
 
@@ -73,11 +76,23 @@ async function readAndDispose(tensor: tf.Tensor): Promise<Float32Array> {
   }
 }
 
-/** Per-example cross-entropy [n] and log-probabilities [n, C]. */
-function lossAndLogProbs(out: tf.Tensor, labels: tf.Tensor, classes: number): [tf.Tensor, tf.Tensor] {
-  const logProbs = tf.logSoftmax(out);
-  const loss = tf.neg(tf.sum(tf.mul(tf.oneHot(labels as tf.Tensor1D, classes), logProbs), 1));
-  return [loss, logProbs];
+/**
+ * Mean cross-entropy and mean KL(clean ‖ corrupted) per variant, for logits of `variants` variants
+ * of the n probe examples stacked along the first axis. The clean distribution and the one-hot
+ * labels [n, C] broadcast over the variants instead of being tiled.
+ */
+function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: tf.Tensor2D, cleanLogProbs: tf.Tensor2D, cleanProbs: tf.Tensor2D): [tf.Tensor1D, tf.Tensor1D] {
+  const [n, classes] = oneHotLabels.shape;
+  const logProbs = tf.reshape(tf.logSoftmax(logitsOfVariants), [variants, n, classes]);
+  const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHotLabels, logProbs), 2), 1)) as tf.Tensor1D;
+  const kl = tf.mean(tf.sum(tf.mul(cleanProbs, tf.sub(cleanLogProbs, logProbs)), 2), 1) as tf.Tensor1D;
+  return [loss, kl];
+}
+
+/** x·Wᵀ + b for a linear map's tensors. */
+function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
+  const pre = productTransposed(x, params(map.weight));
+  return (map.bias ? tf.add(pre, params(map.bias)) : pre) as tf.Tensor2D;
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -99,7 +114,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
   const keep: tf.Tensor[] = [];
   try {
     const x = family.inputs(config, probe, range(0, n), `${task} probe data`);
-    const labels = tf.tensor1d(probe.labels, 'int32');
+    const labels = tf.oneHot(tf.tensor1d(probe.labels, 'int32'), classes) as tf.Tensor2D;
     keep.push(x, labels);
     // The yardstick: a clean forward pass, timed after one warm-up run (first calls compile kernels).
     await readAndDispose(tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task))));
@@ -115,11 +130,10 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       activations.push(next);
       keep.push(next);
     }
-    const [cleanLossPerExample, cleanLogProbs] = lossAndLogProbs(family.head(config, task, ft.lookup, activations[stages.length]), labels, classes);
-    keep.push(cleanLossPerExample, cleanLogProbs);
-    const cleanLoss = (await readAndDispose(tf.mean(cleanLossPerExample)))[0];
-    const cleanProbs = tf.exp(cleanLogProbs);
-    keep.push(cleanProbs);
+    const cleanLogProbs = tf.logSoftmax(family.head(config, task, ft.lookup, activations[stages.length])) as tf.Tensor2D;
+    const cleanProbs = tf.exp(cleanLogProbs) as tf.Tensor2D;
+    keep.push(cleanLogProbs, cleanProbs);
+    const cleanLoss = (await readAndDispose(tf.neg(tf.mean(tf.sum(tf.mul(labels, cleanLogProbs), 1)))))[0];
     forwardEquivalents += 1;
 
     /** Lookup where `tensors` take base values in the rows whose partition is `partition`. */
@@ -158,16 +172,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     }
     let done = 0;
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
-      const [lossTensor, klTensor] = tf.tidy(() => {
-        const repeatedLabels = tf.tile(labels, [partitions.length]);
-        const [loss, logProbs] = lossAndLogProbs(corruptedLogits, repeatedLabels, classes);
-        const perVariantLoss = tf.mean(tf.reshape(loss, [partitions.length, n]), 1);
-        const repeatedClean = tf.tile(cleanProbs, [partitions.length, 1]);
-        const repeatedCleanLog = tf.tile(cleanLogProbs, [partitions.length, 1]);
-        const klPerExample = tf.sum(tf.mul(repeatedClean, tf.sub(repeatedCleanLog, logProbs)), 1);
-        const perVariantKl = tf.mean(tf.reshape(klPerExample, [partitions.length, n]), 1);
-        return [perVariantLoss, perVariantKl];
-      });
+      const [lossTensor, klTensor] = tf.tidy(() => lossAndKl(corruptedLogits, partitions.length, labels, cleanLogProbs, cleanProbs));
       const lossValues = await readAndDispose(lossTensor);
       const klValues = await readAndDispose(klTensor);
       partitions.forEach((k, i) => {
@@ -196,37 +201,69 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const chunk = Math.max(1, Math.min(Math.floor(maxRows / n), Math.floor((options.maxBatchElements ?? 2 ** 21) / perVariant)));
       const linear = stages[s].linear;
       const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
-      for (let start = 0; start < partitions.length; start += chunk) {
-        await yieldThenCheckAbort(options.signal);
-        const group = partitions.slice(start, start + chunk);
-        const made: tf.Tensor[] = [];
-        const out = tf.tidy(() => {
-          let activation: tf.Tensor;
-          if (linear && rowOf) {
-            // Row partitions of a linear stage: only output unit i changes, so compute the P new
-            // columns x·W_b[i]ᵀ + b_b[i] and splice each into the shared pre-activation.
-            const x = activations[s] as tf.Tensor2D;
-            const pre = tf.add(productTransposed(x, ft.lookup(linear.weight)), linear.bias ? ft.lookup(linear.bias) : 0) as tf.Tensor2D;
-            const units = pre.shape[1];
-            const rowIndex = tf.tensor1d(Int32Array.from(group, (k) => rowOf.indexOf(k)), 'int32');
-            const baseRows = tf.gather(bs.lookup(linear.weight), rowIndex) as tf.Tensor2D;
-            let columns = productTransposed(x, baseRows);
-            if (linear.bias) columns = tf.add(columns, tf.gather(bs.lookup(linear.bias), rowIndex));
-            const change = tf.expandDims(tf.transpose(tf.sub(columns, tf.gather(pre, rowIndex, 1))), 2);
-            const where = tf.expandDims(tf.oneHot(rowIndex, units), 1);
-            const variantPre = tf.add(tf.expandDims(pre, 0), tf.mul(change, where));
-            activation = linear.activation(tf.reshape(variantPre, [group.length * n, units]));
-          } else {
-            const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s], context));
-            activation = tf.concat(variants, 0);
+      // Shared by every partition of the stage: the input and clean output transposed (so each
+      // chunk gathers contiguous rows), and the linear map that reads this stage's output (the next
+      // stage or the head), if any, with its clean pre-activation and its weight's columns.
+      const consumer = s + 1 < stages.length ? stages[s + 1].linear : family.linearHead?.(config, task);
+      const shared: tf.Tensor[] = [];
+      const keepForStage = <T extends tf.Tensor>(tensor: T): T => {
+        shared.push(tensor);
+        return tensor;
+      };
+      const rowStage = rowOf
+        ? {
+            inputT: keepForStage(tf.transpose(activations[s])),
+            outputT: keepForStage(tf.transpose(activations[s + 1])),
+            consumer: consumer && {
+              map: consumer,
+              pre: keepForStage(tf.tidy(() => affine(activations[s + 1], consumer, ft.lookup))),
+              columns: keepForStage(tf.transpose(ft.lookup(consumer.weight))),
+            },
           }
-          const tiled = tileContext(context, group.length);
-          for (let later = s + 1; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation, tiled);
-          return family.head(config, task, ft.lookup, activation);
-        });
-        await record(group, out);
-        out.dispose();
-        made.forEach((t) => t.dispose());
+        : undefined;
+      try {
+        for (let start = 0; start < partitions.length; start += chunk) {
+          await yieldThenCheckAbort(options.signal);
+          const group = partitions.slice(start, start + chunk);
+          const made: tf.Tensor[] = [];
+          const out = tf.tidy(() => {
+            let activation: tf.Tensor;
+            let next = s + 1;
+            if (linear && rowOf && rowStage) {
+              // Row partitions of a linear stage: only output unit i changes. Compute the P new
+              // rows act(W_b[i]·xᵀ + b_b[i]) and their change Δ [P, n] from the clean output.
+              const rowIndex = tf.tensor1d(Int32Array.from(group, (k) => rowOf.indexOf(k)), 'int32');
+              let pre = product(tf.gather(bs.lookup(linear.weight), rowIndex), rowStage.inputT);
+              if (linear.bias) pre = tf.add(pre, tf.expandDims(tf.gather(bs.lookup(linear.bias), rowIndex), 1));
+              const change = tf.sub(linear.activation(pre), tf.gather(rowStage.outputT, rowIndex));
+              if (rowStage.consumer) {
+                // The change reaches the next linear map's pre-activation as a rank-one term per
+                // partition, Δ ⊗ W'[:, i]: no product over the whole layer per partition.
+                const { map, pre: consumerPre, columns } = rowStage.consumer;
+                const variantPre = tf.add(tf.expandDims(consumerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(tf.gather(columns, rowIndex), 1)));
+                activation = map.activation(tf.reshape(variantPre, [group.length * n, consumerPre.shape[1]]));
+                if (next === stages.length) return activation; // the consumer was the head: these are logits
+                next += 1;
+              } else {
+                // Splice the changed unit into the stage's clean output.
+                const units = activations[s + 1].shape[1]!;
+                const where = tf.expandDims(tf.oneHot(rowIndex, units), 1);
+                activation = tf.reshape(tf.add(tf.expandDims(activations[s + 1], 0), tf.mul(tf.expandDims(change, 2), where)), [group.length * n, units]);
+              }
+            } else {
+              const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s], context));
+              activation = tf.concat(variants, 0);
+            }
+            const tiled = tileContext(context, group.length);
+            for (let later = next; later < stages.length; later++) activation = stages[later].apply(ft.lookup, activation, tiled);
+            return family.head(config, task, ft.lookup, activation);
+          });
+          await record(group, out);
+          out.dispose();
+          made.forEach((t) => t.dispose());
+        }
+      } finally {
+        shared.forEach((t) => t.dispose());
       }
     }
     return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, seconds: (Date.now() - started) / 1000 };

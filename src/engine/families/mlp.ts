@@ -105,6 +105,9 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
     if (!(task in config.tasks)) throw new Error(`the model has no head for task "${task}" (heads: ${Object.keys(config.tasks).join(', ')})`);
     return tf.add(productTransposed(features, params(`heads.${task}.weight`)), params(`heads.${task}.bias`));
   },
+  linearHead(_config, task) {
+    return { weight: `heads.${task}.weight`, bias: `heads.${task}.bias`, activation: (pre: tf.Tensor) => pre };
+  },
   inputs(config, split: TaskSplit, indices, source) {
     const size = split.exampleShape.reduce((a, b) => a * b, 1);
     const images = split.inputs;

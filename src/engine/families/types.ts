@@ -21,7 +21,14 @@ export interface Stage {
    * base changes only output unit i, and exact intervention computes that one column instead of
    * the whole layer per partition.
    */
-  linear?: { weight: string; bias?: string; activation: (pre: tf.Tensor) => tf.Tensor };
+  linear?: LinearMap;
+}
+
+/** activation(x·Wᵀ + b) with W stored [out, in], named by its tensors; the activation is elementwise. */
+export interface LinearMap {
+  weight: string;
+  bias?: string;
+  activation: (pre: tf.Tensor) => tf.Tensor;
 }
 
 export interface TensorShape {
@@ -51,6 +58,11 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
   /** Per-example tensors the stages need besides the activation (default: none). */
   context?(config: C, input: tf.Tensor): StageContext;
   head(config: C, task: string, params: ParamLookup, features: tf.Tensor): tf.Tensor;
+  /**
+   * Set when the head is a linear map of the trunk's output (logits = features·Wᵀ + b): a change in
+   * one feature then moves the logits by a rank-one term, which exact intervention uses.
+   */
+  linearHead?(config: C, task: string): LinearMap;
   /** Turns the stored examples at `indices` into the trunk's input tensor; throws when their shape does not fit. */
   inputs(config: C, split: TaskSplit, indices: ArrayLike<number>, source: string): tf.Tensor;
 }
