@@ -86,6 +86,8 @@ describe('merging checkpoint files on the GPU', () => {
     ['dare_ties', '{ weight: 0.5, density: 0.5 }', 'seed: 7\n'],
     ['task_arithmetic', '{ weight: 0.4 }', 'parameters: { lambda: 0.9 }\n'],
     ['magnitude', '{ weight: 0.6, density: 0.2 }', ''],
+    // linear's base is not an input: the GPU must not add it back
+    ['linear', '{ weight: 0.4 }', ''],
   ]) {
     gpuIt(`${method} over three fine-tunes agrees with the CPU to float32 rounding`, async () => {
       const text = `merge_method: ${method}\nbase_model: f32/base\n${extra}models:\n${models('f32', 3, parameters)}\n`;
@@ -95,6 +97,14 @@ describe('merging checkpoint files on the GPU', () => {
       expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 1e-6);
     });
   }
+
+  gpuIt('linear without a base model, unnormalised, agrees with the CPU to float32 rounding', async () => {
+    const text = `merge_method: linear\nparameters: { normalize: false }\nmodels:\n${models('f32', 3, '{ weight: 0.3 }')}\n`;
+    const gpu = await merge(text, 'webgpu', 'linear-nobase-gpu');
+    const cpu = await merge(text, 'wasm', 'linear-nobase-cpu');
+    expect(gpu.device).toMatchObject({ gpuTensors: SPEC.length, cpuTensors: 0 });
+    expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 1e-6);
+  });
 
   gpuIt('decodes bfloat16 inputs and writes the configured dtype', async () => {
     const text = `merge_method: ties\nbase_model: bf16/base\ndtype: bfloat16\nmodels:\n${models('bf16', 2, '{ weight: 1.0, density: 0.5 }')}\n`;

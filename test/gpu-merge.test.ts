@@ -151,6 +151,20 @@ describe('GPU task-vector kernels', () => {
     });
   }
 
+  gpuIt('a recipe without a base (linear) combines the models themselves, as the CPU does', async () => {
+    for (const n of [1, 257, 4099]) {
+      const base = values(n, 40 + n);
+      const models = [values(n, 41 + n), values(n, 42 + n, 3)];
+      for (const normalize of [true, false]) {
+        const recipe: TaskVectorRecipe = { models: [{ weight: 0.7, drop: { kind: 'keep' } }, { weight: 0.2, drop: { kind: 'keep' } }], consensus: undefined, normalize, lambda: 1, withoutBase: true };
+        const cpu = onCpu(recipe, base, models, 1);
+        const expected = models[0].map((v, i) => (0.7 * v + 0.2 * models[1][i]) / (normalize ? 0.9 : 1));
+        expected.forEach((v, i) => expect(Math.abs(cpu[i] - v)).toBeLessThanOrEqual(1e-6 * (Math.abs(v) + 1)));
+        for (const gpu of [kernels!, chunked!]) expectClose(await onGpu(gpu, recipe, base, models, 1), cpu, new Float32Array(n), models, recipe);
+      }
+    }
+  });
+
   gpuIt('merges several tensors in flight at once', async () => {
     const jobs = Array.from({ length: 6 }, (_, i) => {
       const n = 500 + 97 * i;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The same APL row-level importance as apl-merge (exact intervention with one recomputed column
-per row, and the gradient approximation −g·δ), in PyTorch on a CUDA device, for an MLP zoo built
+"""The same APL row-level importance as apl-merge (exact intervention with one recomputed unit per
+row, entering the next linear map as a rank-one term, and the gradient approximation −g·δ), in PyTorch on a CUDA device, for an MLP zoo built
 by `apl-merge zoo build --suite vision`: timings to set beside bench/gpu-check.ts, and scores to
 compare with apl-merge's.
 
@@ -50,13 +50,17 @@ def main(zoo, out):
                 loss_increase = []
                 for s, i in enumerate(layers):
                     w, b = f'trunk.layers.{i}.weight', f'trunk.layers.{i}.bias'
-                    pre = acts[s] @ ft[w].T + ft[b]                       # [N, units]
-                    cols = acts[s] @ base[w].T + base[b]                  # base row for every unit
-                    units = pre.shape[1]
-                    variant = pre.unsqueeze(0).repeat(units, 1, 1)       # [units, N, units]
-                    idx = torch.arange(units, device=device)
-                    variant[idx, :, idx] = cols.T
-                    logits = run_from(torch.relu(variant.reshape(-1, units)), s + 1, ft)
+                    # Setting row r back to the base changes only unit r of this layer's output...
+                    change = (torch.relu(acts[s] @ base[w].T + base[b]) - acts[s + 1]).T   # [units, N]
+                    units = change.shape[0]
+                    # ...which enters the next linear map (layer or head) as a rank-one term.
+                    if s + 1 < len(layers):
+                        nw, nb = ft[f'trunk.layers.{layers[s + 1]}.weight'], ft[f'trunk.layers.{layers[s + 1]}.bias']
+                    else:
+                        nw, nb = hw, hb
+                    pre = (acts[s + 1] @ nw.T + nb).unsqueeze(0) + change.unsqueeze(2) * nw.T.unsqueeze(1)   # [units, N, out]
+                    flat = pre.reshape(units * x.shape[0], -1)
+                    logits = flat if s + 1 == len(layers) else run_from(torch.relu(flat), s + 2, ft)
                     per = torch.nn.functional.cross_entropy(logits, y.repeat(units), reduction='none').reshape(units, -1).mean(1)
                     loss_increase.append(per - clean)
                 loss_increase = torch.cat(loss_increase)

@@ -29,7 +29,7 @@ export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): st
   return undefined;
 }
 
-/** Writes one input's values for elements [start, start + values.length) into `values`. */
+/** Writes one input's values for elements [start, start + values.length) into `values` (never asked for the base of a recipe without one). */
 export type FillInput = (input: 'base' | number, start: number, values: Float32Array) => void;
 
 interface ChunkPlan {
@@ -168,7 +168,8 @@ export class GpuTaskVectorKernels {
         // Staging: the base, then each model, written in place by the caller.
         const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
         const mapped = staging.getMappedRange();
-        fill('base', chunk.start, new Float32Array(mapped, 0, chunk.length));
+        // New mapped buffers hold zeros: the base of a recipe without one.
+        if (!recipe.withoutBase) fill('base', chunk.start, new Float32Array(mapped, 0, chunk.length));
         for (let t = 0; t < modelCount; t++) fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length));
         staging.unmap();
         const baseBuffer = buffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);

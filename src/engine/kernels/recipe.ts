@@ -36,6 +36,11 @@ export interface TaskVectorRecipe {
   consensus: ConsensusMethod | undefined;
   normalize: boolean;
   lambda: number;
+  /**
+   * The models' own values are combined, over a base of zeros (linear: a weighted average is a
+   * task-vector sum with the origin as base). The base model, if there is one, is not an input.
+   */
+  withoutBase?: boolean;
 }
 
 /**
@@ -125,11 +130,12 @@ export function scaleRows(values: Float32Array, weights: Float32Array): void {
 
 /**
  * Runs a recipe on the CPU: task vectors (models − base, in place), drops, row weights, then the
- * combination, written over `base`.
+ * combination, written over `base` (zeros first when the recipe is without a base).
  */
 export function runRecipe(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], shape: readonly number[]): Float32Array {
+  if (recipe.withoutBase) base.fill(0);
   models.forEach((delta, t) => {
-    subtractInPlace(delta, base);
+    if (!recipe.withoutBase) subtractInPlace(delta, base);
     const { drop, rowWeights } = recipe.models[t];
     applyDrop(delta, drop, shape);
     if (rowWeights) scaleRows(delta, rowWeights);

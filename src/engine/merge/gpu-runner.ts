@@ -1,6 +1,6 @@
 /**
  * Runs a merge's tensor jobs on the GPU (engine/gpu) where the method's recipe has GPU kernels,
- * and on the CPU thread pool otherwise (copies, linear, DELLA, Breadcrumbs), counting which ran where so the result can say so.
+ * and on the CPU thread pool otherwise (copies, DELLA, Breadcrumbs), counting which ran where so the result can say so.
  *
  * Inputs are read from disk straight into the GPU's mapped staging memory (F16/BF16 decoded on the
  * way); several tensors are kept in flight so that reading, uploading, merging and reading back
@@ -89,11 +89,11 @@ export class GpuTensorRunner {
   private gpuRecipe(job: TensorJob, elements: number): TaskVectorRecipe | undefined {
     if (job.kind === 'copy') return undefined;
     const method = getMergeMethod(job.method);
-    if (!method.recipe || !job.base) {
+    const recipe = method.recipe?.({ ...job, elements });
+    if (!recipe || (!recipe.withoutBase && !job.base)) {
       this.reasons.add(`${job.method}: no GPU kernel`);
       return undefined;
     }
-    const recipe = method.recipe({ ...job, elements });
     const problem = gpuRecipeProblem(recipe, elements);
     if (problem) {
       this.reasons.add(`${job.method}: ${problem}`);

@@ -80,8 +80,9 @@ export interface MergeMethod {
   prepare?(context: PrepareContext): Promise<Prepared>;
   mergeTensor(input: TensorMergeInput): Float32Array;
   /**
-   * Task-vector methods: the tensor's merge as data (kernels/recipe.ts). The CPU's mergeTensor
-   * runs it; the GPU runs the same recipe with its own kernels.
+   * The tensor's merge as data (kernels/recipe.ts). Task-vector methods' mergeTensor runs it on
+   * the CPU (linear computes its weighted sum directly); the GPU runs the same recipe with its own
+   * kernels.
    */
   recipe?(input: RecipeInput): TaskVectorRecipe;
 }
