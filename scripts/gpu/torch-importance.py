@@ -12,7 +12,24 @@ import sys
 import time
 
 import torch
-from safetensors.torch import load_file
+
+try:
+    from safetensors.torch import load_file
+except ImportError:  # e.g. Debian's python3-torch without the safetensors package
+    import struct
+
+    import numpy
+
+    DTYPES = {'F32': numpy.float32, 'F16': numpy.float16, 'U8': numpy.uint8, 'I32': numpy.int32, 'I64': numpy.int64}
+
+    def load_file(path):
+        with open(path, 'rb') as f:
+            data = f.read()
+        length = struct.unpack('<Q', data[:8])[0]
+        header = json.loads(data[8:8 + length])
+        header.pop('__metadata__', None)
+        return {name: torch.from_numpy(numpy.frombuffer(data, DTYPES[t['dtype']], int(numpy.prod(t['shape'])), 8 + length + t['data_offsets'][0]).reshape(t['shape']).copy())
+                for name, t in header.items()}
 
 
 def load(zoo, rel, device):
