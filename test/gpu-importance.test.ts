@@ -4,6 +4,7 @@
  * any WebGPU adapter (a GPU, or Mesa's lavapipe); skips with a message where none exists.
  */
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
+import { GpuInterventionKernels } from '../src/engine/gpu/intervention-kernels';
 import { buildPartitions } from '../src/engine/apl/partitions';
 import { useBackend } from '../src/engine/tensors/backend';
 import { gpuIt } from './helpers/gpu';
@@ -34,4 +35,46 @@ gpuIt('exact and gradient importance on WebGPU match WASM within 1e-4 relative',
   expect(relative(gpu.gradient.absolute, wasm.gradient.absolute)).toBeLessThan(1e-4);
   // not trivially equal: the scores vary across partitions
   expect(new Set(Array.from(wasm.exact.lossIncrease, (v) => v.toFixed(6))).size).toBeGreaterThan(5);
+});
+
+gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path does, where it applies', async () => {
+  expect(await useBackend('wasm')).toBe('wasm');
+  const kernels = await GpuInterventionKernels.open();
+  try {
+    // Two hidden layers: the first reaches the head through one more layer, the second directly.
+    // Three: the first layer's partitions are beyond the kernel and stay on tfjs.
+    for (const [hidden, fusedCount] of [[[12, 6], 18], [[10, 8, 6], 14]] as const) {
+      const family = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 5 }], hidden: [...hidden], probeSize: 70 });
+      const finetune = family.finetunes[0];
+      const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+      const reference = await exactImportance(inputs, { interventionKernels: false });
+      const fused = await exactImportance(inputs, { interventionKernels: kernels });
+      expect(reference.fusedPartitions).toBe(0);
+      expect(fused.fusedPartitions).toBe(fusedCount);
+      expect(relative(fused.lossIncrease, reference.lossIncrease)).toBeLessThan(1e-4);
+      expect(relative(fused.kl, reference.kl)).toBeLessThan(1e-4);
+      expect(new Set(Array.from(reference.lossIncrease, (v) => v.toFixed(6))).size).toBeGreaterThan(5);
+    }
+    // Layer and model partitions are not row partitions: the kernel is not used.
+    const family = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 5 }], hidden: [12, 6] });
+    const finetune = family.finetunes[0];
+    const layer = await exactImportance({ base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('layer', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) }, { interventionKernels: kernels });
+    expect(layer.fusedPartitions).toBe(0);
+  } finally {
+    kernels.destroy();
+  }
+});
+
+gpuIt('on the WebGPU backend, exact intervention uses the fused kernel by default', async () => {
+  const family = tinyFamily({ seed: 8, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4], probeSize: 30 });
+  const finetune = family.finetunes[0];
+  const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+  expect(await useBackend('wasm')).toBe('wasm');
+  const wasm = await exactImportance(inputs);
+  expect(await useBackend('webgpu')).toBe('webgpu');
+  const gpu = await exactImportance(inputs);
+  expect(wasm.fusedPartitions).toBe(0);
+  expect(gpu.fusedPartitions).toBe(13);
+  expect(relative(gpu.lossIncrease, wasm.lossIncrease)).toBeLessThan(1e-4);
+  await useBackend('wasm');
 });

@@ -16,7 +16,8 @@ import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
 import { product, productTransposed } from '../families/products';
-import { LinearMap, logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
+import { LinearMap, logits, ParamLookup, range, Stage, StageContext, tileContext } from '../families/types';
+import { GpuInterventionKernels, rowInterventionProblem, sharedInterventionKernels } from '../gpu/intervention-kernels';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
 
@@ -36,6 +37,8 @@ export interface ExactImportance {
   forwardEquivalents: number;
   /** Wall time of one clean forward pass over the probe set (the yardstick for cost per partition). */
   forwardSeconds: number;
+  /** Partitions scored by the GPU's fused intervention kernel rather than tfjs ops. */
+  fusedPartitions: number;
   seconds: number;
 }
 
@@ -49,6 +52,20 @@ export interface ExactOptions {
   maxBatchElements?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /**
+   * The GPU's fused kernel for row partitions of MLP layers (gpu/intervention-kernels.ts). Default:
+   * used when TensorFlow.js runs on WebGPU; `false`: never; kernels given: always (where it applies).
+   */
+  interventionKernels?: GpuInterventionKernels | false;
+}
+
+/** Partitions of one layer scored by the fused kernel in one dispatch, at most. */
+const FUSED_PARTITIONS_PER_DISPATCH = 8192;
+
+async function interventionKernelsFor(option: ExactOptions['interventionKernels']): Promise<GpuInterventionKernels | undefined> {
+  if (option === false) return undefined;
+  if (option) return option;
+  return tf.getBackend() === 'webgpu' ? sharedInterventionKernels() : undefined;
 }
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
@@ -93,6 +110,19 @@ function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: 
 function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
   const pre = productTransposed(x, params(map.weight));
   return (map.bias ? tf.add(pre, params(map.bias)) : pre) as tf.Tensor2D;
+}
+
+/**
+ * Whether the fused GPU kernel can score the row partitions of stage s: its activation is named,
+ * and its output reaches the logits through linear maps only — the head directly (`head`
+ * undefined), or one more named linear stage and then a linear head (`head` set).
+ */
+function fusedRowPlan(stages: Stage[], s: number, linearHead: LinearMap | undefined, classes: number): { head?: LinearMap } | undefined {
+  const named = (map: LinearMap | undefined) => map?.activationName !== undefined;
+  if (!named(stages[s].linear) || !linearHead || linearHead.activationName !== 'identity' || rowInterventionProblem(classes)) return undefined;
+  if (s === stages.length - 1) return {};
+  if (s === stages.length - 2 && named(stages[s + 1].linear)) return { head: linearHead };
+  return undefined;
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -171,10 +201,13 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       byStage.set(s, [...(byStage.get(s) ?? []), k]);
     }
     let done = 0;
+    let fusedPartitions = 0;
+    const fused = await interventionKernelsFor(options.interventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
       const [lossTensor, klTensor] = tf.tidy(() => lossAndKl(corruptedLogits, partitions.length, labels, cleanLogProbs, cleanProbs));
-      const lossValues = await readAndDispose(lossTensor);
-      const klValues = await readAndDispose(klTensor);
+      recordValues(partitions, await readAndDispose(lossTensor), await readAndDispose(klTensor));
+    };
+    const recordValues = (partitions: number[], lossValues: Float32Array, klValues: Float32Array) => {
       partitions.forEach((k, i) => {
         lossIncrease[k] = lossValues[i] - cleanLoss;
         kl[k] = Math.max(0, klValues[i]);
@@ -221,6 +254,42 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             },
           }
         : undefined;
+      const reader = rowStage?.consumer;
+      const plan = fused && linear && rowOf && reader && fusedRowPlan(stages, s, family.linearHead?.(config, task), classes);
+      if (plan) {
+        // One dispatch of the GPU's fused kernel per group of partitions: no tfjs ops per partition.
+        try {
+          const [stageInput, stageOutput, consumerPre, cleanLog] = await Promise.all([activations[s], activations[s + 1], reader.pre, cleanLogProbs].map((t) => t.data() as Promise<Float32Array>));
+          const head = plan.head;
+          for (let start = 0; start < partitions.length; start += FUSED_PARTITIONS_PER_DISPATCH) {
+            await yieldThenCheckAbort(options.signal);
+            const group = partitions.slice(start, start + FUSED_PARTITIONS_PER_DISPATCH);
+            const { meanLoss, meanKl } = await fused.rowIntervention({
+              x: stageInput,
+              examples: n,
+              inDim: activations[s].shape[1]!,
+              baseWeight: base.params.get(linear.weight)!,
+              baseBias: linear.bias ? base.params.get(linear.bias) : undefined,
+              stageRelu: linear.activationName === 'relu',
+              cleanOutput: stageOutput,
+              units: activations[s + 1].shape[1]!,
+              consumerPre,
+              consumerWeight: finetune.params.get(reader.map.weight)!,
+              width: reader.pre.shape[1],
+              hidden: head && { relu: reader.map.activationName === 'relu', headWeight: finetune.params.get(head.weight)!, headBias: head.bias ? finetune.params.get(head.bias) : undefined },
+              cleanLogProbs: cleanLog,
+              classes,
+              labels: probe.labels,
+              rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
+            });
+            recordValues(group, meanLoss, meanKl);
+            fusedPartitions += group.length;
+          }
+        } finally {
+          shared.forEach((t) => t.dispose());
+        }
+        continue;
+      }
       try {
         for (let start = 0; start < partitions.length; start += chunk) {
           await yieldThenCheckAbort(options.signal);
@@ -266,7 +335,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
         shared.forEach((t) => t.dispose());
       }
     }
-    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, seconds: (Date.now() - started) / 1000 };
+    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, seconds: (Date.now() - started) / 1000 };
   } finally {
     keep.forEach((t) => t.dispose());
     ft.tensors.forEach((t) => t.dispose());

@@ -98,7 +98,7 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
       tensors: [`trunk.layers.${i}.weight`, `trunk.layers.${i}.bias`],
       apply: (params: ParamLookup, x: tf.Tensor) =>
         tf.relu(tf.add(productTransposed(x, params(`trunk.layers.${i}.weight`)), params(`trunk.layers.${i}.bias`))),
-      linear: { weight: `trunk.layers.${i}.weight`, bias: `trunk.layers.${i}.bias`, activation: (pre: tf.Tensor) => tf.relu(pre) },
+      linear: { weight: `trunk.layers.${i}.weight`, bias: `trunk.layers.${i}.bias`, activation: (pre: tf.Tensor) => tf.relu(pre), activationName: 'relu' },
     }));
   },
   head(config, task, params, features) {
@@ -106,7 +106,7 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
     return tf.add(productTransposed(features, params(`heads.${task}.weight`)), params(`heads.${task}.bias`));
   },
   linearHead(_config, task) {
-    return { weight: `heads.${task}.weight`, bias: `heads.${task}.bias`, activation: (pre: tf.Tensor) => pre };
+    return { weight: `heads.${task}.weight`, bias: `heads.${task}.bias`, activation: (pre: tf.Tensor) => pre, activationName: 'identity' };
   },
   inputs(config, split: TaskSplit, indices, source) {
     const size = split.exampleShape.reduce((a, b) => a * b, 1);

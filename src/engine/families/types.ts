@@ -29,6 +29,8 @@ export interface LinearMap {
   weight: string;
   bias?: string;
   activation: (pre: tf.Tensor) => tf.Tensor;
+  /** The activation by name, for kernels outside tfjs (the GPU's fused intervention); absent, they do not apply. */
+  activationName?: 'relu' | 'identity';
 }
 
 export interface TensorShape {

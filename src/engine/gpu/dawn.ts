@@ -87,3 +87,21 @@ export async function hardwareGpuPresent(): Promise<boolean> {
   const adapter = await requestGpuAdapter();
   return adapter !== undefined && !describeAdapter(adapter).software;
 }
+
+/**
+ * `open` run once per process and its result kept for every later call (GPU devices and compiled
+ * pipelines are worth keeping); a failure is not kept, so a later call tries again.
+ */
+export function sharedOnce<T>(open: () => Promise<T>): () => Promise<T> {
+  let shared: Promise<T> | undefined;
+  return () => {
+    if (!shared) {
+      const opening = open();
+      shared = opening;
+      opening.catch(() => {
+        if (shared === opening) shared = undefined;
+      });
+    }
+    return shared;
+  };
+}

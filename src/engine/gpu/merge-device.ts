@@ -4,18 +4,10 @@
  * opened on first use and kept: pipelines compile once, and worker processes run many merges.
  */
 import { BackendChoice } from '../backend-choice';
-import { hardwareGpuPresent } from './dawn';
+import { hardwareGpuPresent, sharedOnce } from './dawn';
 import { GpuTaskVectorKernels } from './task-vector-kernels';
 
-let shared: Promise<GpuTaskVectorKernels> | undefined;
-
-function sharedKernels(): Promise<GpuTaskVectorKernels> {
-  shared ??= GpuTaskVectorKernels.open();
-  shared.catch(() => {
-    shared = undefined;
-  });
-  return shared;
-}
+const sharedKernels = sharedOnce(() => GpuTaskVectorKernels.open());
 
 /** The GPU kernels a merge should use, or undefined for the CPU; `webgpu` without a GPU throws. */
 export async function mergeKernelsFor(choice: BackendChoice): Promise<GpuTaskVectorKernels | undefined> {

@@ -1,0 +1,171 @@
+/**
+ * Runs the fused exact-intervention kernel (intervention-wgsl.ts) on a WebGPU device: the inputs of
+ * one MLP layer's row partitions go up in one buffer, one dispatch scores them all, and the mean
+ * loss and KL per partition come back.
+ */
+import { describeAdapter, GpuAdapterInfo, NO_ADAPTER_MESSAGE, requestGpuAdapter, sharedOnce } from './dawn';
+import { INTERVENTION_WGSL, MAX_CLASSES } from './intervention-wgsl';
+import { GpuUnavailableError } from './task-vector-kernels';
+
+const PARAM_WORDS = 24;
+const MAX_GROUPS_X = 65535;
+
+/** One layer's row partitions: values are row-major float32, as the engine's tensors. */
+export interface RowInterventionInputs {
+  /** The layer's input [examples, inDim]. */
+  x: Float32Array;
+  examples: number;
+  inDim: number;
+  /** The base's weight [units, inDim] and bias [units] of the layer (bias may be absent). */
+  baseWeight: Float32Array;
+  baseBias?: Float32Array;
+  stageRelu: boolean;
+  /** The fine-tune's clean output of the layer [examples, units]. */
+  cleanOutput: Float32Array;
+  units: number;
+  /** The clean pre-activation [examples, width] and weight [width, units] of the map reading the layer. */
+  consumerPre: Float32Array;
+  consumerWeight: Float32Array;
+  width: number;
+  /** Set when the reader is a hidden layer followed by a linear head [classes, width], [classes]. */
+  hidden?: { relu: boolean; headWeight: Float32Array; headBias?: Float32Array };
+  /** Clean log-probabilities [examples, classes] and the labels. */
+  cleanLogProbs: Float32Array;
+  classes: number;
+  labels: ArrayLike<number>;
+  /** The row (output unit) each partition sets back to the base. */
+  rows: Int32Array;
+}
+
+export interface RowInterventionResult {
+  meanLoss: Float32Array;
+  meanKl: Float32Array;
+}
+
+/** Why a layer's row partitions cannot use the fused kernel, or undefined when they can. */
+export function rowInterventionProblem(classes: number): string | undefined {
+  if (classes > MAX_CLASSES) return `${classes} classes: the fused kernel holds at most ${MAX_CLASSES} logits per example`;
+  return undefined;
+}
+
+export class GpuInterventionKernels {
+  private readonly layout: GPUBindGroupLayout;
+  private readonly pipeline: GPUComputePipeline;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapter: GpuAdapterInfo,
+  ) {
+    const module = device.createShaderModule({ code: INTERVENTION_WGSL });
+    const entry = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
+    this.layout = device.createBindGroupLayout({ entries: [entry(0, 'uniform'), entry(1, 'read-only-storage'), entry(2, 'storage')] });
+    this.pipeline = device.createComputePipeline({ layout: device.createPipelineLayout({ bindGroupLayouts: [this.layout] }), compute: { module, entryPoint: 'rowIntervention' } });
+  }
+
+  /** Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none. */
+  static async open(): Promise<GpuInterventionKernels> {
+    const adapter = await requestGpuAdapter();
+    if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
+    const device = await adapter.requestDevice({
+      requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
+    });
+    device.pushErrorScope('validation');
+    const kernels = new GpuInterventionKernels(device, describeAdapter(adapter));
+    const error = await device.popErrorScope();
+    if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
+    return kernels;
+  }
+
+  destroy(): void {
+    this.device.destroy();
+  }
+
+  /** Mean cross-entropy and KL over the examples for each partition's corrupted model. */
+  async rowIntervention(inputs: RowInterventionInputs): Promise<RowInterventionResult> {
+    const problem = rowInterventionProblem(inputs.classes);
+    if (problem) throw new Error(problem);
+    const { device } = this;
+    const partitions = inputs.rows.length;
+    // Every input in one array, each at a recorded offset (in 4-byte words).
+    const parts: Array<[string, Float32Array | Uint32Array]> = [
+      ['x', inputs.x],
+      ['baseWeight', inputs.baseWeight],
+      ['baseBias', inputs.baseBias ?? new Float32Array(inputs.units)],
+      ['cleanOutput', inputs.cleanOutput],
+      ['consumerPre', inputs.consumerPre],
+      ['consumerWeight', inputs.consumerWeight],
+      ['headWeight', inputs.hidden?.headWeight ?? new Float32Array(1)],
+      ['headBias', inputs.hidden?.headBias ?? new Float32Array(inputs.classes)],
+      ['cleanLogProbs', inputs.cleanLogProbs],
+      ['labels', Uint32Array.from(inputs.labels)],
+      ['rows', Uint32Array.from(inputs.rows)],
+    ];
+    const offsets: Record<string, number> = {};
+    let words = 0;
+    for (const [name, values] of parts) {
+      offsets[name] = words;
+      words += values.length;
+    }
+    const created: GPUBuffer[] = [];
+    const buffer = (bytes: number, usage: number, mappedAtCreation = false) => {
+      const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage, mappedAtCreation });
+      created.push(b);
+      return b;
+    };
+    try {
+      const data = buffer(words * 4, GPUBufferUsage.STORAGE, true);
+      const mapped = data.getMappedRange();
+      for (const [name, values] of parts) new Uint32Array(mapped, offsets[name] * 4, values.length).set(new Uint32Array(values.buffer, values.byteOffset, values.length));
+      data.unmap();
+
+      const groupsX = Math.min(Math.max(1, partitions), MAX_GROUPS_X);
+      const params = buffer(PARAM_WORDS * 4, GPUBufferUsage.UNIFORM, true);
+      new Uint32Array(params.getMappedRange()).set([
+        inputs.examples,
+        inputs.inDim,
+        inputs.units,
+        inputs.width,
+        inputs.classes,
+        inputs.hidden ? 1 : 0,
+        inputs.stageRelu ? 1 : 0,
+        inputs.hidden?.relu ? 1 : 0,
+        partitions,
+        groupsX,
+        ...parts.map(([name]) => offsets[name]),
+      ]);
+      params.unmap();
+
+      const resultBytes = partitions * 2 * 4;
+      const result = buffer(resultBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const readback = buffer(resultBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const group = device.createBindGroup({ layout: this.layout, entries: [params, data, result].map((b, binding) => ({ binding, resource: { buffer: b } })) });
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(this.pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(groupsX, Math.ceil(partitions / groupsX));
+      pass.end();
+      encoder.copyBufferToBuffer(result, 0, readback, 0, Math.max(16, Math.ceil(resultBytes / 16) * 16));
+      device.pushErrorScope('validation');
+      device.queue.submit([encoder.finish()]);
+      const error = await device.popErrorScope();
+      if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+      await readback.mapAsync(GPUMapMode.READ);
+      const values = new Float32Array(readback.getMappedRange(), 0, partitions * 2);
+      const meanLoss = new Float32Array(partitions);
+      const meanKl = new Float32Array(partitions);
+      for (let p = 0; p < partitions; p++) {
+        meanLoss[p] = values[2 * p];
+        meanKl[p] = values[2 * p + 1];
+      }
+      readback.unmap();
+      return { meanLoss, meanKl };
+    } finally {
+      for (const b of created) b.destroy();
+    }
+  }
+}
+
+
+/** The process's fused intervention kernels, opened on first use (pipelines compile once). */
+export const sharedInterventionKernels = sharedOnce(() => GpuInterventionKernels.open());
