@@ -4,7 +4,9 @@
  * any WebGPU adapter (a GPU, or Mesa's lavapipe); skips with a message where none exists.
  */
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
+import { GpuGradientKernels } from '../src/engine/gpu/gradient-kernels';
 import { GpuInterventionKernels } from '../src/engine/gpu/intervention-kernels';
+import { Model } from '../src/engine/families/model';
 import { buildPartitions } from '../src/engine/apl/partitions';
 import { useBackend } from '../src/engine/tensors/backend';
 import { gpuIt } from './helpers/gpu';
@@ -76,5 +78,47 @@ gpuIt('on the WebGPU backend, exact intervention uses the fused kernel by defaul
   expect(wasm.fusedPartitions).toBe(0);
   expect(gpu.fusedPartitions).toBe(13);
   expect(relative(gpu.lossIncrease, wasm.lossIncrease)).toBeLessThan(1e-4);
+  await useBackend('wasm');
+});
+
+gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every partition level, at the fine-tune and at the base', async () => {
+  expect(await useBackend('wasm')).toBe('wasm');
+  const kernels = await GpuGradientKernels.open();
+  try {
+    for (const hidden of [[7], [12, 6], [10, 8, 6]]) {
+      const family = tinyFamily({ seed: 9, tasks: [{ name: 'a', classes: 4 }], hidden, probeSize: 90 });
+      const finetune = family.finetunes[0];
+      for (const level of ['row', 'layer', 'model'] as const) {
+        const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions(level, new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+        for (const at of ['finetune', 'base'] as const) {
+          const reference = await gradientImportance(inputs, at, undefined, { gradientKernels: false });
+          const fused = await gradientImportance(inputs, at, undefined, { gradientKernels: kernels });
+          expect([reference.fused, fused.fused]).toEqual([false, true]);
+          expect(relative(fused.signed, reference.signed)).toBeLessThan(1e-4);
+          expect(relative(fused.absolute, reference.absolute)).toBeLessThan(1e-4);
+          if (level === 'row') expect(new Set(Array.from(reference.signed, (v) => v.toFixed(7))).size).toBeGreaterThan(5);
+        }
+      }
+    }
+    // A model whose stages are not known to be linear layers is left to tfjs.
+    const family = tinyFamily({ seed: 9, tasks: [{ name: 'a', classes: 4 }], hidden: [6, 5] });
+    const opaque: Model = { ...family.finetunes[0], family: { ...family.finetunes[0].family, stages: (config) => family.finetunes[0].family.stages(config).map((stage) => ({ ...stage, linear: undefined })) } };
+    const scheme = buildPartitions('row', new Map(opaque.family.trunkShapes(opaque.config).map((s) => [s.name, s.shape])));
+    expect((await gradientImportance({ base: family.base, finetune: opaque, task: 'a', probe: family.probes[0], scheme }, 'finetune', undefined, { gradientKernels: kernels })).fused).toBe(false);
+  } finally {
+    kernels.destroy();
+  }
+});
+
+gpuIt('on the WebGPU backend, the gradient approximation uses the gradient kernels by default', async () => {
+  const family = tinyFamily({ seed: 10, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4], probeSize: 30 });
+  const finetune = family.finetunes[0];
+  const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+  expect(await useBackend('wasm')).toBe('wasm');
+  const wasm = await gradientImportance(inputs);
+  expect(await useBackend('webgpu')).toBe('webgpu');
+  const gpu = await gradientImportance(inputs);
+  expect([wasm.fused, gpu.fused]).toEqual([false, true]);
+  expect(relative(gpu.signed, wasm.signed)).toBeLessThan(1e-4);
   await useBackend('wasm');
 });

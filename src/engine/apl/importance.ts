@@ -16,8 +16,10 @@ import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
 import { product, productTransposed } from '../families/products';
-import { LinearMap, logits, ParamLookup, range, Stage, StageContext, tileContext } from '../families/types';
-import { GpuInterventionKernels, rowInterventionProblem, sharedInterventionKernels } from '../gpu/intervention-kernels';
+import { LinearMap, logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
+import { GpuGradientKernels, sharedGradientKernels } from '../gpu/gradient-kernels';
+import { GpuInterventionKernels, sharedInterventionKernels } from '../gpu/intervention-kernels';
+import { fusedRowPlan, mlpGradientInputs, scoringKernels } from './gpu-scoring';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
 
@@ -62,12 +64,6 @@ export interface ExactOptions {
 /** Partitions of one layer scored by the fused kernel in one dispatch, at most. */
 const FUSED_PARTITIONS_PER_DISPATCH = 8192;
 
-async function interventionKernelsFor(option: ExactOptions['interventionKernels']): Promise<GpuInterventionKernels | undefined> {
-  if (option === false) return undefined;
-  if (option) return option;
-  return tf.getBackend() === 'webgpu' ? sharedInterventionKernels() : undefined;
-}
-
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
   if (!(task in finetune.config.tasks)) throw new Error(`${finetune.path}: has no head for task "${task}" (heads: ${Object.keys(finetune.config.tasks).join(', ')})`);
   const bad = probe.labels.findIndex((y) => y < 0 || y >= finetune.config.tasks[task]);
@@ -110,19 +106,6 @@ function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: 
 function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
   const pre = productTransposed(x, params(map.weight));
   return (map.bias ? tf.add(pre, params(map.bias)) : pre) as tf.Tensor2D;
-}
-
-/**
- * Whether the fused GPU kernel can score the row partitions of stage s: its activation is named,
- * and its output reaches the logits through linear maps only — the head directly (`head`
- * undefined), or one more named linear stage and then a linear head (`head` set).
- */
-function fusedRowPlan(stages: Stage[], s: number, linearHead: LinearMap | undefined, classes: number): { head?: LinearMap } | undefined {
-  const named = (map: LinearMap | undefined) => map?.activationName !== undefined;
-  if (!named(stages[s].linear) || !linearHead || linearHead.activationName !== 'identity' || rowInterventionProblem(classes)) return undefined;
-  if (s === stages.length - 1) return {};
-  if (s === stages.length - 2 && named(stages[s + 1].linear)) return { head: linearHead };
-  return undefined;
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -202,7 +185,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     }
     let done = 0;
     let fusedPartitions = 0;
-    const fused = await interventionKernelsFor(options.interventionKernels);
+    const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
       const [lossTensor, klTensor] = tf.tidy(() => lossAndKl(corruptedLogits, partitions.length, labels, cleanLogProbs, cleanProbs));
       recordValues(partitions, await readAndDispose(lossTensor), await readAndDispose(klTensor));
@@ -349,16 +332,63 @@ export interface GradientImportance {
   /** |g·δ_k|. */
   absolute: Float64Array;
   at: 'finetune' | 'base';
+  /** Whether the GPU's gradient kernels computed it rather than tfjs's autodiff. */
+  fused: boolean;
   seconds: number;
 }
 
-export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'base' = 'finetune', signal?: AbortSignal): Promise<GradientImportance> {
+export interface GradientOptions {
+  /**
+   * The GPU's gradient kernels for MLPs (gpu/gradient-kernels.ts). Default: used when TensorFlow.js
+   * runs on WebGPU; `false`: never; kernels given: always (where they apply).
+   */
+  gradientKernels?: GpuGradientKernels | false;
+}
+
+export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune' | 'base' = 'finetune', signal?: AbortSignal, options: GradientOptions = {}): Promise<GradientImportance> {
   checkInputs(inputs);
   throwIfAborted(signal);
   const started = Date.now();
   const { base, finetune, task, probe, scheme } = inputs;
-  const { family, config } = finetune;
   const trunkNames = [...scheme.shapes.keys()];
+  // g·δ summed per partition: each tensor's per-row sums added to their rows' partitions.
+  const dot = new Float64Array(scheme.count);
+  const addRows = (name: string, rowSums: ArrayLike<number>) => {
+    const rows = scheme.rows.get(name)!;
+    for (let r = 0; r < rows.length; r++) dot[rows[r]] += rowSums[r];
+  };
+  const kernels = await scoringKernels(options.gradientKernels, sharedGradientKernels);
+  const mlp = kernels ? await mlpGradientInputs(base, finetune, task, probe, trunkNames, at) : undefined;
+  const fused = kernels !== undefined && mlp !== undefined && kernels.problem(mlp.inputs) === undefined;
+  if (kernels && mlp && fused) {
+    const { weightRows, biasRows } = await kernels.rowDots(mlp.inputs);
+    mlp.layers.forEach((layer, l) => {
+      addRows(layer.weight, weightRows[l]);
+      if (layer.bias) addRows(layer.bias, biasRows[l]);
+    });
+  } else {
+    const gradients = await tfjsGradients(inputs, at, trunkNames);
+    trunkNames.forEach((name, i) => {
+      const g = gradients[i];
+      const theta = finetune.params.get(name)!;
+      const theta0 = base.params.get(name)!;
+      const rows = scheme.rows.get(name)!.length;
+      const rowLength = g.length / rows;
+      const sums = new Float64Array(rows);
+      for (let r = 0; r < rows; r++) {
+        let sum = 0;
+        for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * (theta[j] - theta0[j]);
+        sums[r] = sum;
+      }
+      addRows(name, sums);
+    });
+  }
+  return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, fused, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The mean loss's gradient with respect to each trunk tensor, by tfjs's autodiff, on the host. */
+async function tfjsGradients({ base, finetune, task, probe, scheme }: ImportanceInputs, at: 'finetune' | 'base', trunkNames: string[]): Promise<Float32Array[]> {
+  const { family, config } = finetune;
   const ft = toTensors(finetune);
   // The base's tensors are only needed when the gradient is taken there.
   const bs = toTensors(base, at === 'base' ? trunkNames : []);
@@ -377,23 +407,11 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
       };
       return tf.grads(lossOf)(trunk);
     });
-    // g·δ summed per partition, row by row, in one pass over each tensor.
-    const dot = new Float64Array(scheme.count);
-    const values = await Promise.all(gradients.map((g) => g.data() as Promise<Float32Array>));
-    trunkNames.forEach((name, i) => {
-      const g = values[i];
-      const theta = finetune.params.get(name)!;
-      const theta0 = base.params.get(name)!;
-      const rows = scheme.rows.get(name)!;
-      const rowLength = g.length / rows.length;
-      for (let r = 0; r < rows.length; r++) {
-        let sum = 0;
-        for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * (theta[j] - theta0[j]);
-        dot[rows[r]] += sum;
-      }
-    });
-    gradients.forEach((g) => g.dispose());
-    return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, seconds: (Date.now() - started) / 1000 };
+    try {
+      return await Promise.all(gradients.map((g) => g.data() as Promise<Float32Array>));
+    } finally {
+      gradients.forEach((g) => g.dispose());
+    }
   } finally {
     ft.tensors.forEach((t) => t.dispose());
     bs.tensors.forEach((t) => t.dispose());

@@ -65,6 +65,35 @@ export function describeAdapter(adapter: GPUAdapter): GpuAdapterInfo {
 /** What to tell a user who asked for WebGPU where there is none. */
 export const NO_ADAPTER_MESSAGE = 'no WebGPU adapter: install the optional package "webgpu" and run on a machine with a GPU and a Vulkan driver';
 
+/** WebGPU cannot be used here: no adapter, or a device that refuses our kernels. */
+export class GpuUnavailableError extends Error {}
+
+/**
+ * A device on the first adapter, with the adapter's largest storage bindings and, when asked for
+ * and offered, timestamp queries; throws GpuUnavailableError saying why when there is none.
+ */
+export async function openGpuDevice(options: { timestamps?: boolean } = {}): Promise<{ device: GPUDevice; adapter: GpuAdapterInfo }> {
+  const adapter = await requestGpuAdapter();
+  if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
+  const device = await adapter.requestDevice({
+    requiredFeatures: options.timestamps && adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
+    requiredLimits: {
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter.limits.maxBufferSize,
+    },
+  });
+  return { device, adapter: describeAdapter(adapter) };
+}
+
+/** Builds kernels (shader modules, pipelines) on a device; a WGSL error fails here, with its message. */
+export async function buildKernels<T>(device: GPUDevice, build: () => T): Promise<T> {
+  device.pushErrorScope('validation');
+  const built = build();
+  const error = await device.popErrorScope();
+  if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
+  return built;
+}
+
 /** The first adapter WebGPU offers, or undefined (no package, no driver, no device). */
 export async function requestGpuAdapter(): Promise<GPUAdapter | undefined> {
   const gpu = await webGpu();

@@ -3,9 +3,8 @@
  * one MLP layer's row partitions go up in one buffer, one dispatch scores them all, and the mean
  * loss and KL per partition come back.
  */
-import { describeAdapter, GpuAdapterInfo, NO_ADAPTER_MESSAGE, requestGpuAdapter, sharedOnce } from './dawn';
+import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
 import { INTERVENTION_WGSL, MAX_CLASSES } from './intervention-wgsl';
-import { GpuUnavailableError } from './task-vector-kernels';
 
 const PARAM_WORDS = 24;
 const MAX_GROUPS_X = 65535;
@@ -64,16 +63,8 @@ export class GpuInterventionKernels {
 
   /** Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none. */
   static async open(): Promise<GpuInterventionKernels> {
-    const adapter = await requestGpuAdapter();
-    if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
-    const device = await adapter.requestDevice({
-      requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
-    });
-    device.pushErrorScope('validation');
-    const kernels = new GpuInterventionKernels(device, describeAdapter(adapter));
-    const error = await device.popErrorScope();
-    if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
-    return kernels;
+    const { device, adapter } = await openGpuDevice();
+    return buildKernels(device, () => new GpuInterventionKernels(device, adapter));
   }
 
   destroy(): void {

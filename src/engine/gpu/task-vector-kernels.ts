@@ -7,7 +7,7 @@
  */
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
-import { describeAdapter, GpuAdapterInfo, NO_ADAPTER_MESSAGE, requestGpuAdapter } from './dawn';
+import { buildKernels, GpuAdapterInfo, openGpuDevice } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
 const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5 };
@@ -17,8 +17,6 @@ const CHUNK_UNIFORM_BYTES = 48;
 const MODEL_BYTES = 48;
 const WORKGROUP = 256;
 const MAX_GROUPS_X = 65535;
-
-export class GpuUnavailableError extends Error {}
 
 /** Why a recipe cannot run on the GPU, or undefined when it can. */
 export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): string | undefined {
@@ -88,20 +86,8 @@ export class GpuTaskVectorKernels {
    * `maxChunkElements` caps the elements of all models in one chunk below the binding limit.
    */
   static async open(options: { maxChunkElements?: number } = {}): Promise<GpuTaskVectorKernels> {
-    const adapter = await requestGpuAdapter();
-    if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
-    const device = await adapter.requestDevice({
-      requiredFeatures: adapter.features.has('timestamp-query') ? ['timestamp-query'] : [],
-      requiredLimits: {
-        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-        maxBufferSize: adapter.limits.maxBufferSize,
-      },
-    });
-    device.pushErrorScope('validation');
-    const kernels = new GpuTaskVectorKernels(device, describeAdapter(adapter), options.maxChunkElements);
-    const error = await device.popErrorScope();
-    if (error) throw new GpuUnavailableError(`WebGPU device error: ${error.message}`);
-    return kernels;
+    const { device, adapter } = await openGpuDevice({ timestamps: true });
+    return buildKernels(device, () => new GpuTaskVectorKernels(device, adapter, options.maxChunkElements));
   }
 
   destroy(): void {
