@@ -2,7 +2,7 @@
  * GPU check (run on a machine with an NVIDIA GPU; see README "GPU"): APL importance on WebGPU
  * against the WASM path — same scores within 1e-4 relative — and its speed: exact-intervention
  * partitions/s and gradient passes/s on each backend, over every fine-tune of a zoo. WebGPU runs
- * twice: with the fused intervention kernel (the default there) and with tfjs ops only.
+ * twice: with our WGSL scoring kernels (the default there) and with tfjs ops only.
  *
  *   node dist/bench/gpu-check.js ZOO_DIR OUT.json
  * Prints a table; exits non-zero when WebGPU is unavailable or the scores disagree.
@@ -31,7 +31,8 @@ async function run(zoo: string, choice: BackendChoice, repeats: number, fusedKer
   const manifest = JSON.parse(readFileSync(join(zoo, 'zoo.json'), 'utf8')) as ZooManifest;
   const base = loadModel(join(zoo, manifest.base));
   const options = fusedKernel ? {} : { interventionKernels: false as const };
-  const label = tf.getBackend() === 'webgpu' ? (fusedKernel ? 'webgpu (fused intervention kernel)' : 'webgpu (tfjs ops only)') : tf.getBackend();
+  const gradientOptions = fusedKernel ? {} : { gradientKernels: false as const };
+  const label = tf.getBackend() === 'webgpu' ? (fusedKernel ? 'webgpu (our WGSL kernels)' : 'webgpu (tfjs ops only)') : tf.getBackend();
   const result: BackendRun = { backend: label, exactSeconds: 0, gradientSeconds: 0, partitions: 0, gradientPasses: 0, scores: {} };
   for (const entry of manifest.finetunes) {
     const finetune = loadModel(join(zoo, entry.model));
@@ -39,14 +40,14 @@ async function run(zoo: string, choice: BackendChoice, repeats: number, fusedKer
     const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
     const inputs = { base, finetune, task: entry.task, probe, scheme };
     await exactImportance(inputs, options); // warm-up: compile kernels for these shapes
-    await gradientImportance(inputs);
+    await gradientImportance(inputs, 'finetune', undefined, gradientOptions);
     let exact = await exactImportance(inputs, options);
-    let gradient = await gradientImportance(inputs);
+    let gradient = await gradientImportance(inputs, 'finetune', undefined, gradientOptions);
     for (let r = 0; r < repeats; r++) {
       exact = await exactImportance(inputs, options);
       result.exactSeconds += exact.seconds;
       result.partitions += scheme.count;
-      gradient = await gradientImportance(inputs);
+      gradient = await gradientImportance(inputs, 'finetune', undefined, gradientOptions);
       result.gradientSeconds += gradient.seconds;
       result.gradientPasses += 1;
     }
