@@ -7,6 +7,7 @@ import { runMergingBenchmark } from '../src/engine/benchmark/merging';
 import { useBackend } from '../src/engine/tensors/backend';
 import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { gpuAvailable, NO_ADAPTER } from './helpers/gpu';
 
 afterAll(removeTempDirs);
 
@@ -17,7 +18,7 @@ const cli = (args: string[]) => {
 };
 
 describe('apl-merge zoo build and importance', () => {
-  it('builds the quick vision zoo, then scores a fine-tune with both estimators', () => {
+  it('builds the quick vision zoo, then scores a fine-tune with both estimators', async () => {
     const out = join(tempDir(), 'zoo');
     const build = cli(['zoo', 'build', '--suite', 'vision', '--quick', '--seed', '3', '--out', out]);
     expect(build.stderr).toBe('');
@@ -35,6 +36,16 @@ describe('apl-merge zoo build and importance', () => {
     const loaded = loadImportance(`${artifact}.safetensors`);
     expect(Object.keys(loaded.scores).sort()).toEqual(['gradient_absolute', 'gradient_signed', 'kl', 'loss_increase']);
     expect(existsSync(`${artifact}.json`)).toBe(true);
+    expect(loaded.metadata.wgsl_exact_partitions).toBeUndefined();
+    if (!(await gpuAvailable())) return console.warn(`skipped the WebGPU run: ${NO_ADAPTER}`);
+    // On WebGPU the WGSL kernels score the MLP, say so, and agree with WASM.
+    const onGpu = cli(['importance', '--backend', 'webgpu', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', `${artifact}-gpu`]);
+    expect(onGpu.code).toBe(0);
+    expect(onGpu.stdout).toMatch(/WGSL kernels: 128 partitions of exact intervention, the gradient pass/);
+    const gpuLoaded = loadImportance(`${artifact}-gpu.safetensors`);
+    expect(gpuLoaded.metadata).toMatchObject({ backend: 'webgpu', wgsl_exact_partitions: '128', wgsl_gradient: 'true' });
+    const largest = Math.max(...Array.from(loaded.scores.loss_increase!, Math.abs));
+    gpuLoaded.scores.loss_increase!.forEach((v, k) => expect(Math.abs(v - loaded.scores.loss_increase![k])).toBeLessThan(1e-4 * largest));
   });
 
   it('refuses to bench a zoo of another suite', () => {

@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { analyseImportance } from '../engine/apl/analysis';
+import { analyseImportance, wgslKernelMetadata } from '../engine/apl/analysis';
 import { saveImportance } from '../engine/apl/artifact';
 import { PartitionLevel } from '../engine/apl/partitions';
 import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/merging';
@@ -45,7 +45,9 @@ export async function importanceCommand(flags: { base: string; model: string; pr
     timings.gradient_seconds = String(analysis.gradientSeconds);
     console.log(`gradient approximation: ${scheme.count} partitions in ${formatSeconds(analysis.gradientSeconds)}`);
   }
-  const paths = saveImportance(flags.out, scheme, { task, model: resolve(flags.model), base: resolve(flags.base), scores, metadata: { backend, probe: resolve(flags.probe), probe_examples: String(analysis.probeExamples), ...timings } });
+  const kernels = wgslKernelMetadata(analysis);
+  if (Object.keys(kernels).length > 0) console.log(`WGSL kernels: ${analysis.wgslKernels.exactPartitions} partitions of exact intervention${analysis.wgslKernels.gradient ? ', the gradient pass' : ''}`);
+  const paths = saveImportance(flags.out, scheme, { task, model: resolve(flags.model), base: resolve(flags.base), scores, metadata: { backend, probe: resolve(flags.probe), probe_examples: String(analysis.probeExamples), ...timings, ...kernels } });
   const main = scores.loss_increase ?? scores.gradient_signed!;
   const top = Array.from(main.keys()).sort((a, b) => main[b] - main[a]).slice(0, 5);
   console.log(`most important partitions for ${task} (${scores.loss_increase ? 'loss increase' : '−g·δ'}):`);

@@ -7,7 +7,7 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyseImportance } from '../engine/apl/analysis';
+import { analyseImportance, wgslKernelMetadata } from '../engine/apl/analysis';
 import { saveImportance } from '../engine/apl/artifact';
 import { PartitionLevel } from '../engine/apl/partitions';
 import { createStagingDirectory, publishDirectory } from '../engine/checkpoint/files';
@@ -34,7 +34,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
     const staging = createStagingDirectory(outDir);
     let summary: Prisma.InputJsonObject;
     try {
-      const metadata = { backend: context.backend, probe: probePath, probe_examples: String(result.probeExamples), [`${estimator}_seconds`]: String(seconds) };
+      const metadata = { backend: context.backend, probe: probePath, probe_examples: String(result.probeExamples), [`${estimator}_seconds`]: String(seconds), ...wgslKernelMetadata(result) };
       const paths = saveImportance(join(staging, ARTIFACT_NAME), result.scheme, { task: result.task, model: modelPath, base: basePath, scores: result.scores, metadata });
       summary = JSON.parse(readFileSync(paths.summary, 'utf8')) as Prisma.InputJsonObject;
       publishDirectory(staging, outDir, true);
@@ -42,7 +42,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    const report = { backend: context.backend, seconds, partitions: result.scheme.count, probeExamples: result.probeExamples, ...(result.cleanLoss !== undefined ? { cleanLoss: result.cleanLoss } : {}) };
+    const report = { backend: context.backend, seconds, partitions: result.scheme.count, probeExamples: result.probeExamples, wgslKernels: result.wgslKernels, ...(result.cleanLoss !== undefined ? { cleanLoss: result.cleanLoss } : {}) };
     return transitionJob(context.prisma, 'analysis', id, { from: ['RUNNING'], to: 'COMPLETED', message: `${result.scheme.count} partitions scored in ${seconds.toFixed(2)} s` }, async (tx) => {
       await tx.importanceAnalysis.update({ where: { id }, data: { artifactUri: `file://${join(outDir, ARTIFACT_NAME)}`, summary, result: report, total: result.scheme.count, done: result.scheme.count, error: null } });
     });

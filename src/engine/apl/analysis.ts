@@ -31,6 +31,15 @@ export interface Analysis {
   exactSeconds?: number;
   gradientSeconds?: number;
   cleanLoss?: number;
+  /** What the GPU's own WGSL kernels computed (on WebGPU): exact partitions scored, and the gradient. */
+  wgslKernels: { exactPartitions: number; gradient: boolean };
+}
+
+/** The analysis's use of WGSL kernels as artifact metadata (nothing when they did not run). */
+export function wgslKernelMetadata(analysis: Analysis): Record<string, string> {
+  const { exactPartitions, gradient } = analysis.wgslKernels;
+  if (exactPartitions === 0 && !gradient) return {};
+  return { wgsl_exact_partitions: String(exactPartitions), wgsl_gradient: String(gradient) };
 }
 
 export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysis> {
@@ -40,19 +49,21 @@ export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysi
   const probe = getSplit(loadTaskData(inputs.probePath), 'probe');
   const scheme = buildPartitions(inputs.level, trunkShapesOf(finetune));
   const importanceInputs = { base, finetune, task, probe, scheme };
-  const analysis: Analysis = { task, scheme, probeExamples: probe.count, scores: {} };
+  const analysis: Analysis = { task, scheme, probeExamples: probe.count, scores: {}, wgslKernels: { exactPartitions: 0, gradient: false } };
   if (inputs.estimator !== 'gradient') {
     const exact = await exactImportance(importanceInputs, { onProgress: inputs.onProgress, signal: inputs.signal });
     analysis.scores.loss_increase = exact.lossIncrease;
     analysis.scores.kl = exact.kl;
     analysis.exactSeconds = exact.seconds;
     analysis.cleanLoss = exact.cleanLoss;
+    analysis.wgslKernels.exactPartitions = exact.fusedPartitions;
   }
   if (inputs.estimator !== 'exact') {
     const gradient = await gradientImportance(importanceInputs, 'finetune', inputs.signal);
     analysis.scores.gradient_signed = gradient.signed;
     analysis.scores.gradient_absolute = gradient.absolute;
     analysis.gradientSeconds = gradient.seconds;
+    analysis.wgslKernels.gradient = gradient.fused;
   }
   return analysis;
 }
