@@ -21,13 +21,13 @@ function relative(actual: Float64Array, expected: Float64Array): number {
   return actual.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i])), 0) / scale;
 }
 
-gpuIt('exact and gradient importance on WebGPU match WASM within 1e-4 relative', async () => {
+gpuIt('exact and gradient importance with tfjs-webgpu ops match WASM within 1e-4 relative', async () => {
   const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }], hidden: [12, 6], probeSize: 40 });
   const finetune = family.finetunes[0];
   const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
   const run = async (backend: 'wasm' | 'webgpu') => {
     expect(await useBackend(backend)).toBe(backend);
-    return { exact: await exactImportance(inputs), gradient: await gradientImportance(inputs) };
+    return { exact: await exactImportance(inputs, { interventionKernels: false }), gradient: await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: false }) };
   };
   const wasm = await run('wasm');
   const gpu = await run('webgpu');
@@ -67,20 +67,6 @@ gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path 
   }
 });
 
-gpuIt('on the WebGPU backend, exact intervention uses the fused kernel by default', async () => {
-  const family = tinyFamily({ seed: 8, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4], probeSize: 30 });
-  const finetune = family.finetunes[0];
-  const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
-  expect(await useBackend('wasm')).toBe('wasm');
-  const wasm = await exactImportance(inputs);
-  expect(await useBackend('webgpu')).toBe('webgpu');
-  const gpu = await exactImportance(inputs);
-  expect(wasm.fusedPartitions).toBe(0);
-  expect(gpu.fusedPartitions).toBe(13);
-  expect(relative(gpu.lossIncrease, wasm.lossIncrease)).toBeLessThan(1e-4);
-  await useBackend('wasm');
-});
-
 gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every partition level, at the fine-tune and at the base', async () => {
   expect(await useBackend('wasm')).toBe('wasm');
   const kernels = await GpuGradientKernels.open();
@@ -110,15 +96,19 @@ gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every part
   }
 });
 
-gpuIt('on the WebGPU backend, the gradient approximation uses the gradient kernels by default', async () => {
+gpuIt('on the WebGPU backend, both estimators use the WGSL kernels by default', async () => {
   const family = tinyFamily({ seed: 10, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4], probeSize: 30 });
   const finetune = family.finetunes[0];
   const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
-  expect(await useBackend('wasm')).toBe('wasm');
-  const wasm = await gradientImportance(inputs);
-  expect(await useBackend('webgpu')).toBe('webgpu');
-  const gpu = await gradientImportance(inputs);
-  expect([wasm.fused, gpu.fused]).toEqual([false, true]);
-  expect(relative(gpu.signed, wasm.signed)).toBeLessThan(1e-4);
+  const run = async (backend: 'wasm' | 'webgpu') => {
+    expect(await useBackend(backend)).toBe(backend);
+    return { exact: await exactImportance(inputs), gradient: await gradientImportance(inputs) };
+  };
+  const wasm = await run('wasm');
+  const gpu = await run('webgpu');
+  expect([wasm.exact.fusedPartitions, gpu.exact.fusedPartitions]).toEqual([0, 13]);
+  expect([wasm.gradient.fused, gpu.gradient.fused]).toEqual([false, true]);
+  expect(relative(gpu.exact.lossIncrease, wasm.exact.lossIncrease)).toBeLessThan(1e-4);
+  expect(relative(gpu.gradient.signed, wasm.gradient.signed)).toBeLessThan(1e-4);
   await useBackend('wasm');
 });

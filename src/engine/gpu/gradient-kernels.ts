@@ -4,6 +4,7 @@
  * backward pass and the row scores, and only the per-row sums of g·δ come back.
  */
 import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
+import { BufferSet } from './buffers';
 import { GRADIENT_WGSL, GRADIENT_WORKGROUP } from './gradient-wgsl';
 
 const NONE = 0xffffffff;
@@ -156,27 +157,15 @@ export class GpuGradientKernels {
       plan.push({ ...base, kernel: 'rowScores', m: examples, n: layer.units, k: layer.inDim, a: input, b: placed[l].weightDelta, c: placed[l].biasDelta, d: placed[l].dpre, out: scores[l], workgroups: layer.units });
     });
 
-    const created: GPUBuffer[] = [];
-    const buffer = (bytes: number, usage: number, mappedAtCreation = false) => {
-      const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage, mappedAtCreation });
-      created.push(b);
-      return b;
-    };
+    const buffers = new BufferSet(device);
     try {
-      const memory = buffer(words * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, true);
-      const mapped = memory.getMappedRange();
-      let at = 0;
-      for (const values of parts) {
-        new Uint32Array(mapped, at * 4, values.length).set(new Uint32Array(values.buffer, values.byteOffset, values.length));
-        at += values.length;
-      }
-      memory.unmap();
-      const readback = buffer(scoresLength * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const { buffer: memory } = buffers.packed(parts, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const readback = buffers.make(scoresLength * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
       for (const step of plan) {
         const groupsX = Math.min(Math.max(1, step.workgroups), MAX_GROUPS_X);
-        const params = buffer(PARAM_BYTES, GPUBufferUsage.UNIFORM, true);
+        const params = buffers.make(PARAM_BYTES, GPUBufferUsage.UNIFORM, true);
         const view = new DataView(params.getMappedRange());
         [step.m, step.n, step.k, step.a, step.b, step.c, step.d, step.out, step.relu ? 1 : 0].forEach((v, i) => view.setUint32(i * 4, v, true));
         view.setFloat32(36, step.scale, true);
@@ -204,7 +193,7 @@ export class GpuGradientKernels {
       });
       return { weightRows, biasRows };
     } finally {
-      for (const b of created) b.destroy();
+      buffers.destroy();
     }
   }
 }

@@ -10,6 +10,8 @@
  * so g·δ is formed row by row without writing the gradient itself. All tensors live in one
  * storage buffer at offsets (in 4-byte words) given per dispatch; labels are u32 bit patterns.
  */
+import { pairSumWgsl } from './buffers';
+
 export const GRADIENT_WORKGROUP = 64;
 
 export const GRADIENT_WGSL = /* wgsl */ `
@@ -33,8 +35,7 @@ struct Params {
 
 const WORKGROUP = ${GRADIENT_WORKGROUP}u;
 const NONE = 0xffffffffu;
-var<workgroup> weightSums: array<f32, ${GRADIENT_WORKGROUP}>;
-var<workgroup> biasSums: array<f32, ${GRADIENT_WORKGROUP}>;
+${pairSumWgsl(GRADIENT_WORKGROUP)}
 
 fn invocation(wid: vec3u, lid: u32) -> u32 {
   return (wid.y * params.groupsX + wid.x) * WORKGROUP + lid;
@@ -112,19 +113,11 @@ fn rowScores(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
       biasSum += g;
     }
   }
-  weightSums[lid] = weightSum;
-  biasSums[lid] = biasSum;
-  for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      weightSums[lid] += weightSums[lid + stride];
-      biasSums[lid] += biasSums[lid + stride];
-    }
-  }
+  let totals = workgroupPairSum(lid, weightSum, biasSum);
   if (inRange && lid == 0u) {
-    memory[params.out + r] = weightSums[0];
+    memory[params.out + r] = totals.x;
     var biasScore = 0.0;
-    if (params.c != NONE) { biasScore = biasSums[0] * memory[params.c + r]; }
+    if (params.c != NONE) { biasScore = totals.y * memory[params.c + r]; }
     memory[params.out + params.n + r] = biasScore;
   }
 }

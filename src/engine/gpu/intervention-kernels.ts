@@ -4,6 +4,7 @@
  * loss and KL per partition come back.
  */
 import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
+import { BufferSet } from './buffers';
 import { INTERVENTION_WGSL, MAX_CLASSES } from './intervention-wgsl';
 
 const PARAM_WORDS = 24;
@@ -77,40 +78,25 @@ export class GpuInterventionKernels {
     if (problem) throw new Error(problem);
     const { device } = this;
     const partitions = inputs.rows.length;
-    // Every input in one array, each at a recorded offset (in 4-byte words).
-    const parts: Array<[string, Float32Array | Uint32Array]> = [
-      ['x', inputs.x],
-      ['baseWeight', inputs.baseWeight],
-      ['baseBias', inputs.baseBias ?? new Float32Array(inputs.units)],
-      ['cleanOutput', inputs.cleanOutput],
-      ['consumerPre', inputs.consumerPre],
-      ['consumerWeight', inputs.consumerWeight],
-      ['headWeight', inputs.hidden?.headWeight ?? new Float32Array(1)],
-      ['headBias', inputs.hidden?.headBias ?? new Float32Array(inputs.classes)],
-      ['cleanLogProbs', inputs.cleanLogProbs],
-      ['labels', Uint32Array.from(inputs.labels)],
-      ['rows', Uint32Array.from(inputs.rows)],
+    // Every input in one array, each at its offset (in 4-byte words), in the order Params lists them.
+    const parts = [
+      inputs.x,
+      inputs.baseWeight,
+      inputs.baseBias ?? new Float32Array(inputs.units),
+      inputs.cleanOutput,
+      inputs.consumerPre,
+      inputs.consumerWeight,
+      inputs.hidden?.headWeight ?? new Float32Array(1),
+      inputs.hidden?.headBias ?? new Float32Array(inputs.classes),
+      inputs.cleanLogProbs,
+      Uint32Array.from(inputs.labels),
+      Uint32Array.from(inputs.rows),
     ];
-    const offsets: Record<string, number> = {};
-    let words = 0;
-    for (const [name, values] of parts) {
-      offsets[name] = words;
-      words += values.length;
-    }
-    const created: GPUBuffer[] = [];
-    const buffer = (bytes: number, usage: number, mappedAtCreation = false) => {
-      const b = device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage, mappedAtCreation });
-      created.push(b);
-      return b;
-    };
+    const buffers = new BufferSet(device);
     try {
-      const data = buffer(words * 4, GPUBufferUsage.STORAGE, true);
-      const mapped = data.getMappedRange();
-      for (const [name, values] of parts) new Uint32Array(mapped, offsets[name] * 4, values.length).set(new Uint32Array(values.buffer, values.byteOffset, values.length));
-      data.unmap();
-
+      const { buffer: data, offsets } = buffers.packed(parts, GPUBufferUsage.STORAGE);
       const groupsX = Math.min(Math.max(1, partitions), MAX_GROUPS_X);
-      const params = buffer(PARAM_WORDS * 4, GPUBufferUsage.UNIFORM, true);
+      const params = buffers.make(PARAM_WORDS * 4, GPUBufferUsage.UNIFORM, true);
       new Uint32Array(params.getMappedRange()).set([
         inputs.examples,
         inputs.inDim,
@@ -122,13 +108,13 @@ export class GpuInterventionKernels {
         inputs.hidden?.relu ? 1 : 0,
         partitions,
         groupsX,
-        ...parts.map(([name]) => offsets[name]),
+        ...offsets,
       ]);
       params.unmap();
 
       const resultBytes = partitions * 2 * 4;
-      const result = buffer(resultBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-      const readback = buffer(resultBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const result = buffers.make(resultBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const readback = buffers.make(resultBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
       const group = device.createBindGroup({ layout: this.layout, entries: [params, data, result].map((b, binding) => ({ binding, resource: { buffer: b } })) });
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
@@ -136,7 +122,7 @@ export class GpuInterventionKernels {
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(groupsX, Math.ceil(partitions / groupsX));
       pass.end();
-      encoder.copyBufferToBuffer(result, 0, readback, 0, Math.max(16, Math.ceil(resultBytes / 16) * 16));
+      encoder.copyBufferToBuffer(result, 0, readback, 0, resultBytes);
       device.pushErrorScope('validation');
       device.queue.submit([encoder.finish()]);
       const error = await device.popErrorScope();
@@ -152,7 +138,7 @@ export class GpuInterventionKernels {
       readback.unmap();
       return { meanLoss, meanKl };
     } finally {
-      for (const b of created) b.destroy();
+      buffers.destroy();
     }
   }
 }

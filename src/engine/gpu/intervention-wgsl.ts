@@ -14,6 +14,8 @@
  * Every input lives in one read-only array at offsets given in the parameters (WebGPU guarantees
  * only 8 storage bindings per stage); labels and row indices are stored as u32 bit patterns.
  */
+import { pairSumWgsl } from './buffers';
+
 export const MAX_CLASSES = 64;
 export const INTERVENTION_WORKGROUP = 64;
 
@@ -50,8 +52,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> result: array<f32>;
 
 const WORKGROUP = ${INTERVENTION_WORKGROUP}u;
-var<workgroup> lossSums: array<f32, ${INTERVENTION_WORKGROUP}>;
-var<workgroup> klSums: array<f32, ${INTERVENTION_WORKGROUP}>;
+${pairSumWgsl(INTERVENTION_WORKGROUP)}
 
 fn activate(value: f32, relu: u32) -> f32 {
   return select(value, max(value, 0.0), relu == 1u);
@@ -108,18 +109,10 @@ fn rowIntervention(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
       }
     }
   }
-  lossSums[lid] = lossSum;
-  klSums[lid] = klSum;
-  for (var stride = WORKGROUP / 2u; stride > 0u; stride /= 2u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      lossSums[lid] += lossSums[lid + stride];
-      klSums[lid] += klSums[lid + stride];
-    }
-  }
+  let totals = workgroupPairSum(lid, lossSum, klSum);
   if (inRange && lid == 0u) {
-    result[2u * p] = lossSums[0] / f32(params.examples);
-    result[2u * p + 1u] = klSums[0] / f32(params.examples);
+    result[2u * p] = totals.x / f32(params.examples);
+    result[2u * p + 1u] = totals.y / f32(params.examples);
   }
 }
 `;

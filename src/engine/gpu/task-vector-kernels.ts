@@ -7,6 +7,7 @@
  */
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
+import { BufferSet } from './buffers';
 import { buildKernels, GpuAdapterInfo, openGpuDevice } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
@@ -127,12 +128,8 @@ export class GpuTaskVectorKernels {
     const blocks = Math.max(1, Math.ceil(elements / WORKGROUP));
     const usesMagnitude = recipe.models.some((m) => m.drop.kind === 'magnitude');
     const usesRowSelection = recipe.models.some((m) => m.drop.kind === 'rowTopK');
-    const created: GPUBuffer[] = [];
-    const buffer = (size: number, usage: number, mappedAtCreation = false) => {
-      const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, mappedAtCreation });
-      created.push(b);
-      return b;
-    };
+    const buffers = new BufferSet(device);
+    const buffer = (size: number, usage: number, mappedAtCreation = false) => buffers.make(size, usage, mappedAtCreation);
 
     const { modelBytes, rowData } = this.describeModels(recipe, rows, elements);
     const modelBuffer = buffer(modelBytes.byteLength, GPUBufferUsage.STORAGE, true);
@@ -232,7 +229,7 @@ export class GpuTaskVectorKernels {
       }
       return into;
     } finally {
-      for (const b of created) b.destroy();
+      buffers.destroy();
       querySet?.destroy();
     }
   }
