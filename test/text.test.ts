@@ -107,6 +107,25 @@ describe('APL on the encoder', () => {
     expect(gradient.signed.every(Number.isFinite)).toBe(true);
   });
 
+  it('scores embedding rows the probe set never reads as zero without running them, the rest as before', async () => {
+    const { base, finetune, probe } = tinyEncoder(3);
+    const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const skipping = await exactImportance({ base, finetune, task: 't', probe, scheme });
+    const everything = await exactImportance({ base, finetune: { ...finetune, family: { ...finetune.family, rowsRead: undefined } }, task: 't', probe, scheme });
+    // Token ids 1–4 never occur (the probe uses 0 for padding and 5–19); token type 1 is never used.
+    const unread = ['word_embeddings.weight[1]', 'word_embeddings.weight[2]', 'word_embeddings.weight[3]', 'word_embeddings.weight[4]', 'token_type_embeddings.weight[1]'];
+    expect(skipping.unreadPartitions).toBe(unread.length);
+    expect(everything.unreadPartitions).toBe(0);
+    for (let k = 0; k < scheme.count; k++) {
+      const isUnread = unread.some((u) => scheme.names[k].endsWith(u));
+      if (isUnread) expect([skipping.lossIncrease[k], skipping.kl[k]]).toEqual([0, 0]);
+      expect(skipping.lossIncrease[k]).toBeCloseTo(everything.lossIncrease[k], 6);
+      expect(skipping.kl[k]).toBeCloseTo(everything.kl[k], 6);
+    }
+    // …and what was skipped really has no effect: the full run finds (float-)zero there too.
+    for (let k = 0; k < scheme.count; k++) if (unread.some((u) => scheme.names[k].endsWith(u))) expect(Math.abs(everything.lossIncrease[k])).toBeLessThan(1e-6);
+  });
+
   it('rejects token ids outside the vocabulary and image data', async () => {
     const { finetune, probe } = tinyEncoder(2);
     const bad = { ...probe, inputs: probe.inputs.map((v, i) => (i === 7 ? 99 : v)) };

@@ -39,7 +39,7 @@ export async function importanceCommand(flags: { base: string; model: string; pr
   const timings: Record<string, string> = {};
   if (analysis.exactSeconds !== undefined) {
     timings.exact_seconds = String(analysis.exactSeconds);
-    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(analysis.exactSeconds)} (${(scheme.count / analysis.exactSeconds).toFixed(0)} partitions/s), clean loss ${analysis.cleanLoss!.toFixed(4)}`);
+    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(analysis.exactSeconds)} (${(scheme.count / analysis.exactSeconds).toFixed(0)} partitions/s${analysis.unreadPartitions ? `, ${analysis.unreadPartitions} never read by the probe set` : ''}), clean loss ${analysis.cleanLoss!.toFixed(4)}`);
   }
   if (analysis.gradientSeconds !== undefined) {
     timings.gradient_seconds = String(analysis.gradientSeconds);
@@ -66,11 +66,11 @@ export function formatReport(report: BenchmarkReport): string {
         `| ${r.method} | ${pct(r.avgTest)} ± ${pct(r.avgTestSpread)} | ${pct(r.avgNormalized)} | ${pct(r.avgOod)} ± ${pct(r.avgOodSpread)} | ${tasks.map((t) => `${pct(r.perTask[t].test)} / ${pct(r.perTask[t].ood)}`).join(' | ')} |`,
     ),
     '',
-    '| level | partitions | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| level | partitions | never read | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...report.fidelity.map(
       (f) =>
-        `| ${f.level} | ${f.partitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
+        `| ${f.level} | ${f.partitions} | ${f.unreadPartitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
     ),
   ];
   return lines.join('\n');

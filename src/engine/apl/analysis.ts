@@ -31,6 +31,8 @@ export interface Analysis {
   exactSeconds?: number;
   gradientSeconds?: number;
   cleanLoss?: number;
+  /** Partitions of table rows the probe set never reads, scored zero without running them. */
+  unreadPartitions?: number;
   /** What the GPU's own WGSL kernels computed (on WebGPU): exact partitions scored, and the gradient. */
   wgslKernels: { exactPartitions: number; gradient: boolean };
 }
@@ -56,6 +58,7 @@ export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysi
     analysis.scores.kl = exact.kl;
     analysis.exactSeconds = exact.seconds;
     analysis.cleanLoss = exact.cleanLoss;
+    analysis.unreadPartitions = exact.unreadPartitions;
     analysis.wgslKernels.exactPartitions = exact.fusedPartitions;
   }
   if (inputs.estimator !== 'exact') {

@@ -41,6 +41,8 @@ export interface ExactImportance {
   forwardSeconds: number;
   /** Partitions scored by the GPU's fused intervention kernel rather than tfjs ops. */
   fusedPartitions: number;
+  /** Partitions of table rows the probe set never reads (unused tokens): zero without a forward pass. */
+  unreadPartitions: number;
   seconds: number;
 }
 
@@ -63,6 +65,18 @@ export interface ExactOptions {
 
 /** Partitions of one layer scored by the fused kernel in one dispatch, at most. */
 const FUSED_PARTITIONS_PER_DISPATCH = 8192;
+
+/** 1 for each partition all of whose rows lie in tables (`rowsRead`) and are not read by the probe set. */
+function unreadPartitions(scheme: PartitionScheme, rowsRead: Map<string, Set<number>> | undefined): Uint8Array {
+  const read = new Uint8Array(scheme.count);
+  for (const [name, rows] of scheme.rows) {
+    const tableRows = rowsRead?.get(name);
+    rows.forEach((k, r) => {
+      if (!tableRows || tableRows.has(r)) read[k] = 1;
+    });
+  }
+  return read.map((r) => 1 - r);
+}
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
   if (!(task in finetune.config.tasks)) throw new Error(`${finetune.path}: has no head for task "${task}" (heads: ${Object.keys(finetune.config.tasks).join(', ')})`);
@@ -178,12 +192,16 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const index = stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
       return index;
     };
+    const unread = unreadPartitions(scheme, family.rowsRead?.(config, probe, range(0, n)));
     const byStage = new Map<number, number[]>();
     for (let k = 0; k < scheme.count; k++) {
+      if (unread[k]) continue; // lossIncrease and kl stay 0
       const s = stageOf(k);
       byStage.set(s, [...(byStage.get(s) ?? []), k]);
     }
-    let done = 0;
+    const unreadCount = unread.reduce((count, u) => count + u, 0);
+    if (unreadCount > 0) progress.report(unreadCount, `${task}: ${unreadCount} partitions the probe set never reads`);
+    let done = unreadCount;
     let fusedPartitions = 0;
     const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
@@ -318,7 +336,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
         shared.forEach((t) => t.dispose());
       }
     }
-    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, seconds: (Date.now() - started) / 1000 };
+    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, unreadPartitions: unreadCount, seconds: (Date.now() - started) / 1000 };
   } finally {
     keep.forEach((t) => t.dispose());
     ft.tensors.forEach((t) => t.dispose());

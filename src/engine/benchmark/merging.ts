@@ -94,6 +94,8 @@ export interface FidelityRow {
   exactPartitionsPerSecond: number;
   /** Exact intervention's cost per partition, in clean forward passes over the probe set. */
   forwardsPerPartition: number;
+  /** Partitions the probe sets never read (embedding rows of unused tokens), scored zero unrun; included above. */
+  unreadPartitions: number;
 }
 
 export interface BenchmarkReport {
@@ -171,6 +173,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     let exactSeconds = 0;
     let gradientSeconds = 0;
     let partitions = 0;
+    let unreadPartitions = 0;
     for (const task of tasks) {
       throwIfAborted(options.signal);
       const finetune = finetunes.get(task)!;
@@ -182,6 +185,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       gradientSeconds += gradient.seconds;
       forwardSeconds += exact.forwardSeconds;
       partitions += scheme.count;
+      unreadPartitions += exact.unreadPartitions;
       pooledExact.push(...exact.lossIncrease);
       pooledGradient.push(...gradient.signed);
       if (scheme.count > 2) rhos.push(spearman(exact.lossIncrease, gradient.signed));
@@ -205,9 +209,10 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       timeRatio: exactSeconds / Math.max(gradientSeconds, 1e-9),
       exactPartitionsPerSecond: partitions / Math.max(exactSeconds, 1e-9),
       forwardsPerPartition: exactSeconds / partitions / (forwardSeconds / tasks.length),
+      unreadPartitions,
     };
     fidelity.push(row);
-    log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each)`);
+    log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each, ${unreadPartitions} never read)`);
   }
 
   const oracle: Record<string, TaskScores> = Object.fromEntries(manifest.finetunes.map((f) => [f.task, f.accuracy]));

@@ -294,6 +294,28 @@ export const encoderFamily: ModelFamily<EncoderConfig> = {
     }
     return dense(pooled, params(`heads.${task}.weight`), params(`heads.${task}.bias`));
   },
+  rowsRead(config, split: TaskSplit, indices) {
+    const P = prefixOf(config);
+    const length = split.exampleShape[0];
+    const words = new Set<number>();
+    const positions = new Set<number>();
+    for (let i = 0; i < indices.length; i++) {
+      const row = split.inputs.subarray(indices[i] * length, (indices[i] + 1) * length);
+      let real = 0;
+      for (let j = 0; j < row.length; j++) {
+        words.add(row[j]);
+        // The embedding stage's positions: 0..length−1, or RoBERTa's count of real tokens past the padding id.
+        if (config.flavor !== 'roberta') positions.add(j);
+        else if (row[j] === config.padTokenId) positions.add(config.padTokenId);
+        else positions.add(config.padTokenId + ++real);
+      }
+    }
+    return new Map([
+      [`${P}embeddings.word_embeddings.weight`, words],
+      [`${P}embeddings.position_embeddings.weight`, positions],
+      [`${P}embeddings.token_type_embeddings.weight`, new Set([0])],
+    ]);
+  },
   inputs(config, split: TaskSplit, indices, source) {
     const ids = split.inputs;
     const length = split.exampleShape[0];

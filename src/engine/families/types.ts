@@ -65,6 +65,12 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
    * one feature then moves the logits by a rank-one term, which exact intervention uses.
    */
   linearHead?(config: C, task: string): LinearMap;
+  /**
+   * For lookup tables (embeddings): which rows the examples at `indices` read. Tensors not in the
+   * map are read whole. Setting rows nobody reads back to the base cannot change the logits, so
+   * exact intervention scores such partitions zero without running them.
+   */
+  rowsRead?(config: C, split: TaskSplit, indices: ArrayLike<number>): Map<string, Set<number>>;
   /** Turns the stored examples at `indices` into the trunk's input tensor; throws when their shape does not fit. */
   inputs(config: C, split: TaskSplit, indices: ArrayLike<number>, source: string): tf.Tensor;
 }
