@@ -57,6 +57,12 @@ gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path 
       expect(relative(fused.kl, reference.kl)).toBeLessThan(1e-4);
       expect(new Set(Array.from(reference.lossIncrease, (v) => v.toFixed(6))).size).toBeGreaterThan(5);
     }
+    // Heads wider than the kernel's logits array, and inputs larger than a binding, are left to tfjs.
+    expect(kernels.problem({ examples: 8, inDim: 4, units: 4, width: 70, classes: 70, hidden: false, partitions: 4 })).toMatch(/70 classes: the fused kernel holds at most 64 logits per example/);
+    expect(kernels.problem({ examples: 2 ** 16, inDim: 2 ** 16, units: 4, width: 3, classes: 3, hidden: false, partitions: 4 })).toMatch(/words of GPU memory in one binding; the device allows/);
+    const wide = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 70 }], hidden: [6, 5], probeSize: 20 });
+    const wideScheme = buildPartitions('row', new Map(wide.finetunes[0].family.trunkShapes(wide.finetunes[0].config).map((s) => [s.name, s.shape])));
+    expect((await exactImportance({ base: wide.base, finetune: wide.finetunes[0], task: 'a', probe: wide.probes[0], scheme: wideScheme }, { interventionKernels: kernels })).fusedPartitions).toBe(0);
     // Layer and model partitions are not row partitions: the kernel is not used.
     const family = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 5 }], hidden: [12, 6] });
     const finetune = family.finetunes[0];

@@ -9,7 +9,6 @@ import { Model } from '../families/model';
 import { LinearMap, range, Stage } from '../families/types';
 import { TaskSplit } from '../data/task-data';
 import { GradientInputs } from '../gpu/gradient-kernels';
-import { rowInterventionProblem } from '../gpu/intervention-kernels';
 
 /**
  * The kernels to use: none when `option` is false, the given ones, or by default the process's
@@ -28,8 +27,8 @@ const named = (map: LinearMap | undefined): map is LinearMap & { activationName:
  * named, and its output reaches the logits through linear maps only — the head directly (`head`
  * undefined), or one more named linear stage and then a linear head (`head` set).
  */
-export function fusedRowPlan(stages: Stage[], s: number, linearHead: LinearMap | undefined, classes: number): { head?: LinearMap } | undefined {
-  if (!named(stages[s].linear) || linearHead?.activationName !== 'identity' || rowInterventionProblem(classes)) return undefined;
+export function fusedRowPlan(stages: Stage[], s: number, linearHead: LinearMap | undefined): { head?: LinearMap } | undefined {
+  if (!named(stages[s].linear) || linearHead?.activationName !== 'identity') return undefined;
   if (s === stages.length - 1) return {};
   if (s === stages.length - 2 && named(stages[s + 1].linear)) return { head: linearHead };
   return undefined;

@@ -256,8 +256,17 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           }
         : undefined;
       const reader = rowStage?.consumer;
-      const plan = fused && linear && rowOf && reader && fusedRowPlan(stages, s, family.linearHead?.(config, task), classes);
-      if (plan) {
+      const plan = fused && linear && rowOf && reader && fusedRowPlan(stages, s, family.linearHead?.(config, task));
+      const shape = {
+        examples: n,
+        inDim: activations[s].shape[1]!,
+        units: activations[s + 1].shape[1]!,
+        width: reader?.pre.shape[1] ?? 0,
+        classes,
+        hidden: Boolean(plan && plan.head),
+        partitions: Math.min(partitions.length, FUSED_PARTITIONS_PER_DISPATCH),
+      };
+      if (plan && fused.problem(shape) === undefined) {
         // One dispatch of the GPU's fused kernel per group of partitions: no tfjs ops per partition.
         try {
           const [stageInput, stageOutput, consumerPre, cleanLog] = await Promise.all([activations[s], activations[s + 1], reader.pre, cleanLogProbs].map((t) => t.data() as Promise<Float32Array>));
@@ -266,20 +275,16 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             await yieldThenCheckAbort(options.signal);
             const group = partitions.slice(start, start + FUSED_PARTITIONS_PER_DISPATCH);
             const { meanLoss, meanKl } = await fused.rowIntervention({
+              ...shape,
               x: stageInput,
-              examples: n,
-              inDim: activations[s].shape[1]!,
               baseWeight: base.params.get(linear.weight)!,
               baseBias: linear.bias ? base.params.get(linear.bias) : undefined,
               stageRelu: linear.activationName === 'relu',
               cleanOutput: stageOutput,
-              units: activations[s + 1].shape[1]!,
               consumerPre,
               consumerWeight: finetune.params.get(reader.map.weight)!,
-              width: reader.pre.shape[1],
               hidden: head && { relu: reader.map.activationName === 'relu', headWeight: finetune.params.get(head.weight)!, headBias: head.bias ? finetune.params.get(head.bias) : undefined },
               cleanLogProbs: cleanLog,
-              classes,
               labels: probe.labels,
               rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
             });

@@ -42,11 +42,8 @@ export interface RowInterventionResult {
   meanKl: Float32Array;
 }
 
-/** Why a layer's row partitions cannot use the fused kernel, or undefined when they can. */
-export function rowInterventionProblem(classes: number): string | undefined {
-  if (classes > MAX_CLASSES) return `${classes} classes: the fused kernel holds at most ${MAX_CLASSES} logits per example`;
-  return undefined;
-}
+/** The sizes that decide whether a layer's row partitions fit the kernel. */
+export type RowInterventionShape = Pick<RowInterventionInputs, 'examples' | 'inDim' | 'units' | 'width' | 'classes'> & { hidden: boolean; partitions: number };
 
 export class GpuInterventionKernels {
   private readonly layout: GPUBindGroupLayout;
@@ -72,9 +69,18 @@ export class GpuInterventionKernels {
     this.device.destroy();
   }
 
+  /** Why a layer's row partitions cannot use the kernel here, or undefined when they can. */
+  problem({ examples, inDim, units, width, classes, hidden, partitions }: RowInterventionShape): string | undefined {
+    if (classes > MAX_CLASSES) return `${classes} classes: the fused kernel holds at most ${MAX_CLASSES} logits per example`;
+    const words = examples * (inDim + units + width + classes + 1) + units * (inDim + 1 + width) + (hidden ? classes * (width + 1) : classes + 1) + partitions;
+    const limit = this.device.limits.maxStorageBufferBindingSize / 4;
+    if (words > limit) return `the layer's inputs need ${words} words of GPU memory in one binding; the device allows ${limit}`;
+    return undefined;
+  }
+
   /** Mean cross-entropy and KL over the examples for each partition's corrupted model. */
   async rowIntervention(inputs: RowInterventionInputs): Promise<RowInterventionResult> {
-    const problem = rowInterventionProblem(inputs.classes);
+    const problem = this.problem({ ...inputs, hidden: inputs.hidden !== undefined, partitions: inputs.rows.length });
     if (problem) throw new Error(problem);
     const { device } = this;
     const partitions = inputs.rows.length;
