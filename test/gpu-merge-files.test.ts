@@ -88,6 +88,7 @@ describe('merging checkpoint files on the GPU', () => {
     ['magnitude', '{ weight: 0.6, density: 0.2 }', ''],
     // linear's base is not an input: the GPU must not add it back
     ['linear', '{ weight: 0.4 }', ''],
+    ['breadcrumbs_ties', '{ weight: 0.5, density: 0.6, gamma: 0.05 }', ''],
   ]) {
     gpuIt(`${method} over three fine-tunes agrees with the CPU to float32 rounding`, async () => {
       const text = `merge_method: ${method}\nbase_model: f32/base\n${extra}models:\n${models('f32', 3, parameters)}\n`;

@@ -74,6 +74,7 @@ const SIZES = [1, 255, 256, 257, 4099];
 describe('GPU task-vector kernels', () => {
   gpuIt('reports which recipes they cannot run', async () => {
     const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'della', density: 0.5, epsilon: 0.1, key: dropKey(1, 0, 'x'), rescale: true } }], consensus: undefined, normalize: false, lambda: 1 };
+    expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'breadcrumbs', density: 0.5, gamma: 0.1 } }] }, 10)).toBeUndefined();
     expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "della" has no GPU kernel/);
     expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'keep' } }] }, 10)).toBeUndefined();
   });
@@ -86,6 +87,10 @@ describe('GPU task-vector kernels', () => {
     ['magnitude 30% rescaled', { kind: 'magnitude', keepCount: Math.floor(0.3 * n), scale: Math.fround(1 / 0.3) }],
     ['magnitude all', { kind: 'magnitude', keepCount: n, scale: 1 }],
     ['bernoulli 40%', { kind: 'bernoulli', key: dropKey(5, 0, 'w'), threshold: keepThreshold(0.4), scale: Math.fround(1 / 0.4) }],
+    ['breadcrumbs 30%, 10% outliers', { kind: 'breadcrumbs', density: 0.3, gamma: 0.1 }],
+    ['breadcrumbs 90%, 20% outliers (fewer removed)', { kind: 'breadcrumbs', density: 0.9, gamma: 0.2 }],
+    ['breadcrumbs, no outliers', { kind: 'breadcrumbs', density: 0.5, gamma: 0 }],
+    ['breadcrumbs at density 1', { kind: 'breadcrumbs', density: 1, gamma: 0.1 }],
   ];
   for (const n of SIZES) {
     gpuIt(`single-model drops match the CPU bit for bit (n = ${n})`, async () => {
@@ -132,7 +137,7 @@ describe('GPU task-vector kernels', () => {
     gpuIt(`three models, mixed drops: ${label} agrees with the CPU to float32 rounding`, async () => {
       for (const n of [257, 4099]) {
         const base = values(n, 10 + n);
-        const models = [values(n, 11 + n), values(n, 12 + n, 0.5), values(n, 13 + n, 2)];
+        const models = [values(n, 11 + n), values(n, 12 + n, 0.5), values(n, 13 + n, 2), values(n, 15 + n)];
         const tied = quantised(n, 14 + n);
         models[0] = base.map((b, i) => b + tied[i]); // ties at the magnitude threshold
         const recipe: TaskVectorRecipe = {
@@ -140,6 +145,7 @@ describe('GPU task-vector kernels', () => {
             { weight: 1, drop: { kind: 'magnitude', keepCount: Math.floor(0.2 * n), scale: 1 } },
             { weight: 0.6, drop: { kind: 'bernoulli', key: dropKey(3, 1, 'x'), threshold: keepThreshold(0.5), scale: 2 } },
             { weight: -0.3, drop: { kind: 'keep' } },
+            { weight: 0.5, drop: { kind: 'breadcrumbs', density: 0.4, gamma: 0.05 } },
           ],
           lambda: 0.8,
           ...combination,

@@ -7,11 +7,12 @@
  */
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
+import { breadcrumbsCounts } from '../kernels/sparsify';
 import { BufferSet } from './buffers';
 import { buildKernels, GpuAdapterInfo, openGpuDevice } from './dawn';
 import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
-const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5 };
+const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK' | 'breadcrumbs', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5, breadcrumbs: 6 };
 const NONE = 0xffffffff;
 const BINS_PER_MODEL = 98304;
 const CHUNK_UNIFORM_BYTES = 48;
@@ -126,7 +127,9 @@ export class GpuTaskVectorKernels {
     const rows = elements / rowLength;
     if (rows !== Math.floor(rows)) throw new Error(`row length ${rowLength} does not divide ${elements} elements`);
     const blocks = Math.max(1, Math.ceil(elements / WORKGROUP));
-    const usesMagnitude = recipe.models.some((m) => m.drop.kind === 'magnitude');
+    const usesSelection = recipe.models.some((m) => m.drop.kind === 'magnitude' || m.drop.kind === 'breadcrumbs');
+    // Selection slots: one per model, and a second per model when Breadcrumbs needs its outliers.
+    const slots = recipe.models.some((m) => m.drop.kind === 'breadcrumbs') ? 2 * modelCount : modelCount;
     const usesRowSelection = recipe.models.some((m) => m.drop.kind === 'rowTopK');
     const buffers = new BufferSet(device);
     const buffer = (size: number, usage: number, mappedAtCreation = false) => buffers.make(size, usage, mappedAtCreation);
@@ -138,9 +141,9 @@ export class GpuTaskVectorKernels {
     const rowBuffer = buffer(rowData.byteLength, GPUBufferUsage.STORAGE, true);
     new Uint32Array(rowBuffer.getMappedRange(0, rowData.byteLength)).set(rowData);
     rowBuffer.unmap();
-    const histogram = buffer(usesMagnitude ? modelCount * BINS_PER_MODEL * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
-    const cuts = buffer(modelCount * 8 * 4, GPUBufferUsage.STORAGE);
-    const blockPrefix = buffer(usesMagnitude ? modelCount * blocks * 4 : 16, GPUBufferUsage.STORAGE);
+    const histogram = buffer(usesSelection ? slots * BINS_PER_MODEL * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const cuts = buffer(slots * 8 * 4, GPUBufferUsage.STORAGE);
+    const blockPrefix = buffer(usesSelection ? slots * blocks * 4 : 16, GPUBufferUsage.STORAGE);
 
     const encoder = device.createCommandEncoder();
     const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer; readback: GPUBuffer }> = [];
@@ -174,7 +177,7 @@ export class GpuTaskVectorKernels {
         });
         bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer, readback: buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST) });
       }
-      if (usesMagnitude) encoder.clearBuffer(histogram);
+      if (usesSelection) encoder.clearBuffer(histogram);
       const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       const perChunk = (name: keyof typeof this.pipelines, perRow = false) => {
         pass.setPipeline(this.pipelines[name]);
@@ -184,18 +187,18 @@ export class GpuTaskVectorKernels {
           pass.dispatchWorkgroups(x, y);
         }
       };
-      const perModel = (name: keyof typeof this.pipelines) => {
+      const perSlot = (name: keyof typeof this.pipelines) => {
         pass.setPipeline(this.pipelines[name]);
         pass.setBindGroup(0, bound[0].group);
-        pass.dispatchWorkgroups(modelCount);
+        pass.dispatchWorkgroups(slots);
       };
       perChunk('taskVectors');
-      if (usesMagnitude) {
-        perModel('cutHigh');
+      if (usesSelection) {
+        perSlot('cutHigh');
         perChunk('lowHistogram');
-        perModel('cutLow');
+        perSlot('cutLow');
         perChunk('blockCounts');
-        perModel('scanBlocks');
+        perSlot('scanBlocks');
       }
       if (usesRowSelection) perChunk('rowSelect', true);
       perChunk('drops');
@@ -256,6 +259,13 @@ export class GpuTaskVectorKernels {
           view.setUint32(at + 8, rule.keepCount, true);
           view.setFloat32(at + 12, rule.scale, true);
           break;
+        case 'breadcrumbs': {
+          const { upper, outliers } = breadcrumbsCounts(elements, rule.density, rule.gamma);
+          view.setUint32(at + 8, upper, true);
+          view.setFloat32(at + 12, 1, true);
+          view.setUint32(at + 36, outliers, true);
+          break;
+        }
         case 'bernoulli':
           view.setUint32(at + 4, rule.threshold, true);
           view.setFloat32(at + 12, rule.scale, true);
@@ -300,8 +310,9 @@ function lcm(a: number, b: number): number {
   return (a / x) * b;
 }
 
-/** Clamps a magnitude rule's count to the tensor; a count of 0 keeps nothing. */
+/** Clamps a magnitude rule's count to the tensor (a count of 0 keeps nothing); Breadcrumbs at density ≥ 1 keeps all. */
 function normaliseRule(rule: DropRule, elements: number): DropRule {
+  if (rule.kind === 'breadcrumbs' && rule.density >= 1) return { kind: 'keep' };
   if (rule.kind !== 'magnitude') return rule;
   if (rule.keepCount <= 0) return { kind: 'zero' };
   return { ...rule, keepCount: Math.min(rule.keepCount, elements) };

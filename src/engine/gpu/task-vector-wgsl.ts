@@ -1,16 +1,18 @@
 /**
  * WGSL kernels of the task-vector merges (kernels/recipe.ts run on the GPU). One tensor is split
  * into chunks that each fit a storage binding; per chunk the host dispatches, in order:
- *   taskVectors   deltas −= base; magnitude rules count their high 15 magnitude bits
- *   cutHigh       (one workgroup per model) the bucket of the k-th largest magnitude
+ *   taskVectors   deltas −= base; selections count their high 15 magnitude bits
+ *   cutHigh       (one workgroup per selection) the bucket of the k-th largest magnitude
  *   lowHistogram  magnitudes in that bucket count their low 16 bits
- *   cutLow        (one workgroup per model) the exact threshold, how many at it to keep
+ *   cutLow        (one workgroup per selection) the exact threshold, how many at it to keep
  *   blockCounts   entries at the threshold per 256-entry block, then scanBlocks: their prefix
  *   rowSelect     (one workgroup per row) APL's deterministic drop: each row's largest magnitudes
  *   drops         each model's drop rule and row weights, in place
  *   combine       (sign election,) weighted sum, normalisation, λ, written over base
  * The selection is the CPU's radix selection (kernels/select.ts) and ties at the threshold are
  * kept in index order, as on the CPU; random drops use word i of the same Threefry stream.
+ * Selections ("slots"): slot t holds model t's `keepCount` largest magnitudes (magnitude rules,
+ * and Breadcrumbs' upper set); slot models + t its `outlierCount` largest (Breadcrumbs' outliers).
  */
 export const TASK_VECTOR_WGSL = /* wgsl */ `
 struct Chunk {
@@ -38,7 +40,7 @@ struct Model {
   k1: u32,
   rowDrop: u32,
   rowWeights: u32,
-  pad0: u32,
+  outlierCount: u32,
   pad1: u32,
   pad2: u32,
 }
@@ -58,6 +60,7 @@ const MAGNITUDE = 2u;
 const BERNOULLI = 3u;
 const ROW_BERNOULLI = 4u;
 const ROW_TOP_K = 5u;
+const BREADCRUMBS = 6u;
 const HIGH_BINS = 32768u;
 const LOW_BINS = 65536u;
 const BINS_PER_MODEL = 98304u;
@@ -109,6 +112,23 @@ fn uniformKind(t: u32, lid: u32) -> u32 {
   return workgroupUniformLoad(&sharedKind);
 }
 
+/** Whether a selection slot is used, given its model's rule kind. */
+fn slotActive(kind: u32, slot: u32) -> bool {
+  if (slot < chunk.models) { return kind == MAGNITUDE || kind == BREADCRUMBS; }
+  return kind == BREADCRUMBS;
+}
+
+fn slotCount(slot: u32) -> u32 {
+  if (slot < chunk.models) { return models[slot].keepCount; }
+  return models[slot - chunk.models].outlierCount;
+}
+
+/** Whether magnitude m, ranked (before) among its block's entries at the threshold, is in the slot's selection. */
+fn selected(slot: u32, m: u32, before: u32, block: u32) -> bool {
+  let threshold = cuts[slot * 8u + 2u];
+  return m > threshold || (m == threshold && blockPrefix[slot * chunk.blocks + block] + before < cuts[slot * 8u + 3u]);
+}
+
 @compute @workgroup_size(256)
 fn taskVectors(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = localIndex(wid, lid);
@@ -118,8 +138,11 @@ fn taskVectors(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_inde
     let at = t * chunk.length + j;
     let d = deltas[at] - b;
     deltas[at] = d;
-    if (models[t].kind == MAGNITUDE) {
-      atomicAdd(&histogram[t * BINS_PER_MODEL + (magnitudeOf(d) >> 16u)], 1u);
+    let kind = models[t].kind;
+    for (var slot = t; slot < 2u * chunk.models; slot += chunk.models) {
+      if (slotActive(kind, slot)) {
+        atomicAdd(&histogram[slot * BINS_PER_MODEL + (magnitudeOf(d) >> 16u)], 1u);
+      }
     }
   }
 }
@@ -155,11 +178,11 @@ fn cut(t: u32, lid: u32, offset: u32, bins: u32, k: u32, aboveStart: u32) -> vec
 
 @compute @workgroup_size(256)
 fn cutHigh(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
-  let found = cut(t, lid, t * BINS_PER_MODEL, HIGH_BINS, models[t].keepCount, 0u);
-  if (lid == 0u && models[t].kind == MAGNITUDE) {
-    cuts[t * 8u] = found.x;
-    cuts[t * 8u + 1u] = found.y;
+  let slot = wid.x;
+  let found = cut(slot, lid, slot * BINS_PER_MODEL, HIGH_BINS, slotCount(slot), 0u);
+  if (lid == 0u && slotActive(models[slot % chunk.models].kind, slot)) {
+    cuts[slot * 8u] = found.x;
+    cuts[slot * 8u + 1u] = found.y;
   }
 }
 
@@ -167,11 +190,12 @@ fn cutHigh(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 fn lowHistogram(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = localIndex(wid, lid);
   if (j >= chunk.length) { return; }
-  for (var t = 0u; t < chunk.models; t++) {
-    if (models[t].kind == MAGNITUDE) {
+  for (var slot = 0u; slot < 2u * chunk.models; slot++) {
+    let t = slot % chunk.models;
+    if (slotActive(models[t].kind, slot)) {
       let m = magnitudeOf(deltas[t * chunk.length + j]);
-      if ((m >> 16u) == cuts[t * 8u]) {
-        atomicAdd(&histogram[t * BINS_PER_MODEL + HIGH_BINS + (m & 0xffffu)], 1u);
+      if ((m >> 16u) == cuts[slot * 8u]) {
+        atomicAdd(&histogram[slot * BINS_PER_MODEL + HIGH_BINS + (m & 0xffffu)], 1u);
       }
     }
   }
@@ -179,13 +203,13 @@ fn lowHistogram(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
 
 @compute @workgroup_size(256)
 fn cutLow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
-  let k = models[t].keepCount;
-  let found = cut(t, lid, t * BINS_PER_MODEL + HIGH_BINS, LOW_BINS, k, cuts[t * 8u + 1u]);
-  if (lid == 0u && models[t].kind == MAGNITUDE) {
-    cuts[t * 8u + 2u] = (cuts[t * 8u] << 16u) | found.x;
-    cuts[t * 8u + 3u] = k - found.y;
-    cuts[t * 8u + 4u] = atomicLoad(&histogram[t * BINS_PER_MODEL + HIGH_BINS + found.x]);
+  let slot = wid.x;
+  let k = slotCount(slot);
+  let found = cut(slot, lid, slot * BINS_PER_MODEL + HIGH_BINS, LOW_BINS, k, cuts[slot * 8u + 1u]);
+  if (lid == 0u && slotActive(models[slot % chunk.models].kind, slot)) {
+    cuts[slot * 8u + 2u] = (cuts[slot * 8u] << 16u) | found.x;
+    cuts[slot * 8u + 3u] = k - found.y;
+    cuts[slot * 8u + 4u] = atomicLoad(&histogram[slot * BINS_PER_MODEL + HIGH_BINS + found.x]);
   }
 }
 
@@ -193,27 +217,28 @@ fn cutLow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 fn blockCounts(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = localIndex(wid, lid);
   let block = (chunk.start + j) / 256u;
-  for (var t = 0u; t < chunk.models; t++) {
-    if (uniformKind(t, lid) != MAGNITUDE) { continue; }
+  for (var slot = 0u; slot < 2u * chunk.models; slot++) {
+    let t = slot % chunk.models;
+    if (!slotActive(uniformKind(t, lid), slot)) { continue; }
     if (lid == 0u) { atomicStore(&counter, 0u); }
     workgroupBarrier();
-    if (j < chunk.length && magnitudeOf(deltas[t * chunk.length + j]) == cuts[t * 8u + 2u]) {
+    if (j < chunk.length && magnitudeOf(deltas[t * chunk.length + j]) == cuts[slot * 8u + 2u]) {
       atomicAdd(&counter, 1u);
     }
     workgroupBarrier();
-    if (lid == 0u) { blockPrefix[t * chunk.blocks + block] = atomicLoad(&counter); }
+    if (lid == 0u) { blockPrefix[slot * chunk.blocks + block] = atomicLoad(&counter); }
   }
 }
 
 @compute @workgroup_size(256)
 fn scanBlocks(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
-  if (uniformKind(t, lid) != MAGNITUDE) { return; }
+  let slot = wid.x;
+  if (!slotActive(uniformKind(slot % chunk.models, lid), slot)) { return; }
   let perThread = (chunk.blocks + 255u) / 256u;
   let first = min(lid * perThread, chunk.blocks);
   let last = min(first + perThread, chunk.blocks);
   var sum = 0u;
-  for (var i = first; i < last; i++) { sum += blockPrefix[t * chunk.blocks + i]; }
+  for (var i = first; i < last; i++) { sum += blockPrefix[slot * chunk.blocks + i]; }
   partial[lid] = sum;
   workgroupBarrier();
   if (lid == 0u) {
@@ -227,8 +252,8 @@ fn scanBlocks(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   workgroupBarrier();
   var running = partial[lid];
   for (var i = first; i < last; i++) {
-    let value = blockPrefix[t * chunk.blocks + i];
-    blockPrefix[t * chunk.blocks + i] = running;
+    let value = blockPrefix[slot * chunk.blocks + i];
+    blockPrefix[slot * chunk.blocks + i] = running;
     running += value;
   }
 }
@@ -327,20 +352,26 @@ fn drops(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid
     var v = 0.0;
     if (inRange) { v = deltas[at]; }
     let m = magnitudeOf(v);
-    // Rank of this entry among the block's entries at the threshold (magnitude rules only).
+    // Rank of this entry among the block's entries at each selection's threshold.
     var before = 0u;
-    if (kind == MAGNITUDE) {
-      let flag = select(0u, 1u, inRange && m == cuts[t * 8u + 2u]);
-      before = flagsBefore(flag, lid);
+    var beforeOutlier = 0u;
+    if (slotActive(kind, t)) {
+      before = flagsBefore(select(0u, 1u, inRange && m == cuts[t * 8u + 2u]), lid);
+    }
+    let outlierSlot = chunk.models + t;
+    if (slotActive(kind, outlierSlot)) {
+      beforeOutlier = flagsBefore(select(0u, 1u, inRange && m == cuts[outlierSlot * 8u + 2u]), lid);
     }
     if (inRange) {
       let rule = models[t];
       switch kind {
         case ZERO: { v = 0.0; }
         case MAGNITUDE: {
-          let threshold = cuts[t * 8u + 2u];
-          let keep = m > threshold || (m == threshold && blockPrefix[t * chunk.blocks + block] + before < cuts[t * 8u + 3u]);
-          v = select(0.0, v * rule.scale, keep);
+          v = select(0.0, v * rule.scale, selected(t, m, before, block));
+        }
+        case BREADCRUMBS: {
+          let keep = selected(t, m, before, block) && !selected(outlierSlot, m, beforeOutlier, block);
+          v = select(0.0, v, keep);
         }
         case BERNOULLI: {
           v = select(0.0, v * rule.scale, streamWord(rule.k0, rule.k1, g) < rule.threshold);

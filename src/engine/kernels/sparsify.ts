@@ -68,27 +68,31 @@ export function keepThreshold(probability: number): number {
 }
 
 /**
- * Model Breadcrumbs: removes the `gamma` fraction of largest magnitudes (outliers), then the
- * smallest, so that floor(density·n) remain. When density + gamma > 1, fewer outliers are removed.
+ * Model Breadcrumbs' counts for n entries: the entries kept are those among the `upper` largest
+ * magnitudes but not among the `outliers` largest (ties broken by position). It removes the
+ * `gamma` fraction of largest magnitudes, then the smallest, so that floor(density·n) remain;
+ * when density + gamma > 1, fewer outliers are removed.
  */
+export function breadcrumbsCounts(n: number, density: number, gamma: number): { upper: number; outliers: number } {
+  const target = Math.floor(density * n);
+  let outliers = Math.floor(gamma * n);
+  let bottom = n - target - outliers;
+  if (bottom < 0) {
+    outliers += bottom;
+    bottom = 0;
+  }
+  return { upper: n - bottom, outliers };
+}
+
+/** Model Breadcrumbs (see breadcrumbsCounts), in place; density ≥ 1 keeps everything. */
 export function breadcrumbsPrune(delta: Float32Array, density: number, gamma: number): void {
   if (density >= 1) return;
-  const n = delta.length;
-  const target = Math.floor(density * n);
-  let topCount = Math.floor(gamma * n);
-  let bottomCount = n - target - topCount;
-  if (bottomCount < 0) {
-    topCount += bottomCount;
-    bottomCount = 0;
-  }
+  const { upper, outliers } = breadcrumbsCounts(delta.length, density, gamma);
   const bits = bitsOf(delta);
-  // Kept = in the top (n − bottomCount) but not in the top topCount.
-  const inUpper = topKMembership(bits, n - bottomCount);
-  const inOutliers = topKMembership(bits, topCount);
-  for (let i = 0; i < n; i++) {
-    const upper = inUpper(i);
-    const outlier = inOutliers(i);
-    if (!upper || outlier) delta[i] = 0;
+  const inUpper = topKMembership(bits, upper);
+  const inOutliers = topKMembership(bits, outliers);
+  for (let i = 0; i < delta.length; i++) {
+    if (!inUpper(i) || inOutliers(i)) delta[i] = 0;
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Runs a merge's tensor jobs on the GPU (engine/gpu) where the method's recipe has GPU kernels,
- * and on the CPU thread pool otherwise (copies, DELLA, Breadcrumbs), counting which ran where so the result can say so.
+ * and on the CPU thread pool otherwise (copies, DELLA), counting which ran where so the result can say so.
  *
  * Inputs are read from disk straight into the GPU's mapped staging memory (F16/BF16 decoded on the
  * way); several tensors are kept in flight so that reading, uploading, merging and reading back
