@@ -139,6 +139,15 @@ describe('apl merge method', () => {
     const [gpuDeterministic, cpuDeterministic] = [await run(deterministic, 'apl-gpu-3', 'webgpu'), await run(deterministic, 'apl-cpu-3', 'wasm')];
     expect(gpuDeterministic.device.cpuReasons).toEqual([]);
     expect(gpuDeterministic.sha256).toBe(cpuDeterministic.sha256);
+    // Scoring probe data on WebGPU: the preparation says the WGSL kernels computed the importance.
+    const fromProbes = (estimator: string) =>
+      `merge_method: apl\nbase_model: base\nseed: 3\nmodels:\n${['a', 'b'].map((m) => `  - model: ${m}\n    parameters: {probe: ${m}.safetensors}`).join('\n')}\nparameters: {estimator: ${estimator}}\n`;
+    for (const [estimator, expected] of [['gradient', true], ['exact', expect.any(Number)]] as const) {
+      const scored = await run(fromProbes(estimator), `apl-gpu-${estimator}`, 'webgpu');
+      const sources = scored.preparation!.sources as Array<Record<string, unknown>>;
+      expect(scored.preparation!.backend).toBe('webgpu');
+      for (const source of sources) expect(source.wgslKernels).toEqual(expected);
+    }
   });
 
   it('names the model that has neither probe data nor an importance analysis', async () => {

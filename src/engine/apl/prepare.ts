@@ -42,15 +42,24 @@ export function scoreName(choice: ScoreChoice): ScoreName {
 }
 
 /** Importance of every partition of one fine-tune, by the chosen estimator. */
-export async function computeScore(base: Model, finetune: Model, task: string, probePath: string, scheme: PartitionScheme, choice: ScoreChoice, signal?: AbortSignal, onProgress?: ProgressCallback): Promise<{ score: Float64Array; seconds: number }> {
+export async function computeScore(
+  base: Model,
+  finetune: Model,
+  task: string,
+  probePath: string,
+  scheme: PartitionScheme,
+  choice: ScoreChoice,
+  signal?: AbortSignal,
+  onProgress?: ProgressCallback,
+): Promise<{ score: Float64Array; seconds: number; wgslKernels?: number | boolean }> {
   const probe = getSplit(loadTaskData(probePath), 'probe');
   const inputs = { base, finetune, task, probe, scheme };
   if (choice.estimator === 'exact') {
     const exact = await exactImportance(inputs, { signal, onProgress });
-    return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds };
+    return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds, ...(exact.fusedPartitions > 0 ? { wgslKernels: exact.fusedPartitions } : {}) };
   }
   const gradient = await gradientImportance(inputs, choice.gradientAt, signal);
-  return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds };
+  return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds, ...(gradient.fused ? { wgslKernels: true } : {}) };
 }
 
 export async function prepareApl(context: PrepareContext): Promise<Prepared> {
@@ -90,9 +99,10 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       const phase = `importance ${t + 1}/${context.models.length}`;
       const onProgress: ProgressCallback | undefined = context.onProgress && ((event) => context.onProgress!({ ...event, phase }));
       backend ??= await useBackend(context.backend);
-      const { score, seconds } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal, onProgress);
+      // wgslKernels: exact partitions (or the gradient pass) computed by the GPU's own kernels.
+      const { score, seconds, wgslKernels } = await computeScore(base, finetune, task, probePath, scheme, choice, context.signal, onProgress);
       scores.push(score);
-      sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds });
+      sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice), seconds, ...(wgslKernels !== undefined ? { wgslKernels } : {}) });
     } else {
       throw new MergeInputError(`models[${t}] (${context.models[t]}): apl needs per-model "probe" (task data) or "importance" (a saved analysis)`);
     }
