@@ -8,7 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import { Model } from '../families/model';
 import { LinearMap, range, Stage } from '../families/types';
 import { TaskSplit } from '../data/task-data';
+import { yieldThenCheckAbort } from '../errors';
 import { GradientInputs } from '../gpu/gradient-kernels';
+import { GpuInterventionKernels } from '../gpu/intervention-kernels';
 
 /**
  * The kernels to use: none when `option` is false, the given ones, or by default the process's
@@ -22,16 +24,84 @@ export async function scoringKernels<K>(option: K | false | undefined, shared: (
 
 const named = (map: LinearMap | undefined): map is LinearMap & { activationName: 'relu' | 'identity' } => map?.activationName !== undefined;
 
+/** Partitions of one layer scored in one dispatch, at most (abort is checked between dispatches). */
+const PARTITIONS_PER_DISPATCH = 8192;
+
+interface RowStageDescription {
+  stages: Stage[];
+  stage: number;
+  /** The stage's linear map, and the linear map reading its output with that map's clean pre-activation. */
+  linear: LinearMap;
+  reader: { map: LinearMap; pre: tf.Tensor };
+  linearHead: LinearMap | undefined;
+  examples: number;
+  /** The stage's input width and output units. */
+  inDim: number;
+  units: number;
+  classes: number;
+  partitions: number;
+}
+
+interface RowStageScoring {
+  base: Model;
+  finetune: Model;
+  /** The stage's clean input and output, the clean log-probabilities, the probe labels. */
+  stageInput: tf.Tensor;
+  stageOutput: tf.Tensor;
+  cleanLogProbs: tf.Tensor;
+  labels: ArrayLike<number>;
+  /** The stage's partitions, and the partition of each row of its weight. */
+  partitions: number[];
+  rowOf: Int32Array;
+  signal?: AbortSignal;
+  record: (partitions: number[], meanLoss: Float32Array, meanKl: Float32Array) => void;
+}
+
 /**
- * Whether the fused intervention kernel can score the row partitions of stage s: its activation is
- * named, and its output reaches the logits through linear maps only — the head directly (`head`
- * undefined), or one more named linear stage and then a linear head (`head` set).
+ * The fused intervention kernel for the row partitions of one stage, when it applies: the stage's
+ * activation is named, its output reaches the logits through linear maps only (the head directly,
+ * or one more named linear stage and then a linear head), and its inputs fit the device.
  */
-export function fusedRowPlan(stages: Stage[], s: number, linearHead: LinearMap | undefined): { head?: LinearMap } | undefined {
-  if (!named(stages[s].linear) || linearHead?.activationName !== 'identity') return undefined;
-  if (s === stages.length - 1) return {};
-  if (s === stages.length - 2 && named(stages[s + 1].linear)) return { head: linearHead };
-  return undefined;
+export function fusedRowStage(kernels: GpuInterventionKernels, description: RowStageDescription): { score(scoring: RowStageScoring): Promise<void> } | undefined {
+  const { stages, stage: s, linear, reader, linearHead, examples, inDim, units, classes } = description;
+  if (!named(linear) || linearHead?.activationName !== 'identity') return undefined;
+  let head: LinearMap | undefined;
+  if (s === stages.length - 2 && named(stages[s + 1].linear)) head = linearHead;
+  else if (s !== stages.length - 1) return undefined;
+  const shape = {
+    examples,
+    inDim,
+    units,
+    width: reader.pre.shape[1]!,
+    classes,
+    hidden: head !== undefined,
+    partitions: Math.min(description.partitions, PARTITIONS_PER_DISPATCH),
+  };
+  if (kernels.problem(shape)) return undefined;
+  return {
+    async score({ base, finetune, stageInput, stageOutput, cleanLogProbs, labels, partitions, rowOf, signal, record }: RowStageScoring): Promise<void> {
+      const [x, cleanOutput, consumerPre, cleanLog] = await Promise.all([stageInput, stageOutput, reader.pre, cleanLogProbs].map((t) => t.data() as Promise<Float32Array>));
+      for (let start = 0; start < partitions.length; start += PARTITIONS_PER_DISPATCH) {
+        await yieldThenCheckAbort(signal);
+        const group = partitions.slice(start, start + PARTITIONS_PER_DISPATCH);
+        const { meanLoss, meanKl } = await kernels.rowIntervention({
+          ...shape,
+          x,
+          baseWeight: base.params.get(linear.weight)!,
+          baseBias: linear.bias ? base.params.get(linear.bias) : undefined,
+          stageRelu: linear.activationName === 'relu',
+          cleanOutput,
+          consumerPre,
+          consumerWeight: finetune.params.get(reader.map.weight)!,
+          hidden: head && { relu: reader.map.activationName === 'relu', headWeight: finetune.params.get(head.weight)!, headBias: head.bias ? finetune.params.get(head.bias) : undefined },
+          cleanLogProbs: cleanLog,
+          labels,
+          rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
+        });
+        record(group, meanLoss, meanKl);
+      }
+    },
+  };
 }
 
 function difference(a: Float32Array, b: Float32Array): Float32Array {

@@ -19,7 +19,7 @@ import { product, productTransposed } from '../families/products';
 import { LinearMap, logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { GpuGradientKernels, sharedGradientKernels } from '../gpu/gradient-kernels';
 import { GpuInterventionKernels, sharedInterventionKernels } from '../gpu/intervention-kernels';
-import { fusedRowPlan, mlpGradientInputs, scoringKernels } from './gpu-scoring';
+import { fusedRowStage, mlpGradientInputs, scoringKernels } from './gpu-scoring';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
 
@@ -62,9 +62,6 @@ export interface ExactOptions {
    */
   interventionKernels?: GpuInterventionKernels | false;
 }
-
-/** Partitions of one layer scored by the fused kernel in one dispatch, at most. */
-const FUSED_PARTITIONS_PER_DISPATCH = 8192;
 
 /** 1 for each partition all of whose rows lie in tables (`rowsRead`) and are not read by the probe set. */
 function unreadPartitions(scheme: PartitionScheme, rowsRead: Map<string, Set<number>> | undefined): Uint8Array {
@@ -256,41 +253,15 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           }
         : undefined;
       const reader = rowStage?.consumer;
-      const plan = fused && linear && rowOf && reader && fusedRowPlan(stages, s, family.linearHead?.(config, task));
-      const shape = {
-        examples: n,
-        inDim: activations[s].shape[1]!,
-        units: activations[s + 1].shape[1]!,
-        width: reader?.pre.shape[1] ?? 0,
-        classes,
-        hidden: Boolean(plan && plan.head),
-        partitions: Math.min(partitions.length, FUSED_PARTITIONS_PER_DISPATCH),
-      };
-      if (plan && fused.problem(shape) === undefined) {
-        // One dispatch of the GPU's fused kernel per group of partitions: no tfjs ops per partition.
+      const gpuStage =
+        fused && linear && rowOf && reader
+          ? fusedRowStage(fused, { stages, stage: s, linear, reader, linearHead: family.linearHead?.(config, task), examples: n, classes, partitions: partitions.length, inDim: activations[s].shape[1]!, units: activations[s + 1].shape[1]! })
+          : undefined;
+      if (gpuStage && rowOf) {
+        // The GPU's fused kernel, one dispatch per group of partitions: no tfjs ops per partition.
         try {
-          const [stageInput, stageOutput, consumerPre, cleanLog] = await Promise.all([activations[s], activations[s + 1], reader.pre, cleanLogProbs].map((t) => t.data() as Promise<Float32Array>));
-          const head = plan.head;
-          for (let start = 0; start < partitions.length; start += FUSED_PARTITIONS_PER_DISPATCH) {
-            await yieldThenCheckAbort(options.signal);
-            const group = partitions.slice(start, start + FUSED_PARTITIONS_PER_DISPATCH);
-            const { meanLoss, meanKl } = await fused.rowIntervention({
-              ...shape,
-              x: stageInput,
-              baseWeight: base.params.get(linear.weight)!,
-              baseBias: linear.bias ? base.params.get(linear.bias) : undefined,
-              stageRelu: linear.activationName === 'relu',
-              cleanOutput: stageOutput,
-              consumerPre,
-              consumerWeight: finetune.params.get(reader.map.weight)!,
-              hidden: head && { relu: reader.map.activationName === 'relu', headWeight: finetune.params.get(head.weight)!, headBias: head.bias ? finetune.params.get(head.bias) : undefined },
-              cleanLogProbs: cleanLog,
-              labels: probe.labels,
-              rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
-            });
-            recordValues(group, meanLoss, meanKl);
-            fusedPartitions += group.length;
-          }
+          await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanLogProbs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
+          fusedPartitions += partitions.length;
         } finally {
           shared.forEach((t) => t.dispose());
         }
