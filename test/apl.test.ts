@@ -101,6 +101,10 @@ describe('exact importance (causal intervention)', () => {
     const result = await exactImportance({ base: family.base, finetune: { ...finetune, params }, task: 'a', probe, scheme });
     expect(Math.abs(result.lossIncrease[3])).toBeLessThan(1e-6);
     expect(result.kl[3]).toBeLessThan(1e-6);
+    // It is known to be zero without running it, and the others are still scored.
+    expect(result.unchangedPartitions).toBe(1);
+    expect([result.lossIncrease[3], result.kl[3]]).toEqual([0, 0]);
+    expect(result.lossIncrease.filter((v) => v !== 0).length).toBe(scheme.count - 1);
   });
 
   it('reports progress per partition and stops on abort', async () => {

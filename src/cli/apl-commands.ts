@@ -39,7 +39,7 @@ export async function importanceCommand(flags: { base: string; model: string; pr
   const timings: Record<string, string> = {};
   if (analysis.exactSeconds !== undefined) {
     timings.exact_seconds = String(analysis.exactSeconds);
-    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(analysis.exactSeconds)} (${(scheme.count / analysis.exactSeconds).toFixed(0)} partitions/s${analysis.unreadPartitions ? `, ${analysis.unreadPartitions} never read by the probe set` : ''}), clean loss ${analysis.cleanLoss!.toFixed(4)}`);
+    console.log(`exact intervention: ${scheme.count} partitions in ${formatSeconds(analysis.exactSeconds)} (${(scheme.count / analysis.exactSeconds).toFixed(0)} partitions/s${analysis.unreadPartitions ? `, ${analysis.unreadPartitions} never read by the probe set` : ''}${analysis.unchangedPartitions ? `, ${analysis.unchangedPartitions} unchanged by the fine-tune` : ''}), clean loss ${analysis.cleanLoss!.toFixed(4)}`);
   }
   if (analysis.gradientSeconds !== undefined) {
     timings.gradient_seconds = String(analysis.gradientSeconds);

@@ -31,8 +31,9 @@ export interface Analysis {
   exactSeconds?: number;
   gradientSeconds?: number;
   cleanLoss?: number;
-  /** Partitions of table rows the probe set never reads, scored zero without running them. */
+  /** Partitions scored zero without running them: table rows the probe set never reads, rows the fine-tune left unchanged. */
   unreadPartitions?: number;
+  unchangedPartitions?: number;
   /** What the GPU's own WGSL kernels computed (on WebGPU): exact partitions scored, and the gradient. */
   wgslKernels: { exactPartitions: number; gradient: boolean };
 }
@@ -59,6 +60,7 @@ export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysi
     analysis.exactSeconds = exact.seconds;
     analysis.cleanLoss = exact.cleanLoss;
     analysis.unreadPartitions = exact.unreadPartitions;
+    analysis.unchangedPartitions = exact.unchangedPartitions;
     analysis.wgslKernels.exactPartitions = exact.fusedPartitions;
   }
   if (inputs.estimator !== 'exact') {

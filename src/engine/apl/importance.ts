@@ -43,6 +43,8 @@ export interface ExactImportance {
   fusedPartitions: number;
   /** Partitions of table rows the probe set never reads (unused tokens): zero without a forward pass. */
   unreadPartitions: number;
+  /** Partitions the fine-tune left equal to the base (frozen layers): zero without a forward pass. */
+  unchangedPartitions: number;
   seconds: number;
 }
 
@@ -73,6 +75,30 @@ function unreadPartitions(scheme: PartitionScheme, rowsRead: Map<string, Set<num
     });
   }
   return read.map((r) => 1 - r);
+}
+
+/** 1 for each partition whose every entry is the same in the fine-tune and the base (bit for bit). */
+function unchangedPartitions(scheme: PartitionScheme, finetune: Model, base: Model): Uint8Array {
+  const changed = new Uint8Array(scheme.count);
+  const bitsOf = (model: Model, name: string) => {
+    const values = model.params.get(name)!;
+    return new Uint32Array(values.buffer, values.byteOffset, values.length);
+  };
+  for (const [name, rows] of scheme.rows) {
+    const theta = bitsOf(finetune, name);
+    const theta0 = bitsOf(base, name);
+    const rowLength = theta.length / rows.length;
+    rows.forEach((k, r) => {
+      if (changed[k]) return;
+      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) {
+        if (theta[j] !== theta0[j]) {
+          changed[k] = 1;
+          return;
+        }
+      }
+    });
+  }
+  return changed.map((c) => 1 - c);
 }
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
@@ -189,16 +215,25 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const index = stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
       return index;
     };
+    // Partitions that cannot change the logits are scored zero without running them: rows nobody
+    // reads, and rows the fine-tune did not change.
     const unread = unreadPartitions(scheme, family.rowsRead?.(config, probe, range(0, n)));
+    const unchanged = unchangedPartitions(scheme, finetune, base);
     const byStage = new Map<number, number[]>();
+    let unreadCount = 0;
+    let unchangedCount = 0;
     for (let k = 0; k < scheme.count; k++) {
-      if (unread[k]) continue; // lossIncrease and kl stay 0
+      if (unread[k] || unchanged[k]) {
+        // lossIncrease and kl stay 0
+        if (unread[k]) unreadCount++;
+        else unchangedCount++;
+        continue;
+      }
       const s = stageOf(k);
       byStage.set(s, [...(byStage.get(s) ?? []), k]);
     }
-    const unreadCount = unread.reduce((count, u) => count + u, 0);
-    if (unreadCount > 0) progress.report(unreadCount, `${task}: ${unreadCount} partitions the probe set never reads`);
-    let done = unreadCount;
+    let done = unreadCount + unchangedCount;
+    if (done > 0) progress.report(done, `${task}: ${unreadCount} partitions the probe set never reads, ${unchangedCount} the fine-tune left unchanged`);
     let fusedPartitions = 0;
     const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
@@ -312,7 +347,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
         shared.forEach((t) => t.dispose());
       }
     }
-    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, unreadPartitions: unreadCount, seconds: (Date.now() - started) / 1000 };
+    return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, unreadPartitions: unreadCount, unchangedPartitions: unchangedCount, seconds: (Date.now() - started) / 1000 };
   } finally {
     keep.forEach((t) => t.dispose());
     ft.tensors.forEach((t) => t.dispose());
