@@ -139,6 +139,23 @@ function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: 
   return [loss, kl];
 }
 
+/**
+ * Rows `indices` of a tensor, as slices of its runs of consecutive rows (a stage's partitions
+ * mostly are: only skipped rows break them) joined together; many short runs, a gather.
+ * tfjs-wasm's gather costs far more per element than a slice's copy.
+ */
+function takeRows(tensor: tf.Tensor, indices: Int32Array): tf.Tensor {
+  const runs: Array<[number, number]> = [];
+  indices.forEach((row, i) => {
+    if (i > 0 && row === indices[i - 1] + 1) runs[runs.length - 1][1]++;
+    else runs.push([row, 1]);
+  });
+  if (runs.length > 16) return tf.gather(tensor, tf.tensor1d(indices, 'int32'));
+  const rest = tensor.shape.slice(1);
+  const slices = runs.map(([start, count]) => tf.slice(tensor, [start, ...rest.map(() => 0)], [count, ...rest.map(() => -1)]));
+  return slices.length === 1 ? slices[0] : tf.concat(slices, 0);
+}
+
 /** x·Wᵀ + b for a linear map's tensors. */
 function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
   const pre = productTransposed(x, params(map.weight));
@@ -313,15 +330,16 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             if (linear && rowOf && rowStage) {
               // Row partitions of a linear stage: only output unit i changes. Compute the P new
               // rows act(W_b[i]·xᵀ + b_b[i]) and their change Δ [P, n] from the clean output.
-              const rowIndex = tf.tensor1d(Int32Array.from(group, (k) => rowOf.indexOf(k)), 'int32');
-              let pre = product(tf.gather(bs.lookup(linear.weight), rowIndex), rowStage.inputT);
-              if (linear.bias) pre = tf.add(pre, tf.expandDims(tf.gather(bs.lookup(linear.bias), rowIndex), 1));
-              const change = tf.sub(linear.activation(pre), tf.gather(rowStage.outputT, rowIndex));
+              const indices = Int32Array.from(group, (k) => rowOf.indexOf(k));
+              const rowIndex = tf.tensor1d(indices, 'int32');
+              let pre = product(takeRows(bs.lookup(linear.weight), indices), rowStage.inputT);
+              if (linear.bias) pre = tf.add(pre, tf.expandDims(takeRows(bs.lookup(linear.bias), indices), 1));
+              const change = tf.sub(linear.activation(pre), takeRows(rowStage.outputT, indices));
               if (rowStage.consumer) {
                 // The change reaches the next linear map's pre-activation as a rank-one term per
                 // partition, Δ ⊗ W'[:, i]: no product over the whole layer per partition.
                 const { map, pre: consumerPre, columns } = rowStage.consumer;
-                const variantPre = tf.add(tf.expandDims(consumerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(tf.gather(columns, rowIndex), 1)));
+                const variantPre = tf.add(tf.expandDims(consumerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(columns, indices), 1)));
                 activation = map.activation(tf.reshape(variantPre, [group.length * n, consumerPre.shape[1]]));
                 if (next === stages.length) return activation; // the consumer was the head: these are logits
                 next += 1;
