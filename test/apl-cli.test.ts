@@ -31,7 +31,7 @@ describe('apl-merge zoo build and importance', () => {
     const artifact = join(out, 'rotated-importance');
     const run = cli(['importance', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', artifact]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/exact intervention: 128 partitions in .* partitions\/s\), clean loss/);
+    expect(run.stdout).toMatch(/exact intervention: 128 partitions in .* partitions\/s(, \d+ unchanged by the fine-tune)?\), clean loss/);
     expect(run.stdout).toMatch(/most important partitions for digits_rotated \(loss increase\):\n {2}trunk\.layers\.\d\[\d+\]/);
     const loaded = loadImportance(`${artifact}.safetensors`);
     expect(Object.keys(loaded.scores).sort()).toEqual(['gradient_absolute', 'gradient_signed', 'kl', 'loss_increase']);
@@ -41,9 +41,11 @@ describe('apl-merge zoo build and importance', () => {
     // On WebGPU the WGSL kernels score the MLP, say so, and agree with WASM.
     const onGpu = cli(['importance', '--backend', 'webgpu', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', `${artifact}-gpu`]);
     expect(onGpu.code).toBe(0);
-    expect(onGpu.stdout).toMatch(/WGSL kernels: 128 partitions of exact intervention, the gradient pass/);
+    // Partitions the fine-tune left unchanged (dead units) are not run at all.
+    const scored = 128 - Number(/(\d+) unchanged by the fine-tune/.exec(onGpu.stdout)?.[1] ?? 0);
+    expect(onGpu.stdout).toContain(`WGSL kernels: ${scored} partitions of exact intervention, the gradient pass`);
     const gpuLoaded = loadImportance(`${artifact}-gpu.safetensors`);
-    expect(gpuLoaded.metadata).toMatchObject({ backend: 'webgpu', wgsl_exact_partitions: '128', wgsl_gradient: 'true' });
+    expect(gpuLoaded.metadata).toMatchObject({ backend: 'webgpu', wgsl_exact_partitions: String(scored), wgsl_gradient: 'true' });
     const largest = Math.max(...Array.from(loaded.scores.loss_increase!, Math.abs));
     gpuLoaded.scores.loss_increase!.forEach((v, k) => expect(Math.abs(v - loaded.scores.loss_increase![k])).toBeLessThan(1e-4 * largest));
   });
