@@ -94,8 +94,9 @@ export interface FidelityRow {
   exactPartitionsPerSecond: number;
   /** Exact intervention's cost per partition, in clean forward passes over the probe set. */
   forwardsPerPartition: number;
-  /** Partitions the probe sets never read (embedding rows of unused tokens), scored zero unrun; included above. */
+  /** Partitions scored zero without running them (included above): never read by the probe sets (embedding rows of unused tokens), and left unchanged by the fine-tunes (dead units). */
   unreadPartitions: number;
+  unchangedPartitions: number;
 }
 
 export interface BenchmarkReport {
@@ -174,6 +175,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     let gradientSeconds = 0;
     let partitions = 0;
     let unreadPartitions = 0;
+    let unchangedPartitions = 0;
     for (const task of tasks) {
       throwIfAborted(options.signal);
       const finetune = finetunes.get(task)!;
@@ -186,6 +188,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       forwardSeconds += exact.forwardSeconds;
       partitions += scheme.count;
       unreadPartitions += exact.unreadPartitions;
+      unchangedPartitions += exact.unchangedPartitions;
       pooledExact.push(...exact.lossIncrease);
       pooledGradient.push(...gradient.signed);
       if (scheme.count > 2) rhos.push(spearman(exact.lossIncrease, gradient.signed));
@@ -210,9 +213,10 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       exactPartitionsPerSecond: partitions / Math.max(exactSeconds, 1e-9),
       forwardsPerPartition: exactSeconds / partitions / (forwardSeconds / tasks.length),
       unreadPartitions,
+      unchangedPartitions,
     };
     fidelity.push(row);
-    log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each, ${unreadPartitions} never read)`);
+    log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each; not run: ${unreadPartitions} never read, ${unchangedPartitions} unchanged)`);
   }
 
   const oracle: Record<string, TaskScores> = Object.fromEntries(manifest.finetunes.map((f) => [f.task, f.accuracy]));
