@@ -42,9 +42,11 @@ async function startWorker(): Promise<WorkerProcess> {
 beforeAll(async () => {
   platform = await startTestPlatform(SETTINGS);
   ({ prisma, server, root, outputs, gql } = platform);
-  // Big enough that exact row-level importance takes seconds: time to cancel or kill mid-job.
+  // Big enough that exact row-level importance takes seconds: time to cancel or kill mid-job. (Rows
+  // of the last two layers are cheap rank-one updates; the first two layers' rows pay for the
+  // layers after them.)
   mkdirSync(join(root, 'family'), { recursive: true });
-  tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [160, 160], probeSize: 512, dir: join(root, 'family') });
+  tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [256, 256, 256, 256], probeSize: 1024, dir: join(root, 'family') });
   const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
   ids.base = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'base', kind: 'BASE', path: join(root, 'family/base') } })).data!.registerModel.id;
   ids.finetune = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'family/slow'), parentIds: [ids.base] } })).data!.registerModel.id;
