@@ -30,9 +30,11 @@ interface Row {
 }
 
 const METHODS: Array<[string, string]> = [
+  ['linear', '{ weight: 0.5 }'],
   ['task_arithmetic', '{ weight: 0.5 }'],
   ['ties', '{ weight: 0.5, density: 0.3 }'],
   ['dare_ties', '{ weight: 0.5, density: 0.3 }'],
+  ['breadcrumbs_ties', '{ weight: 0.5, density: 0.3, gamma: 0.01 }'],
 ];
 
 function flag(name: string, fallback: number): number {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Task arithmetic, TIES and DARE-TIES in PyTorch on a CUDA device, over the synthetic checkpoints
+"""Linear, task arithmetic, TIES, DARE-TIES and Breadcrumbs-TIES in PyTorch on a CUDA device, over the synthetic checkpoints
 bench/gpu-merge.ts writes: the same math as apl-merge's recipes, timed end to end (files in, merged
 file out) and with the data already on the card (kernel alone). Prints JSON rows for the bench.
 
@@ -14,15 +14,33 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def top_threshold(magnitudes, k):
+    """The k-th largest magnitude (entries >= it are the top k, up to ties)."""
+    flat = magnitudes.flatten()
+    return flat.kthvalue(flat.numel() - k + 1).values
+
+
 def merge(method, base, models):
-    deltas = [m - base for m in models]
     weights = [0.5] * len(models)
+    if method == 'linear':
+        return sum(w * m for w, m in zip(weights, models)) / sum(weights)
+    deltas = [m - base for m in models]
+    if method == 'breadcrumbs_ties':
+        # the largest gamma fraction (outliers) and the smallest go; density remains
+        trimmed = []
+        for d in deltas:
+            n = d.numel()
+            outliers = int(0.01 * n)
+            upper = outliers + int(0.3 * n)
+            magnitude = d.abs()
+            keep = (magnitude >= top_threshold(magnitude, upper)) & (magnitude < top_threshold(magnitude, outliers) if outliers > 0 else True)
+            trimmed.append(torch.where(keep, d, torch.zeros_like(d)))
+        deltas = trimmed
     if method == 'ties':
         trimmed = []
         for d in deltas:
             k = int(0.3 * d.numel())
-            threshold = d.abs().flatten().kthvalue(d.numel() - k + 1).values
-            trimmed.append(torch.where(d.abs() >= threshold, d, torch.zeros_like(d)))
+            trimmed.append(torch.where(d.abs() >= top_threshold(d.abs(), k), d, torch.zeros_like(d)))
         deltas = trimmed
     if method == 'dare_ties':
         deltas = [torch.where(torch.rand_like(d) < 0.3, d / 0.3, torch.zeros_like(d)) for d in deltas]
@@ -44,7 +62,7 @@ def main(models_dir, fine_tunes):
         os.path.join(models_dir, f'finetune-{i + 1}', 'model.safetensors') for i in range(fine_tunes)]
     input_bytes = sum(os.path.getsize(p) for p in paths)
     rows = []
-    for method in ['task_arithmetic', 'ties', 'dare_ties']:
+    for method in ['linear', 'task_arithmetic', 'ties', 'dare_ties', 'breadcrumbs_ties']:
         # end to end: read, upload, merge, download, write
         for attempt in range(2):
             torch.cuda.synchronize()
