@@ -15,11 +15,11 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
-import { product, productTransposed } from '../families/products';
-import { LinearMap, logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
+import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
 import { GpuGradientKernels, sharedGradientKernels } from '../gpu/gradient-kernels';
 import { GpuInterventionKernels, sharedInterventionKernels } from '../gpu/intervention-kernels';
 import { fusedRowStage, mlpGradientInputs, scoringKernels } from './gpu-scoring';
+import { LinearRowStage } from './row-stage';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
 
@@ -137,29 +137,6 @@ function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: 
   const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHotLabels, logProbs), 2), 1)) as tf.Tensor1D;
   const kl = tf.mean(tf.sum(tf.mul(cleanProbs, tf.sub(cleanLogProbs, logProbs)), 2), 1) as tf.Tensor1D;
   return [loss, kl];
-}
-
-/**
- * Rows `indices` of a tensor, as slices of its runs of consecutive rows (a stage's partitions
- * mostly are: only skipped rows break them) joined together; many short runs, a gather.
- * tfjs-wasm's gather costs far more per element than a slice's copy.
- */
-function takeRows(tensor: tf.Tensor, indices: Int32Array): tf.Tensor {
-  const runs: Array<[number, number]> = [];
-  indices.forEach((row, i) => {
-    if (i > 0 && row === indices[i - 1] + 1) runs[runs.length - 1][1]++;
-    else runs.push([row, 1]);
-  });
-  if (runs.length > 16) return tf.gather(tensor, tf.tensor1d(indices, 'int32'));
-  const rest = tensor.shape.slice(1);
-  const slices = runs.map(([start, count]) => tf.slice(tensor, [start, ...rest.map(() => 0)], [count, ...rest.map(() => -1)]));
-  return slices.length === 1 ? slices[0] : tf.concat(slices, 0);
-}
-
-/** x·Wᵀ + b for a linear map's tensors. */
-function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
-  const pre = productTransposed(x, params(map.weight));
-  return (map.bias ? tf.add(pre, params(map.bias)) : pre) as tf.Tensor2D;
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -284,42 +261,20 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const chunk = Math.max(1, Math.min(Math.floor(maxRows / n), Math.floor((options.maxBatchElements ?? 2 ** 21) / perVariant)));
       const linear = stages[s].linear;
       const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
-      // Shared by every partition of the stage: the input and clean output transposed (so each
-      // chunk gathers contiguous rows), and the linear map that reads this stage's output (the next
-      // stage or the head), if any, with its clean pre-activation and its weight's columns.
-      const consumer = s + 1 < stages.length ? stages[s + 1].linear : family.linearHead?.(config, task);
-      const shared: tf.Tensor[] = [];
-      const keepForStage = <T extends tf.Tensor>(tensor: T): T => {
-        shared.push(tensor);
-        return tensor;
-      };
-      const rowStage = rowOf
-        ? {
-            inputT: keepForStage(tf.transpose(activations[s])),
-            outputT: keepForStage(tf.transpose(activations[s + 1])),
-            consumer: consumer && {
-              map: consumer,
-              pre: keepForStage(tf.tidy(() => affine(activations[s + 1], consumer, ft.lookup))),
-              columns: keepForStage(tf.transpose(ft.lookup(consumer.weight))),
-            },
-          }
-        : undefined;
-      const reader = rowStage?.consumer;
-      const gpuStage =
-        fused && linear && rowOf && reader
-          ? fusedRowStage(fused, { stages, stage: s, linear, reader, linearHead: family.linearHead?.(config, task), examples: n, classes, partitions: partitions.length, inDim: activations[s].shape[1]!, units: activations[s + 1].shape[1]! })
-          : undefined;
-      if (gpuStage && rowOf) {
-        // The GPU's fused kernel, one dispatch per group of partitions: no tfjs ops per partition.
-        try {
+      // Row partitions of a linear stage: one changed unit each (row-stage.ts).
+      const reader = s + 1 < stages.length ? stages[s + 1].linear : family.linearHead?.(config, task);
+      const rowStage = linear && rowOf ? new LinearRowStage({ linear, reader, input: activations[s], output: activations[s + 1], finetune: ft.lookup, base: bs.lookup, rowOf }) : undefined;
+      try {
+        const gpuStage =
+          fused && linear && reader && rowStage?.readerPre
+            ? fusedRowStage(fused, { stages, stage: s, linear, reader: { map: reader, pre: rowStage.readerPre }, linearHead: family.linearHead?.(config, task), examples: n, classes, partitions: partitions.length, inDim: activations[s].shape[1]!, units: activations[s + 1].shape[1]! })
+            : undefined;
+        if (gpuStage && rowOf) {
+          // The GPU's fused kernel, one dispatch per group of partitions: no tfjs ops per partition.
           await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanLogProbs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
           fusedPartitions += partitions.length;
-        } finally {
-          shared.forEach((t) => t.dispose());
+          continue;
         }
-        continue;
-      }
-      try {
         for (let start = 0; start < partitions.length; start += chunk) {
           await yieldThenCheckAbort(options.signal);
           const group = partitions.slice(start, start + chunk);
@@ -327,27 +282,12 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           const out = tf.tidy(() => {
             let activation: tf.Tensor;
             let next = s + 1;
-            if (linear && rowOf && rowStage) {
-              // Row partitions of a linear stage: only output unit i changes. Compute the P new
-              // rows act(W_b[i]·xᵀ + b_b[i]) and their change Δ [P, n] from the clean output.
-              const indices = Int32Array.from(group, (k) => rowOf.indexOf(k));
-              const rowIndex = tf.tensor1d(indices, 'int32');
-              let pre = product(takeRows(bs.lookup(linear.weight), indices), rowStage.inputT);
-              if (linear.bias) pre = tf.add(pre, tf.expandDims(takeRows(bs.lookup(linear.bias), indices), 1));
-              const change = tf.sub(linear.activation(pre), takeRows(rowStage.outputT, indices));
-              if (rowStage.consumer) {
-                // The change reaches the next linear map's pre-activation as a rank-one term per
-                // partition, Δ ⊗ W'[:, i]: no product over the whole layer per partition.
-                const { map, pre: consumerPre, columns } = rowStage.consumer;
-                const variantPre = tf.add(tf.expandDims(consumerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(columns, indices), 1)));
-                activation = map.activation(tf.reshape(variantPre, [group.length * n, consumerPre.shape[1]]));
-                if (next === stages.length) return activation; // the consumer was the head: these are logits
+            if (rowStage) {
+              const variants = rowStage.variants(group);
+              activation = variants.activation;
+              if (variants.throughReader) {
+                if (next === stages.length) return activation; // the reader was the head: these are logits
                 next += 1;
-              } else {
-                // Splice the changed unit into the stage's clean output.
-                const units = activations[s + 1].shape[1]!;
-                const where = tf.expandDims(tf.oneHot(rowIndex, units), 1);
-                activation = tf.reshape(tf.add(tf.expandDims(activations[s + 1], 0), tf.mul(tf.expandDims(change, 2), where)), [group.length * n, units]);
               }
             } else {
               const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s], context));
@@ -362,7 +302,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           made.forEach((t) => t.dispose());
         }
       } finally {
-        shared.forEach((t) => t.dispose());
+        rowStage?.dispose();
       }
     }
     return { lossIncrease, kl, cleanLoss, forwardEquivalents, forwardSeconds, fusedPartitions, unreadPartitions: unreadCount, unchangedPartitions: unchangedCount, seconds: (Date.now() - started) / 1000 };

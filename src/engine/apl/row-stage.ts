@@ -1,0 +1,92 @@
+/**
+ * Exact intervention for the row partitions of a linear stage, act(x·Wᵀ + b), with tfjs ops.
+ * Setting row i of W (and b[i]) back to the base changes only output unit i: each partition costs
+ * one row of the layer's product, and where a linear map reads the stage's output (the next layer,
+ * or a linear head) the change enters that map's pre-activation as a rank-one term, Δ ⊗ W'[:, i],
+ * instead of a product over the whole layer; otherwise the changed unit is spliced into the
+ * stage's clean output.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { product, productTransposed } from '../families/products';
+import { LinearMap, ParamLookup } from '../families/types';
+
+/** x·Wᵀ + b for a linear map's tensors. */
+function affine(x: tf.Tensor, map: LinearMap, params: ParamLookup): tf.Tensor2D {
+  const pre = productTransposed(x, params(map.weight));
+  return (map.bias ? tf.add(pre, params(map.bias)) : pre) as tf.Tensor2D;
+}
+
+/**
+ * Rows `indices` of a tensor, as slices of its runs of consecutive rows (a stage's partitions
+ * mostly are: only skipped rows break them) joined together; many short runs, a gather.
+ * tfjs-wasm's gather costs far more per element than a slice's copy.
+ */
+function takeRows(tensor: tf.Tensor, indices: Int32Array): tf.Tensor {
+  const runs: Array<[number, number]> = [];
+  indices.forEach((row, i) => {
+    if (i > 0 && row === indices[i - 1] + 1) runs[runs.length - 1][1]++;
+    else runs.push([row, 1]);
+  });
+  if (runs.length > 16) return tf.gather(tensor, tf.tensor1d(indices, 'int32'));
+  const rest = tensor.shape.slice(1);
+  const slices = runs.map(([start, count]) => tf.slice(tensor, [start, ...rest.map(() => 0)], [count, ...rest.map(() => -1)]));
+  return slices.length === 1 ? slices[0] : tf.concat(slices, 0);
+}
+
+export interface LinearRowStageInputs {
+  linear: LinearMap;
+  /** The linear map reading the stage's output (the next stage's, or the head's), if any. */
+  reader: LinearMap | undefined;
+  /** The stage's clean input [n, in] and output [n, units]. */
+  input: tf.Tensor;
+  output: tf.Tensor;
+  finetune: ParamLookup;
+  base: ParamLookup;
+  /** The partition of each row of the stage's weight. */
+  rowOf: Int32Array;
+}
+
+export class LinearRowStage {
+  /** The reader's clean pre-activation [n, width], when there is a reader. */
+  readonly readerPre: tf.Tensor2D | undefined;
+  private readonly inputT: tf.Tensor;
+  private readonly outputT: tf.Tensor;
+  private readonly readerColumns: tf.Tensor | undefined;
+
+  constructor(private readonly stage: LinearRowStageInputs) {
+    // Shared by every chunk: the input and clean output transposed (so chunks take contiguous
+    // rows), and the reader's clean pre-activation and weight columns.
+    this.inputT = tf.transpose(stage.input);
+    this.outputT = tf.transpose(stage.output);
+    const { reader } = stage;
+    this.readerPre = reader ? tf.tidy(() => affine(stage.output, reader, stage.finetune)) : undefined;
+    this.readerColumns = reader ? tf.transpose(stage.finetune(reader.weight)) : undefined;
+  }
+
+  /**
+   * The variants of a group of partitions, stacked variant by variant: the reader's output
+   * ([P·n, width], `throughReader`) when there is a reader, else the stage's output ([P·n, units]).
+   */
+  variants(group: number[]): { activation: tf.Tensor; throughReader: boolean } {
+    const { linear, base, rowOf } = this.stage;
+    const n = this.stage.input.shape[0];
+    // The P new rows act(W_b[i]·xᵀ + b_b[i]) and their change Δ [P, n] from the clean output.
+    const indices = Int32Array.from(group, (k) => rowOf.indexOf(k));
+    let pre = product(takeRows(base(linear.weight), indices), this.inputT);
+    if (linear.bias) pre = tf.add(pre, tf.expandDims(takeRows(base(linear.bias), indices), 1));
+    const change = tf.sub(linear.activation(pre), takeRows(this.outputT, indices));
+    const { reader } = this.stage;
+    const { readerPre, readerColumns } = this;
+    if (reader && readerPre && readerColumns) {
+      const variantPre = tf.add(tf.expandDims(readerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(readerColumns, indices), 1)));
+      return { activation: reader.activation(tf.reshape(variantPre, [group.length * n, readerPre.shape[1]])), throughReader: true };
+    }
+    const units = this.stage.output.shape[1]!;
+    const where = tf.expandDims(tf.oneHot(tf.tensor1d(indices, 'int32'), units), 1);
+    return { activation: tf.reshape(tf.add(tf.expandDims(this.stage.output, 0), tf.mul(tf.expandDims(change, 2), where)), [group.length * n, units]), throughReader: false };
+  }
+
+  dispose(): void {
+    for (const t of [this.inputT, this.outputT, this.readerPre, this.readerColumns]) t?.dispose();
+  }
+}
