@@ -118,3 +118,20 @@ gpuIt('on the WebGPU backend, both estimators use the WGSL kernels by default', 
   expect(relative(gpu.gradient.signed, wasm.gradient.signed)).toBeLessThan(1e-4);
   await useBackend('wasm');
 });
+
+gpuIt('the gradient kernels dispatch over two dimensions when a layer has more outputs than one dimension holds', async () => {
+  // 2,100 examples × 2,000 units = 4.2M invocations > 65,535 workgroups × 64 along x.
+  expect(await useBackend('wasm')).toBe('wasm');
+  const kernels = await GpuGradientKernels.open();
+  try {
+    const family = tinyFamily({ seed: 11, tasks: [{ name: 'a', classes: 2 }], hidden: [2000], probeSize: 2100 });
+    const finetune = family.finetunes[0];
+    const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+    const reference = await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: false });
+    const fused = await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: kernels });
+    expect(fused.fused).toBe(true);
+    expect(relative(fused.signed, reference.signed)).toBeLessThan(1e-4);
+  } finally {
+    kernels.destroy();
+  }
+}, 300_000);
