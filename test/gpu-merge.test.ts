@@ -171,6 +171,15 @@ describe('GPU task-vector kernels', () => {
     }
   });
 
+  gpuIt('dispatches over two dimensions when a chunk has more entries than one dimension holds', async () => {
+    // 65,535 workgroups × 256 entries along x: one more block needs a second row of workgroups.
+    const n = 65535 * 256 + 3 * 256 + 7;
+    const base = values(n, 60);
+    const model = values(n, 61);
+    const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'bernoulli', key: dropKey(8, 0, 'wide'), threshold: keepThreshold(0.5), scale: 2 } }], consensus: undefined, normalize: false, lambda: 1 };
+    expectBitwise(await onGpu(kernels!, recipe, base, [model], 1), onCpu(recipe, base, [model], 1));
+  }, 300_000);
+
   gpuIt('merges several tensors in flight at once', async () => {
     const jobs = Array.from({ length: 6 }, (_, i) => {
       const n = 500 + 97 * i;
