@@ -178,6 +178,13 @@ describe('GPU task-vector kernels', () => {
     const model = values(n, 61);
     const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'bernoulli', key: dropKey(8, 0, 'wide'), threshold: keepThreshold(0.5), scale: 2 } }], consensus: undefined, normalize: false, lambda: 1 };
     expectBitwise(await onGpu(kernels!, recipe, base, [model], 1), onCpu(recipe, base, [model], 1));
+    // One workgroup per row: 70,000 rows need a second row of workgroups too.
+    const rows = 70_000;
+    const rowLength = 2;
+    const rates = Float32Array.from({ length: rows }, (_, r) => (r % 3) / 2);
+    const perRow: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowTopK', rates } }], consensus: undefined, normalize: false, lambda: 1 };
+    const [rowBase, rowModel] = [values(rows * rowLength, 62), values(rows * rowLength, 63)];
+    expectBitwise(await onGpu(kernels!, perRow, rowBase, [rowModel], rowLength), onCpu(perRow, rowBase, [rowModel], rows));
   }, 300_000);
 
   gpuIt('merges several tensors in flight at once', async () => {
