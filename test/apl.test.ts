@@ -137,12 +137,15 @@ describe('gradient approximation', () => {
     expect(Array.from(atBase.signed)).not.toEqual(Array.from(gradient.signed));
   });
 
-  it('rejects probe labels that do not fit the head, and a task the model has no head for', async () => {
+  it('rejects probe labels that do not fit the head, an empty probe split, and a task the model has no head for', async () => {
     const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }] });
     const [finetune] = family.finetunes;
     const scheme = buildPartitions('layer', shapesOf(finetune));
     const probe = { ...family.probes[0], labels: family.probes[0].labels.map((y, i) => (i === 5 ? 7 : y)) };
     await expect(gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme })).rejects.toThrow(/label 7 at index 5 does not fit the head's 3 classes/);
+    const empty = { ...family.probes[0], inputs: family.probes[0].inputs.subarray(0, 0), labels: new Int32Array(0), count: 0 };
+    await expect(exactImportance({ base: family.base, finetune, task: 'a', probe: empty, scheme })).rejects.toThrow(/probe data for "a": the probe split has no examples/);
+    await expect(gradientImportance({ base: family.base, finetune, task: 'a', probe: empty, scheme })).rejects.toThrow(/the probe split has no examples/);
     await expect(exactImportance({ base: family.base, finetune, task: 'b', probe: family.probes[0], scheme })).rejects.toThrow(/has no head for task "b"/);
     const wide = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4] });
     await expect(gradientImportance({ base: wide.base, finetune, task: 'a', probe: family.probes[0], scheme })).rejects.toThrow(/trunk tensor "trunk.layers.0.weight" has shape \[8,16\] in .* but \[9,16\] .*not homologous/);

@@ -103,6 +103,7 @@ function unchangedPartitions(scheme: PartitionScheme, finetune: Model, base: Mod
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
   if (!(task in finetune.config.tasks)) throw new Error(`${finetune.path}: has no head for task "${task}" (heads: ${Object.keys(finetune.config.tasks).join(', ')})`);
+  if (probe.count === 0) throw new Error(`probe data for "${task}": the probe split has no examples, so no loss can be measured`);
   const bad = probe.labels.findIndex((y) => y < 0 || y >= finetune.config.tasks[task]);
   if (bad >= 0) throw new Error(`probe data for "${task}": label ${probe.labels[bad]} at index ${bad} does not fit the head's ${finetune.config.tasks[task]} classes`);
   for (const { name, shape } of finetune.family.trunkShapes(finetune.config)) {
