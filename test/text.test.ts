@@ -66,10 +66,10 @@ describe('gatherRows', () => {
   });
 });
 
-function tinyEncoder(seed: number): { base: Model; finetune: Model; probe: TaskSplit } {
+function tinyEncoder(seed: number, flavor: EncoderConfig['flavor'] = 'apl'): { base: Model; finetune: Model; probe: TaskSplit } {
   const config: EncoderConfig = {
-    family: 'encoder', flavor: 'apl', vocabSize: 20, hiddenSize: 8, layers: 2, heads: 2, intermediateSize: 16, maxPositions: 6,
-    typeVocabSize: 2, layerNormEps: 1e-5, padTokenId: 0, sequenceLength: 6, tasks: { t: 3 },
+    family: 'encoder', flavor, vocabSize: 20, hiddenSize: 8, layers: 2, heads: 2, intermediateSize: 16, maxPositions: flavor === 'roberta' ? 10 : 6,
+    typeVocabSize: 2, layerNormEps: 1e-5, padTokenId: flavor === 'roberta' ? 1 : 0, sequenceLength: 6, tasks: { t: 3 },
   };
   const shapes = new Map([...encoderFamily.trunkShapes(config), ...encoderFamily.headShapes(config, 't')].map((s) => [s.name, s.shape]));
   const baseParams = encoderFamily.initTrunk(config, seed);
@@ -78,7 +78,7 @@ function tinyEncoder(seed: number): { base: Model; finetune: Model; probe: TaskS
   const ftParams = new Map([...baseParams].map(([n, v]) => [n, v.map((x) => x + (random.nextFloat() - 0.5) * 0.3)]));
   const family = encoderFamily as unknown as ModelFamily<FamilyConfig>;
   const ids = new Int32Array(12 * 6);
-  for (let i = 0; i < 12; i++) for (let j = 0; j < 6; j++) ids[i * 6 + j] = j < 6 - (i % 3) ? 5 + (random.nextUint32() % 15) : 0;
+  for (let i = 0; i < 12; i++) for (let j = 0; j < 6; j++) ids[i * 6 + j] = j < 6 - (i % 3) ? 5 + (random.nextUint32() % 15) : config.padTokenId;
   return {
     base: { path: 'base', family, config, params: baseParams, shapes },
     finetune: { path: 'finetune', family, config, params: ftParams, shapes },
@@ -105,6 +105,18 @@ describe('APL on the encoder', () => {
     }
     const gradient = await gradientImportance({ base, finetune, task: 't', probe, scheme });
     expect(gradient.signed.every(Number.isFinite)).toBe(true);
+  });
+
+  it.each(['bert', 'roberta'] as const)('skips only rows the probe set never reads, for %s position numbering too', async (flavor) => {
+    const { base, finetune, probe } = tinyEncoder(4, flavor);
+    const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const skipping = await exactImportance({ base, finetune, task: 't', probe, scheme });
+    const everything = await exactImportance({ base, finetune: { ...finetune, family: { ...finetune.family, rowsRead: undefined } }, task: 't', probe, scheme });
+    expect(skipping.unreadPartitions).toBeGreaterThan(0);
+    for (let k = 0; k < scheme.count; k++) {
+      expect(skipping.lossIncrease[k]).toBeCloseTo(everything.lossIncrease[k], 6);
+      expect(skipping.kl[k]).toBeCloseTo(everything.kl[k], 6);
+    }
   });
 
   it('scores embedding rows the probe set never reads as zero without running them, the rest as before', async () => {
