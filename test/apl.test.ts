@@ -107,6 +107,16 @@ describe('exact importance (causal intervention)', () => {
     expect(result.lossIncrease.filter((v) => v !== 0).length).toBe(scheme.count - 1);
   });
 
+  it('leaves no tensors behind (workers run many analyses)', async () => {
+    for (const level of ['model', 'layer', 'row'] as const) {
+      const scheme = buildPartitions(level, shapesOf(finetune));
+      const before = tf.memory().numTensors;
+      await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
+      await gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme });
+      expect(tf.memory().numTensors).toBe(before);
+    }
+  });
+
   it('reports progress per partition and stops on abort', async () => {
     const scheme = buildPartitions('row', shapesOf(finetune));
     const done: number[] = [];

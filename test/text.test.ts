@@ -105,6 +105,11 @@ describe('APL on the encoder', () => {
     }
     const gradient = await gradientImportance({ base, finetune, task: 't', probe, scheme });
     expect(gradient.signed.every(Number.isFinite)).toBe(true);
+    // No tensors left behind by either estimator (workers run many analyses).
+    const before = tf.memory().numTensors;
+    await exactImportance({ base, finetune, task: 't', probe, scheme });
+    await gradientImportance({ base, finetune, task: 't', probe, scheme });
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it.each(['bert', 'roberta'] as const)('skips only rows the probe set never reads, for %s position numbering too', async (flavor) => {

@@ -45,16 +45,16 @@ interface RowStageDescription {
 interface RowStageScoring {
   base: Model;
   finetune: Model;
-  /** The stage's clean input and output, the clean log-probabilities, the probe labels. */
+  /** The stage's clean input and output, the clean log-probabilities [n, C], the probe labels. */
   stageInput: tf.Tensor;
   stageOutput: tf.Tensor;
-  cleanLogProbs: tf.Tensor;
+  cleanLogProbs: Float64Array;
   labels: ArrayLike<number>;
   /** The stage's partitions, and the partition of each row of its weight. */
   partitions: number[];
   rowOf: Int32Array;
   signal?: AbortSignal;
-  record: (partitions: number[], meanLoss: Float32Array, meanKl: Float32Array) => void;
+  record: (partitions: number[], meanLoss: ArrayLike<number>, meanKl: ArrayLike<number>) => void;
 }
 
 /**
@@ -80,7 +80,8 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
   if (kernels.problem(shape)) return undefined;
   return {
     async score({ base, finetune, stageInput, stageOutput, cleanLogProbs, labels, partitions, rowOf, signal, record }: RowStageScoring): Promise<void> {
-      const [x, cleanOutput, consumerPre, cleanLog] = await Promise.all([stageInput, stageOutput, reader.pre, cleanLogProbs].map((t) => t.data() as Promise<Float32Array>));
+      const [x, cleanOutput, consumerPre] = await Promise.all([stageInput, stageOutput, reader.pre].map((t) => t.data() as Promise<Float32Array>));
+      const cleanLog = Float32Array.from(cleanLogProbs);
       for (let start = 0; start < partitions.length; start += PARTITIONS_PER_DISPATCH) {
         await yieldThenCheckAbort(signal);
         const group = partitions.slice(start, start + PARTITIONS_PER_DISPATCH);

@@ -127,17 +127,64 @@ async function readAndDispose(tensor: tf.Tensor): Promise<Float32Array> {
   }
 }
 
+/** The clean predictive distribution per probe example: probabilities [n, C] and Σ_c p·log p [n]. */
+interface CleanDistribution {
+  probs: Float64Array;
+  negEntropy: Float64Array;
+}
+
 /**
- * Mean cross-entropy and mean KL(clean ‖ corrupted) per variant, for logits of `variants` variants
- * of the n probe examples stacked along the first axis. The clean distribution and the one-hot
- * labels [n, C] broadcast over the variants instead of being tiled.
+ * Mean cross-entropy and mean KL(clean ‖ corrupted) per variant, from the logits of `variants`
+ * variants of the n probe examples stacked variant by variant ([variants·n, C], row-major), on the
+ * host in float64: a few passes over a small array, where tfjs-wasm's logSoftmax, exp and
+ * reductions cost as much as the forward pass they follow. With q = softmax(logits),
+ * KL = Σ p·log p − Σ p·logits + logsumexp(logits), so only the log-sum-exp needs exponentials.
+ * Without `clean` (the clean pass itself) the KL is 0.
  */
-function lossAndKl(logitsOfVariants: tf.Tensor, variants: number, oneHotLabels: tf.Tensor2D, cleanLogProbs: tf.Tensor2D, cleanProbs: tf.Tensor2D): [tf.Tensor1D, tf.Tensor1D] {
-  const [n, classes] = oneHotLabels.shape;
-  const logProbs = tf.reshape(tf.logSoftmax(logitsOfVariants), [variants, n, classes]);
-  const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHotLabels, logProbs), 2), 1)) as tf.Tensor1D;
-  const kl = tf.mean(tf.sum(tf.mul(cleanProbs, tf.sub(cleanLogProbs, logProbs)), 2), 1) as tf.Tensor1D;
-  return [loss, kl];
+function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLike<number>, classes: number, clean?: CleanDistribution): { loss: Float64Array; kl: Float64Array } {
+  const n = labels.length;
+  const loss = new Float64Array(variants);
+  const kl = new Float64Array(variants);
+  for (let p = 0; p < variants; p++) {
+    let lossSum = 0;
+    let klSum = 0;
+    for (let i = 0; i < n; i++) {
+      const at = (p * n + i) * classes;
+      let top = -Infinity;
+      for (let c = 0; c < classes; c++) top = Math.max(top, logits[at + c]);
+      let total = 0;
+      for (let c = 0; c < classes; c++) total += Math.exp(logits[at + c] - top);
+      const logTotal = top + Math.log(total);
+      lossSum += logTotal - logits[at + labels[i]];
+      if (!clean) continue;
+      let expected = 0;
+      for (let c = 0; c < classes; c++) expected += clean.probs[i * classes + c] * logits[at + c];
+      klSum += clean.negEntropy[i] - expected + logTotal;
+    }
+    loss[p] = lossSum / n;
+    kl[p] = klSum / n;
+  }
+  return { loss, kl };
+}
+
+/** The clean distribution of logits [n, C] (row-major), in float64, and its log-probabilities. */
+function cleanDistribution(logits: ArrayLike<number>, classes: number): CleanDistribution & { logProbs: Float64Array } {
+  const logProbs = new Float64Array(logits.length);
+  const probs = new Float64Array(logits.length);
+  const negEntropy = new Float64Array(logits.length / classes);
+  for (let i = 0, at = 0; at < logits.length; i++, at += classes) {
+    let top = -Infinity;
+    for (let c = 0; c < classes; c++) top = Math.max(top, logits[at + c]);
+    let total = 0;
+    for (let c = 0; c < classes; c++) total += Math.exp(logits[at + c] - top);
+    const logTotal = top + Math.log(total);
+    for (let c = 0; c < classes; c++) {
+      logProbs[at + c] = logits[at + c] - logTotal;
+      probs[at + c] = Math.exp(logProbs[at + c]);
+      negEntropy[i] += probs[at + c] * logProbs[at + c];
+    }
+  }
+  return { logProbs, probs, negEntropy };
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -159,8 +206,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
   const keep: tf.Tensor[] = [];
   try {
     const x = family.inputs(config, probe, range(0, n), `${task} probe data`);
-    const labels = tf.oneHot(tf.tensor1d(probe.labels, 'int32'), classes) as tf.Tensor2D;
-    keep.push(x, labels);
+    keep.push(x);
     // The yardstick is the clean forward pass below, which is needed anyway. On a GPU backend the
     // first calls compile shaders, so one warm-up pass goes first; WASM has nothing to compile.
     if (tf.getBackend() === 'webgpu') await readAndDispose(tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task))));
@@ -168,16 +214,19 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     // Activations entering each stage, with the fine-tune's parameters.
     const context: StageContext = family.context?.(config, x) ?? {};
     keep.push(...Object.values(context));
-    const activations: tf.Tensor[] = [x];
-    for (const stage of stages) {
-      const next = stage.apply(ft.lookup, activations[activations.length - 1], context);
-      activations.push(next);
-      keep.push(next);
-    }
-    const cleanLogProbs = tf.logSoftmax(family.head(config, task, ft.lookup, activations[stages.length])) as tf.Tensor2D;
-    const cleanProbs = tf.exp(cleanLogProbs) as tf.Tensor2D;
-    keep.push(cleanLogProbs, cleanProbs);
-    const cleanLoss = (await readAndDispose(tf.neg(tf.mean(tf.sum(tf.mul(labels, cleanLogProbs), 1)))))[0];
+    // (in a tidy scope: the stages' intermediate tensors are freed, only their outputs kept)
+    const activations: tf.Tensor[] = [
+      x,
+      ...tf.tidy(() => {
+        const outputs: tf.Tensor[] = [];
+        for (const stage of stages) outputs.push(stage.apply(ft.lookup, outputs[outputs.length - 1] ?? x, context));
+        return outputs;
+      }),
+    ];
+    keep.push(...activations.slice(1));
+    const cleanLogits = await readAndDispose(tf.tidy(() => family.head(config, task, ft.lookup, activations[stages.length])));
+    const clean = cleanDistribution(cleanLogits, classes);
+    const cleanLoss = lossAndKl(cleanLogits, 1, probe.labels, classes).loss[0];
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     forwardEquivalents += 1;
 
@@ -232,10 +281,10 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     let fusedPartitions = 0;
     const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
-      const [lossTensor, klTensor] = tf.tidy(() => lossAndKl(corruptedLogits, partitions.length, labels, cleanLogProbs, cleanProbs));
-      recordValues(partitions, await readAndDispose(lossTensor), await readAndDispose(klTensor));
+      const { loss, kl: divergence } = lossAndKl((await corruptedLogits.data()) as Float32Array, partitions.length, probe.labels, classes, clean);
+      recordValues(partitions, loss, divergence);
     };
-    const recordValues = (partitions: number[], lossValues: Float32Array, klValues: Float32Array) => {
+    const recordValues = (partitions: number[], lossValues: ArrayLike<number>, klValues: ArrayLike<number>) => {
       partitions.forEach((k, i) => {
         lossIncrease[k] = lossValues[i] - cleanLoss;
         kl[k] = Math.max(0, klValues[i]);
@@ -272,7 +321,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             : undefined;
         if (gpuStage && rowOf) {
           // The GPU's fused kernel, one dispatch per group of partitions: no tfjs ops per partition.
-          await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanLogProbs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
+          await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanLogProbs: clean.logProbs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
           fusedPartitions += partitions.length;
           continue;
         }
