@@ -127,6 +127,15 @@ async function readAndDispose(tensor: tf.Tensor): Promise<Float32Array> {
   }
 }
 
+/** log Σ_c exp(logits[at + c]) over one example's `classes` logits, shifted by their maximum for stability. */
+function logSumExp(logits: ArrayLike<number>, at: number, classes: number): number {
+  let top = -Infinity;
+  for (let c = 0; c < classes; c++) top = Math.max(top, logits[at + c]);
+  let total = 0;
+  for (let c = 0; c < classes; c++) total += Math.exp(logits[at + c] - top);
+  return top + Math.log(total);
+}
+
 /** The clean predictive distribution per probe example: probabilities [n, C] and Σ_c p·log p [n]. */
 interface CleanDistribution {
   probs: Float64Array;
@@ -150,11 +159,7 @@ function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLik
     let klSum = 0;
     for (let i = 0; i < n; i++) {
       const at = (p * n + i) * classes;
-      let top = -Infinity;
-      for (let c = 0; c < classes; c++) top = Math.max(top, logits[at + c]);
-      let total = 0;
-      for (let c = 0; c < classes; c++) total += Math.exp(logits[at + c] - top);
-      const logTotal = top + Math.log(total);
+      const logTotal = logSumExp(logits, at, classes);
       lossSum += logTotal - logits[at + labels[i]];
       if (!clean) continue;
       let expected = 0;
@@ -173,11 +178,7 @@ function cleanDistribution(logits: ArrayLike<number>, classes: number): CleanDis
   const probs = new Float64Array(logits.length);
   const negEntropy = new Float64Array(logits.length / classes);
   for (let i = 0, at = 0; at < logits.length; i++, at += classes) {
-    let top = -Infinity;
-    for (let c = 0; c < classes; c++) top = Math.max(top, logits[at + c]);
-    let total = 0;
-    for (let c = 0; c < classes; c++) total += Math.exp(logits[at + c] - top);
-    const logTotal = top + Math.log(total);
+    const logTotal = logSumExp(logits, at, classes);
     for (let c = 0; c < classes; c++) {
       logProbs[at + c] = logits[at + c] - logTotal;
       probs[at + c] = Math.exp(logProbs[at + c]);
