@@ -10,11 +10,8 @@ import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/re
 import { breadcrumbsCounts } from '../kernels/sparsify';
 import { BufferSet } from './buffers';
 import { buildKernels, GpuAdapterInfo, openGpuDevice } from './dawn';
-import { TASK_VECTOR_WGSL } from './task-vector-wgsl';
+import { BINS_PER_SELECTION, NONE, RULE_KIND, TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
-const KIND: Record<'keep' | 'zero' | 'magnitude' | 'bernoulli' | 'rowBernoulli' | 'rowTopK' | 'breadcrumbs', number> = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5, breadcrumbs: 6 };
-const NONE = 0xffffffff;
-const BINS_PER_MODEL = 98304;
 const CHUNK_UNIFORM_BYTES = 48;
 const MODEL_BYTES = 48;
 const WORKGROUP = 256;
@@ -24,7 +21,7 @@ const MAX_GROUPS_X = 65535;
 export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): string | undefined {
   if (elements >= 2 ** 32) return `${elements} elements: the GPU kernels index tensors with 32 bits`;
   for (const { drop } of recipe.models) {
-    if (!(drop.kind in KIND)) return `drop rule "${drop.kind}" has no GPU kernel`;
+    if (!(drop.kind in RULE_KIND)) return `drop rule "${drop.kind}" has no GPU kernel`;
   }
   return undefined;
 }
@@ -132,18 +129,17 @@ export class GpuTaskVectorKernels {
     const slots = recipe.models.some((m) => m.drop.kind === 'breadcrumbs') ? 2 * modelCount : modelCount;
     const usesRowSelection = recipe.models.some((m) => m.drop.kind === 'rowTopK');
     const buffers = new BufferSet(device);
-    const buffer = (size: number, usage: number, mappedAtCreation = false) => buffers.make(size, usage, mappedAtCreation);
 
     const { modelBytes, rowData } = this.describeModels(recipe, rows, elements);
-    const modelBuffer = buffer(modelBytes.byteLength, GPUBufferUsage.STORAGE, true);
+    const modelBuffer = buffers.make(modelBytes.byteLength, GPUBufferUsage.STORAGE, true);
     new Uint8Array(modelBuffer.getMappedRange()).set(modelBytes);
     modelBuffer.unmap();
-    const rowBuffer = buffer(rowData.byteLength, GPUBufferUsage.STORAGE, true);
+    const rowBuffer = buffers.make(rowData.byteLength, GPUBufferUsage.STORAGE, true);
     new Uint32Array(rowBuffer.getMappedRange(0, rowData.byteLength)).set(rowData);
     rowBuffer.unmap();
-    const histogram = buffer(usesSelection ? slots * BINS_PER_MODEL * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
-    const cuts = buffer(slots * 8 * 4, GPUBufferUsage.STORAGE);
-    const blockPrefix = buffer(usesSelection ? slots * blocks * 4 : 16, GPUBufferUsage.STORAGE);
+    const histogram = buffers.make(usesSelection ? slots * BINS_PER_SELECTION * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const cuts = buffers.make(slots * 8 * 4, GPUBufferUsage.STORAGE);
+    const blockPrefix = buffers.make(usesSelection ? slots * blocks * 4 : 16, GPUBufferUsage.STORAGE);
 
     const encoder = device.createCommandEncoder();
     const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer; readback: GPUBuffer }> = [];
@@ -152,14 +148,14 @@ export class GpuTaskVectorKernels {
       for (const chunk of this.chunks(elements, modelCount, rowLength, usesRowSelection)) {
         const bytes = chunk.length * 4;
         // Staging: the base, then each model, written in place by the caller.
-        const staging = buffer((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
+        const staging = buffers.make((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
         const mapped = staging.getMappedRange();
         // New mapped buffers hold zeros: the base of a recipe without one.
         if (!recipe.withoutBase) fill('base', chunk.start, new Float32Array(mapped, 0, chunk.length));
         for (let t = 0; t < modelCount; t++) fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length));
         staging.unmap();
-        const baseBuffer = buffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
-        const deltaBuffer = buffer(modelCount * bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+        const baseBuffer = buffers.make(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
+        const deltaBuffer = buffers.make(modelCount * bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
         if (bytes > 0) {
           encoder.copyBufferToBuffer(staging, 0, baseBuffer, 0, bytes);
           encoder.copyBufferToBuffer(staging, bytes, deltaBuffer, 0, modelCount * bytes);
@@ -168,14 +164,14 @@ export class GpuTaskVectorKernels {
         const groups: [number, number] = [Math.min(workgroups, MAX_GROUPS_X), Math.ceil(workgroups / MAX_GROUPS_X)];
         const chunkRows = Math.max(1, chunk.length / rowLength);
         const rowGroups: [number, number] = [Math.min(chunkRows, MAX_GROUPS_X), Math.ceil(chunkRows / MAX_GROUPS_X)];
-        const uniform = buffer(CHUNK_UNIFORM_BYTES, GPUBufferUsage.UNIFORM, true);
+        const uniform = buffers.make(CHUNK_UNIFORM_BYTES, GPUBufferUsage.UNIFORM, true);
         this.writeChunkUniform(uniform.getMappedRange(), recipe, chunk, [groups[0], rowGroups[0]], blocks, rowLength, rows);
         uniform.unmap();
         const group = device.createBindGroup({
           layout: this.layout,
           entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer].map((b, binding) => ({ binding, resource: { buffer: b } })),
         });
-        bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer, readback: buffer(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST) });
+        bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer, readback: buffers.make(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST) });
       }
       if (usesSelection) encoder.clearBuffer(histogram);
       const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
@@ -209,8 +205,8 @@ export class GpuTaskVectorKernels {
       }
       let timing: GPUBuffer | undefined;
       if (querySet) {
-        const resolved = buffer(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
-        timing = buffer(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        const resolved = buffers.make(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+        timing = buffers.make(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
         encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
         encoder.copyBufferToBuffer(resolved, 0, timing, 0, 16);
       }
@@ -250,7 +246,7 @@ export class GpuTaskVectorKernels {
     recipe.models.forEach(({ weight, drop, rowWeights }, t) => {
       const at = t * MODEL_BYTES;
       const rule = normaliseRule(drop, elements);
-      view.setUint32(at, KIND[rule.kind as keyof typeof KIND], true);
+      view.setUint32(at, RULE_KIND[rule.kind as keyof typeof RULE_KIND], true);
       view.setFloat32(at + 16, weight, true);
       view.setUint32(at + 28, NONE, true);
       view.setUint32(at + 32, rowWeights ? appendFloats(rowWeights) : NONE, true);

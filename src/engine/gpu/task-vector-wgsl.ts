@@ -14,6 +14,15 @@
  * Selections ("slots"): slot t holds model t's `keepCount` largest magnitudes (magnitude rules,
  * and Breadcrumbs' upper set); slot models + t its `outlierCount` largest (Breadcrumbs' outliers).
  */
+/** The drop rules the kernels run, by the number they have in the per-model parameters. */
+export const RULE_KIND = { keep: 0, zero: 1, magnitude: 2, bernoulli: 3, rowBernoulli: 4, rowTopK: 5, breadcrumbs: 6 } as const;
+/** Histogram bins per selection: the high 15 magnitude bits, then the low 16. */
+const HIGH_BINS = 32768;
+const LOW_BINS = 65536;
+export const BINS_PER_SELECTION = HIGH_BINS + LOW_BINS;
+/** "None" in the per-model parameters and row data: no row weights, or keep the whole row. */
+export const NONE = 0xffffffff;
+
 export const TASK_VECTOR_WGSL = /* wgsl */ `
 struct Chunk {
   start: u32,
@@ -54,17 +63,17 @@ struct Model {
 @group(0) @binding(6) var<storage, read_write> blockPrefix: array<u32>;
 @group(0) @binding(7) var<storage, read> rowData: array<u32>;
 
-const KEEP = 0u;
-const ZERO = 1u;
-const MAGNITUDE = 2u;
-const BERNOULLI = 3u;
-const ROW_BERNOULLI = 4u;
-const ROW_TOP_K = 5u;
-const BREADCRUMBS = 6u;
-const HIGH_BINS = 32768u;
-const LOW_BINS = 65536u;
-const BINS_PER_MODEL = 98304u;
-const NONE = 0xffffffffu;
+const KEEP = ${RULE_KIND.keep}u;
+const ZERO = ${RULE_KIND.zero}u;
+const MAGNITUDE = ${RULE_KIND.magnitude}u;
+const BERNOULLI = ${RULE_KIND.bernoulli}u;
+const ROW_BERNOULLI = ${RULE_KIND.rowBernoulli}u;
+const ROW_TOP_K = ${RULE_KIND.rowTopK}u;
+const BREADCRUMBS = ${RULE_KIND.breadcrumbs}u;
+const HIGH_BINS = ${HIGH_BINS}u;
+const LOW_BINS = ${LOW_BINS}u;
+const BINS_PER_MODEL = ${BINS_PER_SELECTION}u;
+const NONE = ${NONE}u;
 const MAGNITUDE_BITS = 0x7fffffffu;
 
 var<workgroup> partial: array<u32, 256>;
