@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
 import { loadModel } from '../src/engine/families/model';
 import { BackendChoice, useBackend } from '../src/engine/tensors/backend';
@@ -37,7 +38,7 @@ async function run(zoo: string, choice: BackendChoice, repeats: number, fusedKer
   for (const entry of manifest.finetunes) {
     const finetune = loadModel(join(zoo, entry.model));
     const probe = getSplit(loadTaskData(join(zoo, entry.data)), 'probe');
-    const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const inputs = { base, finetune, task: entry.task, probe, scheme };
     await exactImportance(inputs, options); // warm-up: compile kernels for these shapes
     await gradientImportance(inputs, 'finetune', undefined, gradientOptions);

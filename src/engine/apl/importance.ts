@@ -148,9 +148,8 @@ interface CleanDistribution {
  * host in float64: a few passes over a small array, where tfjs-wasm's logSoftmax, exp and
  * reductions cost as much as the forward pass they follow. With q = softmax(logits),
  * KL = Σ p·log p − Σ p·logits + logsumexp(logits), so only the log-sum-exp needs exponentials.
- * Without `clean` (the clean pass itself) the KL is 0.
  */
-function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLike<number>, classes: number, clean?: CleanDistribution): { loss: Float64Array; kl: Float64Array } {
+function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLike<number>, classes: number, clean: CleanDistribution): { loss: Float64Array; kl: Float64Array } {
   const n = labels.length;
   const loss = new Float64Array(variants);
   const kl = new Float64Array(variants);
@@ -161,7 +160,6 @@ function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLik
       const at = (p * n + i) * classes;
       const logTotal = logSumExp(logits, at, classes);
       lossSum += logTotal - logits[at + labels[i]];
-      if (!clean) continue;
       let expected = 0;
       for (let c = 0; c < classes; c++) expected += clean.probs[i * classes + c] * logits[at + c];
       klSum += clean.negEntropy[i] - expected + logTotal;
@@ -172,20 +170,25 @@ function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLik
   return { loss, kl };
 }
 
-/** The clean distribution of logits [n, C] (row-major), in float64, and its log-probabilities. */
-function cleanDistribution(logits: ArrayLike<number>, classes: number): CleanDistribution & { logProbs: Float64Array } {
+/**
+ * The clean distribution of logits [n, C] (row-major), in float64: log-probabilities, and the mean
+ * cross-entropy with the labels (the clean loss).
+ */
+function cleanDistribution(logits: ArrayLike<number>, labels: ArrayLike<number>, classes: number): CleanDistribution & { logProbs: Float64Array; loss: number } {
   const logProbs = new Float64Array(logits.length);
   const probs = new Float64Array(logits.length);
-  const negEntropy = new Float64Array(logits.length / classes);
-  for (let i = 0, at = 0; at < logits.length; i++, at += classes) {
+  const negEntropy = new Float64Array(labels.length);
+  let lossSum = 0;
+  for (let i = 0, at = 0; i < labels.length; i++, at += classes) {
     const logTotal = logSumExp(logits, at, classes);
     for (let c = 0; c < classes; c++) {
       logProbs[at + c] = logits[at + c] - logTotal;
       probs[at + c] = Math.exp(logProbs[at + c]);
       negEntropy[i] += probs[at + c] * logProbs[at + c];
     }
+    lossSum -= logProbs[at + labels[i]];
   }
-  return { logProbs, probs, negEntropy };
+  return { logProbs, probs, negEntropy, loss: lossSum / labels.length };
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -226,8 +229,8 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     ];
     keep.push(...activations.slice(1));
     const cleanLogits = await readAndDispose(tf.tidy(() => family.head(config, task, ft.lookup, activations[stages.length])));
-    const clean = cleanDistribution(cleanLogits, classes);
-    const cleanLoss = lossAndKl(cleanLogits, 1, probe.labels, classes).loss[0];
+    const clean = cleanDistribution(cleanLogits, probe.labels, classes);
+    const cleanLoss = clean.loss;
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     forwardEquivalents += 1;
 
@@ -397,9 +400,10 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
   };
   const kernels = await scoringKernels(options.gradientKernels, sharedGradientKernels);
   const mlp = kernels ? await mlpGradientInputs(base, finetune, task, probe, trunkNames, at) : undefined;
-  const fused = kernels !== undefined && mlp !== undefined && kernels.problem(mlp.inputs) === undefined;
-  if (kernels && mlp && fused) {
-    const { weightRows, biasRows } = await kernels.rowDots(mlp.inputs);
+  const fused = kernels && mlp && !kernels.problem(mlp.inputs) ? { kernels, mlp } : undefined;
+  if (fused) {
+    const { mlp } = fused;
+    const { weightRows, biasRows } = await fused.kernels.rowDots(mlp.inputs);
     mlp.layers.forEach((layer, l) => {
       addRows(layer.weight, weightRows[l]);
       if (layer.bias) addRows(layer.bias, biasRows[l]);
@@ -421,7 +425,7 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
       addRows(name, sums);
     });
   }
-  return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, fused, seconds: (Date.now() - started) / 1000 };
+  return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, fused: fused !== undefined, seconds: (Date.now() - started) / 1000 };
 }
 
 /** The mean loss's gradient with respect to each trunk tensor, by tfjs's autodiff, on the host. */

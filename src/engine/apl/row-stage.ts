@@ -47,20 +47,23 @@ export interface LinearRowStageInputs {
 }
 
 export class LinearRowStage {
-  /** The reader's clean pre-activation [n, width], when there is a reader. */
-  readonly readerPre: tf.Tensor2D | undefined;
   private readonly inputT: tf.Tensor;
   private readonly outputT: tf.Tensor;
-  private readonly readerColumns: tf.Tensor | undefined;
+  /** The reader, its clean pre-activation [n, width] and its weight's columns [units, width]. */
+  private readonly reader: { map: LinearMap; pre: tf.Tensor2D; columns: tf.Tensor } | undefined;
 
   constructor(private readonly stage: LinearRowStageInputs) {
     // Shared by every chunk: the input and clean output transposed (so chunks take contiguous
     // rows), and the reader's clean pre-activation and weight columns.
     this.inputT = tf.transpose(stage.input);
     this.outputT = tf.transpose(stage.output);
-    const { reader } = stage;
-    this.readerPre = reader ? tf.tidy(() => affine(stage.output, reader, stage.finetune)) : undefined;
-    this.readerColumns = reader ? tf.transpose(stage.finetune(reader.weight)) : undefined;
+    const map = stage.reader;
+    this.reader = map && { map, pre: tf.tidy(() => affine(stage.output, map, stage.finetune)), columns: tf.transpose(stage.finetune(map.weight)) };
+  }
+
+  /** The reader's clean pre-activation [n, width], when there is a reader. */
+  get readerPre(): tf.Tensor2D | undefined {
+    return this.reader?.pre;
   }
 
   /**
@@ -75,11 +78,10 @@ export class LinearRowStage {
     let pre = product(takeRows(base(linear.weight), indices), this.inputT);
     if (linear.bias) pre = tf.add(pre, tf.expandDims(takeRows(base(linear.bias), indices), 1));
     const change = tf.sub(linear.activation(pre), takeRows(this.outputT, indices));
-    const { reader } = this.stage;
-    const { readerPre, readerColumns } = this;
-    if (reader && readerPre && readerColumns) {
-      const variantPre = tf.add(tf.expandDims(readerPre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(readerColumns, indices), 1)));
-      return { activation: reader.activation(tf.reshape(variantPre, [group.length * n, readerPre.shape[1]])), throughReader: true };
+    const { reader } = this;
+    if (reader) {
+      const variantPre = tf.add(tf.expandDims(reader.pre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(reader.columns, indices), 1)));
+      return { activation: reader.map.activation(tf.reshape(variantPre, [group.length * n, reader.pre.shape[1]])), throughReader: true };
     }
     const units = this.stage.output.shape[1]!;
     const where = tf.expandDims(tf.oneHot(tf.tensor1d(indices, 'int32'), units), 1);
@@ -87,6 +89,6 @@ export class LinearRowStage {
   }
 
   dispose(): void {
-    for (const t of [this.inputT, this.outputT, this.readerPre, this.readerColumns]) t?.dispose();
+    for (const t of [this.inputT, this.outputT, this.reader?.pre, this.reader?.columns]) t?.dispose();
   }
 }

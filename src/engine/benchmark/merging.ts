@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { saveImportance } from '../apl/artifact';
 import { exactImportance, gradientImportance } from '../apl/importance';
 import { buildPartitions, PARTITION_LEVELS } from '../apl/partitions';
+import { trunkShapesOf } from '../apl/prepare';
 import { getSplit, loadTaskData, TaskData } from '../data/task-data';
 import { throwIfAborted } from '../errors';
 import { loadModel, Model } from '../families/model';
@@ -179,7 +180,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     for (const task of tasks) {
       throwIfAborted(options.signal);
       const finetune = finetunes.get(task)!;
-      const scheme = buildPartitions(level, new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+      const scheme = buildPartitions(level, trunkShapesOf(finetune));
       const inputs = { base, finetune, task, probe: getSplit(data.get(task)!, 'probe'), scheme };
       const exact = await exactImportance(inputs, { signal: options.signal });
       const gradient = await gradientImportance(inputs, 'finetune', options.signal);
