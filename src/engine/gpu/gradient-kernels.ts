@@ -5,9 +5,8 @@
  */
 import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
 import { BufferSet } from './buffers';
-import { GRADIENT_WGSL, GRADIENT_WORKGROUP } from './gradient-wgsl';
+import { GRADIENT_WGSL, GRADIENT_WORKGROUP, NONE } from './gradient-wgsl';
 
-const NONE = 0xffffffff;
 const PARAM_BYTES = 48;
 const MAX_GROUPS_X = 65535;
 
@@ -40,6 +39,37 @@ export interface GradientInputs {
 export interface GradientRowDots {
   weightRows: Float32Array[];
   biasRows: Float32Array[];
+}
+
+/**
+ * Where each tensor lives in the one storage buffer, in 4-byte words (NONE for an absent bias),
+ * and the buffer's size; the row scores of all layers come last, to be read back at once.
+ */
+function layOut(inputs: GradientInputs) {
+  const { examples, classes } = inputs;
+  let words = 0;
+  const take = (length: number): number => {
+    const at = words;
+    words += length;
+    return at;
+  };
+  const x = take(inputs.x.length);
+  const labels = take(examples);
+  const layers = inputs.layers.map((layer) => ({
+    weight: take(layer.weight.length),
+    bias: layer.bias ? take(layer.units) : NONE,
+    weightDelta: take(layer.weightDelta.length),
+    biasDelta: layer.biasDelta ? take(layer.units) : NONE,
+    output: take(examples * layer.units),
+    dpre: take(examples * layer.units),
+  }));
+  const headWeight = take(inputs.headWeight.length);
+  const headBias = inputs.headBias ? take(classes) : NONE;
+  const logits = take(examples * classes);
+  const dlogits = take(examples * classes);
+  const scoresStart = words;
+  const scores = inputs.layers.map((layer) => take(2 * layer.units));
+  return { x, labels, layers, headWeight, headBias, logits, dlogits, scores, scoresStart, scoresLength: words - scoresStart, words };
 }
 
 type Kernel = 'forward' | 'softmaxGrad' | 'backward' | 'rowScores';
@@ -91,51 +121,37 @@ export class GpuGradientKernels {
   }
 
   /** Why the inputs cannot run here (too large for one storage binding), or undefined. */
-  problem(shape: { examples: number; layers: Array<{ units: number; inDim: number }>; classes: number }): string | undefined {
-    const { examples, layers, classes } = shape;
-    let words = examples * layers[0].inDim + examples + 2 * examples * classes;
-    const last = layers[layers.length - 1].units;
-    words += classes * (last + 1);
-    for (const { units, inDim } of layers) words += 2 * units * (inDim + 1) + 2 * examples * units + 2 * units;
+  problem(inputs: GradientInputs): string | undefined {
+    return this.sizeProblem(layOut(inputs).words);
+  }
+
+  private sizeProblem(words: number): string | undefined {
     const limit = this.device.limits.maxStorageBufferBindingSize / 4;
     if (words > limit) return `the gradient pass needs ${words} words of GPU memory in one binding; the device allows ${limit}`;
     return undefined;
   }
 
   async rowDots(inputs: GradientInputs): Promise<GradientRowDots> {
-    const problem = this.problem(inputs);
+    const layout = layOut(inputs);
+    const problem = this.sizeProblem(layout.words);
     if (problem) throw new Error(problem);
     const { device } = this;
     const { examples, layers, classes } = inputs;
-
-    // Lay every tensor out in one buffer; the row scores of all layers last, to read back at once.
-    const parts: Array<Float32Array | Uint32Array> = [];
-    let words = 0;
-    const place = (values: Float32Array | Uint32Array): number => {
-      const at = words;
-      parts.push(values);
-      words += values.length;
-      return at;
-    };
-    const reserve = (length: number): number => place(new Float32Array(length));
-    const optional = (values: Float32Array | undefined): number => (values ? place(values) : NONE);
-    const x = place(inputs.x);
-    const labels = place(Uint32Array.from(inputs.labels));
-    const placed = layers.map((layer) => ({
-      weight: place(layer.weight),
-      bias: optional(layer.bias),
-      weightDelta: place(layer.weightDelta),
-      biasDelta: optional(layer.biasDelta),
-      output: reserve(examples * layer.units),
-      dpre: reserve(examples * layer.units),
-    }));
-    const headWeight = place(inputs.headWeight);
-    const headBias = optional(inputs.headBias);
-    const logits = reserve(examples * classes);
-    const dlogits = reserve(examples * classes);
-    const scoresStart = words;
-    const scores = layers.map((layer) => reserve(2 * layer.units));
-    const scoresLength = words - scoresStart;
+    const { x, labels, headWeight, headBias, logits, dlogits, scores, scoresStart, scoresLength } = layout;
+    const placed = layout.layers;
+    // The inputs at their places; activations, gradients and scores start as zeros.
+    const writes: Array<[number, Float32Array | Uint32Array | undefined]> = [
+      [x, inputs.x],
+      [labels, Uint32Array.from(inputs.labels)],
+      ...layers.flatMap((layer, l): Array<[number, Float32Array | undefined]> => [
+        [placed[l].weight, layer.weight],
+        [placed[l].bias, layer.bias],
+        [placed[l].weightDelta, layer.weightDelta],
+        [placed[l].biasDelta, layer.biasDelta],
+      ]),
+      [headWeight, inputs.headWeight],
+      [headBias, inputs.headBias],
+    ];
 
     const plan: Dispatch[] = [];
     const blocks = (count: number) => Math.ceil(count / GRADIENT_WORKGROUP);
@@ -159,7 +175,12 @@ export class GpuGradientKernels {
 
     const buffers = new BufferSet(device);
     try {
-      const { buffer: memory } = buffers.packed(parts, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+      const memory = buffers.make(layout.words * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, true);
+      const mapped = memory.getMappedRange();
+      for (const [at, values] of writes) {
+        if (values) new Uint32Array(mapped, at * 4, values.length).set(new Uint32Array(values.buffer, values.byteOffset, values.length));
+      }
+      memory.unmap();
       const readback = buffers.make(scoresLength * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();

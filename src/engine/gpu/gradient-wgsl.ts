@@ -13,6 +13,8 @@
 import { pairSumWgsl } from './buffers';
 
 export const GRADIENT_WORKGROUP = 64;
+/** An absent tensor's offset (a layer or head without bias). */
+export const NONE = 0xffffffff;
 
 export const GRADIENT_WGSL = /* wgsl */ `
 struct Params {
@@ -34,7 +36,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> memory: array<f32>;
 
 const WORKGROUP = ${GRADIENT_WORKGROUP}u;
-const NONE = 0xffffffffu;
+const NONE = ${NONE}u;
 ${pairSumWgsl(GRADIENT_WORKGROUP)}
 
 fn invocation(wid: vec3u, lid: u32) -> u32 {
