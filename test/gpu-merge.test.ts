@@ -12,17 +12,20 @@ import { gpuAvailable, gpuIt } from './helpers/gpu';
 
 let kernels: GpuTaskVectorKernels | undefined;
 let chunked: GpuTaskVectorKernels | undefined;
+let narrow: GpuTaskVectorKernels | undefined;
 
 beforeAll(async () => {
   if (!(await gpuAvailable())) return;
   kernels = await GpuTaskVectorKernels.open();
   // Chunks of 3 × 512 elements: multi-chunk tensors at test sizes.
   chunked = await GpuTaskVectorKernels.open({ maxChunkElements: 1536 });
+  narrow = await GpuTaskVectorKernels.open({ maxWorkgroupsPerDimension: 5 });
 }, 60_000);
 
 afterAll(() => {
   kernels?.destroy();
   chunked?.destroy();
+  narrow?.destroy();
 });
 
 function values(n: number, seed: number, scale = 1): Float32Array {
@@ -171,21 +174,41 @@ describe('GPU task-vector kernels', () => {
     }
   });
 
-  gpuIt('dispatches over two dimensions when a chunk has more entries than one dimension holds', async () => {
-    // 65,535 workgroups × 256 entries along x: one more block needs a second row of workgroups.
-    const n = 65535 * 256 + 3 * 256 + 7;
-    const base = values(n, 60);
-    const model = values(n, 61);
-    const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'bernoulli', key: dropKey(8, 0, 'wide'), threshold: keepThreshold(0.5), scale: 2 } }], consensus: undefined, normalize: false, lambda: 1 };
-    expectBitwise(await onGpu(kernels!, recipe, base, [model], 1), onCpu(recipe, base, [model], 1));
-    // One workgroup per row: 70,000 rows need a second row of workgroups too.
-    const rows = 70_000;
-    const rowLength = 2;
+  gpuIt('dispatches over two dimensions when a chunk has more workgroups than one dimension holds', async () => {
+    // Five workgroups per dimension: the grid's second row ends with whole workgroups past the
+    // tensor, which must not write anywhere (the limit stands in for the device's 65,535).
+    for (const n of [5 * 256 + 1, 7 * 256 + 7, 23 * 256 + 3, 31 * 256]) {
+      const base = values(n, 60 + n);
+      const model = values(n, 61 + n);
+      const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'bernoulli', key: dropKey(8, 0, 'wide'), threshold: keepThreshold(0.5), scale: 2 } }], consensus: undefined, normalize: false, lambda: 1 };
+      expectBitwise(await onGpu(narrow!, recipe, base, [model], 1), onCpu(recipe, base, [model], 1));
+      // Selections of several models, full of ties at their thresholds: which tied entries are
+      // kept (in index order) depends on every block's count of them, per selection.
+      const tied = [quantised(n, 64), quantised(n, 65), quantised(n, 66)].map((q) => q.map((v, i) => base[i] + v));
+      const selections: TaskVectorRecipe = {
+        models: [
+          { weight: 0.5, drop: { kind: 'magnitude', keepCount: Math.floor(0.3 * n), scale: 1 } },
+          { weight: 0.5, drop: { kind: 'breadcrumbs', density: 0.3, gamma: 0.05 } },
+          { weight: 0.5, drop: { kind: 'magnitude', keepCount: Math.floor(0.6 * n), scale: 1 } },
+        ],
+        consensus: 'sum',
+        normalize: true,
+        lambda: 1,
+      };
+      expectClose(await onGpu(narrow!, selections, base, tied, 1), onCpu(selections, base, tied, 1), base, tied, selections);
+      for (const [t, model] of tied.entries()) {
+        const single: TaskVectorRecipe = { ...selections, models: [selections.models[t]] };
+        expectBitwise(await onGpu(narrow!, single, base, [model], 1), onCpu(single, base, [model], 1));
+      }
+    }
+    // One workgroup per row: 23 rows need five rows of workgroups, the last one partly past the end.
+    const rows = 23;
+    const rowLength = 300;
     const rates = Float32Array.from({ length: rows }, (_, r) => (r % 3) / 2);
     const perRow: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowTopK', rates } }], consensus: undefined, normalize: false, lambda: 1 };
-    const [rowBase, rowModel] = [values(rows * rowLength, 62), values(rows * rowLength, 63)];
-    expectBitwise(await onGpu(kernels!, perRow, rowBase, [rowModel], rowLength), onCpu(perRow, rowBase, [rowModel], rows));
-  }, 300_000);
+    const [rowBase, rowModel] = [quantised(rows * rowLength, 62), quantised(rows * rowLength, 63)];
+    expectBitwise(await onGpu(narrow!, perRow, rowBase, [rowModel], rowLength), onCpu(perRow, rowBase, [rowModel], rows));
+  });
 
   gpuIt('merges several tensors in flight at once', async () => {
     const jobs = Array.from({ length: 6 }, (_, i) => {

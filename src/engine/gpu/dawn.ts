@@ -85,6 +85,16 @@ export async function openGpuDevice(options: { timestamps?: boolean } = {}): Pro
   return { device, adapter: describeAdapter(adapter) };
 }
 
+/**
+ * Workgroups laid out along x and, past `maxPerDimension` (the device's
+ * maxComputeWorkgroupsPerDimension), along y; kernels number them y·x + x. The last row may hold
+ * whole workgroups past the work, which kernels must leave without writing anything.
+ */
+export function workgroupGrid(workgroups: number, maxPerDimension: number): [number, number] {
+  const x = Math.min(Math.max(1, workgroups), maxPerDimension);
+  return [x, Math.ceil(Math.max(1, workgroups) / x)];
+}
+
 /** Builds kernels (shader modules, pipelines) on a device; a WGSL error fails here, with its message. */
 export async function buildKernels<T>(device: GPUDevice, build: () => T): Promise<T> {
   device.pushErrorScope('validation');

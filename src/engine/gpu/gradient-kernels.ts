@@ -3,12 +3,11 @@
  * every input goes up in one buffer, one submission runs the forward pass, the loss gradient, the
  * backward pass and the row scores, and only the per-row sums of g·δ come back.
  */
-import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
+import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce, workgroupGrid } from './dawn';
 import { BufferSet } from './buffers';
 import { GRADIENT_WGSL, GRADIENT_WORKGROUP, NONE } from './gradient-wgsl';
 
 const PARAM_BYTES = 48;
-const MAX_GROUPS_X = 65535;
 
 /** One linear layer, activation(a·Wᵀ + b), with W stored [units, inDim]. */
 export interface GradientLayer {
@@ -185,7 +184,7 @@ export class GpuGradientKernels {
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
       for (const step of plan) {
-        const groupsX = Math.min(Math.max(1, step.workgroups), MAX_GROUPS_X);
+        const [groupsX, groupsY] = workgroupGrid(step.workgroups, device.limits.maxComputeWorkgroupsPerDimension);
         const params = buffers.make(PARAM_BYTES, GPUBufferUsage.UNIFORM, true);
         const view = new DataView(params.getMappedRange());
         [step.m, step.n, step.k, step.a, step.b, step.c, step.d, step.out, step.relu ? 1 : 0].forEach((v, i) => view.setUint32(i * 4, v, true));
@@ -194,7 +193,7 @@ export class GpuGradientKernels {
         params.unmap();
         pass.setPipeline(this.pipelines[step.kernel]);
         pass.setBindGroup(0, device.createBindGroup({ layout: this.layout, entries: [params, memory].map((b, binding) => ({ binding, resource: { buffer: b } })) }));
-        pass.dispatchWorkgroups(groupsX, Math.ceil(Math.max(1, step.workgroups) / groupsX));
+        pass.dispatchWorkgroups(groupsX, groupsY);
       }
       pass.end();
       encoder.copyBufferToBuffer(memory, scoresStart * 4, readback, 0, scoresLength * 4);

@@ -3,12 +3,11 @@
  * one MLP layer's row partitions go up in one buffer, one dispatch scores them all, and the mean
  * loss and KL per partition come back.
  */
-import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce } from './dawn';
+import { buildKernels, GpuAdapterInfo, openGpuDevice, sharedOnce, workgroupGrid } from './dawn';
 import { BufferSet } from './buffers';
 import { INTERVENTION_WGSL, MAX_CLASSES } from './intervention-wgsl';
 
 const PARAM_WORDS = 24;
-const MAX_GROUPS_X = 65535;
 
 /** One layer's row partitions: values are row-major float32, as the engine's tensors. */
 export interface RowInterventionInputs {
@@ -101,7 +100,7 @@ export class GpuInterventionKernels {
     const buffers = new BufferSet(device);
     try {
       const { buffer: data, offsets } = buffers.packed(parts, GPUBufferUsage.STORAGE);
-      const groupsX = Math.min(Math.max(1, partitions), MAX_GROUPS_X);
+      const [groupsX, groupsY] = workgroupGrid(partitions, device.limits.maxComputeWorkgroupsPerDimension);
       const params = buffers.make(PARAM_WORDS * 4, GPUBufferUsage.UNIFORM, true);
       new Uint32Array(params.getMappedRange()).set([
         inputs.examples,
@@ -126,7 +125,7 @@ export class GpuInterventionKernels {
       const pass = encoder.beginComputePass();
       pass.setPipeline(this.pipeline);
       pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(groupsX, Math.ceil(partitions / groupsX));
+      pass.dispatchWorkgroups(groupsX, groupsY);
       pass.end();
       encoder.copyBufferToBuffer(result, 0, readback, 0, resultBytes);
       device.pushErrorScope('validation');

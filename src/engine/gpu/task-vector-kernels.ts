@@ -9,13 +9,12 @@ import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
 import { breadcrumbsCounts } from '../kernels/sparsify';
 import { BufferSet } from './buffers';
-import { buildKernels, GpuAdapterInfo, openGpuDevice } from './dawn';
+import { buildKernels, GpuAdapterInfo, openGpuDevice, workgroupGrid } from './dawn';
 import { BINS_PER_SELECTION, NONE, RULE_KIND, TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
 const CHUNK_UNIFORM_BYTES = 48;
 const MODEL_BYTES = 48;
 const WORKGROUP = 256;
-const MAX_GROUPS_X = 65535;
 
 /** Why a recipe cannot run on the GPU, or undefined when it can. */
 export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): string | undefined {
@@ -28,6 +27,14 @@ export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): st
 
 /** Writes one input's values for elements [start, start + values.length) into `values` (never asked for the base of a recipe without one). */
 export type FillInput = (input: 'base' | number, start: number, values: Float32Array) => void;
+
+/** Limits below the device's, so that tests reach chunking and two-dimensional grids at small sizes. */
+export interface KernelLimits {
+  /** Elements of all models in one chunk (default: what one storage binding holds). */
+  maxChunkElements?: number;
+  /** Workgroups along one grid dimension (default: the device's maxComputeWorkgroupsPerDimension). */
+  maxWorkgroupsPerDimension?: number;
+}
 
 interface ChunkPlan {
   start: number;
@@ -42,11 +49,13 @@ export class GpuTaskVectorKernels {
   /** GPU time of the compute passes so far, when the device can write timestamps (benchmarks). */
   private kernelNanoseconds = 0;
   private readonly timestamps: boolean;
+  /** Workgroups per grid dimension before the grid grows along y. */
+  private readonly maxGroupsPerDimension: number;
 
   private constructor(
     readonly device: GPUDevice,
     readonly adapter: GpuAdapterInfo,
-    maxChunkElements: number | undefined,
+    { maxChunkElements, maxWorkgroupsPerDimension }: KernelLimits,
   ) {
     const module = device.createShaderModule({ code: TASK_VECTOR_WGSL });
     const storage = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
@@ -78,15 +87,13 @@ export class GpuTaskVectorKernels {
     this.timestamps = device.features.has('timestamp-query');
     const bindingElements = Math.min(device.limits.maxStorageBufferBindingSize / 4, maxChunkElements ?? Infinity);
     this.maxBindingElements = Math.max(WORKGROUP, Math.floor(bindingElements / WORKGROUP) * WORKGROUP);
+    this.maxGroupsPerDimension = Math.min(device.limits.maxComputeWorkgroupsPerDimension, maxWorkgroupsPerDimension ?? Infinity);
   }
 
-  /**
-   * Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none.
-   * `maxChunkElements` caps the elements of all models in one chunk below the binding limit.
-   */
-  static async open(options: { maxChunkElements?: number } = {}): Promise<GpuTaskVectorKernels> {
+  /** Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none. */
+  static async open(limits: KernelLimits = {}): Promise<GpuTaskVectorKernels> {
     const { device, adapter } = await openGpuDevice({ timestamps: true });
-    return buildKernels(device, () => new GpuTaskVectorKernels(device, adapter, options.maxChunkElements));
+    return buildKernels(device, () => new GpuTaskVectorKernels(device, adapter, limits));
   }
 
   destroy(): void {
@@ -160,10 +167,8 @@ export class GpuTaskVectorKernels {
           encoder.copyBufferToBuffer(staging, 0, baseBuffer, 0, bytes);
           encoder.copyBufferToBuffer(staging, bytes, deltaBuffer, 0, modelCount * bytes);
         }
-        const workgroups = Math.max(1, Math.ceil(chunk.length / WORKGROUP));
-        const groups: [number, number] = [Math.min(workgroups, MAX_GROUPS_X), Math.ceil(workgroups / MAX_GROUPS_X)];
-        const chunkRows = Math.max(1, chunk.length / rowLength);
-        const rowGroups: [number, number] = [Math.min(chunkRows, MAX_GROUPS_X), Math.ceil(chunkRows / MAX_GROUPS_X)];
+        const groups = workgroupGrid(Math.ceil(chunk.length / WORKGROUP), this.maxGroupsPerDimension);
+        const rowGroups = workgroupGrid(chunk.length / rowLength, this.maxGroupsPerDimension);
         const uniform = buffers.make(CHUNK_UNIFORM_BYTES, GPUBufferUsage.UNIFORM, true);
         this.writeChunkUniform(uniform.getMappedRange(), recipe, chunk, [groups[0], rowGroups[0]], blocks, rowLength, rows);
         uniform.unmap();

@@ -225,6 +225,9 @@ fn cutLow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 @compute @workgroup_size(256)
 fn blockCounts(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = localIndex(wid, lid);
+  // A two-dimensional grid has whole workgroups past the chunk's end: their block would index the
+  // next selection's counts (a race that changes which tied entries are kept).
+  if (localIndex(wid, 0u) >= chunk.length) { return; }
   let block = (chunk.start + j) / 256u;
   for (var slot = 0u; slot < 2u * chunk.models; slot++) {
     let t = slot % chunk.models;
