@@ -51,7 +51,7 @@ const magnitude = (v: number) => new Uint32Array(Float32Array.of(v).buffer)[0] &
 async function compare(gpu: GpuTaskVectorKernels, name: string, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], bitwise: boolean): Promise<CaseResult> {
   const n = base.length;
   const started = performance.now();
-  const onGpu = await gpu.merge(recipe, n, n, (input, start, target) => target.set((input === 'base' ? base : models[input]).subarray(start, start + target.length)), new Float32Array(n));
+  const { merged: onGpu } = await gpu.merge(recipe, n, n, (input, start, target) => target.set((input === 'base' ? base : models[input]).subarray(start, start + target.length)), new Float32Array(n));
   const seconds = (performance.now() - started) / 1000;
   const onCpu = runRecipe(recipe, base.slice(), models.map((m) => m.slice()), [1, n]);
   // Each model's CPU threshold, to say which entries its selection kept.

@@ -163,5 +163,11 @@ describe('merging checkpoint files on the GPU', () => {
     expect(String((error as Error).message)).toMatch(/broken\/finetune.*layers\.0\.w|layers\.0\.w.*broken\/finetune/s);
     expect(String((error as Error).message)).toMatch(/first at flat index 70/);
     expect(readdirSync(dirname(out)).filter((f) => f.startsWith('.') || f === 'nan-gpu')).toEqual([]);
+    // Under the warn policy both devices merge and report the same count for the same input.
+    const warned = async (backend: 'webgpu' | 'wasm') =>
+      (await runMerge(planMerge(parseMergeConfig(text, 'merge.yml', root), { nonFinite: 'warn' }), join(root, `nan-warn-${backend}`), { backend, threads: 0, overwrite: true })).warnings;
+    const [onGpu, onCpu] = [await warned('webgpu'), await warned('wasm')];
+    expect(onGpu).toEqual(onCpu);
+    expect(onGpu).toEqual([expect.objectContaining({ tensor: 'layers.0.w', count: 1 })]);
   });
 });

@@ -7,7 +7,7 @@
 import { dropKey, tensorRandom } from '../src/engine/kernels/random';
 import { DropRule, runRecipe, TaskVectorRecipe } from '../src/engine/kernels/recipe';
 import { keepThreshold } from '../src/engine/kernels/sparsify';
-import { gpuRecipeProblem, GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
+import { GpuMergeResult, gpuRecipeProblem, GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
 import { gpuAvailable, gpuIt } from './helpers/gpu';
 
 let kernels: GpuTaskVectorKernels | undefined;
@@ -45,8 +45,12 @@ function quantised(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => ((random.nextUint32() % 17) - 8) / 8);
 }
 
-async function onGpu(gpu: GpuTaskVectorKernels, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rowLength: number): Promise<Float32Array> {
+function mergeOnGpu(gpu: GpuTaskVectorKernels, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rowLength: number): Promise<GpuMergeResult> {
   return gpu.merge(recipe, base.length, rowLength, (input, start, target) => target.set((input === 'base' ? base : models[input]).subarray(start, start + target.length)), new Float32Array(base.length));
+}
+
+async function onGpu(gpu: GpuTaskVectorKernels, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rowLength: number): Promise<Float32Array> {
+  return (await mergeOnGpu(gpu, recipe, base, models, rowLength)).merged;
 }
 
 function onCpu(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], rows: number): Float32Array {
@@ -208,6 +212,23 @@ describe('GPU task-vector kernels', () => {
     const perRow: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'rowTopK', rates } }], consensus: undefined, normalize: false, lambda: 1 };
     const [rowBase, rowModel] = [quantised(rows * rowLength, 62), quantised(rows * rowLength, 63)];
     expectBitwise(await onGpu(narrow!, perRow, rowBase, [rowModel], rowLength), onCpu(perRow, rowBase, [rowModel], rows));
+  });
+
+  gpuIt('counts NaN and ±Inf per input over the whole tensor, across chunks, with the first flat index', async () => {
+    const n = 4099;
+    const base = values(n, 70);
+    const models = [values(n, 71), values(n, 72)];
+    base[4000] = Number.NEGATIVE_INFINITY;
+    models[1][3000] = Number.NaN; // a later chunk first: the first index is the smallest, not the first found
+    models[1][17] = Number.POSITIVE_INFINITY;
+    models[1][1600] = Number.NaN;
+    const recipe: TaskVectorRecipe = { models: models.map(() => ({ weight: 0.5, drop: { kind: 'magnitude', keepCount: 1000, scale: 1 } as DropRule })), consensus: 'sum', normalize: true, lambda: 1 };
+    for (const gpu of [kernels!, chunked!]) {
+      const { nonFinite } = await mergeOnGpu(gpu, recipe, base, models, 1);
+      expect(nonFinite).toEqual({ base: { count: 1, first: 4000 }, models: [{ count: 0, first: -1 }, { count: 3, first: 17 }] });
+    }
+    const clean = await mergeOnGpu(kernels!, { ...recipe, models: [recipe.models[0]] }, values(n, 73), [values(n, 74)], 1);
+    expect(clean.nonFinite.models).toEqual([{ count: 0, first: -1 }]);
   });
 
   gpuIt('merges several tensors in flight at once', async () => {

@@ -8,7 +8,7 @@
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
 import { breadcrumbsCounts } from '../kernels/sparsify';
-import { BufferSet } from './buffers';
+import { BufferPool, BufferSet } from './buffers';
 import { buildKernels, GpuAdapterInfo, openGpuDevice, workgroupGrid } from './dawn';
 import { BINS_PER_SELECTION, NONE, RULE_KIND, TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
@@ -36,6 +36,18 @@ export interface KernelLimits {
   maxWorkgroupsPerDimension?: number;
 }
 
+/** NaN/Inf values of one input: how many, and the first flat index (−1 when none). */
+export interface NonFiniteCount {
+  count: number;
+  first: number;
+}
+
+export interface GpuMergeResult {
+  merged: Float32Array;
+  /** Of the base (zero for a recipe without one) and of each model, in recipe order. */
+  nonFinite: { base: NonFiniteCount; models: NonFiniteCount[] };
+}
+
 interface ChunkPlan {
   start: number;
   length: number;
@@ -51,6 +63,8 @@ export class GpuTaskVectorKernels {
   private readonly timestamps: boolean;
   /** Workgroups per grid dimension before the grid grows along y. */
   private readonly maxGroupsPerDimension: number;
+  /** Staging, device and read-back buffers kept between tensors (see releaseBuffers). */
+  private readonly pool: BufferPool;
 
   private constructor(
     readonly device: GPUDevice,
@@ -69,6 +83,7 @@ export class GpuTaskVectorKernels {
         storage(5, 'storage'),
         storage(6, 'storage'),
         storage(7, 'read-only-storage'),
+        storage(8, 'storage'),
       ],
     });
     const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [this.layout] });
@@ -88,6 +103,7 @@ export class GpuTaskVectorKernels {
     const bindingElements = Math.min(device.limits.maxStorageBufferBindingSize / 4, maxChunkElements ?? Infinity);
     this.maxBindingElements = Math.max(WORKGROUP, Math.floor(bindingElements / WORKGROUP) * WORKGROUP);
     this.maxGroupsPerDimension = Math.min(device.limits.maxComputeWorkgroupsPerDimension, maxWorkgroupsPerDimension ?? Infinity);
+    this.pool = new BufferPool();
   }
 
   /** Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none. */
@@ -97,7 +113,13 @@ export class GpuTaskVectorKernels {
   }
 
   destroy(): void {
+    this.pool.clear();
     this.device.destroy();
+  }
+
+  /** Frees the buffers kept between tensors (a merge calls it when it ends). */
+  releaseBuffers(): void {
+    this.pool.clear();
   }
 
   /** Seconds the GPU spent in merge kernels so far (undefined without timestamp queries). */
@@ -121,9 +143,11 @@ export class GpuTaskVectorKernels {
 
   /**
    * Merges one tensor of `elements` values; `fill` writes the base's and each model's values into
-   * staging memory. Resolves with the merged values written into `into`.
+   * staging memory. Resolves with the merged values written into `into`, and how many NaN/Inf
+   * values each input held (the caller applies its policy; the kernels carry them through as the
+   * CPU does).
    */
-  async merge(recipe: TaskVectorRecipe, elements: number, rowLength: number, fill: FillInput, into: Float32Array): Promise<Float32Array> {
+  async merge(recipe: TaskVectorRecipe, elements: number, rowLength: number, fill: FillInput, into: Float32Array): Promise<GpuMergeResult> {
     const problem = gpuRecipeProblem(recipe, elements);
     if (problem) throw new Error(problem);
     const { device } = this;
@@ -135,7 +159,7 @@ export class GpuTaskVectorKernels {
     // Selection slots: one per model, and a second per model when Breadcrumbs needs its outliers.
     const slots = recipe.models.some((m) => m.drop.kind === 'breadcrumbs') ? 2 * modelCount : modelCount;
     const usesRowSelection = recipe.models.some((m) => m.drop.kind === 'rowTopK');
-    const buffers = new BufferSet(device);
+    const buffers = new BufferSet(device, this.pool);
 
     const { modelBytes, rowData } = this.describeModels(recipe, rows, elements);
     const modelBuffer = buffers.make(modelBytes.byteLength, GPUBufferUsage.STORAGE, true);
@@ -147,6 +171,10 @@ export class GpuTaskVectorKernels {
     const histogram = buffers.make(usesSelection ? slots * BINS_PER_SELECTION * 4 : 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const cuts = buffers.make(slots * 8 * 4, GPUBufferUsage.STORAGE);
     const blockPrefix = buffers.make(usesSelection ? slots * blocks * 4 : 16, GPUBufferUsage.STORAGE);
+    // Per input (base, then each model): NaN/Inf count and NONE − first index.
+    const nonFiniteBytes = (modelCount + 1) * 2 * 4;
+    const nonFinite = buffers.make(nonFiniteBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+    const nonFiniteReadback = buffers.make(nonFiniteBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
 
     const encoder = device.createCommandEncoder();
     const bound: Array<{ chunk: ChunkPlan; group: GPUBindGroup; groups: [number, number]; rowGroups: [number, number]; merged: GPUBuffer; readback: GPUBuffer }> = [];
@@ -157,8 +185,10 @@ export class GpuTaskVectorKernels {
         // Staging: the base, then each model, written in place by the caller.
         const staging = buffers.make((modelCount + 1) * bytes, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, true);
         const mapped = staging.getMappedRange();
-        // New mapped buffers hold zeros: the base of a recipe without one.
-        if (!recipe.withoutBase) fill('base', chunk.start, new Float32Array(mapped, 0, chunk.length));
+        // A recipe without a base merges over zeros (kept staging buffers hold earlier values).
+        const baseValues = new Float32Array(mapped, 0, chunk.length);
+        if (recipe.withoutBase) baseValues.fill(0);
+        else fill('base', chunk.start, baseValues);
         for (let t = 0; t < modelCount; t++) fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length));
         staging.unmap();
         const baseBuffer = buffers.make(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
@@ -174,11 +204,12 @@ export class GpuTaskVectorKernels {
         uniform.unmap();
         const group = device.createBindGroup({
           layout: this.layout,
-          entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer].map((b, binding) => ({ binding, resource: { buffer: b } })),
+          entries: [uniform, modelBuffer, baseBuffer, deltaBuffer, histogram, cuts, blockPrefix, rowBuffer, nonFinite].map((b, binding) => ({ binding, resource: { buffer: b } })),
         });
         bound.push({ chunk, group, groups, rowGroups, merged: baseBuffer, readback: buffers.make(bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST) });
       }
       if (usesSelection) encoder.clearBuffer(histogram);
+      encoder.clearBuffer(nonFinite);
       const pass = encoder.beginComputePass(querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
       const perChunk = (name: keyof typeof this.pipelines, perRow = false) => {
         pass.setPipeline(this.pipelines[name]);
@@ -208,6 +239,7 @@ export class GpuTaskVectorKernels {
       for (const { chunk, merged, readback } of bound) {
         if (chunk.length > 0) encoder.copyBufferToBuffer(merged, 0, readback, 0, chunk.length * 4);
       }
+      encoder.copyBufferToBuffer(nonFinite, 0, nonFiniteReadback, 0, nonFiniteBytes);
       let timing: GPUBuffer | undefined;
       if (querySet) {
         const resolved = buffers.make(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
@@ -225,13 +257,17 @@ export class GpuTaskVectorKernels {
         into.set(new Float32Array(readback.getMappedRange(), 0, chunk.length), chunk.start);
         readback.unmap();
       }
+      await nonFiniteReadback.mapAsync(GPUMapMode.READ);
+      const counts = new Uint32Array(nonFiniteReadback.getMappedRange(0, nonFiniteBytes));
+      const inputs = Array.from({ length: modelCount + 1 }, (_, i) => ({ count: counts[2 * i], first: counts[2 * i] > 0 ? NONE - counts[2 * i + 1] : -1 }));
+      nonFiniteReadback.unmap();
       if (timing) {
         await timing.mapAsync(GPUMapMode.READ);
         const [begin, end] = new BigUint64Array(timing.getMappedRange());
         if (end > begin) this.kernelNanoseconds += Number(end - begin);
         timing.unmap();
       }
-      return into;
+      return { merged: into, nonFinite: { base: inputs[0], models: inputs.slice(1) } };
     } finally {
       buffers.destroy();
       querySet?.destroy();

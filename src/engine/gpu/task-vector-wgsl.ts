@@ -1,7 +1,7 @@
 /**
  * WGSL kernels of the task-vector merges (kernels/recipe.ts run on the GPU). One tensor is split
  * into chunks that each fit a storage binding; per chunk the host dispatches, in order:
- *   taskVectors   deltas −= base; selections count their high 15 magnitude bits
+ *   taskVectors   NaN/Inf counted per input; deltas −= base; selections count their high 15 magnitude bits
  *   cutHigh       (one workgroup per selection) the bucket of the k-th largest magnitude
  *   lowHistogram  magnitudes in that bucket count their low 16 bits
  *   cutLow        (one workgroup per selection) the exact threshold, how many at it to keep
@@ -62,6 +62,7 @@ struct Model {
 @group(0) @binding(5) var<storage, read_write> cuts: array<u32>;
 @group(0) @binding(6) var<storage, read_write> blockPrefix: array<u32>;
 @group(0) @binding(7) var<storage, read> rowData: array<u32>;
+@group(0) @binding(8) var<storage, read_write> nonFinite: array<atomic<u32>>;
 
 const KEEP = ${RULE_KIND.keep}u;
 const ZERO = ${RULE_KIND.zero}u;
@@ -138,14 +139,30 @@ fn selected(slot: u32, m: u32, before: u32, block: u32) -> bool {
   return m > threshold || (m == threshold && blockPrefix[slot * chunk.blocks + block] + before < cuts[slot * 8u + 3u]);
 }
 
+/**
+ * Counts a NaN or ±Inf of input i (0: the base, t + 1: model t) and keeps its first index, as
+ * NONE − index under atomicMax (the buffer starts at zero). Tested on the bits: WGSL lets
+ * compilers assume that floats are finite.
+ */
+fn noteNonFinite(i: u32, v: f32, g: u32) {
+  if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) {
+    atomicAdd(&nonFinite[2u * i], 1u);
+    atomicMax(&nonFinite[2u * i + 1u], NONE - g);
+  }
+}
+
 @compute @workgroup_size(256)
 fn taskVectors(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let j = localIndex(wid, lid);
   if (j >= chunk.length) { return; }
+  let g = chunk.start + j;
   let b = base[j];
+  noteNonFinite(0u, b, g);
   for (var t = 0u; t < chunk.models; t++) {
     let at = t * chunk.length + j;
-    let d = deltas[at] - b;
+    let value = deltas[at];
+    noteNonFinite(t + 1u, value, g);
+    let d = value - b;
     deltas[at] = d;
     let kind = models[t].kind;
     for (var slot = t; slot < 2u * chunk.models; slot += chunk.models) {

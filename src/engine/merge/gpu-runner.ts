@@ -12,7 +12,7 @@ import { gpuRecipeProblem, GpuTaskVectorKernels } from '../gpu/task-vector-kerne
 import { TaskVectorRecipe } from '../kernels/recipe';
 import { getMergeMethod } from '../methods/registry';
 import { TensorPool } from './pool';
-import { checkFinite, NonFiniteWarning, TensorInput, TensorJob, TensorResult } from './tensor-job';
+import { applyNonFinitePolicy, NonFiniteWarning, TensorInput, TensorJob, TensorResult } from './tensor-job';
 
 /** Where a merge's tensors ran. */
 export interface DeviceReport {
@@ -81,6 +81,7 @@ export class GpuTensorRunner {
   }
 
   async close(): Promise<void> {
+    this.kernels.releaseBuffers();
     this.reader.close();
     await this.fallback.close();
   }
@@ -131,13 +132,12 @@ export class GpuTensorRunner {
 
   private async mergeOnGpu(job: TensorJob, recipe: TaskVectorRecipe, elements: number): Promise<TensorResult> {
     if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
+    const fill = (which: 'base' | number, start: number, values: Float32Array) => this.readRange(which === 'base' ? job.base! : job.models[which], start, values);
+    const { merged, nonFinite } = await this.kernels.merge(recipe, elements, rowLengthOf(recipe, elements), fill, new Float32Array(elements));
+    // The kernels count NaN/Inf per input (the CPU path checks each input as it loads it).
     const warnings: NonFiniteWarning[] = [];
-    const fill = (which: 'base' | number, start: number, values: Float32Array) => {
-      const input = which === 'base' ? job.base! : job.models[which];
-      this.readRange(input, start, values);
-      checkFinite(values, input, start, job.nonFinite, warnings);
-    };
-    const merged = await this.kernels.merge(recipe, elements, rowLengthOf(recipe, elements), fill, new Float32Array(elements));
+    if (!recipe.withoutBase) applyNonFinitePolicy(job.base!, nonFinite.base.count, nonFinite.base.first, job.nonFinite, warnings);
+    job.models.forEach((model, t) => applyNonFinitePolicy(model, nonFinite.models[t].count, nonFinite.models[t].first, job.nonFinite, warnings));
     return { bytes: encodeFromFloat32(merged, job.outDtype as FloatDtype), warnings };
   }
 

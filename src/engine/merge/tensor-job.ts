@@ -119,9 +119,14 @@ function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, 
  */
 export function checkFinite(values: Float32Array, input: TensorInput, offset: number, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
   const { count, first } = countNonFinite(values);
+  applyNonFinitePolicy(input, count, offset + first, policy, warnings);
+}
+
+/** An error (naming the file, tensor and first flat index) or a collected warning for `count` NaN/Inf values of an input. */
+export function applyNonFinitePolicy(input: TensorInput, count: number, first: number, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
   if (count === 0) return;
   if (policy === 'error') {
-    throw new CheckpointError(input.file, `${count} non-finite value(s) (NaN or Inf), first at flat index ${offset + first}`, input.name);
+    throw new CheckpointError(input.file, `${count} non-finite value(s) (NaN or Inf), first at flat index ${first}`, input.name);
   }
   const earlier = warnings.find((w) => w.label === input.label && w.tensor === input.name);
   if (earlier) earlier.count += count;
