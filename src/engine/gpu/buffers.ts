@@ -13,7 +13,7 @@ const POOLED_MIN_BYTES = 1 << 20;
  * A buffer returned with MAP_WRITE usage is mapped again before it is handed out, so takers can
  * write it at once; its old contents remain (takers overwrite what they use).
  */
-export class BufferPool {
+export class GpuBufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private freeBytes = 0;
   /** Counts clear() calls, so that a buffer still being mapped when one happens is not kept. */
@@ -83,7 +83,7 @@ export class BufferSet {
 
   constructor(
     private readonly device: GPUDevice,
-    private readonly pool?: BufferPool,
+    private readonly pool?: GpuBufferPool,
   ) {}
 
   /**
@@ -93,7 +93,7 @@ export class BufferSet {
   make(bytes: number, usage: number, mapped = false): GPUBuffer {
     // A kept buffer stands in when no mapping is asked for, or for upload buffers (kept mapped).
     const kept = !mapped || usage & GPUBufferUsage.MAP_WRITE ? this.pool?.take(bytes, usage) : undefined;
-    const size = this.pool ? BufferPool.sizeFor(bytes) : Math.max(16, Math.ceil(bytes / 4) * 4);
+    const size = this.pool ? GpuBufferPool.sizeFor(bytes) : Math.max(16, Math.ceil(bytes / 4) * 4);
     const buffer = kept ?? this.device.createBuffer({ size, usage, mappedAtCreation: mapped });
     this.created.push(buffer);
     return buffer;

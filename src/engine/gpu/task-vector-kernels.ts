@@ -8,7 +8,7 @@
 import { sumDivisor } from '../kernels/combine';
 import { DropRule, rowDrop, rowKeepCount, TaskVectorRecipe } from '../kernels/recipe';
 import { breadcrumbsCounts } from '../kernels/sparsify';
-import { BufferPool, BufferSet } from './buffers';
+import { GpuBufferPool, BufferSet } from './buffers';
 import { buildKernels, GpuAdapterInfo, openGpuDevice, workgroupGrid } from './dawn';
 import { BINS_PER_SELECTION, NONE, RULE_KIND, TASK_VECTOR_WGSL } from './task-vector-wgsl';
 
@@ -64,7 +64,7 @@ export class GpuTaskVectorKernels {
   /** Workgroups per grid dimension before the grid grows along y. */
   private readonly maxGroupsPerDimension: number;
   /** Staging, device and read-back buffers kept between tensors (see releaseBuffers). */
-  private readonly pool: BufferPool;
+  private readonly pool: GpuBufferPool;
 
   private constructor(
     readonly device: GPUDevice,
@@ -103,7 +103,7 @@ export class GpuTaskVectorKernels {
     const bindingElements = Math.min(device.limits.maxStorageBufferBindingSize / 4, maxChunkElements ?? Infinity);
     this.maxBindingElements = Math.max(WORKGROUP, Math.floor(bindingElements / WORKGROUP) * WORKGROUP);
     this.maxGroupsPerDimension = Math.min(device.limits.maxComputeWorkgroupsPerDimension, maxWorkgroupsPerDimension ?? Infinity);
-    this.pool = new BufferPool();
+    this.pool = new GpuBufferPool();
   }
 
   /** Opens the first WebGPU adapter; throws GpuUnavailableError saying why when there is none. */

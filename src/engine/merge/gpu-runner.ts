@@ -12,7 +12,7 @@ import { gpuRecipeProblem, GpuTaskVectorKernels } from '../gpu/task-vector-kerne
 import { TaskVectorRecipe } from '../kernels/recipe';
 import { getMergeMethod } from '../methods/registry';
 import { TensorPool } from './pool';
-import { applyNonFinitePolicy, NonFiniteWarning, TensorInput, TensorJob, TensorResult } from './tensor-job';
+import { applyNonFinitePolicy, BufferPool, NonFiniteWarning, TensorInput, TensorJob, TensorResult } from './tensor-job';
 
 /** Where a merge's tensors ran. */
 export interface DeviceReport {
@@ -47,6 +47,9 @@ export class GpuTensorRunner {
   private inFlightBytes = 0;
   private peakInFlightBytes = 0;
   private readonly waiting: Array<() => void> = [];
+  /** Arrays the GPU's results are read back into, reused once written (no garbage per tensor). */
+  private readonly hostBuffers: BufferPool;
+  private readonly readBackArrays = new WeakSet<ArrayBufferLike>();
 
   constructor(
     private readonly kernels: GpuTaskVectorKernels,
@@ -54,6 +57,7 @@ export class GpuTensorRunner {
     private readonly maxInFlightBytes = DEFAULT_IN_FLIGHT_BYTES,
   ) {
     this.window = Math.max(4, fallback.threads * 2);
+    this.hostBuffers = new BufferPool(this.window);
     this.report = { gpu: kernels.adapter.description, gpuTensors: 0, cpuTensors: 0, cpuReasons: [] };
   }
 
@@ -76,8 +80,10 @@ export class GpuTensorRunner {
     return this.runOnGpu(job, recipe, elements);
   }
 
+  /** Takes back a written result: the GPU's read-back arrays are reused here, the rest go to the threads. */
   recycle(bytes: Uint8Array): void {
-    this.fallback.recycle(bytes);
+    if (this.readBackArrays.has(bytes.buffer)) this.hostBuffers.give(bytes.buffer as ArrayBuffer);
+    else this.fallback.recycle(bytes);
   }
 
   async close(): Promise<void> {
@@ -133,12 +139,16 @@ export class GpuTensorRunner {
   private async mergeOnGpu(job: TensorJob, recipe: TaskVectorRecipe, elements: number): Promise<TensorResult> {
     if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
     const fill = (which: 'base' | number, start: number, values: Float32Array) => this.readRange(which === 'base' ? job.base! : job.models[which], start, values);
-    const { merged, nonFinite } = await this.kernels.merge(recipe, elements, rowLengthOf(recipe, elements), fill, new Float32Array(elements));
+    const into = new Float32Array(this.hostBuffers.take(elements * 4).buffer);
+    this.readBackArrays.add(into.buffer);
+    const { merged, nonFinite } = await this.kernels.merge(recipe, elements, rowLengthOf(recipe, elements), fill, into);
     // The kernels count NaN/Inf per input (the CPU path checks each input as it loads it).
     const warnings: NonFiniteWarning[] = [];
     if (!recipe.withoutBase) applyNonFinitePolicy(job.base!, nonFinite.base.count, nonFinite.base.first, job.nonFinite, warnings);
     job.models.forEach((model, t) => applyNonFinitePolicy(model, nonFinite.models[t].count, nonFinite.models[t].first, job.nonFinite, warnings));
-    return { bytes: encodeFromFloat32(merged, job.outDtype as FloatDtype), warnings };
+    const bytes = encodeFromFloat32(merged, job.outDtype as FloatDtype);
+    if (bytes.buffer !== merged.buffer) this.hostBuffers.give(merged.buffer as ArrayBuffer); // F16/BF16: encoded into a copy
+    return { bytes, warnings };
   }
 
   /** Reads elements [start, start + values.length) of an input as float32 into `values`. */
