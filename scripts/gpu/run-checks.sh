@@ -4,21 +4,24 @@
 # vision zoo (apl-merge zoo build --suite vision --quick --out ZOO).
 #
 #   scripts/gpu/run-checks.sh ZOO OUT_DIR [MERGE_SIZE_MB]
-# Writes OUT_DIR/{scoring.json,scoring.txt,torch-scoring.json,merge.json,merge.txt} and, from the
-# command line with --backend auto, an importance artifact and an APL merge's result (OUT_DIR/cli/).
+# Prints every table and writes few files (whoever fetches them may take only a handful):
+# OUT_DIR/{card.txt,scoring.json,torch-scoring.json,cli.txt,diff.json,merge.json}.
 set -uo pipefail
 zoo=$1
 out=$2
-size=${3:-2048}
+size=${3:-512}
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/card.txt" 2>&1 || true
+quiet() { grep -v '^Warning'; }
+
 echo "== scoring: APL importance, WebGPU vs WASM"
-timeout 240 node dist/bench/gpu-check.js "$zoo" "$out/scoring.json" 2>&1 | grep -v '^Warning' | tee "$out/scoring.txt"
+timeout 240 node dist/bench/gpu-check.js "$zoo" "$out/scoring.json" 2>&1 | quiet
 timeout 120 python3 scripts/gpu/torch-importance.py "$zoo" "$out/torch-scoring.json" 2>&1 | tail -5
+
 echo "== command line: --backend auto on this machine"
-mkdir -p "$out/cli"
-cat > "$out/cli/apl.yml" <<YAML
+work=$(mktemp -d)
+cat > "$work/apl.yml" <<YAML
 merge_method: apl
 base_model: $PWD/$zoo/base
 models:
@@ -29,14 +32,19 @@ models:
 parameters: {level: row, estimator: exact}
 seed: 3
 YAML
-node bin/apl-merge.js importance --base "$zoo/base" --model "$zoo/finetunes/digits" \
-  --probe "$zoo/tasks/digits.safetensors" --backend auto --out "$out/cli/digits-importance" 2>&1 \
-  | grep -v '^Warning' | tee "$out/cli/importance.txt"
-for backend in auto wasm; do
-  node bin/apl-merge.js merge "$out/cli/apl.yml" "$out/cli/merged-$backend" --backend "$backend" --overwrite --json \
-    > "$out/cli/merge-$backend.json" 2> >(grep -v '^Warning' >&2)
-  grep -E '"(sha256|backend|seconds)"' "$out/cli/merge-$backend.json" | head -4
-done
-rm -rf "$out"/cli/merged-*
+{
+  node bin/apl-merge.js importance --base "$zoo/base" --model "$zoo/finetunes/digits" \
+    --probe "$zoo/tasks/digits.safetensors" --backend auto --out "$work/digits-importance" 2>&1 | quiet
+  for backend in auto wasm; do
+    echo "-- APL merge, --backend $backend"
+    node bin/apl-merge.js merge "$work/apl.yml" "$work/merged-$backend" --backend "$backend" --overwrite --json 2>&1 \
+      | quiet | grep -E '"(sha256|backend|seconds|fused|gpu)"' | head -6
+  done
+} | tee "$out/cli.txt"
+rm -rf "$work"
+
+echo "== merging: GPU kernels against the CPU, entry by entry"
+timeout 120 node dist/bench/gpu-merge-diff.js "$out/diff.json" 2>&1 | quiet | cut -c1-400
+
 echo "== merging: GPU kernels vs CPU vs PyTorch, ${size} MB per checkpoint"
-node dist/bench/gpu-merge.js "$out/merge.json" --size-mb "$size" 2>&1 | grep -v '^Warning' | tee "$out/merge.txt"
+timeout 420 node dist/bench/gpu-merge.js "$out/merge.json" --size-mb "$size" 2>&1 | quiet
