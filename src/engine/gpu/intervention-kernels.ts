@@ -44,6 +44,26 @@ export interface RowInterventionResult {
 /** The sizes that decide whether a layer's row partitions fit the kernel. */
 export type RowInterventionShape = Pick<RowInterventionInputs, 'examples' | 'inDim' | 'units' | 'width' | 'classes'> & { hidden: boolean; partitions: number };
 
+/**
+ * Words of each input the kernel reads, in the order Params lists their offsets: the one layout
+ * that both the size check and the upload follow.
+ */
+function inputWords({ examples, inDim, units, width, classes, hidden, partitions }: RowInterventionShape): number[] {
+  return [
+    examples * inDim, // x
+    units * inDim, // base weight
+    units, // base bias (zeros when absent)
+    examples * units, // clean output
+    examples * width, // reader's clean pre-activation
+    width * units, // reader's weight
+    hidden ? classes * width : 1, // head weight (a placeholder without a hidden reader)
+    classes, // head bias
+    examples * classes, // clean log-probabilities
+    examples, // labels
+    partitions, // rows
+  ];
+}
+
 export class GpuInterventionKernels {
   private readonly layout: GPUBindGroupLayout;
   private readonly pipeline: GPUComputePipeline;
@@ -71,7 +91,7 @@ export class GpuInterventionKernels {
   /** Why a layer's row partitions cannot use the kernel here, or undefined when they can. */
   problem({ examples, inDim, units, width, classes, hidden, partitions }: RowInterventionShape): string | undefined {
     if (classes > MAX_CLASSES) return `${classes} classes: the fused kernel holds at most ${MAX_CLASSES} logits per example`;
-    const words = examples * (inDim + units + width + classes + 1) + units * (inDim + 1 + width) + (hidden ? classes * (width + 1) : classes + 1) + partitions;
+    const words = inputWords({ examples, inDim, units, width, classes, hidden, partitions }).reduce((a, b) => a + b, 0);
     const limit = this.device.limits.maxStorageBufferBindingSize / 4;
     if (words > limit) return `the layer's inputs need ${words} words of GPU memory in one binding; the device allows ${limit}`;
     return undefined;
@@ -79,7 +99,8 @@ export class GpuInterventionKernels {
 
   /** Mean cross-entropy and KL over the examples for each partition's corrupted model. */
   async rowIntervention(inputs: RowInterventionInputs): Promise<RowInterventionResult> {
-    const problem = this.problem({ ...inputs, hidden: inputs.hidden !== undefined, partitions: inputs.rows.length });
+    const shape = { ...inputs, hidden: inputs.hidden !== undefined, partitions: inputs.rows.length };
+    const problem = this.problem(shape);
     if (problem) throw new Error(problem);
     const { device } = this;
     const partitions = inputs.rows.length;
@@ -97,6 +118,10 @@ export class GpuInterventionKernels {
       Uint32Array.from(inputs.labels),
       Uint32Array.from(inputs.rows),
     ];
+    const expected = inputWords(shape);
+    parts.forEach((values, i) => {
+      if (values.length !== expected[i]) throw new Error(`fused intervention input ${i} holds ${values.length} values; the layer's shape needs ${expected[i]}`);
+    });
     const buffers = new BufferSet(device);
     try {
       const { buffer: data, offsets } = buffers.packed(parts, GPUBufferUsage.STORAGE);
