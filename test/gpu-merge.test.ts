@@ -231,6 +231,32 @@ describe('GPU task-vector kernels', () => {
     expect(clean.nonFinite.models).toEqual([{ count: 0, first: -1 }]);
   });
 
+  gpuIt('reuses large buffers from tensor to tensor without carrying values over', async () => {
+    // 2^19 floats (2 MiB per input): above the size the pool keeps. Each merge overwrites what
+    // the previous one left in reused staging, device and read-back buffers; a recipe without a
+    // base after one with a base must still merge over zeros.
+    const n = 1 << 19;
+    const gpu = await GpuTaskVectorKernels.open();
+    try {
+      const withBase: TaskVectorRecipe = { models: [{ weight: 0.5, drop: { kind: 'magnitude', keepCount: n / 4, scale: 1 } }, { weight: 0.5, drop: { kind: 'keep' } }], consensus: 'sum', normalize: true, lambda: 1 };
+      // Weights that do not sum to 1: a stale base would not cancel out of the sum.
+      const linear: TaskVectorRecipe = { models: [{ weight: 0.7, drop: { kind: 'keep' } }, { weight: 0.2, drop: { kind: 'keep' } }], consensus: undefined, normalize: false, lambda: 1, withoutBase: true };
+      for (const [round, recipe] of [withBase, withBase, linear, withBase, linear].entries()) {
+        const base = values(n, 80 + round, 5);
+        const models = [values(n, 90 + round), values(n, 100 + round)];
+        const cpu = onCpu(recipe, recipe.withoutBase ? new Float32Array(n) : base, models, 1);
+        expectClose(await onGpu(gpu, recipe, base, models, 1), cpu, recipe.withoutBase ? new Float32Array(n) : base, models, recipe);
+      }
+      expect(gpu.buffersReused()).toBeGreaterThan(0);
+      gpu.releaseBuffers();
+      const before = gpu.buffersReused();
+      await onGpu(gpu, withBase, values(n, 110), [values(n, 111), values(n, 112)], 1);
+      expect(gpu.buffersReused()).toBe(before); // nothing kept after a release
+    } finally {
+      gpu.destroy();
+    }
+  }, 60_000);
+
   gpuIt('merges several tensors in flight at once', async () => {
     const jobs = Array.from({ length: 6 }, (_, i) => {
       const n = 500 + 97 * i;

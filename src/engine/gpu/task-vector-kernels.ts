@@ -117,6 +117,11 @@ export class GpuTaskVectorKernels {
     this.device.destroy();
   }
 
+  /** How many large buffers were reused from earlier tensors instead of allocated. */
+  buffersReused(): number {
+    return this.pool.reused;
+  }
+
   /** Frees the buffers kept between tensors (a merge calls it when it ends). */
   releaseBuffers(): void {
     this.pool.clear();
