@@ -125,25 +125,30 @@ describe('merging checkpoint files on the GPU', () => {
     expectIdentical(readAll(gpu.outDir), readAll(cpu.outDir));
   });
 
-  gpuIt('keeps the input bytes of tensors in flight within its budget, and merges the same', async () => {
+  gpuIt('keeps the tensors in flight and their input bytes within its limits, and merges the same', async () => {
     const text = `merge_method: ties\nbase_model: f32/base\nmodels:\n${models('f32', 3, '{ weight: 0.7, density: 0.4 }')}\n`;
     const plan = planMerge(parseMergeConfig(text, 'merge.yml', root));
     const kernels = (await mergeKernelsFor('webgpu'))!;
     const largest = Math.max(...SPEC.map((s) => 4 * 4 * s.shape.reduce((a, b) => a * b, 1)));
-    const run = async (budget: number) => {
-      const runner = new GpuTensorRunner(kernels, new TensorPool(0), budget);
+    const run = async (bytes: number, tensors = SPEC.length) => {
+      const runner = new GpuTensorRunner(kernels, new TensorPool(0), { bytes, tensors });
       try {
         const results = await Promise.all(plan.jobs.map((job) => runner.run(job)));
-        return { results: results.map((r) => Buffer.from(r.bytes)), peak: runner.deviceReport().peakInFlightBytes! };
+        const report = runner.deviceReport();
+        return { results: results.map((r) => Buffer.from(r.bytes)), peak: report.peakInFlightBytes!, tensors: report.peakInFlightTensors! };
       } finally {
         await runner.close();
       }
     };
     const tight = await run(1);
     expect(tight.peak).toBe(largest); // one tensor at a time
+    expect(tight.tensors).toBe(1);
     const loose = await run(2 ** 30);
     expect(loose.peak).toBeGreaterThan(largest); // all at once
-    tight.results.forEach((bytes, i) => expect(bytes.equals(loose.results[i])).toBe(true));
+    expect(loose.tensors).toBe(SPEC.length);
+    const counted = await run(2 ** 30, 2); // bytes to spare, but two tensors at a time
+    expect(counted.tensors).toBe(2);
+    for (const other of [loose, counted]) tight.results.forEach((bytes, i) => expect(bytes.equals(other.results[i])).toBe(true));
   });
 
   gpuIt('a NaN in an input fails naming the file and tensor, and leaves nothing behind', async () => {

@@ -24,6 +24,8 @@ export interface DeviceReport {
   cpuReasons: string[];
   /** Most input bytes of GPU tensors in flight at once. */
   peakInFlightBytes?: number;
+  /** Most GPU tensors in flight at once. */
+  peakInFlightTensors?: number;
 }
 
 /** The row length a recipe's per-row rules and weights refer to (1 when it has none). */
@@ -37,6 +39,19 @@ function rowLengthOf(recipe: TaskVectorRecipe, elements: number): number {
 
 /** Input bytes of GPU tensors in flight at once: staging and device copies stay within a few GiB. */
 const DEFAULT_IN_FLIGHT_BYTES = 2 ** 31;
+/**
+ * GPU tensors in flight at once. The card merges a tensor in far less time than the host takes to
+ * read it in and write it out, so a few are enough to overlap upload, compute and read-back with
+ * the host's work; more only allocate more host-visible memory (slow) before any can be reused.
+ */
+const DEFAULT_IN_FLIGHT_TENSORS = 3;
+
+/** How much GPU work may be in flight at once. */
+export interface InFlightLimits {
+  /** Input bytes (base + models, as float32); a tensor larger than this runs alone. */
+  bytes?: number;
+  tensors?: number;
+}
 
 export class GpuTensorRunner {
   /** Tensors in flight: enough to overlap reading, upload, compute and read-back. */
@@ -45,7 +60,11 @@ export class GpuTensorRunner {
   private readonly report: DeviceReport;
   private readonly reasons = new Set<string>();
   private inFlightBytes = 0;
+  private inFlightTensors = 0;
   private peakInFlightBytes = 0;
+  private peakInFlightTensors = 0;
+  private readonly maxInFlightBytes: number;
+  private readonly maxInFlightTensors: number;
   private readonly waiting: Array<() => void> = [];
   /** Arrays the GPU's results are read back into, reused once written (no garbage per tensor). */
   private readonly hostBuffers: BufferPool;
@@ -54,8 +73,10 @@ export class GpuTensorRunner {
   constructor(
     private readonly kernels: GpuTaskVectorKernels,
     private readonly fallback: TensorPool,
-    private readonly maxInFlightBytes = DEFAULT_IN_FLIGHT_BYTES,
+    limits: InFlightLimits = {},
   ) {
+    this.maxInFlightBytes = limits.bytes ?? DEFAULT_IN_FLIGHT_BYTES;
+    this.maxInFlightTensors = limits.tensors ?? DEFAULT_IN_FLIGHT_TENSORS;
     this.window = Math.max(4, fallback.threads * 2);
     this.hostBuffers = new BufferPool(this.window);
     this.report = { gpu: kernels.adapter.description, gpuTensors: 0, cpuTensors: 0, cpuReasons: [] };
@@ -66,7 +87,7 @@ export class GpuTensorRunner {
   }
 
   deviceReport(): DeviceReport {
-    return { ...this.report, cpuReasons: [...this.reasons], peakInFlightBytes: this.peakInFlightBytes };
+    return { ...this.report, cpuReasons: [...this.reasons], peakInFlightBytes: this.peakInFlightBytes, peakInFlightTensors: this.peakInFlightTensors };
   }
 
   run(job: TensorJob): Promise<TensorResult> {
@@ -110,18 +131,23 @@ export class GpuTensorRunner {
   }
 
   /**
-   * Waits until `bytes` more fit the in-flight budget (a tensor larger than the budget runs alone),
-   * so that the window of tensors never holds more staging memory than the budget.
+   * Waits until one more tensor of `bytes` fits the in-flight limits (a tensor larger than the
+   * byte budget runs alone), so that the window of tensors never holds more staging memory than
+   * the budget.
    */
   private async reserve(bytes: number): Promise<void> {
-    while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.maxInFlightBytes) {
+    const fits = () => this.inFlightTensors === 0 || (this.inFlightTensors < this.maxInFlightTensors && this.inFlightBytes + bytes <= this.maxInFlightBytes);
+    while (!fits()) {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
+    this.inFlightTensors++;
     this.inFlightBytes += bytes;
     this.peakInFlightBytes = Math.max(this.peakInFlightBytes, this.inFlightBytes);
+    this.peakInFlightTensors = Math.max(this.peakInFlightTensors, this.inFlightTensors);
   }
 
   private release(bytes: number): void {
+    this.inFlightTensors--;
     this.inFlightBytes -= bytes;
     for (const wake of this.waiting.splice(0)) wake();
   }
