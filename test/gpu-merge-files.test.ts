@@ -4,7 +4,7 @@
  * methods without GPU kernels run on the CPU and say so, and bad input fails as on the CPU,
  * leaving nothing behind. Skips with a message where no WebGPU adapter exists.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
 import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
@@ -149,6 +149,23 @@ describe('merging checkpoint files on the GPU', () => {
     const counted = await run(2 ** 30, 2); // bytes to spare, but two tensors at a time
     expect(counted.tensors).toBe(2);
     for (const other of [loose, counted]) tight.results.forEach((bytes, i) => expect(bytes.equals(other.results[i])).toBe(true));
+  });
+
+  gpuIt('a file cut short after planning fails naming it, with every read settled, and leaves nothing behind', async () => {
+    const family = join(root, 'short');
+    writeSyntheticFamily(family, { tensors: SPEC, fineTunes: 2, seed: 9 });
+    const text = `merge_method: ties\nbase_model: short/base\nmodels:\n  - model: short/finetune-1\n    parameters: { weight: 0.5, density: 0.5 }\n  - model: short/finetune-2\n    parameters: { weight: 0.5, density: 0.5 }\n`;
+    const plan = planMerge(parseMergeConfig(text, 'merge.yml', root));
+    const file = join(family, 'finetune-2', 'model.safetensors');
+    truncateSync(file, statSync(file).size - 100); // the last tensor loses its end
+    const out = join(root, 'short-gpu');
+    const error = await runMerge(plan, out, { backend: 'webgpu', threads: 0 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect(String((error as Error).message)).toMatch(/finetune-2.*unexpected end of file/s);
+    expect(readdirSync(root).filter((f) => f.startsWith('.') || f === 'short-gpu')).toEqual([]);
+    // The kernels are shared by the process: the next merge runs normally.
+    const after = await merge(`merge_method: ties\nbase_model: f32/base\nmodels:\n${models('f32', 2, '{ weight: 0.5, density: 0.5 }')}\n`, 'webgpu', 'after-short');
+    expect(after.device.gpuTensors).toBe(SPEC.length);
   });
 
   gpuIt('a NaN in an input fails naming the file and tensor, and leaves nothing behind', async () => {

@@ -6,7 +6,7 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CheckpointError } from '../errors';
-import { readFully, readSafetensorsHeader, SafetensorsHeader, TensorInfo } from './safetensors';
+import { readFully, readFullyAsync, readSafetensorsHeader, SafetensorsHeader, TensorInfo } from './safetensors';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -111,13 +111,24 @@ export class TensorReader {
 
   read(location: TensorLocation, into?: Uint8Array): Uint8Array {
     const target = into && into.byteLength === location.byteLength ? into : new Uint8Array(location.byteLength);
-    let fd = this.fds.get(location.file);
-    if (fd === undefined) {
-      fd = openSync(location.file, 'r');
-      this.fds.set(location.file, fd);
-    }
-    readFully(fd, target, location.offset, location.file, `tensor "${location.name}"`);
+    readFully(this.descriptor(location.file), target, location.offset, location.file, `tensor "${location.name}"`);
     return target;
+  }
+
+  /** As read, on the thread pool; `into` must stay valid until the promise settles. */
+  async readAsync(location: TensorLocation, into?: Uint8Array): Promise<Uint8Array> {
+    const target = into && into.byteLength === location.byteLength ? into : new Uint8Array(location.byteLength);
+    await readFullyAsync(this.descriptor(location.file), target, location.offset, location.file, `tensor "${location.name}"`);
+    return target;
+  }
+
+  private descriptor(file: string): number {
+    let fd = this.fds.get(file);
+    if (fd === undefined) {
+      fd = openSync(file, 'r');
+      this.fds.set(file, fd);
+    }
+    return fd;
   }
 
   close(): void {

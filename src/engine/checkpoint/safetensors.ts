@@ -6,7 +6,7 @@
  * further: every error names the file and tensor, duplicate keys and a header not starting with
  * `{` are rejected.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read as fsRead, readSync } from 'node:fs';
 import { CheckpointError } from '../errors';
 import { Dtype, dtypeSize, isDtype } from './dtype';
 import { findDuplicateKey } from './json-keys';
@@ -141,12 +141,18 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
 
 /** Reads `length` bytes at `position` completely (readSync may return short counts). */
 export function readFully(fd: number, into: Uint8Array, position: number, file: string, what: string): void {
-  let done = 0;
-  while (done < into.byteLength) {
-    const n = readSync(fd, into, done, into.byteLength - done, position + done);
-    if (n === 0) throw new CheckpointError(file, `unexpected end of file while reading ${what}`);
-    done += n;
-  }
+  for (let done = 0; done < into.byteLength; ) done += bytesRead(readSync(fd, into, done, into.byteLength - done, position + done), file, what);
+}
+
+/** readFully on libuv's thread pool: the calling thread goes on while the bytes arrive. */
+export async function readFullyAsync(fd: number, into: Uint8Array, position: number, file: string, what: string): Promise<void> {
+  const read = (offset: number) => new Promise<number>((resolve, reject) => fsRead(fd, into, offset, into.byteLength - offset, position + offset, (err, n) => (err ? reject(err) : resolve(n))));
+  for (let done = 0; done < into.byteLength; ) done += bytesRead(await read(done), file, what);
+}
+
+function bytesRead(n: number, file: string, what: string): number {
+  if (n === 0) throw new CheckpointError(file, `unexpected end of file while reading ${what}`);
+  return n;
 }
 
 /** Reads and validates a file's header only (no tensor data is read). */

@@ -25,8 +25,11 @@ export function gpuRecipeProblem(recipe: TaskVectorRecipe, elements: number): st
   return undefined;
 }
 
-/** Writes one input's values for elements [start, start + values.length) into `values` (never asked for the base of a recipe without one). */
-export type FillInput = (input: 'base' | number, start: number, values: Float32Array) => void;
+/**
+ * Writes one input's values for elements [start, start + values.length) into `values`, now or by
+ * the promise it returns (never asked for the base of a recipe without one).
+ */
+export type FillInput = (input: 'base' | number, start: number, values: Float32Array) => void | Promise<void>;
 
 /** Limits below the device's, so that tests reach chunking and two-dimensional grids at small sizes. */
 export interface KernelLimits {
@@ -192,9 +195,14 @@ export class GpuTaskVectorKernels {
         const mapped = staging.getMappedRange();
         // A recipe without a base merges over zeros (kept staging buffers hold earlier values).
         const baseValues = new Float32Array(mapped, 0, chunk.length);
+        const filling: Array<void | Promise<void>> = [];
         if (recipe.withoutBase) baseValues.fill(0);
-        else fill('base', chunk.start, baseValues);
-        for (let t = 0; t < modelCount; t++) fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length));
+        else filling.push(fill('base', chunk.start, baseValues));
+        for (let t = 0; t < modelCount; t++) filling.push(fill(t, chunk.start, new Float32Array(mapped, (t + 1) * bytes, chunk.length)));
+        // Every fill settles before the first failure is thrown: none may still be writing into
+        // the mapping when it goes away.
+        const failed = (await Promise.allSettled(filling)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
         staging.unmap();
         const baseBuffer = buffers.make(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
         const deltaBuffer = buffers.make(modelCount * bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);

@@ -177,14 +177,17 @@ export class GpuTensorRunner {
     return { bytes, warnings };
   }
 
-  /** Reads elements [start, start + values.length) of an input as float32 into `values`. */
-  private readRange(input: TensorInput, start: number, values: Float32Array): void {
+  /**
+   * Reads elements [start, start + values.length) of an input as float32 into `values` (mapped
+   * staging memory), on the thread pool, so the main thread writes other tensors meanwhile.
+   */
+  private async readRange(input: TensorInput, start: number, values: Float32Array): Promise<void> {
     const size = DTYPE_SIZES[input.dtype];
     const range = { ...input, offset: input.offset + start * size, byteLength: values.length * size };
     if (input.dtype === 'F32') {
-      this.reader.read(range, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      await this.reader.readAsync(range, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
       return;
     }
-    decodeToFloat32(this.reader.read(range), input.dtype as FloatDtype, values);
+    decodeToFloat32(await this.reader.readAsync(range), input.dtype as FloatDtype, values);
   }
 }
