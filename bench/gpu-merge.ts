@@ -27,6 +27,8 @@ interface Row {
   endToEndGBps: number;
   kernelGBps?: number;
   maxRelativeDifference?: number;
+  /** GPU rows: most tensors and input bytes in flight, and large buffers reused instead of allocated. */
+  inFlight?: { tensors?: number; bytes?: number; buffersReused: number };
 }
 
 const METHODS: Array<[string, string]> = [
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
       await onCpu(); // warm-up: threads, WASM compilation
       const cpu = await onCpu();
       await runMerge(plan(), join(root, `${method}-gpu`), { backend: 'webgpu', overwrite: true }); // warm-up: pipelines, allocations
-      const kernelBefore = kernels!.kernelSeconds();
+      const [kernelBefore, reusedBefore] = [kernels!.kernelSeconds(), kernels!.buffersReused()];
       const gpu = await runMerge(plan(), join(root, `${method}-gpu`), { backend: 'webgpu', overwrite: true });
       const kernelAfter = kernels!.kernelSeconds();
       rows.push({ method, engine: `CPU (WASM, ${availableParallelism()} threads)`, endToEndGBps: inputBytes / cpu.seconds / 1e9 });
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
         endToEndGBps: inputBytes / gpu.seconds / 1e9,
         kernelGBps: kernelBefore !== undefined && kernelAfter !== undefined ? inputBytes / (kernelAfter - kernelBefore) / 1e9 : undefined,
         maxRelativeDifference: maxRelativeDifference(gpu.outDir, cpu.outDir),
+        inFlight: { tensors: gpu.device.peakInFlightTensors, bytes: gpu.device.peakInFlightBytes, buffersReused: kernels!.buffersReused() - reusedBefore },
       });
     }
     const torch = spawnSync('python3', [join(__dirname, '../../scripts/gpu/torch-merge.py'), join(root, 'models'), String(fineTunes)], { encoding: 'utf8' });
