@@ -9,6 +9,7 @@ import { GpuInterventionKernels } from '../src/engine/gpu/intervention-kernels';
 import { Model } from '../src/engine/families/model';
 import { buildPartitions } from '../src/engine/apl/partitions';
 import { useBackend } from '../src/engine/tensors/backend';
+import { Random } from '../src/engine/kernels/random';
 import { gpuIt } from './helpers/gpu';
 import { tinyFamily } from './helpers/tiny-models';
 
@@ -68,6 +69,102 @@ gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path 
     const finetune = family.finetunes[0];
     const layer = await exactImportance({ base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('layer', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) }, { interventionKernels: kernels });
     expect(layer.fusedPartitions).toBe(0);
+  } finally {
+    kernels.destroy();
+  }
+});
+
+/**
+ * A layer's row partitions scored in float64 from float32 inputs: the truth the fused kernel is held
+ * to where loss increases are thousands of times smaller than the loss (small head weights), so
+ * that differences of whole losses in float32 would be mostly rounding.
+ */
+function float64RowScores(a: { x: Float32Array; n: number; inDim: number; units: number; baseW: Float32Array; baseB: Float32Array; h: Float32Array; readerW: Float32Array; readerB: Float32Array; width: number; head?: { w: Float32Array; b: Float32Array }; classes: number; labels: Int32Array }) {
+  const relu = (v: number) => Math.max(v, 0);
+  const logits = (pre: Float64Array): Float64Array => {
+    if (!a.head) return pre;
+    const z = new Float64Array(a.classes);
+    for (let c = 0; c < a.classes; c++) {
+      let sum = a.head.b[c];
+      for (let o = 0; o < a.width; o++) sum += relu(pre[o]) * a.head.w[c * a.width + o];
+      z[c] = sum;
+    }
+    return z;
+  };
+  const logSoftmax = (z: Float64Array) => {
+    const top = Math.max(...z);
+    const lse = top + Math.log(z.reduce((t, v) => t + Math.exp(v - top), 0));
+    return z.map((v) => v - lse);
+  };
+  const readerPre = (h: ArrayLike<number>, b: number) => {
+    const pre = new Float64Array(a.width);
+    for (let o = 0; o < a.width; o++) {
+      let sum = a.readerB[o];
+      for (let u = 0; u < a.units; u++) sum += h[b * a.units + u] * a.readerW[o * a.units + u];
+      pre[o] = sum;
+    }
+    return pre;
+  };
+  const cleanLogProbs = Array.from({ length: a.n }, (_, b) => logSoftmax(logits(readerPre(a.h, b))));
+  const increase = new Float64Array(a.units);
+  const kl = new Float64Array(a.units);
+  for (let r = 0; r < a.units; r++) {
+    for (let b = 0; b < a.n; b++) {
+      let pre = a.baseB[r];
+      for (let i = 0; i < a.inDim; i++) pre += a.baseW[r * a.inDim + i] * a.x[b * a.inDim + i];
+      const h = Float64Array.from(a.h.subarray(b * a.units, (b + 1) * a.units));
+      h[r] = relu(pre);
+      const corrupted = logSoftmax(logits(readerPre(h, 0)));
+      const clean = cleanLogProbs[b];
+      increase[r] += (clean[a.labels[b]] - corrupted[a.labels[b]]) / a.n;
+      kl[r] += clean.reduce((t, l, c) => t + Math.exp(l) * (l - corrupted[c]), 0) / a.n;
+    }
+  }
+  return { increase, kl, cleanLogProbs };
+}
+
+gpuIt('the fused intervention kernel keeps loss increases far smaller than the loss exact (float64 reference)', async () => {
+  const kernels = await GpuInterventionKernels.open();
+  try {
+    const random = new Random(11, 'small-increases');
+    const values = (n: number, scale: number) => Float32Array.from({ length: n }, () => (random.nextFloat() * 2 - 1) * scale);
+    const [n, inDim, units, width, classes] = [64, 24, 32, 40, 10];
+    const x = values(n * inDim, 1);
+    const baseW = values(units * inDim, 0.3);
+    const baseB = values(units, 0.1);
+    // The fine-tune's clean output of the layer: its own weights, so units change by O(0.1).
+    const ftW = baseW.map((v) => v + (random.nextFloat() - 0.5) * 0.2);
+    const h = new Float32Array(n * units);
+    for (let b = 0; b < n; b++) for (let u = 0; u < units; u++) {
+      let pre = baseB[u];
+      for (let i = 0; i < inDim; i++) pre += ftW[u * inDim + i] * x[b * inDim + i];
+      h[b * units + u] = Math.max(pre, 0);
+    }
+    const labels = Int32Array.from({ length: n }, () => Math.floor(random.nextFloat() * classes));
+    for (const hidden of [true, false]) {
+      // Head weights of 1e-3: logits move by ~1e-4, the loss (≈ ln 10) by far less.
+      const out = hidden ? width : classes;
+      const readerW = values(out * units, hidden ? 0.3 : 1e-3);
+      const readerB = values(out, hidden ? 0.1 : 1e-3);
+      const head = hidden ? { w: values(classes * width, 1e-3), b: values(classes, 1e-3) } : undefined;
+      const truth = float64RowScores({ x, n, inDim, units, baseW, baseB, h, readerW, readerB, width: out, head, classes, labels });
+      const consumerPre = new Float32Array(n * out);
+      for (let b = 0; b < n; b++) for (let o = 0; o < out; o++) {
+        let sum = readerB[o];
+        for (let u = 0; u < units; u++) sum += h[b * units + u] * readerW[o * units + u];
+        consumerPre[b * out + o] = sum;
+      }
+      const scored = await kernels.rowIntervention({
+        x, examples: n, inDim, baseWeight: baseW, baseBias: baseB, stageRelu: true, cleanOutput: h, units,
+        consumerPre, consumerWeight: readerW, width: out,
+        hidden: head && { relu: true, headWeight: head.w, headBias: head.b },
+        cleanLogProbs: Float32Array.from(truth.cleanLogProbs.flatMap((l) => Array.from(l))), classes, labels,
+        rows: Int32Array.from({ length: units }, (_, r) => r),
+      });
+      expect(Math.max(...truth.increase.map(Math.abs))).toBeLessThan(1e-4); // ≥ 10^4 times below the loss
+      expect(relative(Float64Array.from(scored.meanLossIncrease), truth.increase)).toBeLessThan(1e-4);
+      expect(relative(Float64Array.from(scored.meanKl), truth.kl)).toBeLessThan(1e-4);
+    }
   } finally {
     kernels.destroy();
   }

@@ -5,7 +5,8 @@
 #
 #   scripts/gpu/run-checks.sh ZOO OUT_DIR [MERGE_SIZE_MB]
 # Prints every table and writes few files (whoever fetches them may take only a handful):
-# OUT_DIR/{card.txt,scoring.json,torch-scoring.json,cli.txt,diff.json,merge.json}.
+# OUT_DIR/{card.txt,scoring.json,scoring-wide.json,torch-scoring.json,torch-scoring-wide.json,cli.txt,
+# diff.json,merge.json}.
 set -uo pipefail
 zoo=$1
 out=$2
@@ -15,9 +16,18 @@ cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/card.txt" 2>&1 || true
 quiet() { grep -v '^Warning'; }
 
-echo "== scoring: APL importance, WebGPU vs WASM"
+echo "== scoring: APL importance, WebGPU vs WASM (trained quick zoo)"
 timeout 240 node dist/bench/gpu-check.js "$zoo" "$out/scoring.json" 2>&1 | quiet
+python3 scripts/gpu/float64-scores.py "$zoo" "$out/scoring.json" 2>&1 | tail -8
 timeout 120 python3 scripts/gpu/torch-importance.py "$zoo" "$out/torch-scoring.json" 2>&1 | tail -5
+
+echo "== scoring: the same on wide untrained MLPs (784→1024→1024, 512 probe examples)"
+wide=$(mktemp -d)
+node dist/bench/wide-zoo.js "$wide" --width 1024 --examples 512
+timeout 300 node dist/bench/gpu-check.js "$wide" "$out/scoring-wide.json" 2>&1 | quiet
+python3 scripts/gpu/float64-scores.py "$wide" "$out/scoring-wide.json" 2>&1 | tail -4
+timeout 120 python3 scripts/gpu/torch-importance.py "$wide" "$out/torch-scoring-wide.json" 2>&1 | tail -5
+rm -rf "$wide"
 
 echo "== command line: --backend auto on this machine"
 work=$(mktemp -d)

@@ -54,7 +54,7 @@ interface RowStageScoring {
   partitions: number[];
   rowOf: Int32Array;
   signal?: AbortSignal;
-  record: (partitions: number[], meanLoss: ArrayLike<number>, meanKl: ArrayLike<number>) => void;
+  record: (partitions: number[], meanLossIncrease: ArrayLike<number>, meanKl: ArrayLike<number>) => void;
 }
 
 /**
@@ -85,7 +85,7 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
       for (let start = 0; start < partitions.length; start += PARTITIONS_PER_DISPATCH) {
         await yieldThenCheckAbort(signal);
         const group = partitions.slice(start, start + PARTITIONS_PER_DISPATCH);
-        const { meanLoss, meanKl } = await kernels.rowIntervention({
+        const { meanLossIncrease, meanKl } = await kernels.rowIntervention({
           ...shape,
           x,
           baseWeight: base.params.get(linear.weight)!,
@@ -99,7 +99,7 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
           labels,
           rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
         });
-        record(group, meanLoss, meanKl);
+        record(group, meanLossIncrease, meanKl);
       }
     },
   };

@@ -286,11 +286,11 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
       const { loss, kl: divergence } = lossAndKl((await corruptedLogits.data()) as Float32Array, partitions.length, probe.labels, classes, clean);
-      recordValues(partitions, loss, divergence);
+      recordValues(partitions, Array.from(loss, (v) => v - cleanLoss), divergence);
     };
-    const recordValues = (partitions: number[], lossValues: ArrayLike<number>, klValues: ArrayLike<number>) => {
+    const recordValues = (partitions: number[], increases: ArrayLike<number>, klValues: ArrayLike<number>) => {
       partitions.forEach((k, i) => {
-        lossIncrease[k] = lossValues[i] - cleanLoss;
+        lossIncrease[k] = increases[i];
         kl[k] = Math.max(0, klValues[i]);
       });
       done += partitions.length;

@@ -37,7 +37,8 @@ export interface RowInterventionInputs {
 }
 
 export interface RowInterventionResult {
-  meanLoss: Float32Array;
+  /** Mean over the examples of the loss increase (corrupted − clean cross-entropy). */
+  meanLossIncrease: Float32Array;
   meanKl: Float32Array;
 }
 
@@ -97,7 +98,7 @@ export class GpuInterventionKernels {
     return undefined;
   }
 
-  /** Mean cross-entropy and KL over the examples for each partition's corrupted model. */
+  /** Mean loss increase and KL over the examples for each partition's corrupted model. */
   async rowIntervention(inputs: RowInterventionInputs): Promise<RowInterventionResult> {
     const shape = { ...inputs, hidden: inputs.hidden !== undefined, partitions: inputs.rows.length };
     const problem = this.problem(shape);
@@ -159,14 +160,14 @@ export class GpuInterventionKernels {
       if (error) throw new Error(`WebGPU validation error: ${error.message}`);
       await readback.mapAsync(GPUMapMode.READ);
       const values = new Float32Array(readback.getMappedRange(), 0, partitions * 2);
-      const meanLoss = new Float32Array(partitions);
+      const meanLossIncrease = new Float32Array(partitions);
       const meanKl = new Float32Array(partitions);
       for (let p = 0; p < partitions; p++) {
-        meanLoss[p] = values[2 * p];
+        meanLossIncrease[p] = values[2 * p];
         meanKl[p] = values[2 * p + 1];
       }
       readback.unmap();
-      return { meanLoss, meanKl };
+      return { meanLossIncrease, meanKl };
     } finally {
       buffers.destroy();
     }
