@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { loadImportance, saveImportance } from '../src/engine/apl/artifact';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData, saveTaskData } from '../src/engine/data/task-data';
 import { loadModel } from '../src/engine/families/model';
@@ -86,7 +87,7 @@ describe('apl merge method', () => {
   it('uses a saved importance analysis instead of probe data', async () => {
     const base = loadModel(join(dir, 'base'));
     const a = loadModel(join(dir, 'a'));
-    const scheme = buildPartitions('row', new Map(a.family.trunkShapes(a.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('row', trunkShapesOf(a));
     const probe = getSplit(loadTaskData(join(dir, 'a.safetensors')), 'probe');
     const exact = await exactImportance({ base, finetune: a, task: 'a', probe, scheme });
     const gradient = await gradientImportance({ base, finetune: a, task: 'a', probe, scheme });
@@ -114,7 +115,7 @@ describe('apl merge method', () => {
     const base = loadModel(join(dir, 'base'));
     for (const name of ['a', 'b']) {
       const finetune = loadModel(join(dir, name));
-      const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+      const scheme = buildPartitions('row', trunkShapesOf(finetune));
       const probe = getSplit(loadTaskData(join(dir, `${name}.safetensors`)), 'probe');
       const gradient = await gradientImportance({ base, finetune, task: name, probe, scheme });
       saveImportance(join(dir, `${name}-gpu-importance`), scheme, { task: name, model: finetune.path, base: base.path, scores: { gradient_absolute: gradient.absolute }, metadata: {} });

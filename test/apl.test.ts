@@ -4,6 +4,7 @@ import { spearman } from '../src/engine/benchmark/merging';
 import { keepRates, mergeWeights, standardize } from '../src/engine/apl/calibrate';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { Model, toTensors } from '../src/engine/families/model';
 import { logits, range } from '../src/engine/families/types';
 import { useBackend } from '../src/engine/tensors/backend';
@@ -23,11 +24,10 @@ function meanLoss(model: Model, task: string, probe: ReturnType<typeof tinyFamil
   return value;
 }
 
-const shapesOf = (model: Model) => new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
 
 describe('partition schemes', () => {
   const family = tinyFamily({ seed: 1, tasks: [{ name: 'a', classes: 3 }] });
-  const shapes = shapesOf(family.base); // 16 → 8 → 4
+  const shapes = trunkShapesOf(family.base); // 16 → 8 → 4
   it.each([
     ['model', 1, [8 * 16 + 8 + 4 * 8 + 4]],
     ['layer', 2, [8 * 16 + 8, 4 * 8 + 4]],
@@ -72,7 +72,7 @@ describe('exact importance (causal intervention)', () => {
     ['row', 'MLP seen without its linear head', withoutLinearHead],
     ['row', 'MLP seen without linear stages', withoutLinearStages],
   ] as const)('equals the loss increase of each corrupted model computed one by one (%s level, %s)', async (level, _view, view) => {
-    const scheme = buildPartitions(level, shapesOf(finetune));
+    const scheme = buildPartitions(level, trunkShapesOf(finetune));
     const batched = await exactImportance({ base: family.base, finetune: view(finetune), task: 'a', probe, scheme });
     const oneAtATime = await exactImportance({ base: family.base, finetune: view(finetune), task: 'a', probe, scheme }, { maxBatchRows: 1 });
     const clean = meanLoss(finetune, 'a', probe);
@@ -97,7 +97,7 @@ describe('exact importance (causal intervention)', () => {
     const params = new Map([...finetune.params].map(([n, v]) => [n, v.slice()]));
     params.get('trunk.layers.0.weight')!.set(family.base.params.get('trunk.layers.0.weight')!.subarray(16 * 3, 16 * 4), 16 * 3);
     params.get('trunk.layers.0.bias')![3] = family.base.params.get('trunk.layers.0.bias')![3];
-    const scheme = buildPartitions('row', shapesOf(finetune));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const result = await exactImportance({ base: family.base, finetune: { ...finetune, params }, task: 'a', probe, scheme });
     expect(Math.abs(result.lossIncrease[3])).toBeLessThan(1e-6);
     expect(result.kl[3]).toBeLessThan(1e-6);
@@ -109,7 +109,7 @@ describe('exact importance (causal intervention)', () => {
 
   it('leaves no tensors behind (workers run many analyses)', async () => {
     for (const level of ['model', 'layer', 'row'] as const) {
-      const scheme = buildPartitions(level, shapesOf(finetune));
+      const scheme = buildPartitions(level, trunkShapesOf(finetune));
       const before = tf.memory().numTensors;
       await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
       await gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme });
@@ -118,7 +118,7 @@ describe('exact importance (causal intervention)', () => {
   });
 
   it('reports progress per partition and stops on abort', async () => {
-    const scheme = buildPartitions('row', shapesOf(finetune));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const done: number[] = [];
     await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme }, { maxBatchRows: probe.count * 4, onProgress: (e) => done.push(e.done) });
     expect(done[done.length - 1]).toBe(scheme.count);
@@ -133,7 +133,7 @@ describe('gradient approximation', () => {
   it('ranks partitions like exact intervention when deltas are small (first-order regime)', async () => {
     const family = tinyFamily({ seed: 3, tasks: [{ name: 'a', classes: 3 }], deltaScale: 0.002, hidden: [16, 8] });
     const [finetune] = family.finetunes;
-    const scheme = buildPartitions('row', shapesOf(finetune));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme };
     const exact = await exactImportance(inputs);
     const gradient = await gradientImportance(inputs);
@@ -150,7 +150,7 @@ describe('gradient approximation', () => {
   it('rejects probe labels that do not fit the head, an empty probe split, and a task the model has no head for', async () => {
     const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }] });
     const [finetune] = family.finetunes;
-    const scheme = buildPartitions('layer', shapesOf(finetune));
+    const scheme = buildPartitions('layer', trunkShapesOf(finetune));
     const probe = { ...family.probes[0], labels: family.probes[0].labels.map((y, i) => (i === 5 ? 7 : y)) };
     await expect(gradientImportance({ base: family.base, finetune, task: 'a', probe, scheme })).rejects.toThrow(/label 7 at index 5 does not fit the head's 3 classes/);
     const empty = { ...family.probes[0], inputs: family.probes[0].inputs.subarray(0, 0), labels: new Int32Array(0), count: 0 };

@@ -7,7 +7,8 @@ import { exactImportance, gradientImportance } from '../src/engine/apl/importanc
 import { GpuGradientKernels } from '../src/engine/gpu/gradient-kernels';
 import { GpuInterventionKernels } from '../src/engine/gpu/intervention-kernels';
 import { Model } from '../src/engine/families/model';
-import { buildPartitions } from '../src/engine/apl/partitions';
+import { buildPartitions, PartitionLevel } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { useBackend } from '../src/engine/tensors/backend';
 import { Random } from '../src/engine/kernels/random';
 import { gpuIt } from './helpers/gpu';
@@ -17,6 +18,12 @@ afterAll(async () => {
   await useBackend('wasm');
 });
 
+/** Task 'a' of a tiny family's first fine-tune, partitioned at `level`. */
+function taskInputs(family: ReturnType<typeof tinyFamily>, level: PartitionLevel = 'row') {
+  const finetune = family.finetunes[0];
+  return { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions(level, trunkShapesOf(finetune)) };
+}
+
 function relative(actual: Float64Array, expected: Float64Array): number {
   const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-12);
   return actual.reduce((m, v, i) => Math.max(m, Math.abs(v - expected[i])), 0) / scale;
@@ -24,8 +31,7 @@ function relative(actual: Float64Array, expected: Float64Array): number {
 
 gpuIt('exact and gradient importance with tfjs-webgpu ops match WASM within 1e-4 relative', async () => {
   const family = tinyFamily({ seed: 4, tasks: [{ name: 'a', classes: 3 }], hidden: [12, 6], probeSize: 40 });
-  const finetune = family.finetunes[0];
-  const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+  const inputs = taskInputs(family);
   const run = async (backend: 'wasm' | 'webgpu') => {
     expect(await useBackend(backend)).toBe(backend);
     return { exact: await exactImportance(inputs, { interventionKernels: false }), gradient: await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: false }) };
@@ -48,8 +54,7 @@ gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path 
     // Three: the first layer's partitions are beyond the kernel and stay on tfjs.
     for (const [hidden, fusedCount] of [[[12, 6], 18], [[10, 8, 6], 14]] as const) {
       const family = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 5 }], hidden: [...hidden], probeSize: 70 });
-      const finetune = family.finetunes[0];
-      const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+      const inputs = taskInputs(family);
       const reference = await exactImportance(inputs, { interventionKernels: false });
       const fused = await exactImportance(inputs, { interventionKernels: kernels });
       expect(reference.fusedPartitions).toBe(0);
@@ -62,12 +67,10 @@ gpuIt('the fused intervention kernel scores MLP row partitions as the tfjs path 
     expect(kernels.problem({ examples: 8, inDim: 4, units: 4, width: 70, classes: 70, hidden: false, partitions: 4 })).toMatch(/70 classes: the fused kernel holds at most 64 logits per example/);
     expect(kernels.problem({ examples: 2 ** 16, inDim: 2 ** 16, units: 4, width: 3, classes: 3, hidden: false, partitions: 4 })).toMatch(/words of GPU memory in one binding; the device allows/);
     const wide = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 70 }], hidden: [6, 5], probeSize: 20 });
-    const wideScheme = buildPartitions('row', new Map(wide.finetunes[0].family.trunkShapes(wide.finetunes[0].config).map((s) => [s.name, s.shape])));
-    expect((await exactImportance({ base: wide.base, finetune: wide.finetunes[0], task: 'a', probe: wide.probes[0], scheme: wideScheme }, { interventionKernels: kernels })).fusedPartitions).toBe(0);
+    expect((await exactImportance(taskInputs(wide), { interventionKernels: kernels })).fusedPartitions).toBe(0);
     // Layer and model partitions are not row partitions: the kernel is not used.
     const family = tinyFamily({ seed: 7, tasks: [{ name: 'a', classes: 5 }], hidden: [12, 6] });
-    const finetune = family.finetunes[0];
-    const layer = await exactImportance({ base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('layer', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) }, { interventionKernels: kernels });
+    const layer = await exactImportance(taskInputs(family, 'layer'), { interventionKernels: kernels });
     expect(layer.fusedPartitions).toBe(0);
   } finally {
     kernels.destroy();
@@ -176,9 +179,8 @@ gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every part
   try {
     for (const hidden of [[7], [12, 6], [10, 8, 6]]) {
       const family = tinyFamily({ seed: 9, tasks: [{ name: 'a', classes: 4 }], hidden, probeSize: 90 });
-      const finetune = family.finetunes[0];
       for (const level of ['row', 'layer', 'model'] as const) {
-        const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions(level, new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+        const inputs = taskInputs(family, level);
         for (const at of ['finetune', 'base'] as const) {
           const reference = await gradientImportance(inputs, at, undefined, { gradientKernels: false });
           const fused = await gradientImportance(inputs, at, undefined, { gradientKernels: kernels });
@@ -192,7 +194,7 @@ gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every part
     // A model whose stages are not known to be linear layers is left to tfjs.
     const family = tinyFamily({ seed: 9, tasks: [{ name: 'a', classes: 4 }], hidden: [6, 5] });
     const opaque: Model = { ...family.finetunes[0], family: { ...family.finetunes[0].family, stages: (config) => family.finetunes[0].family.stages(config).map((stage) => ({ ...stage, linear: undefined })) } };
-    const scheme = buildPartitions('row', new Map(opaque.family.trunkShapes(opaque.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('row', trunkShapesOf(opaque));
     expect((await gradientImportance({ base: family.base, finetune: opaque, task: 'a', probe: family.probes[0], scheme }, 'finetune', undefined, { gradientKernels: kernels })).fused).toBe(false);
   } finally {
     kernels.destroy();
@@ -201,8 +203,7 @@ gpuIt('the gradient kernels give the tfjs autodiff scores for MLPs at every part
 
 gpuIt('on the WebGPU backend, both estimators use the WGSL kernels by default', async () => {
   const family = tinyFamily({ seed: 10, tasks: [{ name: 'a', classes: 3 }], hidden: [9, 4], probeSize: 30 });
-  const finetune = family.finetunes[0];
-  const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+  const inputs = taskInputs(family);
   const run = async (backend: 'wasm' | 'webgpu') => {
     expect(await useBackend(backend)).toBe(backend);
     return { exact: await exactImportance(inputs), gradient: await gradientImportance(inputs) };
@@ -222,8 +223,7 @@ gpuIt('the gradient kernels dispatch over two dimensions when a layer has more o
   const kernels = await GpuGradientKernels.open();
   try {
     const family = tinyFamily({ seed: 11, tasks: [{ name: 'a', classes: 2 }], hidden: [2000], probeSize: 2100 });
-    const finetune = family.finetunes[0];
-    const inputs = { base: family.base, finetune, task: 'a', probe: family.probes[0], scheme: buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape]))) };
+    const inputs = taskInputs(family);
     const reference = await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: false });
     const fused = await gradientImportance(inputs, 'finetune', undefined, { gradientKernels: kernels });
     expect(fused.fused).toBe(true);

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData, TaskSplit } from '../src/engine/data/task-data';
 import { TEXT_TASKS, textSplits } from '../src/engine/data/text';
@@ -89,7 +90,7 @@ function tinyEncoder(seed: number, flavor: EncoderConfig['flavor'] = 'apl'): { b
 describe('APL on the encoder', () => {
   it('exact intervention (batched over blocks, padding masks tiled) equals corrupting each partition by hand', async () => {
     const { base, finetune, probe } = tinyEncoder(1);
-    const scheme = buildPartitions('layer', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('layer', trunkShapesOf(finetune));
     const result = await exactImportance({ base, finetune, task: 't', probe, scheme });
     const loss = (model: Model) => {
       const { tensors, lookup } = toTensors(model);
@@ -114,7 +115,7 @@ describe('APL on the encoder', () => {
 
   it.each(['bert', 'roberta'] as const)('skips only rows the probe set never reads, for %s position numbering too', async (flavor) => {
     const { base, finetune, probe } = tinyEncoder(4, flavor);
-    const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const skipping = await exactImportance({ base, finetune, task: 't', probe, scheme });
     const everything = await exactImportance({ base, finetune: { ...finetune, family: { ...finetune.family, rowsRead: undefined } }, task: 't', probe, scheme });
     expect(skipping.unreadPartitions).toBeGreaterThan(0);
@@ -126,7 +127,7 @@ describe('APL on the encoder', () => {
 
   it('scores embedding rows the probe set never reads as zero without running them, the rest as before', async () => {
     const { base, finetune, probe } = tinyEncoder(3);
-    const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((s) => [s.name, s.shape])));
+    const scheme = buildPartitions('row', trunkShapesOf(finetune));
     const skipping = await exactImportance({ base, finetune, task: 't', probe, scheme });
     const everything = await exactImportance({ base, finetune: { ...finetune, family: { ...finetune.family, rowsRead: undefined } }, task: 't', probe, scheme });
     // Token ids 1–4 never occur (the probe uses 0 for padding and 5–19); token type 1 is never used.
