@@ -108,7 +108,8 @@ function float64RowScores(a: { x: Float32Array; n: number; inDim: number; units:
     }
     return pre;
   };
-  const cleanLogProbs = Array.from({ length: a.n }, (_, b) => logSoftmax(logits(readerPre(a.h, b))));
+  const cleanPre = Array.from({ length: a.n }, (_, b) => readerPre(a.h, b));
+  const cleanLogProbs = cleanPre.map((pre) => logSoftmax(logits(pre)));
   const increase = new Float64Array(a.units);
   const kl = new Float64Array(a.units);
   for (let r = 0; r < a.units; r++) {
@@ -123,7 +124,8 @@ function float64RowScores(a: { x: Float32Array; n: number; inDim: number; units:
       kl[r] += clean.reduce((t, l, c) => t + Math.exp(l) * (l - corrupted[c]), 0) / a.n;
     }
   }
-  return { increase, kl, cleanLogProbs };
+  const flat = (rows: Float64Array[]) => Float32Array.from(rows.flatMap((row) => Array.from(row)));
+  return { increase, kl, cleanPre: flat(cleanPre), cleanProbabilities: flat(cleanLogProbs.map((l) => l.map(Math.exp))) };
 }
 
 gpuIt('the fused intervention kernel keeps loss increases far smaller than the loss exact (float64 reference)', async () => {
@@ -151,17 +153,11 @@ gpuIt('the fused intervention kernel keeps loss increases far smaller than the l
       const readerB = values(out, hidden ? 0.1 : 1e-3);
       const head = hidden ? { w: values(classes * width, 1e-3), b: values(classes, 1e-3) } : undefined;
       const truth = float64RowScores({ x, n, inDim, units, baseW, baseB, h, readerW, readerB, width: out, head, classes, labels });
-      const consumerPre = new Float32Array(n * out);
-      for (let b = 0; b < n; b++) for (let o = 0; o < out; o++) {
-        let sum = readerB[o];
-        for (let u = 0; u < units; u++) sum += h[b * units + u] * readerW[o * units + u];
-        consumerPre[b * out + o] = sum;
-      }
       const scored = await kernels.rowIntervention({
         x, examples: n, inDim, baseWeight: baseW, baseBias: baseB, stageRelu: true, cleanOutput: h, units,
-        consumerPre, consumerWeight: readerW, width: out,
-        hidden: head && { relu: true, headWeight: head.w, headBias: head.b },
-        cleanLogProbs: Float32Array.from(truth.cleanLogProbs.flatMap((l) => Array.from(l))), classes, labels,
+        consumerWeight: readerW, width: out,
+        hidden: head && { relu: true, pre: truth.cleanPre, headWeight: head.w },
+        cleanProbabilities: truth.cleanProbabilities, classes, labels,
         rows: Int32Array.from({ length: units }, (_, r) => r),
       });
       expect(Math.max(...truth.increase.map(Math.abs))).toBeLessThan(1e-4); // ≥ 10^4 times below the loss

@@ -80,8 +80,10 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
   if (kernels.problem(shape)) return undefined;
   return {
     async score({ base, finetune, stageInput, stageOutput, cleanLogProbs, labels, partitions, rowOf, signal, record }: RowStageScoring): Promise<void> {
-      const [x, cleanOutput, consumerPre] = await Promise.all([stageInput, stageOutput, reader.pre].map((t) => t.data() as Promise<Float32Array>));
-      const cleanLog = Float32Array.from(cleanLogProbs);
+      const [x, cleanOutput] = await Promise.all([stageInput, stageOutput].map((t) => t.data() as Promise<Float32Array>));
+      const hidden = head && { relu: reader.map.activationName === 'relu', pre: (await reader.pre.data()) as Float32Array, headWeight: finetune.params.get(head.weight)! };
+      // The kernel works with probabilities: exponentiated once here, in float64.
+      const cleanProbabilities = Float32Array.from(cleanLogProbs, Math.exp);
       for (let start = 0; start < partitions.length; start += PARTITIONS_PER_DISPATCH) {
         await yieldThenCheckAbort(signal);
         const group = partitions.slice(start, start + PARTITIONS_PER_DISPATCH);
@@ -92,10 +94,9 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
           baseBias: linear.bias ? base.params.get(linear.bias) : undefined,
           stageRelu: linear.activationName === 'relu',
           cleanOutput,
-          consumerPre,
           consumerWeight: finetune.params.get(reader.map.weight)!,
-          hidden: head && { relu: reader.map.activationName === 'relu', headWeight: finetune.params.get(head.weight)!, headBias: head.bias ? finetune.params.get(head.bias) : undefined },
-          cleanLogProbs: cleanLog,
+          hidden,
+          cleanProbabilities,
           labels,
           rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
         });

@@ -22,14 +22,16 @@ export interface RowInterventionInputs {
   /** The fine-tune's clean output of the layer [examples, units]. */
   cleanOutput: Float32Array;
   units: number;
-  /** The clean pre-activation [examples, width] and weight [width, units] of the map reading the layer. */
-  consumerPre: Float32Array;
+  /** The weight [width, units] of the map reading the layer (the head, or a hidden layer). */
   consumerWeight: Float32Array;
   width: number;
-  /** Set when the reader is a hidden layer followed by a linear head [classes, width], [classes]. */
-  hidden?: { relu: boolean; headWeight: Float32Array; headBias?: Float32Array };
-  /** Clean log-probabilities [examples, classes] and the labels. */
-  cleanLogProbs: Float32Array;
+  /**
+   * Set when the reader is a hidden layer: its clean pre-activation [examples, width], then the
+   * linear head's weight [classes, width] (the head's bias cancels out of the logits' change).
+   */
+  hidden?: { relu: boolean; pre: Float32Array; headWeight: Float32Array };
+  /** Clean probabilities [examples, classes] and the labels. */
+  cleanProbabilities: Float32Array;
   classes: number;
   labels: ArrayLike<number>;
   /** The row (output unit) each partition sets back to the base. */
@@ -55,11 +57,10 @@ function inputWords({ examples, inDim, units, width, classes, hidden, partitions
     units * inDim, // base weight
     units, // base bias (zeros when absent)
     examples * units, // clean output
-    examples * width, // reader's clean pre-activation
+    hidden ? examples * width : 1, // hidden reader's clean pre-activation (a placeholder without one)
     width * units, // reader's weight
     hidden ? classes * width : 1, // head weight (a placeholder without a hidden reader)
-    classes, // head bias
-    examples * classes, // clean log-probabilities
+    examples * classes, // clean probabilities
     examples, // labels
     partitions, // rows
   ];
@@ -111,11 +112,10 @@ export class GpuInterventionKernels {
       inputs.baseWeight,
       inputs.baseBias ?? new Float32Array(inputs.units),
       inputs.cleanOutput,
-      inputs.consumerPre,
+      inputs.hidden?.pre ?? new Float32Array(1),
       inputs.consumerWeight,
       inputs.hidden?.headWeight ?? new Float32Array(1),
-      inputs.hidden?.headBias ?? new Float32Array(inputs.classes),
-      inputs.cleanLogProbs,
+      inputs.cleanProbabilities,
       Uint32Array.from(inputs.labels),
       Uint32Array.from(inputs.rows),
     ];

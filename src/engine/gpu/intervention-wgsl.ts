@@ -4,7 +4,8 @@
  *
  *   change[p, b] = act(W_b[r_p]·x_b + b_b[r_p]) − h[b, r_p]           unit r_p set back to the base
  *   mode 0 (the layer feeds the head):   logits = z[b] + change·W'[:, r_p]
- *   mode 1 (one more layer, then head):  logits = H·act'(z[b] + change·W'[:, r_p]) + c
+ *   mode 1 (one more layer, then head):  logits = H·act'(z[b] + change·W'[:, r_p]) + c, where z
+ *                                        is that layer's clean pre-activation
  *
  * then each example's loss increase and KL(clean ‖ corrupted), averaged per partition. Both are
  * computed from the change of the logits d (never from the corrupted logits themselves, whose
@@ -44,13 +45,13 @@ struct Params {
   consumerPre: u32,
   consumerWeight: u32,
   headWeight: u32,
-  headBias: u32,
-  cleanLogProbs: u32,
+  cleanProbabilities: u32,
   labels: u32,
   rows: u32,
   pad0: u32,
   pad1: u32,
   pad2: u32,
+  pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -99,7 +100,6 @@ fn rowIntervention(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
         pre += data[wAt + i] * data[xAt + i];
       }
       let change = activate(pre, params.stageRelu) - data[params.cleanOutput + b * params.units + r];
-      let zAt = params.consumerPre + b * params.width;
       if (params.mode == 0u) {
         for (var c = 0u; c < classes; c++) {
           delta[c] = change * data[params.consumerWeight + c * params.units + r];
@@ -108,6 +108,7 @@ fn rowIntervention(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
         for (var c = 0u; c < classes; c++) {
           delta[c] = 0.0;
         }
+        let zAt = params.consumerPre + b * params.width;
         for (var o = 0u; o < params.width; o++) {
           let z = data[zAt + o];
           let hiddenChange = activate(z + change * data[params.consumerWeight + o * params.units + r], params.consumerRelu) - activate(z, params.consumerRelu);
@@ -118,15 +119,15 @@ fn rowIntervention(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
           }
         }
       }
-      let cleanAt = params.cleanLogProbs + b * classes;
+      let cleanAt = params.cleanProbabilities + b * classes;
       var mean = 0.0;
       for (var c = 0u; c < classes; c++) {
-        mean += exp(data[cleanAt + c]) * delta[c];
+        mean += data[cleanAt + c] * delta[c];
       }
       var residual = 0.0;
       var curvature = 0.0;
       for (var c = 0u; c < classes; c++) {
-        let probability = exp(data[cleanAt + c]);
+        let probability = data[cleanAt + c];
         let centred = delta[c] - mean;
         residual += probability * centred;
         curvature += probability * expm1mx(centred);
