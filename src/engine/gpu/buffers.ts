@@ -7,6 +7,11 @@
 /** Buffers smaller than this are made anew each time: allocating them costs nothing worth keeping. */
 const POOLED_MIN_BYTES = 1 << 20;
 
+/** `bytes` rounded up to whole 4-byte words, 16 at least: the size of any buffer made here. */
+function wholeWords(bytes: number): number {
+  return Math.max(16, Math.ceil(bytes / 4) * 4);
+}
+
 /**
  * Large buffers kept for reuse, by usage. Host-visible memory is slow to allocate and zero (a fresh
  * mapped buffer per tensor cost more than merging it), and checkpoints repeat a few tensor shapes.
@@ -38,7 +43,7 @@ export class GpuBufferPool {
 
   /** Size to allocate for `bytes` so that later, slightly larger requests can reuse it. */
   static sizeFor(bytes: number): number {
-    const whole = Math.max(16, Math.ceil(bytes / 4) * 4);
+    const whole = wholeWords(bytes);
     return whole < POOLED_MIN_BYTES ? whole : Math.ceil(whole / POOLED_MIN_BYTES) * POOLED_MIN_BYTES;
   }
 
@@ -96,7 +101,7 @@ export class BufferSet {
   make(bytes: number, usage: number, mapped = false): GPUBuffer {
     // A kept buffer stands in when no mapping is asked for, or for upload buffers (kept mapped).
     const kept = !mapped || usage & GPUBufferUsage.MAP_WRITE ? this.pool?.take(bytes, usage) : undefined;
-    const size = this.pool ? GpuBufferPool.sizeFor(bytes) : Math.max(16, Math.ceil(bytes / 4) * 4);
+    const size = this.pool ? GpuBufferPool.sizeFor(bytes) : wholeWords(bytes);
     const buffer = kept ?? this.device.createBuffer({ size, usage, mappedAtCreation: mapped });
     this.created.push(buffer);
     return buffer;

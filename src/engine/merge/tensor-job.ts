@@ -109,17 +109,9 @@ function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, 
     decodeToFloat32(raw, input.dtype as FloatDtype, values);
     buffers.give(raw.buffer as ArrayBuffer);
   }
-  checkFinite(values, input, 0, policy, warnings);
-  return values;
-}
-
-/**
- * Applies the non-finite policy to values [offset, offset + values.length) of an input: an error
- * names the file, tensor and first flat index; a warning is collected.
- */
-export function checkFinite(values: Float32Array, input: TensorInput, offset: number, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
   const { count, first } = countNonFinite(values);
-  applyNonFinitePolicy(input, count, offset + first, policy, warnings);
+  applyNonFinitePolicy(input, count, first, policy, warnings);
+  return values;
 }
 
 /** An error (naming the file, tensor and first flat index) or a collected warning for `count` NaN/Inf values of an input. */
