@@ -11,6 +11,7 @@ import { TaskSplit } from '../data/task-data';
 import { yieldThenCheckAbort } from '../errors';
 import { GradientInputs } from '../gpu/gradient-kernels';
 import { GpuInterventionKernels } from '../gpu/intervention-kernels';
+import { subtractInPlace } from '../kernels/combine';
 
 /**
  * The kernels to use: none when `option` is false, the given ones, or by default the process's
@@ -106,9 +107,10 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
   };
 }
 
+/** a − b, in a new array. */
 function difference(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
+  const out = a.slice();
+  subtractInPlace(out, b);
   return out;
 }
 
