@@ -46,10 +46,10 @@ interface RowStageDescription {
 interface RowStageScoring {
   base: Model;
   finetune: Model;
-  /** The stage's clean input and output, the clean log-probabilities [n, C], the probe labels. */
+  /** The stage's clean input and output, the clean probabilities [n, C], the probe labels. */
   stageInput: tf.Tensor;
   stageOutput: tf.Tensor;
-  cleanLogProbs: Float64Array;
+  cleanProbabilities: Float64Array;
   labels: ArrayLike<number>;
   /** The stage's partitions, and the partition of each row of its weight. */
   partitions: number[];
@@ -80,11 +80,10 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
   };
   if (kernels.problem(shape)) return undefined;
   return {
-    async score({ base, finetune, stageInput, stageOutput, cleanLogProbs, labels, partitions, rowOf, signal, record }: RowStageScoring): Promise<void> {
+    async score({ base, finetune, stageInput, stageOutput, cleanProbabilities, labels, partitions, rowOf, signal, record }: RowStageScoring): Promise<void> {
       const [x, cleanOutput] = await Promise.all([stageInput, stageOutput].map((t) => t.data() as Promise<Float32Array>));
       const hidden = head && { relu: reader.map.activationName === 'relu', pre: (await reader.pre.data()) as Float32Array, headWeight: finetune.params.get(head.weight)! };
-      // The kernel works with probabilities: exponentiated once here, in float64.
-      const cleanProbabilities = Float32Array.from(cleanLogProbs, Math.exp);
+      const probabilities = Float32Array.from(cleanProbabilities);
       for (let start = 0; start < partitions.length; start += PARTITIONS_PER_DISPATCH) {
         await yieldThenCheckAbort(signal);
         const group = partitions.slice(start, start + PARTITIONS_PER_DISPATCH);
@@ -97,7 +96,7 @@ export function fusedRowStage(kernels: GpuInterventionKernels, description: RowS
           cleanOutput,
           consumerWeight: finetune.params.get(reader.map.weight)!,
           hidden,
-          cleanProbabilities,
+          cleanProbabilities: probabilities,
           labels,
           rows: Int32Array.from(group, (k) => rowOf.indexOf(k)),
         });

@@ -171,24 +171,23 @@ function lossAndKl(logits: ArrayLike<number>, variants: number, labels: ArrayLik
 }
 
 /**
- * The clean distribution of logits [n, C] (row-major), in float64: log-probabilities, and the mean
- * cross-entropy with the labels (the clean loss).
+ * The clean distribution of logits [n, C] (row-major), in float64, and the mean cross-entropy with
+ * the labels (the clean loss).
  */
-function cleanDistribution(logits: ArrayLike<number>, labels: ArrayLike<number>, classes: number): CleanDistribution & { logProbs: Float64Array; loss: number } {
-  const logProbs = new Float64Array(logits.length);
+function cleanDistribution(logits: ArrayLike<number>, labels: ArrayLike<number>, classes: number): CleanDistribution & { loss: number } {
   const probs = new Float64Array(logits.length);
   const negEntropy = new Float64Array(labels.length);
   let lossSum = 0;
   for (let i = 0, at = 0; i < labels.length; i++, at += classes) {
     const logTotal = logSumExp(logits, at, classes);
     for (let c = 0; c < classes; c++) {
-      logProbs[at + c] = logits[at + c] - logTotal;
-      probs[at + c] = Math.exp(logProbs[at + c]);
-      negEntropy[i] += probs[at + c] * logProbs[at + c];
+      const logProb = logits[at + c] - logTotal;
+      probs[at + c] = Math.exp(logProb);
+      negEntropy[i] += probs[at + c] * logProb;
     }
-    lossSum -= logProbs[at + labels[i]];
+    lossSum -= logits[at + labels[i]] - logTotal;
   }
-  return { logProbs, probs, negEntropy, loss: lossSum / labels.length };
+  return { probs, negEntropy, loss: lossSum / labels.length };
 }
 
 export async function exactImportance(inputs: ImportanceInputs, options: ExactOptions = {}): Promise<ExactImportance> {
@@ -325,7 +324,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
             : undefined;
         if (gpuStage && rowOf) {
           // The GPU's fused kernel, one dispatch per group of partitions: no tfjs ops per partition.
-          await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanLogProbs: clean.logProbs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
+          await gpuStage.score({ base, finetune, stageInput: activations[s], stageOutput: activations[s + 1], cleanProbabilities: clean.probs, labels: probe.labels, partitions, rowOf, signal: options.signal, record: recordValues });
           fusedPartitions += partitions.length;
           continue;
         }
