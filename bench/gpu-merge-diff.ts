@@ -9,11 +9,13 @@
  * Exits non-zero when any case disagrees.
  */
 import { writeFileSync } from 'node:fs';
+import { float32Bits } from '../src/engine/checkpoint/dtype';
 import { GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
 import { tensorRandom } from '../src/engine/kernels/random';
 import { magnitudeRule, runRecipe, TaskVectorRecipe } from '../src/engine/kernels/recipe';
 import { breadcrumbsCounts } from '../src/engine/kernels/sparsify';
 import { topKCut } from '../src/engine/kernels/select';
+import { fillNormal } from '../src/engine/zoo/synthetic';
 
 interface Mismatch {
   index: number;
@@ -37,16 +39,15 @@ interface CaseResult {
 /** Approximately normal values (as the synthetic checkpoints): base scale 0.02, deltas 0.002. */
 function family(n: number, models: number, seed: number): { base: Float32Array; models: Float32Array[] } {
   const normal = (scale: number, label: string) => {
-    const random = tensorRandom(seed, 0, label);
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = (random.nextFloat() + random.nextFloat() + random.nextFloat() + random.nextFloat() - 2) * Math.sqrt(3) * scale;
+    fillNormal(out, tensorRandom(seed, 0, label), scale);
     return out;
   };
   const base = normal(0.02, 'base');
   return { base, models: Array.from({ length: models }, (_, t) => normal(0.002, `model-${t}`).map((d, i) => base[i] + d)) };
 }
 
-const magnitude = (v: number) => new Uint32Array(Float32Array.of(v).buffer)[0] & 0x7fffffff;
+const magnitude = (v: number) => float32Bits(v) & 0x7fffffff;
 
 async function compare(gpu: GpuTaskVectorKernels, name: string, recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], bitwise: boolean): Promise<CaseResult> {
   const n = base.length;

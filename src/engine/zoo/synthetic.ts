@@ -26,7 +26,7 @@ export interface SyntheticFamily {
 }
 
 /** Approximately normal values from the sum of uniform draws (Irwin–Hall, 4 terms). */
-function fillNormal(values: Float32Array, random: Random, scale: number): void {
+export function fillNormal(values: Float32Array, random: Random, scale: number): void {
   for (let i = 0; i < values.length; i++) {
     const u = random.nextFloat() + random.nextFloat() + random.nextFloat() + random.nextFloat() - 2;
     values[i] = u * Math.sqrt(3) * scale;
