@@ -9,7 +9,9 @@ import { migrate } from '../src/store/migrate';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { saveTaskData } from '../src/engine/data/task-data';
+import { namedRoots } from '../src/store/data-roots';
 import { createTestDatabase } from './helpers/database';
+import { testToken } from './helpers/tokens';
 import { removeTempDirs, tempDir, writeBytes } from './helpers/files';
 import { graphqlClient } from './helpers/graphql';
 
@@ -28,8 +30,8 @@ beforeAll(async () => {
   prisma = createPrisma(database.url);
   root = tempDir();
   writeSyntheticFamily(join(root, 'models'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }, { name: 'layers.1.w', shape: [4, 4] }], fineTunes: 2, seed: 1 });
-  server = await startApiServer({ prisma, dataRoots: [root] });
-  gql = graphqlClient(server.url);
+  server = await startApiServer({ prisma, dataRoots: namedRoots([root]) });
+  gql = graphqlClient(server.url, await testToken(prisma, 'ADMIN'));
 });
 
 afterAll(async () => {

@@ -65,7 +65,7 @@ function follow(jobId: string) {
   const subscription = subscribe<{ jobProgress: Progress }>(server.url, `subscription($id: ID!) { jobProgress(jobId: $id) { id phase done status message } }`, { id: jobId }, (data) => {
     events.push(data.jobProgress);
     if (data.jobProgress.phase !== 'status') started();
-  });
+  }, platform.token);
   return { events, firstProgress, done: subscription.done.then(() => subscription.close()) };
 }
 

@@ -55,7 +55,7 @@ const PROGRESS = `subscription($jobId: ID!) { jobProgress(jobId: $jobId) { id ph
 /** Every event of a job, from the first (replayed) to the final one. */
 async function followJob(jobId: string): Promise<Progress[]> {
   const events: Progress[] = [];
-  const subscription = subscribe<{ jobProgress: Progress }>(server.url, PROGRESS, { jobId }, (data) => events.push(data.jobProgress));
+  const subscription = subscribe<{ jobProgress: Progress }>(server.url, PROGRESS, { jobId }, (data) => events.push(data.jobProgress), platform.token);
   await subscription.done;
   await subscription.close();
   return events;
@@ -150,7 +150,7 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   // above, where it was an input, then this analysis).
   type StatusEvent = { jobId: string; jobKind: string; status: string; phase: string };
   const statuses: StatusEvent[] = [];
-  const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs));
+  const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs), platform.token);
   const started = await gql<{ startAnalysis: { id: string; status: string } }>(
     `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status } }`,
     { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'layer', estimator: 'exact' } },

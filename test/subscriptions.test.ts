@@ -10,11 +10,13 @@ import { appendJobEvent } from '../src/store/events';
 import { migrate } from '../src/store/migrate';
 import { createTestDatabase } from './helpers/database';
 import { subscribe, waitFor } from './helpers/graphql';
+import { testToken } from './helpers/tokens';
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let apiPrisma: PrismaClient;
 let workerPrisma: PrismaClient;
 let server: ApiServer;
+let token: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -22,6 +24,7 @@ beforeAll(async () => {
   apiPrisma = createPrisma(database.url);
   workerPrisma = createPrisma(database.url);
   server = await startApiServer({ prisma: apiPrisma, dataRoots: [], databaseUrl: database.url });
+  token = await testToken(apiPrisma, 'VIEWER');
 });
 
 afterAll(async () => {
@@ -35,7 +38,7 @@ const SUBSCRIPTION = `subscription($jobId: ID!, $after: ID) { jobProgress(jobId:
 type Event = { id: string; done: number; total: number; status: string; message: string };
 
 const subscribeJob = (jobId: string, after: string | undefined, onEvent: (e: Event) => void) =>
-  subscribe<{ jobProgress: Event }>(server.url, SUBSCRIPTION, { jobId, after }, (data) => onEvent(data.jobProgress));
+  subscribe<{ jobProgress: Event }>(server.url, SUBSCRIPTION, { jobId, after }, (data) => onEvent(data.jobProgress), token);
 
 const step = (jobId: string, done: number, status: 'RUNNING' | 'COMPLETED' = 'RUNNING') =>
   appendJobEvent(workerPrisma, { jobKind: 'merge', jobId, phase: 'merge', done, total: 4, message: `tensor ${done}`, status });

@@ -1,10 +1,10 @@
 /** Importance analyses: start one, list them, follow their model, task and base. */
-import { Arg, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { requestAnalysis } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { listAnalyses } from '../store/jobs';
-import { ApiContext, requireQueue } from './context';
+import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { AnalysisType, ModelType, TaskType } from './types';
 
@@ -25,9 +25,10 @@ export const toAnalysis = (row: { summary: unknown; result: unknown } & Omit<Ana
 
 @Resolver(() => AnalysisType)
 export class AnalysisResolver {
+  @Authorized('OPERATOR')
   @Mutation(() => AnalysisType, { description: 'validates the request, queues the analysis and returns it QUEUED at once' })
   async startAnalysis(@Ctx() context: ApiContext, @Arg('input', () => StartAnalysisInput) input: StartAnalysisInput): Promise<AnalysisType> {
-    return withErrorCodes(async () => toAnalysis(await requestAnalysis(context.prisma, requireQueue(context), input)));
+    return withErrorCodes(async () => toAnalysis(await requestAnalysis(context.prisma, requireQueue(context), input, requesterOf(context))));
   }
 
   @Query(() => AnalysisType)

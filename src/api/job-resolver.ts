@@ -1,5 +1,5 @@
 /** Live job progress over graphql-ws, replaying what a reconnecting client missed. */
-import { Arg, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
+import { Arg, Authorized, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { cancelJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
@@ -39,9 +39,10 @@ function hubOf(context: ApiContext) {
 
 @Resolver()
 export class JobResolver {
+  @Authorized('OPERATOR')
   @Mutation(() => CancelledJobType, { description: 'cancels a QUEUED or RUNNING merge or analysis; a running one stops through its AbortSignal and leaves no output' })
   async cancelJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<CancelledJobType> {
-    return withErrorCodes(async () => ({ id, kind: await cancelJob(context.prisma, requireQueue(context), id), status: 'CANCELLED' as JobStatus }));
+    return withErrorCodes(async () => ({ id, kind: await cancelJob(context.prisma, requireQueue(context), id, { name: context.viewer.name, anyJob: context.viewer.role === 'ADMIN' }), status: 'CANCELLED' as JobStatus }));
   }
 
   @Subscription(() => JobEventType, {

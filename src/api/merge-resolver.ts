@@ -1,11 +1,11 @@
 /** Merges: start one (any engine method, APL included), list them, follow their inputs and output. */
-import { Arg, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { requestMerge } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { listMerges } from '../store/jobs';
-import { ApiContext, requireQueue } from './context';
+import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { MergeInputType, MergeType, ModelType } from './types';
 
@@ -37,9 +37,10 @@ export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknow
 
 @Resolver(() => MergeType)
 export class MergeResolver {
+  @Authorized('OPERATOR')
   @Mutation(() => MergeType, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
   async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<MergeType> {
-    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), input)));
+    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), input, requesterOf(context))));
   }
 
   @Query(() => MergeType)

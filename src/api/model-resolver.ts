@@ -1,12 +1,12 @@
 /** Models and lineage: thin resolvers over src/store. */
-import { Arg, Ctx, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root, Field } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root, Field } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
 import { listModels, registerModel, registerTask } from '../store/registry';
 import { listAnalyses, listMerges } from '../store/jobs';
 import { toAnalysis } from './analysis-resolver';
-import { ApiContext } from './context';
+import { ApiContext, dataRoots } from './context';
 import { toMerge } from './merge-resolver';
 import { withErrorCodes } from './errors';
 import { AnalysisType, CheckpointType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
@@ -21,14 +21,14 @@ class ModelFilterInput {
 @InputType()
 class RegisterTaskInput {
   @Field() name: string;
-  @Field({ description: 'absolute path of the task data (safetensors with a probe split), under a data root' }) path: string;
+  @Field({ description: 'the task data (safetensors with a probe split): data://ROOT/relative/path, or an absolute path under a data root' }) path: string;
 }
 
 @InputType()
 class RegisterModelInput {
   @Field() name: string;
   @Field(() => ModelKind) kind: ModelKind;
-  @Field({ description: 'absolute path of the checkpoint, under a configured data root' }) path: string;
+  @Field({ description: 'the checkpoint: data://ROOT/relative/path, or an absolute path under a data root' }) path: string;
   @Field(() => [ID], { nullable: true, description: 'the model(s) it derives from (a fine-tune: its base)' }) parentIds?: string[];
 }
 
@@ -68,14 +68,18 @@ export class ModelResolver {
     return { nodes: graph.nodes.map((n) => ({ ...n, kind: n.kind as ModelKind })), edges: graph.edges };
   }
 
-  @Mutation(() => ModelType, { description: 'register a checkpoint as a model; its header is validated and hashed first' })
-  async registerModel(@Ctx() { prisma, dataRoots }: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
-    return withErrorCodes(() => registerModel(prisma, dataRoots, input));
+  @Authorized('ADMIN')
+  @Mutation(() => ModelType, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first' })
+  async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
+    return withErrorCodes(async () => registerModel(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name }));
   }
 
-  @Mutation(() => TaskType, { description: 'register a task from its data file, validated first' })
-  async registerTask(@Ctx() { prisma, dataRoots }: ApiContext, @Arg('input', () => RegisterTaskInput) input: RegisterTaskInput): Promise<TaskType> {
-    return withErrorCodes(() => registerTask(prisma, dataRoots, input));
+  @Authorized('OPERATOR')
+  @Mutation(() => TaskType, { description: 'register a task from its data file (operator), validated first' })
+  async registerTask(@Ctx() context: ApiContext, @Arg('input', () => RegisterTaskInput) input: RegisterTaskInput): Promise<TaskType> {
+    return withErrorCodes(async () =>
+      registerTask(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name, precisePathErrors: context.viewer.role === 'ADMIN' }),
+    );
   }
 
   @Query(() => [TaskType])

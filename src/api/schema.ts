@@ -3,7 +3,9 @@ import 'reflect-metadata';
 import { GraphQLSchema, printSchema } from 'graphql';
 import { createPubSub } from '@graphql-yoga/subscription';
 import { buildSchema } from 'type-graphql';
+import { AdminResolver } from './admin-resolver';
 import { AnalysisResolver } from './analysis-resolver';
+import { roleChecker } from './auth';
 import { JobResolver } from './job-resolver';
 import { MergeResolver } from './merge-resolver';
 import { MethodResolver } from './method-resolver';
@@ -12,7 +14,14 @@ import { ModelResolver } from './model-resolver';
 export async function buildApiSchema(): Promise<GraphQLSchema> {
   // Live events come from JobEventHub (Postgres LISTEN) through each subscription's own `subscribe`;
   // type-graphql still requires a PubSub to build subscription fields.
-  return buildSchema({ resolvers: [ModelResolver, MergeResolver, AnalysisResolver, JobResolver, MethodResolver], validate: false, pubSub: createPubSub() });
+  return buildSchema({
+    resolvers: [ModelResolver, MergeResolver, AnalysisResolver, JobResolver, MethodResolver, AdminResolver],
+    validate: false,
+    pubSub: createPubSub(),
+    authChecker: roleChecker,
+    // A field without @Authorized needs only a valid token (or anonymous reads), which every request has by then.
+    authMode: 'error',
+  });
 }
 
 export async function schemaText(): Promise<string> {

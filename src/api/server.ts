@@ -1,22 +1,36 @@
 /**
  * The HTTP and WebSocket server: Apollo Server over express at /graphql, and graphql-ws on the same
- * path for subscriptions, both on one schema. The WebSocket server is closed when HTTP drains.
+ * path for subscriptions, both on one schema and behind the same rules: an Origin policy, a token
+ * per request (or per connection, checked again per subscription), size limits, query limits,
+ * mutation rate limits, and path redaction for everyone but admins. The WebSocket server is
+ * closed when HTTP drains.
  */
 import 'reflect-metadata';
-import { createServer, Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, IncomingMessage, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
-import express from 'express';
+import express, { NextFunction, Request, Response } from 'express';
+import { DocumentNode, ExecutionArgs, getOperationAST, GraphQLError, GraphQLFormattedError, GraphQLSchema, parse, validate } from 'graphql';
+import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import type { PgBoss } from 'pg-boss';
 import { PrismaClient } from '../store/client';
+import { allDataRoots, DataRoot } from '../store/data-roots';
+import { listenOn, Listener } from '../store/notifications';
+import { TOKEN_REVOKED_CHANNEL } from '../store/tokens';
+import { ANONYMOUS, authenticate, Principal } from './auth';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
+import { PathRedactor } from './exposure';
+import { checkQueryCost, checkQueryShape, DEFAULT_QUERY_LIMITS, QueryLimits } from './limits';
+import { DEFAULT_MUTATION_RATE, MutationRateLimiter, RateLimitSettings } from './rate-limit';
 import { buildApiSchema } from './schema';
+import { homePage } from './home-page';
 
 export interface ApiServer {
   url: string;
@@ -24,47 +38,301 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
+export interface SecuritySettings {
+  /** Requests without a token get viewer rights (nothing else) instead of UNAUTHENTICATED. */
+  allowAnonymousRead: boolean;
+  /** Origins (scheme://host:port) allowed besides the server's own; requests with no Origin header (non-browser clients) are always allowed. */
+  allowedOrigins: readonly string[];
+  queryLimits: QueryLimits;
+  mutationRate: RateLimitSettings;
+  maxActiveJobsPerToken: number;
+  maxBodyBytes: number;
+  maxWebSocketMessageBytes: number;
+  maxSubscriptionsPerConnection: number;
+}
+
+export const DEFAULT_SECURITY: SecuritySettings = {
+  allowAnonymousRead: false,
+  allowedOrigins: [],
+  queryLimits: DEFAULT_QUERY_LIMITS,
+  mutationRate: DEFAULT_MUTATION_RATE,
+  maxActiveJobsPerToken: 20,
+  maxBodyBytes: 256 * 1024,
+  maxWebSocketMessageBytes: 64 * 1024,
+  maxSubscriptionsPerConnection: 50,
+};
+
 export interface ApiServerOptions {
   prisma: PrismaClient;
-  dataRoots: readonly string[];
-  /** Enables live events (LISTEN on this database). */
+  /** The data roots given at start (an admin may add more). */
+  dataRoots: readonly DataRoot[];
+  /** Server directories outside the data roots that non-admins never see (job outputs, the data directory). */
+  hiddenPaths?: readonly string[];
+  /** Enables live events and token revocation across processes (LISTEN on this database). */
   databaseUrl?: string;
   /** Enables starting and cancelling jobs. */
   queue?: PgBoss;
   port?: number;
   host?: string;
+  security?: Partial<SecuritySettings> & { queryLimits?: Partial<QueryLimits> };
+}
+
+/** The origins a request may come from: the server's own (as the Host header names it) and those configured. */
+function originAllowed(origin: string | undefined, host: string | undefined, allowed: readonly string[]): boolean {
+  if (origin === undefined) return true;
+  if (allowed.includes(origin)) return true;
+  return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`);
+}
+
+const jsonError = (res: Response, status: number, code: string, message: string) => res.status(status).json({ errors: [{ message, extensions: { code } }] });
+
+const bearerOf = (req: IncomingMessage) => req.headers.authorization;
+
+interface Connection {
+  viewer: Principal;
+  subscriptions: Set<string>;
+  expiry?: NodeJS.Timeout;
 }
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const schema = await buildApiSchema();
+  const settings: SecuritySettings = { ...DEFAULT_SECURITY, ...options.security, queryLimits: { ...DEFAULT_QUERY_LIMITS, ...options.security?.queryLimits } };
+  const schema: GraphQLSchema = await buildApiSchema();
   const events = options.databaseUrl ? await JobEventHub.start(options.databaseUrl) : undefined;
+  const limiter = new MutationRateLimiter(settings.mutationRate);
+  const { prisma } = options;
+  const hidden = options.hiddenPaths ?? [];
+  const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken });
+  const redactorFor = async (viewer: Principal): Promise<PathRedactor | undefined> => (viewer.role === 'ADMIN' ? undefined : new PathRedactor(await allDataRoots(prisma, options.dataRoots), hidden));
+
   const app = express();
+  app.disable('x-powered-by');
   const http: Server = createServer(app);
-  const wss = new WebSocketServer({ server: http, path: '/graphql' });
-  const context = (): ApiContext => ({ prisma: options.prisma, dataRoots: options.dataRoots, events, queue: options.queue });
-  const wsCleanup = useServer({ schema, context }, wss);
+
+  // Browsers send Origin on cross-site requests; only the server's own pages (and configured origins) may call it.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (!originAllowed(req.headers.origin, req.headers.host, settings.allowedOrigins)) return jsonError(res, 403, 'FORBIDDEN', `origin ${req.headers.origin} is not allowed (see --allowed-origins)`);
+    next();
+  });
+  app.get('/', (_req, res) => {
+    res.set('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; connect-src 'self'");
+    res.type('html').send(homePage());
+  });
+
+  // --- WebSocket (graphql-ws) ---
+  const wss = new WebSocketServer({
+    server: http,
+    path: '/graphql',
+    maxPayload: settings.maxWebSocketMessageBytes,
+    verifyClient: (info: { origin?: string; req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
+      // ws reports an absent Origin header as undefined; browsers always send one.
+      const origin = info.req.headers.origin;
+      if (originAllowed(origin, info.req.headers.host, settings.allowedOrigins)) done(true);
+      else done(false, 403, 'origin not allowed');
+    },
+  });
+  const connections = new Map<WebSocket, Connection>();
+  const closeFor = (socket: WebSocket, code: number, reason: string) => {
+    if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
+  };
+  const revocations: Listener | undefined = options.databaseUrl
+    ? await listenOn(options.databaseUrl, TOKEN_REVOKED_CHANNEL, (tokenId) => {
+        for (const [socket, connection] of connections) if (connection.viewer.tokenId === tokenId) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
+      })
+    : undefined;
+  type WsExtra = { socket: WebSocket; request: IncomingMessage };
+  const connectionOf = (extra: WsExtra): Connection => {
+    const connection = connections.get(extra.socket);
+    if (!connection) throw new Error('graphql-ws: a subscription before connection_init was accepted');
+    return connection;
+  };
+  const wsCleanup = useServer<Record<string, unknown> | undefined, WsExtra>(
+    {
+      schema,
+      context: (ctx) => context(connectionOf(ctx.extra).viewer),
+      onConnect: async (ctx) => {
+        try {
+          const viewer = await authenticate(prisma, ctx.connectionParams?.authorization, settings.allowAnonymousRead);
+          const connection: Connection = { viewer, subscriptions: new Set() };
+          if (viewer.expiresAt) {
+            const ms = Math.max(0, viewer.expiresAt.getTime() - Date.now());
+            // setTimeout holds at most 2^31-1 ms; later expiries are caught by the per-subscription check.
+            if (ms < 2 ** 31 - 1) connection.expiry = setTimeout(() => closeFor(ctx.extra.socket, CloseCode.Unauthorized, 'token expired'), ms);
+          }
+          connections.set(ctx.extra.socket, connection);
+          return true;
+        } catch (err) {
+          closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
+          return false;
+        }
+      },
+      onClose: (ctx) => {
+        const connection = connections.get(ctx.extra.socket);
+        if (connection?.expiry) clearTimeout(connection.expiry);
+        connections.delete(ctx.extra.socket);
+      },
+      onSubscribe: async (ctx, id, payload) => {
+        const connection = connectionOf(ctx.extra);
+        // The token is checked again: one revoked or expired since the connection opened stops here.
+        if (connection.viewer.tokenId) {
+          try {
+            connection.viewer = await authenticate(prisma, ctx.connectionParams?.authorization, false);
+          } catch (err) {
+            closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
+            return [err as GraphQLError];
+          }
+        }
+        if (connection.subscriptions.size >= settings.maxSubscriptionsPerConnection) {
+          return [new GraphQLError(`at most ${settings.maxSubscriptionsPerConnection} subscriptions per connection`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS', limit: settings.maxSubscriptionsPerConnection } })];
+        }
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query, { maxTokens: settings.queryLimits.maxTokens });
+        } catch (err) {
+          return [tooLargeOrSyntax(err as GraphQLError, settings.queryLimits.maxTokens)];
+        }
+        const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, payload.variables ?? undefined, settings.queryLimits, payload.operationName ?? undefined);
+        if (problem) return [problem];
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        const operation = getOperationAST(document, payload.operationName ?? undefined);
+        if (operation?.operation === 'mutation' && connection.viewer.tokenId) {
+          try {
+            limiter.take(connection.viewer.tokenId);
+          } catch (err) {
+            return [err as GraphQLError];
+          }
+        }
+        connection.subscriptions.add(id);
+        const args: ExecutionArgs = { schema, document, variableValues: payload.variables, operationName: payload.operationName, contextValue: context(connection.viewer) };
+        return args;
+      },
+      onComplete: (ctx, id) => {
+        connections.get(ctx.extra.socket)?.subscriptions.delete(id);
+      },
+      onNext: async (ctx, _id, _payload, _args, result) => {
+        const redactor = await redactorFor(connectionOf(ctx.extra).viewer);
+        return redactor ? redactor.value(result) : undefined;
+      },
+      onError: async (ctx, id, _payload, errors): Promise<GraphQLFormattedError[]> => {
+        const connection = connections.get(ctx.extra.socket);
+        connection?.subscriptions.delete(id);
+        const redactor = connection ? await redactorFor(connection.viewer) : undefined;
+        return errors.map((e) => {
+          const formatted = maskInternal(e.toJSON());
+          return redactor ? redactor.value(formatted) : formatted;
+        });
+      },
+    },
+    wss,
+  );
+
+  // --- HTTP (Apollo) ---
+  const limitsPlugin: ApolloServerPlugin<ApiContext> = {
+    async requestDidStart() {
+      return {
+        // Before the standard validation, whose cost grows with the square of the aliases.
+        async validationDidStart({ document, request }) {
+          const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, request.variables, settings.queryLimits, request.operationName);
+          if (problem) throw problem;
+        },
+        // Again with this request's variables: a document parsed before may come from the cache with other ones.
+        async didResolveOperation({ document, request, operation, contextValue }) {
+          const problem = checkQueryCost(schema, document, request.variables, settings.queryLimits, request.operationName);
+          if (problem) throw problem;
+          if (operation?.operation === 'mutation' && contextValue.viewer.tokenId) limiter.take(contextValue.viewer.tokenId);
+        },
+        async willSendResponse({ response, contextValue }) {
+          if (response.body.kind !== 'single') return;
+          const redactor = await redactorFor(contextValue.viewer);
+          const result = response.body.singleResult;
+          if (redactor) {
+            if (result.data) result.data = redactor.value(result.data);
+            if (result.errors) result.errors = redactor.value(result.errors);
+          }
+        },
+      };
+    },
+  };
   const apollo = new ApolloServer<ApiContext>({
     schema,
-    // Introspection stays on in production: dashboards and scripts discover the schema with it.
+    // Introspection stays on: dashboards and scripts discover the schema with it (behind a token).
     introspection: true,
+    includeStacktraceInErrorResponses: false,
+    parseOptions: { maxTokens: settings.queryLimits.maxTokens },
+    formatError: (formatted) => maskInternal(tooLargeFormatted(formatted, settings.queryLimits.maxTokens)),
     // The process that starts the server stops it, in its own order; Apollo must not act on signals itself.
     stopOnTerminationSignals: false,
     plugins: [
       ApolloServerPluginCacheControlDisabled(),
+      // Apollo's landing page loads from a CDN; this server serves nothing from outside.
+      ApolloServerPluginLandingPageDisabled(),
       ApolloServerPluginDrainHttpServer({ httpServer: http }),
+      limitsPlugin,
       { async serverWillStart() { return { async drainServer() { await wsCleanup.dispose(); } }; } },
     ],
   });
   await apollo.start();
-  app.use('/graphql', express.json({ limit: '1mb' }), expressMiddleware(apollo, { context: async () => context() }));
+  app.use(
+    '/graphql',
+    express.json({ limit: settings.maxBodyBytes }),
+    // Malformed or oversized bodies: a GraphQL-shaped JSON error, and nothing of the body in the log.
+    (err: Error & { type?: string; status?: number }, _req: Request, res: Response, next: NextFunction) => {
+      if (err.type === 'entity.too.large') return jsonError(res, 413, 'PAYLOAD_TOO_LARGE', `request body over the ${settings.maxBodyBytes}-byte limit`);
+      if (err.type === 'entity.parse.failed') return jsonError(res, 400, 'BAD_REQUEST', 'request body is not valid JSON');
+      if (err.status && err.status < 500) return jsonError(res, err.status, 'BAD_REQUEST', err.message);
+      next(err);
+    },
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        res.locals.viewer = await authenticate(prisma, bearerOf(req), settings.allowAnonymousRead);
+        next();
+      } catch (err) {
+        if (err instanceof GraphQLError && err.extensions.code === 'UNAUTHENTICATED') {
+          res.set('www-authenticate', 'Bearer realm="apl-merge"');
+          return jsonError(res, 401, 'UNAUTHENTICATED', err.message);
+        }
+        next(err);
+      }
+    },
+    expressMiddleware(apollo, { context: async ({ res }) => context((res.locals.viewer as Principal | undefined) ?? ANONYMOUS) }),
+  );
+  // Anything else thrown in a handler: a JSON error with an id to find it in the log, never a stack.
+  app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+    void _next;
+    const id = randomUUID();
+    console.error(`api: internal error ${id}: ${err.message}`);
+    jsonError(res, 500, 'INTERNAL_SERVER_ERROR', `internal error (logged as ${id})`);
+  });
+
   await new Promise<void>((resolve) => http.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
   const port = (http.address() as AddressInfo).port;
   return {
     url: `http://${options.host ?? '127.0.0.1'}:${port}/graphql`,
     port,
     stop: async () => {
+      for (const connection of connections.values()) if (connection.expiry) clearTimeout(connection.expiry);
       await apollo.stop();
+      await revocations?.close();
       await events?.close();
     },
   };
+}
+
+/** Internal errors reach the log with an id; the caller gets the id, not the server's text (SQL, paths, stacks). */
+function maskInternal(formatted: GraphQLFormattedError): GraphQLFormattedError {
+  if (formatted.extensions?.code !== 'INTERNAL_SERVER_ERROR') return formatted;
+  const id = randomUUID();
+  console.error(`api: internal error ${id}: ${formatted.message}`);
+  return { ...formatted, message: `internal error (logged as ${id})` };
+}
+
+/** graphql-js stops parsing at maxTokens with a syntax error; say which limit it was. */
+function tooLargeFormatted(formatted: GraphQLFormattedError, maxTokens: number): GraphQLFormattedError {
+  if (!/Document contains more than \d+ tokens/.test(formatted.message)) return formatted;
+  return { ...formatted, message: `Query token limit of ${maxTokens} exceeded: parsing stopped`, extensions: { ...formatted.extensions, code: 'QUERY_TOO_LARGE', limit: maxTokens } };
+}
+
+function tooLargeOrSyntax(error: GraphQLError, maxTokens: number): GraphQLError {
+  if (/Document contains more than \d+ tokens/.test(error.message)) return new GraphQLError(`Query token limit of ${maxTokens} exceeded: parsing stopped`, { extensions: { code: 'QUERY_TOO_LARGE', limit: maxTokens } });
+  return new GraphQLError(error.message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
 }

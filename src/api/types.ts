@@ -9,7 +9,7 @@ registerEnumType(JobStatus, { name: 'JobStatus' });
 @ObjectType({ description: 'A stored checkpoint: where it is and what it holds' })
 export class CheckpointType {
   @Field(() => ID) id: string;
-  @Field() uri: string;
+  @Field({ description: 'file:// URI for admins; data://ROOT/relative for everyone else' }) uri: string;
   @Field({ description: 'sha256 of the file (or of each shard, comma-separated)' }) sha256: string;
   @Field(() => Float) bytes: number;
   @Field() dtype: string;
@@ -24,6 +24,7 @@ export class ModelType {
   @Field(() => ModelKind) kind: ModelKind;
   @Field() architecture: string;
   @Field() createdAt: Date;
+  @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
   checkpointId: string;
 }
 
@@ -62,7 +63,8 @@ export class TaskType {
   @Field() name: string;
   @Field(() => Int) classes: number;
   @Field() description: string;
-  @Field() dataUri: string;
+  @Field({ description: 'file:// URI for admins; data://ROOT/relative for everyone else' }) dataUri: string;
+  @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
 }
 
 @ObjectType({ description: "A model's score on a task's split" })
@@ -104,6 +106,7 @@ export class MergeType {
   @Field(() => Int, { description: 'attempts started (more than one after a worker was lost)' }) attempts: number;
   @Field() createdAt: Date;
   @Field() updatedAt: Date;
+  @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
   outputModelId: string | null;
 }
 
@@ -122,6 +125,7 @@ export class AnalysisType {
   @Field(() => Int) attempts: number;
   @Field() createdAt: Date;
   @Field() updatedAt: Date;
+  @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
   modelId: string;
   taskId: string;
   baseModelId: string | null;

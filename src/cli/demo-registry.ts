@@ -9,12 +9,14 @@ import type { PgBoss } from 'pg-boss';
 import { buildVisionZoo, ZooManifest } from '../engine/zoo/vision';
 import { requestMerge } from '../jobs/requests';
 import { PrismaClient } from '../store/client';
+import { namedRoots } from '../store/data-roots';
 import { registerModel, registerTask } from '../store/registry';
 
 export const DEMO_SEED = 0;
 
-export async function registerDemo(prisma: PrismaClient, queue: PgBoss, dataDirectory: string, log: (line: string) => void): Promise<{ baseId: string; mergeId: string }> {
-  const zooDirectory = join(dataDirectory, 'demo', 'vision-quick');
+/** `demoDirectory` is the data root the demo's zoo is trained into. */
+export async function registerDemo(prisma: PrismaClient, queue: PgBoss, demoDirectory: string, log: (line: string) => void): Promise<{ baseId: string; mergeId: string }> {
+  const zooDirectory = join(demoDirectory, 'vision-quick');
   const manifestPath = join(zooDirectory, 'zoo.json');
   let manifest: ZooManifest;
   if (existsSync(manifestPath)) {
@@ -23,15 +25,16 @@ export async function registerDemo(prisma: PrismaClient, queue: PgBoss, dataDire
     log(`demo: training the quick vision zoo in ${zooDirectory} (seed ${DEMO_SEED}; about 20 s)`);
     manifest = await buildVisionZoo({ out: zooDirectory, quick: true, seed: DEMO_SEED, log: (line) => log(`demo: ${line}`) });
   }
-  const roots = [dataDirectory];
-  const base = await registerModel(prisma, roots, { name: 'demo-base', kind: 'BASE', path: join(zooDirectory, manifest.base) });
+  const roots = namedRoots([demoDirectory]);
+  const by = { createdBy: 'apl-merge start' };
+  const base = await registerModel(prisma, roots, { name: 'demo-base', kind: 'BASE', path: join(zooDirectory, manifest.base) }, by);
   const models: Array<{ modelId: string; probeTaskId: string; parameters: Record<string, unknown> }> = [];
   for (const entry of manifest.finetunes) {
-    const finetune = await registerModel(prisma, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] });
-    const task = await registerTask(prisma, roots, { name: entry.task, path: join(zooDirectory, entry.data) });
+    const finetune = await registerModel(prisma, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] }, by);
+    const task = await registerTask(prisma, roots, { name: entry.task, path: join(zooDirectory, entry.data) }, by);
     models.push({ modelId: finetune.id, probeTaskId: task.id, parameters: { weight: 1, density: 0.5 } });
   }
-  const merge = await requestMerge(prisma, queue, { name: 'demo-apl', method: 'apl', baseModelId: base.id, models, parameters: { level: 'row', estimator: 'gradient' }, seed: DEMO_SEED });
+  const merge = await requestMerge(prisma, queue, { name: 'demo-apl', method: 'apl', baseModelId: base.id, models, parameters: { level: 'row', estimator: 'gradient' }, seed: DEMO_SEED }, { name: 'apl-merge start' });
   log(`demo: registered demo-base, ${models.length} fine-tunes and their tasks; queued merge ${merge.id} (APL) → model demo-apl`);
   return { baseId: base.id, mergeId: merge.id };
 }

@@ -16,6 +16,7 @@ import { writeSyntheticFamily } from '../engine/zoo/synthetic';
 import type * as AplCommands from './apl-commands';
 import type * as ServeModule from './serve';
 import type * as StartModule from './start';
+import type * as TokenModule from './token';
 import type * as WorkerModule from '../jobs/worker-cli';
 
 /** The APL commands load TensorFlow.js; merge, inspect and methods do not need it, so load it on use. */
@@ -176,6 +177,8 @@ export function buildProgram(): Command {
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
   const portOption = () => new Option('--port <n>', 'port (0: any free one)').default('4000');
   const hostOption = () => new Option('--host <host>', 'interface to listen on').default('127.0.0.1');
+  const anonymousOption = () => new Option('--allow-anonymous-read', 'requests without a token may read (viewer rights); by default every request needs a token');
+  const originsOption = () => new Option('--allowed-origins <origins>', "comma-separated origins (https://host:port) whose pages may call the API, besides the server's own (default: $APL_MERGE_ALLOWED_ORIGINS)");
   const zoo = program.command('zoo').description('homologous models trained from a seed, for experiments and tests');
   zoo
     .command('build')
@@ -213,6 +216,8 @@ export function buildProgram(): Command {
     .addOption(portOption())
     .addOption(hostOption())
     .option('--data-roots <dirs>', 'colon-separated directories models may be registered from (default: $APL_MERGE_DATA_ROOTS or ./data)')
+    .addOption(anonymousOption())
+    .addOption(originsOption())
     .action((flags: Parameters<typeof ServeModule.serveCommand>[0]) => (require('./serve') as typeof ServeModule).serveCommand(flags));
   program
     .command('start')
@@ -222,7 +227,32 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'where the embedded database, the demo and job outputs live (a data root)', '.apl-merge')
     .option('--data-roots <dirs>', 'more colon-separated directories models may be registered from')
     .option('--no-demo', 'do not register the demo models on a first start')
+    .addOption(anonymousOption())
+    .addOption(originsOption())
     .action((flags: Parameters<typeof StartModule.startCommand>[0]) => (require('./start') as typeof StartModule).startCommand(flags));
+  const token = program.command('token').description('API tokens (DATABASE_URL, or the embedded database of --data-dir)');
+  const tokens = () => require('./token') as typeof TokenModule;
+  const dataDirOption = () => new Option('--data-dir <dir>', 'the data directory of apl-merge start, when DATABASE_URL is not set').default('.apl-merge');
+  token
+    .command('create')
+    .description('create a token and print it (on the last line); it is not shown again')
+    .requiredOption('--name <name>', 'what listings, revocation and createdBy call it')
+    .addOption(new Option('--role <role>', 'viewer reads; operator also starts and cancels jobs; admin also registers models and manages tokens').choices(['viewer', 'operator', 'admin']).makeOptionMandatory())
+    .option('--expires <duration>', 'lifetime such as 90m, 12h, 30d or 2w (default: none)')
+    .addOption(dataDirOption())
+    .action((flags: Parameters<typeof TokenModule.tokenCreateCommand>[0]) => tokens().tokenCreateCommand(flags));
+  token
+    .command('list')
+    .description('every token: name, role, prefix, created, last used, expiry, state')
+    .option('--json', 'print the list as JSON')
+    .addOption(dataDirOption())
+    .action((flags: Parameters<typeof TokenModule.tokenListCommand>[0]) => tokens().tokenListCommand(flags));
+  token
+    .command('revoke')
+    .description('revoke a token: its requests are refused and its subscriptions closed')
+    .argument('<name>', 'the token name')
+    .addOption(dataDirOption())
+    .action((name: string, flags: TokenModule.TokenDatabaseFlags) => tokens().tokenRevokeCommand(name, flags));
   program
     .command('worker')
     .description('take merges and analyses off the queue at DATABASE_URL and run them (as npm run worker)')

@@ -2,19 +2,23 @@
  * `apl-merge start` (what `npm start` runs): the whole platform on one machine. Uses DATABASE_URL
  * when set, else an embedded PostgreSQL under the data directory; migrates; serves the GraphQL API;
  * runs one worker as a child process (so the engine's computing never stalls the API); and on the
- * first start with an empty database registers the demo (--no-demo turns it off).
+ * first start with an empty database registers the demo (--no-demo turns it off). The first start
+ * also creates an admin token, kept in DATA_DIR/admin-token (readable by its owner only) and
+ * reused by later starts, and prints the address that signs a browser in with it.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startApiServer } from '../api/server';
-import { redactedUrl } from '../store/client';
+import { PrismaClient, redactedUrl } from '../store/client';
+import { namedRoots } from '../store/data-roots';
 import { EmbeddedDatabase, startEmbeddedDatabase } from '../store/embedded';
+import { createToken, verifyToken } from '../store/tokens';
 import { stopSignal } from '../jobs/stop-signal';
 import { registerDemo } from './demo-registry';
-import { dataRoots, openServices } from './serve';
+import { dataRoots, openServices, SecurityFlags, securitySettings } from './serve';
 
-export interface StartFlags {
+export interface StartFlags extends SecurityFlags {
   port: string;
   host: string;
   dataDir: string;
@@ -30,8 +34,28 @@ function startWorkerProcess(env: NodeJS.ProcessEnv): ChildProcess {
   return child;
 }
 
+export const adminTokenFile = (dataDirectory: string) => join(dataDirectory, 'admin-token');
+
+/** The admin token of this data directory: the one in DATA_DIR/admin-token while it is valid, else a new one written there. */
+export async function ensureAdminToken(prisma: PrismaClient, dataDirectory: string): Promise<{ token: string; created: boolean }> {
+  const file = adminTokenFile(dataDirectory);
+  if (existsSync(file)) {
+    const token = readFileSync(file, 'utf8').trim();
+    const check = await verifyToken(prisma, token);
+    if (check.ok && check.token.role === 'ADMIN') return { token, created: false };
+  }
+  const taken = new Set((await prisma.apiToken.findMany({ select: { name: true } })).map((t) => t.name));
+  let name = 'admin';
+  for (let n = 2; taken.has(name); n++) name = `admin-${n}`;
+  const { token } = await createToken(prisma, { name, role: 'ADMIN', createdBy: 'apl-merge start' });
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return { token, created: true };
+}
+
 export async function startCommand(flags: StartFlags): Promise<void> {
   const stopRequested = stopSignal();
+  const security = securitySettings(flags);
   const dataDirectory = resolve(flags.dataDir);
   mkdirSync(dataDirectory, { recursive: true });
   // The embedded server may run as another user (never as root): it must be able to reach its data.
@@ -39,7 +63,9 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let url = process.env.DATABASE_URL;
   if (!url) {
-    embedded = await startEmbeddedDatabase(dataDirectory);
+    embedded = await startEmbeddedDatabase(dataDirectory, (line) => {
+      if (line.startsWith('the embedded database')) console.log(`database: ${line}`);
+    });
     url = embedded.url;
     console.log(`database: embedded PostgreSQL at ${redactedUrl(url)} (${embedded.created ? 'created' : 'data'} in ${join(dataDirectory, 'postgres')})`);
   } else {
@@ -47,14 +73,20 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   }
   const { migration, prisma, queue, close } = await openServices(url);
   if (migration.applied.length > 0) console.log(`applied ${migration.applied.length} migration(s): ${migration.applied.join(', ')}`);
-  const roots = [dataDirectory, ...(flags.dataRoots || process.env.APL_MERGE_DATA_ROOTS ? dataRoots(flags.dataRoots) : [])];
+  // The data directory itself (database, password, admin token) is not a data root; these folders in it are.
+  const ownRoots = ['models', 'demo', 'outputs'].map((name) => join(dataDirectory, name));
+  for (const dir of ownRoots) mkdirSync(dir, { recursive: true });
+  const roots = [...namedRoots(ownRoots), ...(flags.dataRoots || process.env.APL_MERGE_DATA_ROOTS ? dataRoots(flags.dataRoots) : [])];
   const outputRoot = join(dataDirectory, 'outputs');
+  const admin = await ensureAdminToken(prisma, dataDirectory);
   const worker = startWorkerProcess({ ...process.env, DATABASE_URL: url, APL_MERGE_OUTPUT_DIR: outputRoot });
   // The demo's zoo trains on this thread: do it before serving, so no request waits behind it.
-  const demo = flags.demo && (await prisma.model.count()) === 0 ? await registerDemo(prisma, queue, dataDirectory, (line) => console.log(line)) : undefined;
-  const server = await startApiServer({ prisma, dataRoots: roots, databaseUrl: url, queue, port: Number(flags.port), host: flags.host });
-  console.log(`data roots: ${roots.join(', ')}; outputs in ${outputRoot}`);
+  const demo = flags.demo && (await prisma.model.count()) === 0 ? await registerDemo(prisma, queue, join(dataDirectory, 'demo'), (line) => console.log(line)) : undefined;
+  const server = await startApiServer({ prisma, dataRoots: roots, hiddenPaths: [dataDirectory], databaseUrl: url, queue, port: Number(flags.port), host: flags.host, security });
+  console.log(`data roots: ${roots.map((r) => `${r.name}=${r.path}`).join(', ')}; outputs in ${outputRoot}`);
   console.log(`GraphQL API at ${server.url} (queries and mutations over HTTP, subscriptions over WebSocket)`);
+  console.log(`admin token ${admin.created ? 'created' : 'reused'}: ${adminTokenFile(dataDirectory)} (send it as "Authorization: Bearer <token>")`);
+  console.log(`open http://${flags.host}:${server.port}/#token=${admin.token}`);
   if (demo) console.log(`try: { lineage(baseId: "${demo.baseId}") { nodes { name kind depth } edges { relation weight } } }`);
   await stopRequested;
   const workerExit = new Promise((done) => worker.once('exit', done));

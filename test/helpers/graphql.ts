@@ -7,16 +7,18 @@ export interface GqlResult<T> {
   errors?: Array<{ message: string; extensions: { code: string } }>;
 }
 
-export function graphqlClient(url: string) {
+/** Queries over HTTP, with `token` as the bearer token when given. */
+export function graphqlClient(url: string, token?: string) {
   return async <T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<GqlResult<T>> => {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+    const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
     return (await response.json()) as GqlResult<T>;
   };
 }
 
-/** Subscribes; `done` resolves when the server completes the subscription. */
-export function subscribe<T>(url: string, query: string, variables: Record<string, unknown>, onData: (data: T) => void): { done: Promise<void>; close: () => Promise<void> } {
-  const client = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
+/** Subscribes (authenticated with `token`); `done` resolves when the server completes the subscription. */
+export function subscribe<T>(url: string, query: string, variables: Record<string, unknown>, onData: (data: T) => void, token?: string): { done: Promise<void>; close: () => Promise<void> } {
+  const client = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: token ? { authorization: `Bearer ${token}` } : undefined });
   const done = new Promise<void>((resolve, reject) => {
     client.subscribe<T>(
       { query, variables },

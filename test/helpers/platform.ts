@@ -9,7 +9,9 @@ import { ApiServer, startApiServer } from '../../src/api/server';
 import { openQueue, QueueSettings } from '../../src/jobs/queue';
 import { createPrisma, PrismaClient } from '../../src/store/client';
 import { migrate } from '../../src/store/migrate';
+import { namedRoots } from '../../src/store/data-roots';
 import { createTestDatabase } from './database';
+import { testToken } from './tokens';
 import { removeTempDirs, tempDir } from './files';
 import { graphqlClient } from './graphql';
 import { startWorkerProcess, WorkerProcess } from './worker-process';
@@ -19,6 +21,8 @@ export interface TestPlatform {
   prisma: PrismaClient;
   queue: PgBoss;
   server: ApiServer;
+  /** An admin token; `gql` sends it. */
+  token: string;
   gql: ReturnType<typeof graphqlClient>;
   /** The data root: models and task data registered in tests live below it. */
   root: string;
@@ -36,14 +40,16 @@ export async function startTestPlatform(settings?: QueueSettings): Promise<TestP
   const root = tempDir();
   const outputs = join(root, 'outputs');
   const queue = await openQueue(database.url, settings);
-  const server = await startApiServer({ prisma, dataRoots: [root], databaseUrl: database.url, queue });
+  const server = await startApiServer({ prisma, dataRoots: namedRoots([root]), databaseUrl: database.url, queue });
+  const token = await testToken(prisma, 'ADMIN');
   const workers: WorkerProcess[] = [];
   return {
     databaseUrl: database.url,
     prisma,
     queue,
     server,
-    gql: graphqlClient(server.url),
+    token,
+    gql: graphqlClient(server.url, token),
     root,
     outputs,
     startWorker: async (env = {}) => {

@@ -61,7 +61,10 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    return fail(`header is not valid JSON (${(err as Error).message})`);
+    // V8's message quotes the text it failed on; a file that is not safetensors must not have its
+    // bytes echoed back to whoever named it, so only the position is kept.
+    const position = /position (\d+)/.exec((err as Error).message)?.[1];
+    return fail(`header is not valid JSON${position ? ` (at byte ${position} of the header)` : ''}`);
   }
   if (!isPlainObject(parsed)) return fail('header is not a JSON object');
   const duplicate = findDuplicateKey(text);
@@ -170,11 +173,12 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     readFully(fd, prefix, 0, file, 'the header length');
     const declared = new DataView(prefix.buffer).getBigUint64(0, true);
     if (declared > BigInt(MAX_HEADER_BYTES)) {
-      throw new CheckpointError(file, `header length ${declared} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+      // The declared length is the file's first 8 bytes: not echoed, since the file may be anything.
+      throw new CheckpointError(file, `not a safetensors file: its declared header length exceeds the ${MAX_HEADER_BYTES}-byte limit`);
     }
     const headerLength = Number(declared);
     if (8 + headerLength > fileSize) {
-      throw new CheckpointError(file, `header length ${headerLength} runs past the end of the file (${fileSize} bytes)`);
+      throw new CheckpointError(file, `not a safetensors file, or truncated: its declared header length runs past the end of the file (${fileSize} bytes)`);
     }
     if (headerLength === 0) throw new CheckpointError(file, 'header is empty');
     const headerBytes = new Uint8Array(headerLength);
