@@ -6,7 +6,7 @@
  * field costs 1 and a list multiplies what is selected below it by its `first` argument, or by
  * an assumed size for lists without one.
  */
-import { DocumentNode, GraphQLError, GraphQLSchema, isListType, isNonNullType, GraphQLOutputType, validate, ValidationContext } from 'graphql';
+import { DocumentNode, FragmentDefinitionNode, GraphQLError, GraphQLSchema, isListType, Kind, SelectionSetNode, isNonNullType, GraphQLOutputType, validate, ValidationContext } from 'graphql';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
@@ -56,7 +56,7 @@ export function checkQueryShape(schema: GraphQLSchema, document: DocumentNode, l
     maxAliasesRule({ n: limits.maxAliases, onReject: collect('TOO_MANY_ALIASES', limits.maxAliases), propagateOnRejection: false }),
     maxDirectivesRule({ n: limits.maxDirectives, onReject: collect('TOO_MANY_DIRECTIVES', limits.maxDirectives), propagateOnRejection: false }),
   ]);
-  return problems[0];
+  return problems[0] ?? checkIntrospection(document);
 }
 
 /** QUERY_TOO_COMPLEX when the document's estimated cost, with these variables, is over the limit. */
@@ -70,6 +70,8 @@ export function checkQueryCost(schema: GraphQLSchema, document: DocumentNode, va
       operationName,
       estimators: [
         ({ type, field, args, childComplexity }: ComplexityEstimatorArgs) => {
+          // Introspection is answered from the schema in memory; its size is bounded by checkIntrospection.
+          if (type.name.startsWith('__') || field.name.startsWith('__')) return 0;
           // A page's list is as long as the `first` of the field that returned the page, counted there.
           const size = typeof args.first === 'number' && args.first > 0 ? args.first : isList(field.type) && !PAGE_TYPES.has(type.name) ? limits.assumedListSize : 1;
           return 1 + size * childComplexity;
@@ -82,4 +84,33 @@ export function checkQueryCost(schema: GraphQLSchema, document: DocumentNode, va
   }
   if (cost > limits.maxCost) return limitError('QUERY_TOO_COMPLEX', `Query cost limit of ${limits.maxCost} exceeded, estimated ${cost} (every field costs 1; a list multiplies what it selects by its first argument, or by ${limits.assumedListSize})`, limits.maxCost, cost);
   return undefined;
+}
+
+/** The list fields of the introspection types: nesting them multiplies the answer (types × fields × args …). */
+const INTROSPECTION_LISTS = new Set(['types', 'fields', 'args', 'interfaces', 'possibleTypes', 'enumValues', 'inputFields', 'directives']);
+/** The standard introspection query nests three (types → fields → args); a cyclic one nests many more. */
+export const MAX_INTROSPECTION_LISTS = 3;
+
+/** QUERY_TOO_COMPLEX when an introspection selection nests more list fields than the standard introspection query does. */
+export function checkIntrospection(document: DocumentNode): GraphQLError | undefined {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
+  let deepest = 0;
+  const walk = (set: SelectionSetNode | undefined, inIntrospection: boolean, lists: number, seen: ReadonlySet<string>): void => {
+    for (const selection of set?.selections ?? []) {
+      if (selection.kind === Kind.FIELD) {
+        const inside = inIntrospection || selection.name.value.startsWith('__');
+        const nested = lists + (inside && INTROSPECTION_LISTS.has(selection.name.value) ? 1 : 0);
+        if (inside) deepest = Math.max(deepest, nested);
+        walk(selection.selectionSet, inside, nested, seen);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        walk(selection.selectionSet, inIntrospection, lists, seen);
+      } else if (!seen.has(selection.name.value)) {
+        walk(fragments.get(selection.name.value)?.selectionSet, inIntrospection, lists, new Set([...seen, selection.name.value]));
+      }
+    }
+  };
+  for (const d of document.definitions) if (d.kind === Kind.OPERATION_DEFINITION) walk(d.selectionSet, false, 0, new Set());
+  if (deepest <= MAX_INTROSPECTION_LISTS) return undefined;
+  return limitError('QUERY_TOO_COMPLEX', `Introspection nests ${deepest} lists (types, fields, args, …); at most ${MAX_INTROSPECTION_LISTS}, as the standard introspection query does`, MAX_INTROSPECTION_LISTS, deepest);
 }

@@ -230,12 +230,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const limitsPlugin: ApolloServerPlugin<ApiContext> = {
     async requestDidStart() {
       return {
-        // Before the standard validation, whose cost grows with the square of the aliases.
-        async validationDidStart({ document, request }) {
-          const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, request.variables, settings.queryLimits, request.operationName);
-          if (problem) throw problem;
-        },
-        // Again with this request's variables: a document parsed before may come from the cache with other ones.
+        // The HTTP middleware checked the document; this is the last word for whatever reached Apollo another way.
         async didResolveOperation({ document, request, operation, contextValue }) {
           const problem = checkQueryCost(schema, document, request.variables, settings.queryLimits, request.operationName);
           if (problem) throw problem;
@@ -257,9 +252,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     schema,
     // Introspection stays on: dashboards and scripts discover the schema with it (behind a token).
     introspection: true,
+    // Every document is checked against the limits before Apollo sees it; hash-only (persisted) queries would skip that.
+    persistedQueries: false,
     includeStacktraceInErrorResponses: false,
     parseOptions: { maxTokens: settings.queryLimits.maxTokens },
-    formatError: (formatted) => maskInternal(tooLargeFormatted(formatted, settings.queryLimits.maxTokens)),
+    formatError: (formatted, error) => maskInternal(tooLargeFormatted(formatted, settings.queryLimits.maxTokens), error),
     // The process that starts the server stops it, in its own order; Apollo must not act on signals itself.
     stopOnTerminationSignals: false,
     plugins: [
@@ -294,6 +291,30 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         next(err);
       }
     },
+    // Limits before Apollo's validation, whose overlapping-fields rule grows with the square of the aliases.
+    (req: Request, res: Response, next: NextFunction) => {
+      const body = (req.method === 'GET' ? req.query : req.body) as unknown;
+      if (Array.isArray(body)) return jsonError(res, 400, 'BAD_REQUEST', 'batched requests are not accepted: send one operation per request');
+      const { query, variables, operationName } = (body ?? {}) as { query?: unknown; variables?: unknown; operationName?: unknown };
+      if (typeof query !== 'string') return next();
+      let document: DocumentNode;
+      try {
+        document = parse(query, { maxTokens: settings.queryLimits.maxTokens });
+      } catch (err) {
+        const refused = tooLargeOrSyntax(err as GraphQLError, settings.queryLimits.maxTokens);
+        // A syntax error is Apollo's to report, in its own words.
+        return refused.extensions.code === 'QUERY_TOO_LARGE' ? res.status(400).json({ errors: [formatLimit(refused)] }) : next();
+      }
+      let vars: Record<string, unknown> | undefined;
+      try {
+        vars = typeof variables === 'string' ? (JSON.parse(variables) as Record<string, unknown>) : (variables as Record<string, unknown> | undefined);
+      } catch {
+        return next();
+      }
+      const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, vars ?? undefined, settings.queryLimits, typeof operationName === 'string' ? operationName : undefined);
+      if (problem) return res.status(400).json({ errors: [formatLimit(problem)] });
+      next();
+    },
     expressMiddleware(apollo, { context: async ({ res }) => context((res.locals.viewer as Principal | undefined) ?? ANONYMOUS) }),
   );
   // Anything else thrown in a handler: a JSON error with an id to find it in the log, never a stack.
@@ -319,20 +340,28 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 }
 
 /** Internal errors reach the log with an id; the caller gets the id, not the server's text (SQL, paths, stacks). */
-function maskInternal(formatted: GraphQLFormattedError): GraphQLFormattedError {
+function maskInternal(formatted: GraphQLFormattedError, error?: unknown): GraphQLFormattedError {
   if (formatted.extensions?.code !== 'INTERNAL_SERVER_ERROR') return formatted;
   const id = randomUUID();
-  console.error(`api: internal error ${id}: ${formatted.message}`);
+  const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+  console.error(`api: internal error ${id}: ${original instanceof Error ? `${original.message}${original.stack ? `\n${original.stack.split('\n').slice(1, 4).join('\n')}` : ''}` : formatted.message}`);
   return { ...formatted, message: `internal error (logged as ${id})` };
 }
 
 /** graphql-js stops parsing at maxTokens with a syntax error; say which limit it was. */
 function tooLargeFormatted(formatted: GraphQLFormattedError, maxTokens: number): GraphQLFormattedError {
-  if (!/Document contains more than \d+ tokens/.test(formatted.message)) return formatted;
+  if (!/Document contains more th(?:an|at) \d+ tokens/.test(formatted.message)) return formatted;
   return { ...formatted, message: `Query token limit of ${maxTokens} exceeded: parsing stopped`, extensions: { ...formatted.extensions, code: 'QUERY_TOO_LARGE', limit: maxTokens } };
 }
 
+/** A limit's error as sent: message and extensions, without the HTTP details. */
+function formatLimit(error: GraphQLError): GraphQLFormattedError {
+  const { http: _http, ...extensions } = error.extensions as Record<string, unknown>;
+  void _http;
+  return { message: error.message, extensions };
+}
+
 function tooLargeOrSyntax(error: GraphQLError, maxTokens: number): GraphQLError {
-  if (/Document contains more than \d+ tokens/.test(error.message)) return new GraphQLError(`Query token limit of ${maxTokens} exceeded: parsing stopped`, { extensions: { code: 'QUERY_TOO_LARGE', limit: maxTokens } });
+  if (/Document contains more th(?:an|at) \d+ tokens/.test(error.message)) return new GraphQLError(`Query token limit of ${maxTokens} exceeded: parsing stopped`, { extensions: { code: 'QUERY_TOO_LARGE', limit: maxTokens } });
   return new GraphQLError(error.message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
 }
