@@ -1,5 +1,6 @@
 /** `apl-merge serve` as a real process: migrates a fresh database, serves GraphQL, stops on SIGTERM. */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { resolve } from 'node:path';
@@ -8,9 +9,17 @@ import { removeTempDirs, tempDir } from './helpers/files';
 
 afterAll(removeTempDirs);
 
-it('migrates, prints the GraphQL URL, answers queries and exits cleanly', async () => {
+const cli = (args: string[], env: NodeJS.ProcessEnv) => promisify(execFile)(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), ...args], { env });
+
+it('migrates, prints the GraphQL URL, answers queries with a token and exits cleanly; the log shows no body or token', async () => {
   const database = await createTestDatabase();
   try {
+    // Tokens are managed on the database at DATABASE_URL (migrated by the command itself).
+    const env = { ...process.env, DATABASE_URL: database.url };
+    const created = await cli(['token', 'create', '--name', 'ops', '--role', 'operator', '--expires', '30d'], env);
+    const token = created.stdout.trim().split('\n').pop()!;
+    expect(token).toMatch(/^aplm_/);
+    expect(created.stdout).toMatch(/created token "ops" \(operator, expires \d{4}-/);
     const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', tempDir()], {
       env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url },
     });
@@ -28,8 +37,26 @@ it('migrates, prints the GraphQL URL, answers queries and exits cleanly', async 
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     });
     expect(output).toMatch(/\d+ migration\(s\) applied/);
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ models { models { name } hasNextPage } }' }) });
+    const query = JSON.stringify({ query: '{ models { models { name } hasNextPage } }' });
+    const anonymous = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: query });
+    expect(anonymous.status).toBe(401);
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: query });
     expect(await response.json()).toEqual({ data: { models: { models: [], hasNextPage: false } } });
+    // Bodies the server cannot read: JSON errors, and nothing of the body or the token in its output.
+    const secret = 'BODY-SECRET-1234';
+    const malformed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: `{"query": "${secret}` });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toEqual({ errors: [{ message: 'request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+    const badQuery = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: `{ ${secret} }` }) });
+    expect(badQuery.status).toBe(400);
+    const listed = await cli(['token', 'list'], env);
+    expect(listed.stdout).toMatch(/^ops\s+operator\s+aplm_\S{8}…\s+created \S+\s+last used \d{4}-\S+\s+expires \d{4}-\S+\s+active$/m);
+    expect(listed.stdout).not.toContain(token);
+    expect((await cli(['token', 'revoke', 'ops'], env)).stdout).toMatch(/revoked token "ops"/);
+    expect((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: query })).status).toBe(401);
+    await expect(cli(['token', 'revoke', 'ops'], env)).rejects.toThrow(/token "ops" was already revoked/);
+    expect(output).not.toContain(secret);
+    expect(output).not.toContain(token);
     const exit = new Promise<number | null>((done) => child.on('exit', done));
     child.kill('SIGTERM');
     expect(await exit).toBe(0);

@@ -4,8 +4,10 @@
  * registers the demo, whose merge the worker completes; a second start reuses the data and does
  * not register the demo again; --no-demo with DATABASE_URL leaves the database empty.
  */
-import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync } from 'node:fs';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { Client } from 'pg';
 import { join, resolve } from 'node:path';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir } from './helpers/files';
@@ -17,6 +19,8 @@ afterAll(removeTempDirs);
 interface Started {
   child: ChildProcess;
   url: string;
+  /** The admin token from the printed sign-in address (#token=…). */
+  token: string;
   output: () => string;
   stop: () => Promise<number | null>;
 }
@@ -29,17 +33,25 @@ async function start(args: string[], env: NodeJS.ProcessEnv): Promise<Started> {
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((done) => child.on('exit', done));
   await waitFor(() => /GraphQL API at (\S+)/.test(output) || child.exitCode !== null, 'the GraphQL URL', 60000);
+  await waitFor(() => /open http:\/\/\S+\/#token=\S+/.test(output) || child.exitCode !== null, 'the sign-in address', 10000);
   const url = /GraphQL API at (\S+)/.exec(output)?.[1];
-  if (!url) throw new Error(`start printed no URL:\n${output}`);
+  const token = /open http:\/\/\S+\/#token=(\S+)/.exec(output)?.[1];
+  if (!url || !token) throw new Error(`start printed no URL or token:\n${output}`);
   return {
     child,
     url,
+    token,
     output: () => output,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;
     },
   };
+}
+
+async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), ...args], { env });
+  return stdout;
 }
 
 const withoutDatabaseUrl = (): NodeJS.ProcessEnv => {
@@ -56,7 +68,36 @@ it('starts an embedded database, registers the demo once and merges it', async (
   try {
     expect(first.output()).toMatch(/database: embedded PostgreSQL at postgresql:\/\/127\.0\.0\.1:\d+\/postgres \(created in /);
     expect(existsSync(join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
-    const gql = graphqlClient(first.url);
+    // The admin token: in DATA_DIR/admin-token, readable by its owner only, and what the sign-in address carries.
+    const tokenFile = join(dataDir, 'admin-token');
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(tokenFile, 'utf8').trim()).toBe(first.token);
+    expect(first.output()).toMatch(new RegExp(`open http://127\\.0\\.0\\.1:\\d+/#token=${first.token}`));
+    expect((await graphqlClient(first.url)('{ viewer { role } }')).errors![0].extensions.code).toBe('UNAUTHENTICATED');
+    const gql = graphqlClient(first.url, first.token);
+    expect((await gql<{ viewer: { role: string } }>('{ viewer { role } }')).data!.viewer.role).toBe('ADMIN');
+    // The embedded database: a random password kept 0600, on 127.0.0.1 only, and the fixed one refused.
+    const passwordFile = join(dataDir, 'postgres-password');
+    expect(statSync(passwordFile).mode & 0o777).toBe(0o600);
+    const password = readFileSync(passwordFile, 'utf8').trim();
+    expect(password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    const port = Number(readFileSync(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[3]);
+    const client = new Client({ connectionString: `postgresql://postgres:${password}@127.0.0.1:${port}/postgres` });
+    await client.connect();
+    try {
+      expect((await client.query<{ listen_addresses: string }>('SHOW listen_addresses')).rows[0].listen_addresses).toBe('127.0.0.1');
+    } finally {
+      await client.end();
+    }
+    const withOldPassword = new Client({ connectionString: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres` });
+    await expect(withOldPassword.connect()).rejects.toThrow(/password authentication failed/);
+    // The data directory is not a data root: its database files cannot be registered.
+    const register = await gql('mutation($p: String!) { registerModel(input: { name: "x", kind: BASE, path: $p }) { id } }', { p: join(dataDir, 'postgres') });
+    expect(register.errors![0].message).toMatch(/outside the configured data roots/);
+    // A token created from the command line while the platform runs (through its postmaster.pid).
+    const created = await runCli(['token', 'create', '--name', 'reader', '--role', 'viewer', '--data-dir', dataDir], withoutDatabaseUrl());
+    const reader = created.trim().split('\n').pop()!;
+    expect((await graphqlClient(first.url, reader)<{ viewer: { name: string } }>('{ viewer { name } }')).data!.viewer.name).toBe('reader');
     type Merged = { models: { models: Array<{ name: string; evaluations: Array<{ split: string }>; ancestors: Array<{ name: string }> }> } };
     let merged: Merged['models']['models'] = [];
     await waitFor(async () => {
@@ -75,7 +116,9 @@ it('starts an embedded database, registers the demo once and merges it', async (
   const second = await start(['--data-dir', dataDir], withoutDatabaseUrl());
   try {
     expect(second.output()).toMatch(/embedded PostgreSQL .* \(data in /);
-    const models = await graphqlClient(second.url)<{ models: { models: Array<{ name: string }> } }>(`{ models(first: 100) { models { name } } }`);
+    expect(second.token).toBe(first.token);
+    expect(second.output()).toMatch(/admin token reused/);
+    const models = await graphqlClient(second.url, second.token)<{ models: { models: Array<{ name: string }> } }>(`{ models(first: 100) { models { name } } }`);
     expect(models.data!.models.models.filter((m) => m.name === 'demo-base')).toHaveLength(1);
     expect(second.output()).not.toMatch(/demo: registered/);
   } finally {
@@ -90,7 +133,7 @@ it('uses DATABASE_URL when set, and --no-demo registers nothing', async () => {
   try {
     expect(started.output()).not.toMatch(/embedded/);
     expect(existsSync(join(dataDir, 'postgres'))).toBe(false);
-    const models = await graphqlClient(started.url)<{ models: { models: unknown[] } }>(`{ models { models { name } } }`);
+    const models = await graphqlClient(started.url, started.token)<{ models: { models: unknown[] } }>(`{ models { models { name } } }`);
     expect(models.data!.models.models).toEqual([]);
   } finally {
     expect(await started.stop()).toBe(0);

