@@ -6,6 +6,7 @@ import { buildSchema } from 'type-graphql';
 import { AdminResolver } from './admin-resolver';
 import { AnalysisResolver } from './analysis-resolver';
 import { roleChecker } from './auth';
+import { checkArguments } from './arguments';
 import { JobResolver } from './job-resolver';
 import { MergeResolver } from './merge-resolver';
 import { MethodResolver } from './method-resolver';
@@ -19,6 +20,7 @@ export async function buildApiSchema(): Promise<GraphQLSchema> {
     validate: false,
     pubSub: createPubSub(),
     authChecker: roleChecker,
+    globalMiddlewares: [checkArguments],
     // A field without @Authorized needs only a valid token (or anonymous reads), which every request has by then.
     authMode: 'error',
   });

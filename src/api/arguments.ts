@@ -1,0 +1,54 @@
+/**
+ * Checks on every argument before any resolver runs, so that a malformed value is refused as
+ * BAD_USER_INPUT naming the argument instead of reaching the database: every ID argument (and ID
+ * field of an input object) names a row, and row ids are UUIDs (event ids, sequence numbers, are
+ * the exception); and no text may hold a NUL character, which PostgreSQL cannot store.
+ */
+import { GraphQLError, GraphQLID, GraphQLInputType, isInputObjectType, isListType, isNonNullType } from 'graphql';
+import type { MiddlewareFn } from 'type-graphql';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** ID arguments that are not row ids. */
+const NOT_ROW_IDS = new Set(['afterEventId']);
+
+const badInput = (path: string, reason: string) => new GraphQLError(`${path}: ${reason}`, { extensions: { code: 'BAD_USER_INPUT', argument: path } });
+
+/** NUL anywhere in a value, JSON arguments included. */
+function checkText(value: unknown, path: string): void {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) throw badInput(path, 'contains a NUL character');
+  } else if (Array.isArray(value)) {
+    value.forEach((item, i) => checkText(item, `${path}[${i}]`));
+  } else if (value && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      checkText(key, `${path} (a key)`);
+      checkText(item, `${path}.${key}`);
+    }
+  }
+}
+
+function check(type: GraphQLInputType, value: unknown, path: string): void {
+  if (value === null || value === undefined) return;
+  checkText(value, path);
+  if (isNonNullType(type)) return check(type.ofType, value, path);
+  if (isListType(type)) {
+    if (Array.isArray(value)) value.forEach((item, i) => check(type.ofType, item, `${path}[${i}]`));
+    return;
+  }
+  if (isInputObjectType(type)) {
+    for (const [name, field] of Object.entries(type.getFields())) check(field.type, (value as Record<string, unknown>)[name], `${path}.${name}`);
+    return;
+  }
+  if (type === GraphQLID && !UUID.test(String(value))) {
+    throw badInput(path, `"${String(value).slice(0, 80)}" is not an id (ids are UUIDs such as 3faebb57-6ce4-4d9b-91d7-d65a60b7d11a)`);
+  }
+}
+
+export const checkArguments: MiddlewareFn = async ({ args, info }, next) => {
+  const field = info.parentType.getFields()[info.fieldName];
+  for (const arg of field?.args ?? []) {
+    if (NOT_ROW_IDS.has(arg.name)) checkText(args[arg.name], arg.name);
+    else check(arg.type, args[arg.name], arg.name);
+  }
+  return next();
+};
