@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     const latencies: Record<'ancestors' | 'lineage', number[]> = { ancestors: [], lineage: [] };
     let sent = 0;
     const post = async (query: string, id: string) => {
-      const response = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables: { id } }) });
+      const response = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${server.token}` }, body: JSON.stringify({ query, variables: { id } }) });
       const body = (await response.json()) as { errors?: unknown };
       if (body.errors) throw new Error(JSON.stringify(body.errors));
     };

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     const sentAt = new Map<number, number>();
     const finished: Array<Promise<void>> = [];
     for (let s = 0; s < subscribers; s++) {
-      const client = createClient({ url: server.url.replace('http', 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+      const client = createClient({ url: server.url.replace('http', 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, connectionParams: { authorization: `Bearer ${server.token}` } });
       clients.push(client);
       finished.push(
         new Promise<void>((resolve, reject) => {

@@ -1,7 +1,9 @@
 /** Shared by the platform benchmarks: a fresh database, a real `apl-merge serve` process, percentiles. */
 import { ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { DEFAULT_DATABASE_URL } from '../../src/store/client';
+import { createPrisma, DEFAULT_DATABASE_URL } from '../../src/store/client';
+import { Role } from '../../src/store/generated/enums';
+import { createToken } from '../../src/store/tokens';
 import { migrate } from '../../src/store/migrate';
 import { createScratchDatabase, ScratchDatabase } from '../../src/store/scratch';
 
@@ -12,11 +14,14 @@ export async function freshDatabase(prefix: string): Promise<ScratchDatabase> {
   return database;
 }
 
-/** `apl-merge serve` in its own process, as deployed; resolves with its GraphQL URL. */
-export async function startServer(databaseUrl: string): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
+/** `apl-merge serve` in its own process, as deployed; resolves with its GraphQL URL and a token of `role` to call it with. */
+export async function startServer(databaseUrl: string, role: Role = 'VIEWER', args: string[] = []): Promise<{ url: string; token: string; child: ChildProcess; stop: () => Promise<void> }> {
+  const prisma = createPrisma(databaseUrl);
+  const { token } = await createToken(prisma, { name: `bench-${role.toLowerCase()}-${Date.now()}`, role });
+  await prisma.$disconnect();
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") profiles the server.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, resolve(__dirname, '../../../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', '/nonexistent'], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, resolve(__dirname, '../../../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', '/nonexistent', ...args], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   const url = await new Promise<string>((done, fail) => {
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -28,6 +33,7 @@ export async function startServer(databaseUrl: string): Promise<{ url: string; c
   });
   return {
     url,
+    token,
     child,
     stop: async () => {
       const exited = new Promise((done) => child.once('exit', done));
