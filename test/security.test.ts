@@ -251,6 +251,20 @@ describe('subscriptions', () => {
     await fresh.dispose();
   });
 
+  it('closes a connection when its token expires, and hides server paths in what it streams to non-admins', async () => {
+    const { token } = await createToken(platform.prisma, { name: 'short-lived', role: 'VIEWER', expiresAt: new Date(Date.now() + 1500) });
+    const merge = await platform.prisma.merge.create({ data: { method: 'linear', parameters: {} } });
+    await platform.prisma.jobEvent.create({ data: { jobKind: 'merge', jobId: merge.id, phase: 'status', done: 0, total: 0, message: `writing ${platform.root}/outputs/y/model.safetensors`, status: 'QUEUED' } });
+    const { client, closedWith } = connect(platform.server.url, `Bearer ${token}`);
+    const messages: string[] = [];
+    client.subscribe<{ jobProgress: { message: string } }>({ query: 'subscription($id: ID!) { jobProgress(jobId: $id) { message } }', variables: { id: merge.id } }, { next: (m) => messages.push(m.data!.jobProgress.message), error: () => undefined, complete: () => undefined });
+    await waitFor(() => messages.length === 1, 'the replayed event');
+    expect(messages[0]).toBe(`writing data://${namedRoots([platform.root])[0].name}/outputs/y/model.safetensors`);
+    const { code, reason } = await closedWith;
+    expect({ code, reason }).toEqual({ code: 4401, reason: 'token expired' });
+    await client.dispose();
+  });
+
   it('refuses WebSocket messages over the size limit', async () => {
     const server = await serverWith({ security: { maxWebSocketMessageBytes: 2048 } });
     const { client, closedWith } = connect(server.url, `Bearer ${tokens.VIEWER}`);
