@@ -75,12 +75,24 @@ export class JobEventHub {
 
   static async start(url: string): Promise<JobEventHub> {
     const hub = new JobEventHub();
-    hub.listener = await listenForJobEvents(url, (jobId) => hub.notify(jobId));
+    // After a lost connection every feed and waiter reads again from where it was: nothing notified meanwhile is missed.
+    hub.listener = await listenForJobEvents(
+      url,
+      (jobId) => hub.notify(jobId),
+      () => {
+        for (const jobId of hub.feeds.keys()) hub.notify(jobId);
+        if (hub.feeds.size === 0) hub.wakeEveryJob();
+      },
+    );
     return hub;
   }
 
   private notify(jobId: string): void {
     this.feeds.get(jobId)?.poke().catch(this.onError);
+    this.wakeEveryJob();
+  }
+
+  private wakeEveryJob(): void {
     for (const waiter of this.everyJob) {
       waiter.pending = true;
       waiter.wake?.();

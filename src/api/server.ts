@@ -20,6 +20,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { PgBoss } from 'pg-boss';
 import { PrismaClient } from '../store/client';
+import { isDatabaseUnavailable } from '../store/availability';
 import { allDataRoots, DataRoot } from '../store/data-roots';
 import { listenOn, Listener } from '../store/notifications';
 import { TOKEN_REVOKED_CHANNEL } from '../store/tokens';
@@ -134,10 +135,23 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const closeFor = (socket: WebSocket, code: number, reason: string) => {
     if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
   };
+  // A revocation announced while the listener was disconnected is found by checking every open connection's token again.
+  const recheckConnections = async () => {
+    for (const [socket, connection] of connections) {
+      if (!connection.viewer.tokenId) continue;
+      const row = await prisma.apiToken.findUnique({ where: { id: connection.viewer.tokenId }, select: { revokedAt: true } }).catch(() => undefined);
+      if (row === null || row?.revokedAt) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
+    }
+  };
   const revocations: Listener | undefined = options.databaseUrl
-    ? await listenOn(options.databaseUrl, TOKEN_REVOKED_CHANNEL, (tokenId) => {
-        for (const [socket, connection] of connections) if (connection.viewer.tokenId === tokenId) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
-      })
+    ? await listenOn(
+        options.databaseUrl,
+        TOKEN_REVOKED_CHANNEL,
+        (tokenId) => {
+          for (const [socket, connection] of connections) if (connection.viewer.tokenId === tokenId) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
+        },
+        { onReconnect: () => void recheckConnections() },
+      )
     : undefined;
   type WsExtra = { socket: WebSocket; request: IncomingMessage };
   const connectionOf = (extra: WsExtra): Connection => {
@@ -161,7 +175,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           connections.set(ctx.extra.socket, connection);
           return true;
         } catch (err) {
-          closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
+          // 1013 "try again later" when the token could not be checked because the database is away.
+          if (isDatabaseUnavailable(err)) closeFor(ctx.extra.socket, 1013, 'database unavailable; try again shortly');
+          else closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
           return false;
         }
       },
@@ -177,6 +193,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           try {
             connection.viewer = await authenticate(prisma, ctx.connectionParams?.authorization, false);
           } catch (err) {
+            if (isDatabaseUnavailable(err)) return [new GraphQLError(DATABASE_UNAVAILABLE, { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
             return [err as GraphQLError];
           }
@@ -288,6 +305,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           res.set('www-authenticate', 'Bearer realm="apl-merge"');
           return jsonError(res, 401, 'UNAUTHENTICATED', err.message);
         }
+        if (isDatabaseUnavailable(err)) {
+          res.set('retry-after', '2');
+          return jsonError(res, 503, 'SERVICE_UNAVAILABLE', DATABASE_UNAVAILABLE);
+        }
         next(err);
       }
     },
@@ -320,6 +341,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // Anything else thrown in a handler: a JSON error with an id to find it in the log, never a stack.
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
     void _next;
+    if (isDatabaseUnavailable(err)) return jsonError(res, 503, 'SERVICE_UNAVAILABLE', DATABASE_UNAVAILABLE);
     const id = randomUUID();
     console.error(`api: internal error ${id}: ${err.message}`);
     jsonError(res, 500, 'INTERNAL_SERVER_ERROR', `internal error (logged as ${id})`);
@@ -339,11 +361,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
 }
 
+const DATABASE_UNAVAILABLE = 'the database is unavailable (restarting or unreachable); nothing was changed; try again shortly';
+
 /** Internal errors reach the log with an id; the caller gets the id, not the server's text (SQL, paths, stacks). */
 function maskInternal(formatted: GraphQLFormattedError, error?: unknown): GraphQLFormattedError {
   if (formatted.extensions?.code !== 'INTERNAL_SERVER_ERROR') return formatted;
-  const id = randomUUID();
   const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+  if (isDatabaseUnavailable(original)) return { ...formatted, message: DATABASE_UNAVAILABLE, extensions: { ...formatted.extensions, code: 'SERVICE_UNAVAILABLE' } };
+  const id = randomUUID();
   console.error(`api: internal error ${id}: ${original instanceof Error ? `${original.message}${original.stack ? `\n${original.stack.split('\n').slice(1, 4).join('\n')}` : ''}` : formatted.message}`);
   return { ...formatted, message: `internal error (logged as ${id})` };
 }

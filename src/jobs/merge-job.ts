@@ -7,7 +7,7 @@
  */
 import { getSplit, loadTaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
-import { loadModel, readModelConfig } from '../engine/families/model';
+import { loadModel, modelFamilyOf } from '../engine/families/model';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { runMerge } from '../engine/merge/run';
@@ -26,12 +26,17 @@ interface Score {
   value: number;
 }
 
-/** Accuracy of the merged model on the test and OOD splits of each registered task it has a head for. */
-async function scoreMerged(context: JobContext, outDir: string, onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
-  const { config } = readModelConfig(outDir);
-  const heads = Object.keys(config.tasks as Record<string, number>);
+/**
+ * Accuracy of the merged model on the test and OOD splits of each registered task it has a head
+ * for; when there is none (a family the engine cannot run, or no registered task for its heads),
+ * no scores and the reason, which the merge's result records.
+ */
+async function scoreMerged(context: JobContext, outDir: string, onProgress: ProgressCallback, signal: AbortSignal): Promise<{ scores: Score[]; notEvaluated?: string }> {
+  const found = modelFamilyOf(outDir);
+  if ('unknown' in found) return { scores: [], notEvaluated: `not evaluated: ${found.unknown}` };
+  const heads = Object.keys(found.config.tasks as Record<string, number>);
   const tasks = await context.prisma.task.findMany({ where: { name: { in: heads } }, orderBy: { name: 'asc' } });
-  if (tasks.length === 0) return [];
+  if (tasks.length === 0) return { scores: [], notEvaluated: `not evaluated: no registered task matches its heads (${heads.join(', ') || 'none'})` };
   const model = loadModel(outDir);
   const tracker = new ProgressTracker('evaluate', tasks.length, onProgress);
   tracker.report(0, `scoring the merged model on ${tasks.map((t) => t.name).join(', ')}`);
@@ -44,7 +49,7 @@ async function scoreMerged(context: JobContext, outDir: string, onProgress: Prog
     }
     tracker.report(i + 1, `scored ${task.name}`);
   }
-  return scores;
+  return { scores };
 }
 
 export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
@@ -53,12 +58,12 @@ export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop
     const spec = await loadMergeSpec(context.prisma, id);
     const plan = planMerge(parseMergeConfig(spec.configText, `merge ${id}`, '/'));
     const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal });
-    const scores = await scoreMerged(context, outDir, recorder.onProgress, signal);
+    const { scores, notEvaluated } = await scoreMerged(context, outDir, recorder.onProgress, signal);
     await recorder.flush();
     // The writer hashed every file on the way out; the registry records those hashes.
     const record = describeCheckpoint(outDir, new Map(result.files.map((f) => [f.name, f.sha256])));
-    const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.preparation ? { preparation: result.preparation } : {}) };
-    return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}` }, async (tx) => {
+    const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(notEvaluated ? { evaluation: notEvaluated } : {}), ...(result.preparation ? { preparation: result.preparation } : {}) };
+    return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}${notEvaluated ? ` (${notEvaluated})` : ''}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));
       // The merged model is credited to whoever asked for the merge.
       const { createdBy } = await tx.merge.findUniqueOrThrow({ where: { id }, select: { createdBy: true } });

@@ -176,7 +176,7 @@ export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string, 
   return job.kind;
 }
 
-/** Listens for cancels on a connection of its own. */
-export async function listenForCancels(url: string, onCancel: (id: string) => void): Promise<Listener> {
-  return listenOn(url, CANCEL_CHANNEL, onCancel);
+/** Listens for cancels on a connection of its own; `onReconnect` when a lost connection is back (a cancel may have been missed). */
+export async function listenForCancels(url: string, onCancel: (id: string) => void, onReconnect?: () => void): Promise<Listener> {
+  return listenOn(url, CANCEL_CHANNEL, onCancel, { onReconnect });
 }

@@ -41,13 +41,20 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const name = `${hostname()}:${process.pid}`;
   const log = options.log ?? ((line: string) => console.log(line));
   const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log };
-  const running = new Map<string, AbortController>();
-  const cancels = await listenForCancels(options.databaseUrl, (id) => running.get(id)?.abort());
+  const running = new Map<string, { kind: JobData['kind']; stop: AbortController }>();
+  // A cancel sent while the listener was disconnected is found on the job's row instead.
+  const recheckCancels = async () => {
+    for (const [id, job] of running) {
+      const state = await jobState(prisma, job.kind, id).catch(() => undefined);
+      if (state?.status === 'CANCELLED') job.stop.abort();
+    }
+  };
+  const cancels = await listenForCancels(options.databaseUrl, (id) => running.get(id)?.stop.abort(), () => void recheckCancels());
 
   const handle = (run: Handler) => async (jobs: Array<Job<JobData>>) => {
     for (const job of jobs) {
       const stop = new AbortController();
-      running.set(job.data.id, stop);
+      running.set(job.data.id, { kind: job.data.kind, stop });
       // The engine computes on this thread; long stalls would delay pg-boss's heartbeats.
       const stalls = monitorEventLoopDelay({ resolution: 50 });
       stalls.enable();

@@ -46,10 +46,18 @@ export async function jobEventsAfter(prisma: PrismaClient, jobId: string, afterI
   return rows as JobEventRow[];
 }
 
-/** Listens on the events channel with a connection of its own; calls `onEvent(jobId, id)` per notification. */
-export async function listenForJobEvents(url: string, onEvent: (jobId: string, id: bigint) => void): Promise<Listener> {
-  return listenOn(url, EVENTS_CHANNEL, (payload) => {
-    const { id, jobId } = JSON.parse(payload) as { id: string; jobId: string };
-    onEvent(jobId, BigInt(id));
-  });
+/**
+ * Listens on the events channel with a connection of its own; calls `onEvent(jobId, id)` per
+ * notification, and `onReconnect` when a lost connection is back (events may have been missed).
+ */
+export async function listenForJobEvents(url: string, onEvent: (jobId: string, id: bigint) => void, onReconnect?: () => void): Promise<Listener> {
+  return listenOn(
+    url,
+    EVENTS_CHANNEL,
+    (payload) => {
+      const { id, jobId } = JSON.parse(payload) as { id: string; jobId: string };
+      onEvent(jobId, BigInt(id));
+    },
+    { onReconnect },
+  );
 }

@@ -11,7 +11,7 @@ import { decodeToFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { createStagingDirectory, publishDirectory } from '../checkpoint/files';
 import { CheckpointWriter, fsyncFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
-import { familyForConfig } from './registry';
+import { familyForConfig, isKnownModelType, knownModelTypes } from './registry';
 import { FamilyConfig, ModelFamily, ParamLookup } from './types';
 
 export interface Model {
@@ -37,6 +37,27 @@ export function readModelConfig(directory: string): { family: ModelFamily<Family
     json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  const family = familyForConfig(json, file);
+  return { family, config: family.parseConfig(json, file) };
+}
+
+/**
+ * Like readModelConfig, but a checkpoint of no family the engine knows (no config.json, or an
+ * architecture it has no model function for) is an answer, not an error: such checkpoints can be
+ * merged, just not run. A config.json that is broken, or wrong for a known family, still throws.
+ */
+export function modelFamilyOf(directory: string): { family: ModelFamily<FamilyConfig>; config: FamilyConfig } | { unknown: string } {
+  const file = join(directory, 'config.json');
+  if (!existsSync(file)) return { unknown: 'no config.json, so the model family is unknown' };
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof json.apl_family !== 'string' && !isKnownModelType(json.model_type)) {
+    return { unknown: `model_type ${JSON.stringify(json.model_type ?? null)} is not a family the engine runs (${knownModelTypes().join(', ')})` };
   }
   const family = familyForConfig(json, file);
   return { family, config: family.parseConfig(json, file) };

@@ -26,3 +26,6 @@ export function familyForConfig(json: Record<string, unknown>, file: string): Mo
   if (viaType) return getFamily(viaType, file);
   throw new Error(`${file}: neither apl_family nor a supported model_type (${Object.keys(HUGGING_FACE_TYPES).join(', ')}); got model_type ${JSON.stringify(json.model_type)}`);
 }
+
+export const knownModelTypes = (): string[] => Object.keys(HUGGING_FACE_TYPES);
+export const isKnownModelType = (modelType: unknown): boolean => typeof modelType === 'string' && Object.hasOwn(HUGGING_FACE_TYPES, modelType);
