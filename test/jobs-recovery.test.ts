@@ -31,7 +31,11 @@ const workerEnv = () => ({
   APL_MERGE_HEARTBEAT_SECONDS: String(SETTINGS.heartbeatSeconds),
   APL_MERGE_SUPERVISE_SECONDS: String(SETTINGS.superviseSeconds),
   APL_MERGE_RETRY_LIMIT: String(SETTINGS.retryLimit),
+  APL_MERGE_WORKER_HEARTBEAT_SECONDS: '1',
 });
+
+type WorkerRow = { name: string; pid: number; alive: boolean; currentJob: string | null; stoppedAt: string | null };
+const workersNow = async (all = false) => (await gql<{ workers: WorkerRow[] }>('query($all: Boolean!) { workers(all: $all) { name pid alive currentJob stoppedAt } }', { all })).data!.workers;
 
 async function startWorker(): Promise<WorkerProcess> {
   const worker = await platform.startWorker(workerEnv());
@@ -129,9 +133,14 @@ it('retries the job of a worker killed mid-merge on another worker, and register
   const id = started.data!.startMerge.id;
   const job = follow(id);
   await job.firstProgress;
+  // The API says who runs it.
+  await waitFor(async () => (await workersNow()).some((w) => w.pid === doomed.child.pid && w.alive && w.currentJob === id), 'the worker to report its job', 10000);
   doomed.child.kill('SIGKILL');
   await doomed.exited;
-  await startWorker();
+  // Three missed beats (1 s each) later it is no longer alive; workers(all: true) still lists it, lost (not stopped).
+  await waitFor(async () => !(await workersNow()).some((w) => w.pid === doomed.child.pid), 'the killed worker to count as gone', 10000);
+  expect((await workersNow(true)).find((w) => w.pid === doomed.child.pid)).toMatchObject({ alive: false, stoppedAt: null });
+  const replacement = await startWorker();
   await job.done;
   expect(job.events.at(-1)).toMatchObject({ status: 'COMPLETED' });
   const running = job.events.filter((e) => e.phase === 'status' && e.status === 'RUNNING');
@@ -144,4 +153,7 @@ it('retries the job of a worker killed mid-merge on another worker, and register
   // The killed attempt's staging directory was cleared; only the published output remains.
   expect(leftovers(join(outputs, 'merges'))).toEqual([id]);
   await waitFor(async () => (await prisma.$queryRawUnsafe<Array<{ state: string }>>(`SELECT state::text FROM pgboss.job WHERE id = $1::uuid`, id))[0]?.state === 'completed', 'the queue to mark the job completed', 10000);
+  // A worker that stops cleanly says so at once.
+  await replacement.stop();
+  expect((await workersNow(true)).find((w) => w.pid === replacement.child.pid)).toMatchObject({ alive: false, stoppedAt: expect.any(String), currentJob: null });
 });

@@ -91,6 +91,7 @@ describe('tokens and roles', () => {
     { name: 'methods', needs: 'VIEWER', query: '{ methods { name } }' },
     { name: 'viewer', needs: 'VIEWER', query: '{ viewer { name role } }' },
     { name: 'dataRoots', needs: 'VIEWER', query: '{ dataRoots { name path } }' },
+    { name: 'workers', needs: 'VIEWER', query: '{ workers(all: true) { id name alive currentJob } }' },
     { name: 'startMerge', needs: 'OPERATOR', query: `mutation { startMerge(input: { method: "linear", models: [{ modelId: "${missing}" }] }) { id } }` },
     { name: 'startAnalysis', needs: 'OPERATOR', query: `mutation { startAnalysis(input: { modelId: "${missing}", taskId: "${missing}" }) { id } }` },
     { name: 'cancelJob', needs: 'OPERATOR', query: `mutation { cancelJob(id: "${missing}") { id } }` },

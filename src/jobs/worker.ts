@@ -10,6 +10,7 @@ import type { Job } from 'pg-boss';
 import { useBackend } from '../engine/tensors/backend';
 import { createPrisma } from '../store/client';
 import { jobState, transitionJob } from '../store/jobs';
+import { beat, markStopped, registerWorker } from '../store/workers';
 import { runAnalysisJob } from './analysis-job';
 import { JobAttempt, JobContext } from './context';
 import { runMergeJob } from './merge-job';
@@ -23,6 +24,8 @@ export interface WorkerOptions {
   concurrency?: number;
   threads?: number;
   settings?: QueueSettings;
+  /** Seconds between liveness beats (default $APL_MERGE_WORKER_HEARTBEAT_SECONDS or 5). */
+  heartbeatSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -42,6 +45,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const log = options.log ?? ((line: string) => console.log(line));
   const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log };
   const running = new Map<string, { kind: JobData['kind']; stop: AbortController }>();
+  // Set once the worker has its liveness row: every job taken or finished is beaten at once.
+  let onJobsChanged = () => undefined as void;
   // A cancel sent while the listener was disconnected is found on the job's row instead.
   const recheckCancels = async () => {
     for (const [id, job] of running) {
@@ -55,6 +60,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     for (const job of jobs) {
       const stop = new AbortController();
       running.set(job.data.id, { kind: job.data.kind, stop });
+      onJobsChanged();
       // The engine computes on this thread; long stalls would delay pg-boss's heartbeats.
       const stalls = monitorEventLoopDelay({ resolution: 50 });
       stalls.enable();
@@ -63,6 +69,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       } finally {
         stalls.disable();
         running.delete(job.data.id);
+        onJobsChanged();
         log(`${job.data.kind} ${job.data.id}: longest event-loop stall ${(stalls.max / 1e9).toFixed(2)} s (heartbeat every ${job.heartbeatSeconds ?? '-'} s)`);
       }
     }
@@ -78,13 +85,25 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);
     }
   });
+  // Liveness for the API's `workers` query; a beat that fails (database away) is tried again at the next one.
+  const heartbeatSeconds = options.heartbeatSeconds ?? Number(process.env.APL_MERGE_WORKER_HEARTBEAT_SECONDS ?? 5);
+  if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 1) throw new Error(`APL_MERGE_WORKER_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got ${heartbeatSeconds}`);
+  const workerId = await registerWorker(prisma, { name, host: hostname(), pid: process.pid, backend, concurrency: options.concurrency ?? 1, heartbeatSeconds });
+  const beating = setInterval(() => {
+    beat(prisma, workerId, [...running.keys()]).catch((err: Error) => log(`heartbeat not recorded: ${err.message.split('\n').pop()}`));
+  }, heartbeatSeconds * 1000);
+  beating.unref();
+  const jobsChanged = () => void beat(prisma, workerId, [...running.keys()]).catch(() => undefined);
+  onJobsChanged = jobsChanged;
   log(`worker ${name} (backend ${backend}) waiting for merges and analyses`);
   return {
     name,
     backend,
     stop: async () => {
+      clearInterval(beating);
       await boss.stop({ graceful: true, timeout: 30_000 });
       await cancels.close();
+      await markStopped(prisma, workerId).catch(() => undefined);
       await prisma.$disconnect();
     },
   };
