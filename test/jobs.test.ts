@@ -205,10 +205,17 @@ it('rejects bad requests with a code and a precise message, and queues nothing',
   // A model that is not homologous with the zoo: the error names the tensor whose shape differs.
   mkdirSync(join(root, 'tiny'), { recursive: true });
   const other = tinyFamily({ seed: 1, tasks: [{ name: 'odd', classes: 3 }], dir: join(root, 'tiny') });
-  const stranger = await gql<{ registerModel: { id: string } }>(`mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`, {
-    input: { name: 'stranger', kind: 'FINETUNE', path: other.finetunes[0].path, parentIds: [ids.base] },
-  });
-  const heterologous = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
+  const REGISTER_MODEL = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
+  // Registered as a fine-tune of the zoo's base, it is refused: the tensors they share differ in shape.
+  const notAFinetune = await gql(REGISTER_MODEL, { input: { name: 'stranger', kind: 'FINETUNE', path: other.finetunes[0].path, parentIds: [ids.base] } });
+  expect(notAFinetune.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+  expect(notAFinetune.errors![0].message).toMatch(/not a fine-tune of "zoo-base": tensor "\S+" has shape \[/);
+  const stranger = await gql<{ registerModel: { id: string } }>(REGISTER_MODEL, { input: { name: 'stranger', kind: 'BASE', path: other.finetunes[0].path } });
+  // Its base is not the zoo's: refused unless the request allows it, and then refused for its shapes.
+  const unrelated = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
+  expect(unrelated.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
+  expect(unrelated.errors![0].message).toMatch(/models\[1\]: the base \S+ is not an ancestor of "stranger"; merge against its base, or pass allowUnrelatedBase: true/);
+  const heterologous = await start({ method: 'ties', baseModelId: ids.base, allowUnrelatedBase: true, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
   expect(heterologous.errors![0].extensions.code).toBe('BAD_USER_INPUT');
   expect(heterologous.errors![0].message).toMatch(/trunk\.\d+\.weight|shape/);
   const noHead = await gql(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {

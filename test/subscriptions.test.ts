@@ -40,12 +40,15 @@ type Event = { id: string; done: number; total: number; status: string; message:
 const subscribeJob = (jobId: string, after: string | undefined, onEvent: (e: Event) => void) =>
   subscribe<{ jobProgress: Event }>(server.url, SUBSCRIPTION, { jobId, after }, (data) => onEvent(data.jobProgress), token);
 
+/** A merge row for events to belong to: subscribing to a job that does not exist is an error. */
+const newJob = async () => (await workerPrisma.merge.create({ data: { method: 'linear', parameters: {} } })).id;
+
 const step = (jobId: string, done: number, status: 'RUNNING' | 'COMPLETED' = 'RUNNING') =>
   appendJobEvent(workerPrisma, { jobKind: 'merge', jobId, phase: 'merge', done, total: 4, message: `tensor ${done}`, status });
 
 
 it('streams a job written elsewhere, in order, through to COMPLETED', async () => {
-  const jobId = randomUUID();
+  const jobId = await newJob();
   await step(jobId, 0);
   const seen: Event[] = [];
   const subscription = subscribeJob(jobId, undefined, (e) => seen.push(e));
@@ -60,7 +63,7 @@ it('streams a job written elsewhere, in order, through to COMPLETED', async () =
 });
 
 it('replays what a reconnecting client missed, from the last event id it saw', async () => {
-  const jobId = randomUUID();
+  const jobId = await newJob();
   const first: Event[] = [];
   const before = subscribeJob(jobId, undefined, (e) => first.push(e));
   await step(jobId, 0);
@@ -78,5 +81,12 @@ it('replays what a reconnecting client missed, from the last event id it saw', a
 });
 
 it('rejects an afterEventId that is not an event id', async () => {
-  await expect(subscribeJob(randomUUID(), 'yesterday', () => undefined).done).rejects.toThrow(/afterEventId .*yesterday.* is not an event id.*BAD_USER_INPUT/);
+  await expect(subscribeJob(await newJob(), 'yesterday', () => undefined).done).rejects.toThrow(/afterEventId .*yesterday.* is not an event id.*BAD_USER_INPUT/);
+});
+
+it('refuses to follow a job that does not exist, instead of a stream that never ends', async () => {
+  const missing = randomUUID();
+  await expect(subscribeJob(missing, undefined, () => undefined).done).rejects.toThrow(new RegExp(`no merge or analysis has id ${missing}.*NOT_FOUND`));
+  const model = randomUUID();
+  await expect(subscribe(server.url, 'subscription($id: ID!) { modelJobs(modelId: $id) { id } }', { id: model }, () => undefined, token).done).rejects.toThrow(new RegExp(`model ${model} does not exist.*NOT_FOUND`));
 });

@@ -2,7 +2,8 @@
  * Checks on every argument before any resolver runs, so that a malformed value is refused as
  * BAD_USER_INPUT naming the argument instead of reaching the database: every ID argument (and ID
  * field of an input object) names a row, and row ids are UUIDs (event ids, sequence numbers, are
- * the exception); and no text may hold a NUL character, which PostgreSQL cannot store.
+ * the exception); no text may hold a NUL character, which PostgreSQL cannot store; and no number
+ * may be infinite (JSON's 1e400), which would be stored as null.
  */
 import { GraphQLError, GraphQLID, GraphQLInputType, isInputObjectType, isListType, isNonNullType } from 'graphql';
 import type { MiddlewareFn } from 'type-graphql';
@@ -13,9 +14,11 @@ const NOT_ROW_IDS = new Set(['afterEventId']);
 
 const badInput = (path: string, reason: string) => new GraphQLError(`${path}: ${reason}`, { extensions: { code: 'BAD_USER_INPUT', argument: path } });
 
-/** NUL anywhere in a value, JSON arguments included. */
+/** NUL anywhere in a value, JSON arguments included; and numbers JSON cannot hold (1e400 parses as Infinity). */
 function checkText(value: unknown, path: string): void {
-  if (typeof value === 'string') {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw badInput(path, `${value} is not a finite number (a literal such as 1e400 is beyond float64)`);
+  } else if (typeof value === 'string') {
     if (value.includes('\u0000')) throw badInput(path, 'contains a NUL character');
   } else if (Array.isArray(value)) {
     value.forEach((item, i) => checkText(item, `${path}[${i}]`));

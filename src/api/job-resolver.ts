@@ -4,7 +4,7 @@ import { GraphQLError } from 'graphql';
 import { cancelJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { JobEventRow } from '../store/events';
-import { lastEventId, modelStatusEventsAfter } from '../store/jobs';
+import { jobKindOf, lastEventId, modelStatusEventsAfter } from '../store/jobs';
 import { ApiContext, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { CancelledJobType } from './types';
@@ -50,6 +50,9 @@ export class JobResolver {
     subscribe: async function* ({ args, context }) {
       const { prisma } = context as ApiContext;
       const hub = hubOf(context as ApiContext);
+      if (!(await prisma.model.findUnique({ where: { id: args.modelId as string }, select: { id: true } }))) {
+        throw new GraphQLError(`model ${args.modelId as string} does not exist`, { extensions: { code: 'NOT_FOUND' } });
+      }
       const after = parseAfter(args.afterEventId as string | undefined) ?? (await lastEventId(prisma));
       yield* hub.streamAll(after, (last) => modelStatusEventsAfter(prisma, args.modelId as string, last));
     },
@@ -66,9 +69,11 @@ export class JobResolver {
 
   @Subscription(() => JobEventType, {
     description: "a job's progress events from afterEventId on (all when absent), live, until it ends",
-    subscribe: ({ args, context }) => {
+    subscribe: async function* ({ args, context }) {
       const { prisma } = context as ApiContext;
-      return hubOf(context as ApiContext).stream(prisma, args.jobId as string, parseAfter(args.afterEventId as string | undefined));
+      const after = parseAfter(args.afterEventId as string | undefined);
+      if (!(await jobKindOf(prisma, args.jobId as string))) throw new GraphQLError(`no merge or analysis has id ${args.jobId as string}`, { extensions: { code: 'NOT_FOUND' } });
+      yield* hubOf(context as ApiContext).stream(prisma, args.jobId as string, after);
     },
   })
   jobProgress(

@@ -26,6 +26,7 @@ class StartMergeInput {
   @Field(() => GraphQLJSONObject, { nullable: true, description: "the method's global parameters" }) parameters?: Record<string, unknown>;
   @Field(() => Int, { nullable: true, description: 'seed of every random choice (default 0); recorded with the merge' }) seed?: number;
   @Field({ nullable: true, description: 'float32, float16 or bfloat16' }) dtype?: string;
+  @Field({ nullable: true, description: 'merge against a base that is not an ancestor of every model (recorded with the merge); default false' }) allowUnrelatedBase?: boolean;
 }
 
 export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknown } & Omit<MergeType, 'seed' | 'parameters' | 'result'>): MergeType => ({

@@ -32,6 +32,10 @@ class RegisterModelInput {
   @Field(() => [ID], { nullable: true, description: 'the model(s) it derives from (a fine-tune: its base)' }) parentIds?: string[];
 }
 
+function checkDepth(depth: number): void {
+  if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new GraphQLError(`depth must be from 1 to 64, got ${depth}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'depth' } });
+}
+
 const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes: bigint; dtype: string; parameterCount: bigint; tensorCount: number }): CheckpointType => ({
   ...c,
   bytes: Number(c.bytes),
@@ -120,12 +124,14 @@ export class ModelResolver {
   }
 
   @FieldResolver(() => [LineageNodeType])
-  async ancestors(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10 }) depth: number): Promise<LineageNodeType[]> {
+  async ancestors(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<LineageNodeType[]> {
+    checkDepth(depth);
     return (await ancestors(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
   }
 
   @FieldResolver(() => [LineageNodeType])
-  async descendants(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10 }) depth: number): Promise<LineageNodeType[]> {
+  async descendants(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<LineageNodeType[]> {
+    checkDepth(depth);
     return (await descendants(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
   }
 }

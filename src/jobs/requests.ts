@@ -9,7 +9,7 @@ import { Listener, listenOn } from '../store/notifications';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { getMergeMethod } from '../engine/methods/registry';
-import { readModelConfig } from '../engine/families/model';
+import { modelFamilyOf, readModelConfig } from '../engine/families/model';
 import { openCheckpoint } from '../engine/checkpoint/checkpoint';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
@@ -17,7 +17,7 @@ import { JobStatus } from '../store/generated/enums';
 import { insertJobEvent } from '../store/events';
 import { ancestors } from '../store/lineage';
 import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob } from '../store/jobs';
-import { checkpointPath, RegistryError } from '../store/registry';
+import { checkName, checkpointPath, RegistryError, uniquely } from '../store/registry';
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
 import { isPermanent } from './outputs';
 import { dequeueJob, enqueueJob } from './queue';
@@ -33,6 +33,8 @@ export interface MergeRequest {
   models: Array<{ modelId: string; parameters?: Record<string, unknown> } & PlatformModelParameters>;
   /** The method's global parameters, as in the YAML config's `parameters`. */
   parameters?: Record<string, unknown>;
+  /** Merge against a base that is not an ancestor of every input (recorded with the merge). */
+  allowUnrelatedBase?: boolean;
   /** Seed of every random choice (DARE drops, APL's stochastic variant); recorded with the merge. Default 0. */
   seed?: number;
   dtype?: string;
@@ -58,6 +60,46 @@ async function checkActiveJobs(tx: Prisma.TransactionClient, by: Requester): Pro
   if (count >= by.maxActiveJobs) throw new RegistryError('RATE_LIMITED', `token "${by.name}" already has ${count} queued or running job(s), the most it may have at once; wait for one to finish or cancel one`);
 }
 
+/**
+ * What can be checked of a merge's inputs before anything is written: the models exist (the base
+ * named on its own), the base is an ancestor of every input unless the request allows an unrelated
+ * one, and an APL probe task is one the model has a head for.
+ */
+async function checkMergeInputs(prisma: PrismaClient, request: MergeRequest): Promise<void> {
+  if (request.baseModelId && !(await prisma.model.findUnique({ where: { id: request.baseModelId }, select: { id: true } }))) {
+    throw new RegistryError('NOT_FOUND', `baseModelId: base model ${request.baseModelId} does not exist`);
+  }
+  const ids = request.models.map((m) => m.modelId);
+  const found = await prisma.model.findMany({ where: { id: { in: ids } }, include: { checkpoint: true } });
+  const missing = [...new Set(ids.filter((id) => !found.some((m) => m.id === id)))];
+  if (missing.length > 0) throw new RegistryError('NOT_FOUND', `models: model(s) ${missing.join(', ')} do not exist`);
+  for (const [i, input] of request.models.entries()) {
+    const model = found.find((m) => m.id === input.modelId)!;
+    if (request.baseModelId && !request.allowUnrelatedBase) {
+      const lineage = await ancestors(prisma, model.id, 32);
+      if (!lineage.some((a) => a.id === request.baseModelId)) {
+        throw new RegistryError('BAD_USER_INPUT', `models[${i}]: the base ${request.baseModelId} is not an ancestor of "${model.name}"; merge against its base, or pass allowUnrelatedBase: true`);
+      }
+    }
+    if (input.probeTaskId) {
+      const task = await prisma.task.findUnique({ where: { id: input.probeTaskId } });
+      if (!task) throw new RegistryError('NOT_FOUND', `models[${i}].probeTaskId: task ${input.probeTaskId} does not exist`);
+      const family = modelFamilyOfCheckpoint(model.checkpoint.uri);
+      if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: "${model.name}" cannot be scored on probe data: ${family.unknown}`);
+      const heads = family.config.tasks as Record<string, number>;
+      if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
+    }
+  }
+}
+
+const modelFamilyOfCheckpoint = (uri: string) => {
+  try {
+    return modelFamilyOf(openCheckpoint(checkpointPath(uri)).directory);
+  } catch (err) {
+    throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
+  }
+};
+
 /** The engine's errors about configs and checkpoints are the caller's input errors. */
 const inputProblem = (err: unknown): never => {
   if (isPermanent(err)) throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
@@ -73,23 +115,22 @@ export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: 
   if (request.models.length === 0) throw new RegistryError('BAD_USER_INPUT', 'models: a merge needs at least one model');
   const seed = request.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RegistryError('BAD_USER_INPUT', `seed must be a non-negative integer, got ${seed}`);
-  const ids = [...(request.baseModelId ? [request.baseModelId] : []), ...request.models.map((m) => m.modelId)];
-  const found = await prisma.model.findMany({ where: { id: { in: ids } }, select: { id: true } }).catch(() => []);
-  const missing = ids.filter((id) => !found.some((m) => m.id === id));
-  if (missing.length > 0) throw new RegistryError('NOT_FOUND', `model(s) ${[...new Set(missing)].join(', ')} do not exist`);
-  if (request.name && (await prisma.model.findUnique({ where: { name: request.name } }))) throw new RegistryError('CONFLICT', `a model named "${request.name}" already exists`);
+  await checkMergeInputs(prisma, request);
+  if (request.name !== undefined && request.name !== null) checkName('name', request.name);
 
   return prisma.$transaction(async (tx) => {
     await checkActiveJobs(tx, by);
-    const merge = await tx.merge.create({
+    // The name is reserved by this row (a unique index over queued and running merges' names), in the transaction that checks it is free.
+    if (request.name && (await tx.model.findUnique({ where: { name: request.name } }))) throw new RegistryError('CONFLICT', `a model named "${request.name}" already exists`);
+    const merge = await uniquely(`a queued or running merge producing a model named "${request.name}"`, () => tx.merge.create({
       data: {
         createdBy: by.name,
         method: request.method,
-        parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}) },
+        parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}), ...(request.allowUnrelatedBase ? { allowUnrelatedBase: true } : {}) },
         seed: BigInt(seed),
         outputName: request.name ?? null,
       },
-    });
+    }));
     const inputs = [
       ...(request.baseModelId ? [{ modelId: request.baseModelId, isBase: true, parameters: {} }] : []),
       ...request.models.map((m) => ({

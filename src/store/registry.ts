@@ -54,6 +54,15 @@ export function pathUnderRoots(path: string, roots: readonly DataRoot[], what: R
   return real;
 }
 
+/** Model and task names: what listings, lineage and `model:` lines show. */
+export function checkName(what: string, name: string): void {
+  if (name.trim() === '') throw new RegistryError('BAD_USER_INPUT', `${what} must not be empty`);
+  if (name.length > 200) throw new RegistryError('BAD_USER_INPUT', `${what} is ${name.length} characters long; at most 200`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw new RegistryError('BAD_USER_INPUT', `${what} ${JSON.stringify(name)} contains a control character`);
+  if (name !== name.trim()) throw new RegistryError('BAD_USER_INPUT', `${what} ${JSON.stringify(name)} begins or ends with white space`);
+}
+
 /** Runs a write, turning a unique-constraint violation into a CONFLICT that names what exists. */
 export async function uniquely<T>(what: string, write: () => Promise<T>): Promise<T> {
   try {
@@ -153,15 +162,49 @@ export interface Registrant {
 }
 
 export async function registerModel(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterModelInput, by: Registrant = {}) {
+  checkName('name', input.name);
+  const parentIds = input.parentIds ?? [];
+  const twice = parentIds.find((id, i) => parentIds.indexOf(id) !== i);
+  if (twice) throw new RegistryError('BAD_USER_INPUT', `parentIds: ${twice} is listed twice`);
+  if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
+  if (input.kind === 'MERGE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a merge needs parentIds (the models it was merged from)');
+  if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
   const path = pathUnderRoots(input.path, roots, 'checkpoint', by.precisePathErrors ?? true);
   const record = describeCheckpoint(path);
-  const parentIds = input.parentIds ?? [];
-  if (input.kind === 'FINETUNE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a fine-tune needs parentIds (its base model)');
-  if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
+  if (record.tensorCount === 0) throw new RegistryError('BAD_USER_INPUT', `${input.path}: the checkpoint holds no tensors`);
+  if (input.kind === 'FINETUNE') await checkHomologous(prisma, path, parentIds);
   const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
   return uniquely(`a model named "${input.name}"`, () =>
     prisma.$transaction((tx) => insertModel(tx, { ...input, createdBy: by.createdBy }, record, parentIds.map((id) => ({ id, relation })))),
   );
+}
+
+/**
+ * A fine-tune is homologous with its parent: they share tensors, and every tensor both have is of
+ * one shape (heads may differ: a fine-tune drops the pretraining head and adds its task's).
+ * Checked from the headers alone.
+ */
+async function checkHomologous(prisma: PrismaClient, path: string, parentIds: readonly string[]): Promise<void> {
+  const mine = openCheckpoint(path).tensors;
+  for (const parentId of parentIds) {
+    const parent = await prisma.model.findUnique({ where: { id: parentId }, include: { checkpoint: true } });
+    if (!parent) continue; // insertModel names the missing parents
+    let theirs: ReturnType<typeof openCheckpoint>['tensors'];
+    try {
+      theirs = openCheckpoint(checkpointPath(parent.checkpoint.uri)).tensors;
+    } catch (err) {
+      throw new RegistryError('BAD_USER_INPUT', `the parent "${parent.name}" cannot be read to compare with: ${(err as Error).message}`);
+    }
+    const shared = [...theirs.keys()].filter((name) => mine.has(name));
+    if (shared.length === 0) throw new RegistryError('BAD_USER_INPUT', `not a fine-tune of "${parent.name}": the two checkpoints share no tensor name`);
+    for (const name of shared) {
+      const own = mine.get(name)!;
+      const tensor = theirs.get(name)!;
+      if (JSON.stringify(own.shape) !== JSON.stringify(tensor.shape)) {
+        throw new RegistryError('BAD_USER_INPUT', `not a fine-tune of "${parent.name}": tensor "${name}" has shape ${JSON.stringify(own.shape)}, the parent's ${JSON.stringify(tensor.shape)}`);
+      }
+    }
+  }
 }
 
 export interface ModelFilter {
@@ -199,6 +242,7 @@ export interface RegisterTaskInput {
 
 /** Registers a task from its data file; the file is validated (splits, labels within classes) first. */
 export async function registerTask(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterTaskInput, by: Registrant = {}) {
+  checkName('name', input.name);
   const path = pathUnderRoots(input.path, roots, 'task data', by.precisePathErrors ?? true);
   let data: ReturnType<typeof loadTaskData>;
   try {
