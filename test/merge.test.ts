@@ -222,6 +222,18 @@ describe('merge input errors: precise, and nothing written', () => {
     expect(result.warnings).toEqual([{ label: join(dir, 'ft'), tensor: 'a.bias', count: 1 }]);
   });
 
+  it('fails a merge whose output overflows to NaN/Inf from finite inputs, naming the tensor; warn writes it and says so', async () => {
+    const dir = tempDir();
+    writeTinyModel(join(dir, 'base'), tensors);
+    writeTinyModel(join(dir, 'ft'), { ...tensors, 'a.weight': { shape: [2, 2], values: [1, 2, 3, 5] } });
+    const config = parseMergeConfig('merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft\n    parameters: {weight: 1.0e+308}\n', 'merge.yml', dir);
+    const out = join(dir, 'out');
+    await expect(runMerge(planMerge(config), out, { threads: 0 })).rejects.toThrow(/tensor "a\.weight": the merged values have 1 non-finite value\(s\) \(NaN or Inf\), first at flat index 3: the weights or parameters overflow float32/);
+    expect(leftovers(out)).toEqual([]);
+    const result = await runMerge(planMerge(config, { nonFinite: 'warn' }), out, { threads: 0 });
+    expect(result.warnings).toEqual([{ label: 'merged output', tensor: 'a.weight', count: 1 }]);
+  });
+
   it('rejects a truncated fine-tune before writing anything', async () => {
     const dir = tempDir();
     writeTinyModel(join(dir, 'base'), tensors);

@@ -1,5 +1,5 @@
 /** Merges: start one (any engine method, APL included), list them, follow their inputs and output. */
-import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, registerEnumType, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { requestMerge } from '../jobs/requests';
@@ -8,6 +8,12 @@ import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { MergeInputType, MergeType, ModelType } from './types';
+
+export enum NonFiniteMode {
+  ERROR = 'ERROR',
+  WARN = 'WARN',
+}
+registerEnumType(NonFiniteMode, { name: 'NonFiniteMode', description: 'what a merge does with NaN/Inf values' });
 
 @InputType({ description: 'A model to merge and its parameters' })
 class MergeModelInput {
@@ -27,6 +33,7 @@ class StartMergeInput {
   @Field(() => Int, { nullable: true, description: 'seed of every random choice (default 0); recorded with the merge' }) seed?: number;
   @Field({ nullable: true, description: 'float32, float16 or bfloat16' }) dtype?: string;
   @Field({ nullable: true, description: 'merge against a base that is not an ancestor of every model (recorded with the merge); default false' }) allowUnrelatedBase?: boolean;
+  @Field(() => NonFiniteMode, { nullable: true, description: 'NaN/Inf in an input or in the merged values: ERROR (default) fails the merge naming the tensor; WARN writes it and records warnings in the result' }) nonFinite?: NonFiniteMode;
 }
 
 export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknown } & Omit<MergeType, 'seed' | 'parameters' | 'result'>): MergeType => ({
@@ -41,7 +48,7 @@ export class MergeResolver {
   @Authorized('OPERATOR')
   @Mutation(() => MergeType, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
   async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<MergeType> {
-    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), input, requesterOf(context))));
+    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), { ...input, nonFinite: input.nonFinite === NonFiniteMode.WARN ? 'warn' : undefined }, requesterOf(context))));
   }
 
   @Query(() => MergeType)

@@ -33,6 +33,31 @@ export class ConfigError extends Error {
   }
 }
 
+/** Writing an output failed (disk full, quota, I/O error): names the file and the system's reason. */
+export class OutputWriteError extends Error {
+  constructor(
+    readonly file: string,
+    readonly code: string | undefined,
+    reason: string,
+  ) {
+    super(`${file}: cannot write: ${reason}`);
+    this.name = 'OutputWriteError';
+  }
+}
+
+const REASONS: Record<string, string> = { ENOSPC: 'no space left on the device (ENOSPC)', EDQUOT: 'disk quota exceeded (EDQUOT)', EIO: 'input/output error (EIO)', EROFS: 'read-only file system (EROFS)', EFBIG: 'file too large for the file system (EFBIG)' };
+
+/** Runs a write to `file`, turning a system error into an OutputWriteError naming the file. */
+export function writingTo<T>(file: string, write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined) throw err;
+    throw new OutputWriteError(file, code, REASONS[code] ?? `${code} (${(err as Error).message})`);
+  }
+}
+
 export class AbortError extends Error {
   constructor(message = 'operation aborted') {
     super(message);

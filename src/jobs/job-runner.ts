@@ -4,11 +4,10 @@
  * failure tell apart a cancel (clean up, nothing more), an error no retry can fix (FAILED now) and
  * one worth retrying (recorded on the row, then thrown for pg-boss to retry).
  */
-import { rmSync } from 'node:fs';
 import { FINAL_STATUSES, JobKind, jobState, recordAttempt, transitionJob } from '../store/jobs';
 import { RegistryError } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
-import { isPermanent, jobOutputDirectory, removeStaleStaging } from './outputs';
+import { isPermanent, jobOutputDirectory, removeJobOutput, removeStaleStaging } from './outputs';
 import { progressRecorder, ProgressRecorder } from './progress';
 
 export interface JobRun {
@@ -41,17 +40,19 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
   const recorder = progressRecorder(prisma, kind, id, () => stop.abort(), (err) => context.log(`${kind} ${id}: progress not recorded: ${err.message}`));
   try {
     const completed = await work({ outDir, recorder, signal: AbortSignal.any([attempt.signal, stop.signal]) });
-    if (!completed) rmSync(outDir, { recursive: true, force: true });
+    if (!completed) removeJobOutput(outDir);
     context.log(`${kind} ${id}: ${completed ? 'COMPLETED' : 'cancelled while running; output discarded'}`);
   } catch (err) {
     await recorder.flush();
     if (stop.signal.aborted) {
       // Cancelled: the row already says so; nothing may be left behind.
-      rmSync(outDir, { recursive: true, force: true });
+      removeJobOutput(outDir);
       context.log(`${kind} ${id}: cancelled`);
       return;
     }
     const message = (err as Error).message;
+    // Whatever the attempt wrote is incomplete: a failed job leaves no output, and a retry starts clean.
+    removeJobOutput(outDir);
     if (isPermanent(err) || err instanceof RegistryError) {
       await transitionJob(prisma, kind, id, { from: ['RUNNING'], to: 'FAILED', message: `failed: ${message}`, error: message });
       context.log(`${kind} ${id}: FAILED: ${message}`);

@@ -21,6 +21,8 @@ export interface MergeSpec {
   /** The engine config (YAML) with absolute paths. */
   configText: string;
   baseModelId: string | undefined;
+  /** What NaN/Inf values do: fail the merge (default) or be written with warnings. */
+  nonFinite: 'error' | 'warn';
   /** Input models in order, with the weight recorded on their lineage edge. */
   inputs: Array<{ modelId: string; isBase: boolean; weight: number | null }>;
 }
@@ -56,7 +58,7 @@ export async function loadMergeSpec(db: Db, mergeId: string): Promise<MergeSpec>
     if (input.isBase) continue;
     models.push({ model: checkpointPath(input.model.checkpoint.uri), ...(Object.keys(engineParameters).length > 0 ? { parameters: engineParameters } : {}) });
   }
-  const { dtype, parameters } = merge.parameters as { dtype?: string; parameters?: Record<string, unknown> };
+  const { dtype, parameters, nonFinite } = merge.parameters as { dtype?: string; parameters?: Record<string, unknown>; nonFinite?: 'warn' };
   const config: Record<string, unknown> = { merge_method: merge.method };
   if (base) config.base_model = checkpointPath(base.model.checkpoint.uri);
   config.models = models;
@@ -70,6 +72,7 @@ export async function loadMergeSpec(db: Db, mergeId: string): Promise<MergeSpec>
     outputName: merge.outputName ?? `merge-${merge.id.slice(0, 8)}`,
     configText: stringify(config),
     baseModelId: base?.modelId,
+    nonFinite: nonFinite === 'warn' ? 'warn' : 'error',
     inputs,
   };
 }

@@ -19,6 +19,41 @@ export function removeStaleStaging(outDir: string): void {
   for (const entry of entries) if (entry.startsWith(prefix)) rmSync(join(dirname(outDir), entry), { recursive: true, force: true });
 }
 
+/** Removes a job's output directory and any staging beside it: a job that did not complete leaves nothing. */
+export function removeJobOutput(outDir: string): void {
+  rmSync(outDir, { recursive: true, force: true });
+  removeStaleStaging(outDir);
+}
+
+/**
+ * What crashed attempts and failed jobs may have left under an output root: staging directories of
+ * jobs that are not running now (a running job's belong to its attempt), and the published output
+ * of jobs that FAILED or were CANCELLED. Returns what was removed.
+ */
+export async function sweepOutputs(root: string, statusOf: (kind: 'merge' | 'analysis', id: string) => Promise<string | undefined>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const [folder, kind] of [['merges', 'merge'], ['analyses', 'analysis']] as const) {
+    const dir = join(root, folder);
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const staging = /^\.([0-9a-f-]{36})\.tmp-/.exec(entry);
+      const id = staging ? staging[1] : /^[0-9a-f-]{36}$/.test(entry) ? entry : undefined;
+      if (!id) continue;
+      const status = await statusOf(kind, id);
+      const stale = staging ? status !== 'RUNNING' : status === 'FAILED' || status === 'CANCELLED';
+      if (!stale) continue;
+      rmSync(join(dir, entry), { recursive: true, force: true });
+      removed.push(join(dir, entry));
+    }
+  }
+  return removed;
+}
+
 /** Errors that another attempt would meet again: the job fails at once instead of being retried. */
 export function isPermanent(err: unknown): boolean {
   return err instanceof ConfigError || err instanceof MergeInputError || err instanceof CheckpointError;

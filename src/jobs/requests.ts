@@ -33,6 +33,8 @@ export interface MergeRequest {
   models: Array<{ modelId: string; parameters?: Record<string, unknown> } & PlatformModelParameters>;
   /** The method's global parameters, as in the YAML config's `parameters`. */
   parameters?: Record<string, unknown>;
+  /** NaN/Inf in inputs or merged values: fail (default) or write and warn (recorded with the merge). */
+  nonFinite?: 'warn';
   /** Merge against a base that is not an ancestor of every input (recorded with the merge). */
   allowUnrelatedBase?: boolean;
   /** Seed of every random choice (DARE drops, APL's stochastic variant); recorded with the merge. Default 0. */
@@ -126,7 +128,7 @@ export async function requestMerge(prisma: PrismaClient, boss: PgBoss, request: 
       data: {
         createdBy: by.name,
         method: request.method,
-        parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}), ...(request.allowUnrelatedBase ? { allowUnrelatedBase: true } : {}) },
+        parameters: { parameters: (request.parameters ?? {}) as Prisma.InputJsonObject, ...(request.dtype ? { dtype: request.dtype } : {}), ...(request.allowUnrelatedBase ? { allowUnrelatedBase: true } : {}), ...(request.nonFinite ? { nonFinite: request.nonFinite } : {}) },
         seed: BigInt(seed),
         outputName: request.name ?? null,
       },

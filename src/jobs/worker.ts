@@ -16,6 +16,7 @@ import { JobAttempt, JobContext } from './context';
 import { runMergeJob } from './merge-job';
 import { DEAD_LETTER_QUEUE, JobData, openQueue, QUEUE_NAMES, QueueSettings, queueSettingsFromEnv } from './queue';
 import { listenForCancels } from './requests';
+import { jobOutputDirectory, removeJobOutput, sweepOutputs } from './outputs';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -44,6 +45,9 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const name = `${hostname()}:${process.pid}`;
   const log = options.log ?? ((line: string) => console.log(line));
   const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log };
+  // Leftovers of crashed attempts and failed jobs, from before this worker started.
+  const swept = await sweepOutputs(options.outputRoot, async (kind, id) => (await jobState(prisma, kind, id))?.status);
+  if (swept.length > 0) log(`removed ${swept.length} stale output(s): ${swept.join(', ')}`);
   const running = new Map<string, { kind: JobData['kind']; stop: AbortController }>();
   // Set once the worker has its liveness row: every job taken or finished is beaten at once.
   let onJobsChanged = () => undefined as void;
@@ -82,6 +86,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       const row = await jobState(prisma, data.kind, data.id);
       const error = row?.error ?? 'the worker running it stopped';
       const failed = await transitionJob(prisma, data.kind, data.id, { from: ['QUEUED', 'RUNNING'], to: 'FAILED', message: `failed after ${row?.attempts ?? '?'} attempt(s): ${error}`, error });
+      removeJobOutput(jobOutputDirectory(options.outputRoot, data.kind === 'merge' ? 'merges' : 'analyses', data.id));
       if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);
     }
   });

@@ -7,6 +7,7 @@
  */
 import { createHash, Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { writingTo } from '../errors';
 import { join } from 'node:path';
 import { Dtype, dtypeSize } from './dtype';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from './checkpoint';
@@ -123,8 +124,10 @@ export class CheckpointWriter {
       });
       const text = JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n';
       const path = join(this.directory, INDEX_FILE_NAME);
-      writeFileSync(path, text);
-      fsyncFile(path);
+      writingTo(path, () => {
+        writeFileSync(path, text);
+        fsyncFile(path);
+      });
       this.written.push({
         name: INDEX_FILE_NAME,
         bytes: Buffer.byteLength(text),
@@ -148,7 +151,7 @@ export class CheckpointWriter {
     this.shardIndex++;
     const specs = this.shards[this.shardIndex];
     const name = shardFileName(this.shardIndex, this.shards.length);
-    const fd = openSync(join(this.directory, name), 'wx');
+    const fd = writingTo(join(this.directory, name), () => openSync(join(this.directory, name), 'wx'));
     this.open = { name, fd, hash: createHash('sha256'), bytes: 0, specs, next: 0 };
     this.append(this.open, buildSafetensorsHeader(specs, this.options.metadata).bytes);
   }
@@ -159,7 +162,7 @@ export class CheckpointWriter {
     if (open.next !== open.specs.length) {
       throw new Error(`shard ${open.name} closed with ${open.specs.length - open.next} tensors unwritten (first: "${open.specs[open.next].name}")`);
     }
-    fsyncSync(open.fd);
+    writingTo(join(this.directory, open.name), () => fsyncSync(open.fd));
     closeSync(open.fd);
     this.written.push({ name: open.name, bytes: open.bytes, sha256: open.hash.digest('hex') });
     this.open = undefined;
@@ -167,7 +170,9 @@ export class CheckpointWriter {
 
   private append(open: OpenShard, data: Uint8Array): void {
     let done = 0;
-    while (done < data.byteLength) done += writeSync(open.fd, data, done, data.byteLength - done);
+    writingTo(join(this.directory, open.name), () => {
+      while (done < data.byteLength) done += writeSync(open.fd, data, done, data.byteLength - done);
+    });
     open.hash.update(data);
     open.bytes += data.byteLength;
   }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CheckpointError } from '../errors';
+import { CheckpointError, MergeInputError } from '../errors';
 import { createJobContext, JobContext, runTensorJob, TensorJob, TensorResult } from './tensor-job';
 
 export function defaultThreadCount(): number {
@@ -38,6 +38,8 @@ type WorkerReply =
 
 function reviveError(error: { name: string; message: string; file?: string; tensor?: string; reason?: string }): Error {
   if (error.name === 'CheckpointError' && error.file && error.reason) return new CheckpointError(error.file, error.reason, error.tensor);
+  // Its class says "another attempt would fail the same way" to whoever retries jobs.
+  if (error.name === 'MergeInputError') return new MergeInputError(error.message);
   const revived = new Error(error.message);
   revived.name = error.name;
   return revived;

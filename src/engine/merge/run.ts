@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { createStagingDirectory, outputDirectoryProblem, publishDirectory } from '../checkpoint/files';
 import { CheckpointWriter, fsyncFile, WrittenFile } from '../checkpoint/writer';
-import { AbortError, MergeInputError } from '../errors';
+import { AbortError, MergeInputError, writingTo } from '../errors';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { modelCard } from './model-card';
 import { MergePlan } from './plan';
@@ -117,18 +117,22 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
     }
     const files = writer.finish();
     const configText = configCopy(plan);
-    writeFileSync(join(staging, CONFIG_COPY_NAME), configText);
-    fsyncFile(join(staging, CONFIG_COPY_NAME));
+    const writeText = (name: string, text: string) =>
+      writingTo(join(staging, name), () => {
+        writeFileSync(join(staging, name), text);
+        fsyncFile(join(staging, name));
+      });
+    writeText(CONFIG_COPY_NAME, configText);
     const baseConfig = plan.base ? join(plan.base.directory, 'config.json') : undefined;
     if (plan.outputConfig) {
-      writeFileSync(join(staging, 'config.json'), JSON.stringify(plan.outputConfig, null, 2) + '\n');
-      fsyncFile(join(staging, 'config.json'));
+      writeText('config.json', JSON.stringify(plan.outputConfig, null, 2) + '\n');
     } else if (baseConfig && existsSync(baseConfig)) {
-      copyFileSync(baseConfig, join(staging, 'config.json'));
-      fsyncFile(join(staging, 'config.json'));
+      writingTo(join(staging, 'config.json'), () => {
+        copyFileSync(baseConfig, join(staging, 'config.json'));
+        fsyncFile(join(staging, 'config.json'));
+      });
     }
-    writeFileSync(join(staging, 'README.md'), modelCard(plan, configText));
-    fsyncFile(join(staging, 'README.md'));
+    writeText('README.md', modelCard(plan, configText));
     publishDirectory(staging, outDir, options.overwrite ?? false);
     const parameters = plan.specs.reduce((acc, s) => acc + s.shape.reduce((a, b) => a * b, 1), 0);
     return {

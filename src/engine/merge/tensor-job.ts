@@ -5,7 +5,7 @@
 import { decodeToFloat32, Dtype, encodeFromFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { WasmArena, wasmAddress, wasmKernels } from '../kernels/wasm';
 import { TensorReader } from '../checkpoint/checkpoint';
-import { CheckpointError } from '../errors';
+import { CheckpointError, MergeInputError } from '../errors';
 import { getMergeMethod } from '../methods/registry';
 import { ParameterValue } from '../methods/types';
 
@@ -125,6 +125,23 @@ export function applyNonFinitePolicy(input: TensorInput, count: number, first: n
   else warnings.push({ label: input.label, tensor: input.name, count });
 }
 
+/** The label an output's NaN/Inf warning carries (inputs carry their model's label). */
+export const MERGED_OUTPUT_LABEL = 'merged output';
+
+/**
+ * NaN/Inf in a merged tensor whose inputs were finite: weights or parameters that overflow float32
+ * (a weight of 1e308, a lambda of 1e30). An error naming the tensor, its count and first index,
+ * or a warning under `policy` 'warn'.
+ */
+export function checkMergedOutput(name: string, merged: Float32Array, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
+  const { count, first } = countNonFinite(merged);
+  if (count === 0) return;
+  if (policy === 'error') {
+    throw new MergeInputError(`tensor "${name}": the merged values have ${count} non-finite value(s) (NaN or Inf), first at flat index ${first}: the weights or parameters overflow float32 (with the non-finite policy 'warn' they are written, and reported)`);
+  }
+  warnings.push({ label: MERGED_OUTPUT_LABEL, tensor: name, count });
+}
+
 /** Per-thread state a job runs with: open files, reusable buffers, kernel memory. */
 export interface JobContext {
   reader: TensorReader;
@@ -159,6 +176,8 @@ export function runTensorJob(job: TensorJob, context: JobContext): TensorResult 
     rowParameters: job.rowParameters,
   });
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
+  // An input's NaN/Inf (allowed under 'warn') carries into the output; that is reported once, as the input's.
+  if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings);
   const encoded = encodeFromFloat32(merged, job.outDtype);
   // Kernel memory is reused by the next job: what leaves the thread is a copy in a buffer of its own.
   if (encoded.buffer !== merged.buffer) return { bytes: encoded, warnings };
