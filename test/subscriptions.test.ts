@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { ApiServer, startApiServer } from '../src/api/server';
 import { createPrisma, PrismaClient } from '../src/store/client';
-import { appendJobEvent } from '../src/store/events';
+import { appendJobEvent, insertJobEvent } from '../src/store/events';
 import { migrate } from '../src/store/migrate';
 import { createTestDatabase } from './helpers/database';
 import { subscribe, waitFor } from './helpers/graphql';
@@ -82,6 +82,27 @@ it('replays what a reconnecting client missed, from the last event id it saw', a
 
 it('rejects an afterEventId that is not an event id', async () => {
   await expect(subscribeJob(await newJob(), 'yesterday', () => undefined).done).rejects.toThrow(/afterEventId .*yesterday.* is not an event id.*BAD_USER_INPUT/);
+});
+
+it('delivers events in id order with none missed when two connections write them at once', async () => {
+  const jobId = await newJob();
+  const seen: Event[] = [];
+  const subscription = subscribeJob(jobId, undefined, (e) => seen.push(e));
+  await step(jobId, 0);
+  await waitFor(() => seen.length === 1, 'the first event', 2000);
+  // The first writer takes an id, then holds its transaction open; the second writes and commits meanwhile.
+  // Were the second visible first, a reader would move past the first's id and never see it.
+  const slow = workerPrisma.$transaction(async (tx) => {
+    await insertJobEvent(tx, { jobKind: 'merge', jobId, phase: 'merge', done: 1, total: 4, message: 'slow writer', status: 'RUNNING' });
+    await new Promise((r) => setTimeout(r, 700));
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  const fast = appendJobEvent(apiPrisma, { jobKind: 'merge', jobId, phase: 'merge', done: 2, total: 4, message: 'fast writer', status: 'RUNNING' });
+  await Promise.all([slow, fast]);
+  await step(jobId, 4, 'COMPLETED');
+  await subscription.done;
+  await subscription.close();
+  expect(seen.map((e) => e.message)).toEqual(['tensor 0', 'slow writer', 'fast writer', 'tensor 4']);
 });
 
 it('refuses to follow a job that does not exist, instead of a stream that never ends', async () => {

@@ -30,8 +30,17 @@ export async function appendJobEvent(prisma: PrismaClient, event: JobEventInput)
   return prisma.$transaction((tx) => insertJobEvent(tx, event));
 }
 
+/**
+ * Event ids come from a sequence, and two transactions can commit their ids out of order: a reader
+ * that saw the later one first and moved its cursor past it would miss the earlier one for good.
+ * So every event is inserted under one transaction-scoped lock, taken just before the insert and
+ * held until commit: events become visible in the order of their ids.
+ */
+export const EVENTS_LOCK = 72707370;
+
 /** Inserts an event and queues its NOTIFY inside the caller's transaction (sent at commit). */
 export async function insertJobEvent(tx: Prisma.TransactionClient, event: JobEventInput): Promise<JobEventRow> {
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(${EVENTS_LOCK})`;
   const row = await tx.jobEvent.create({ data: { ...event, etaSeconds: event.etaSeconds ?? null } });
   await tx.$executeRaw`SELECT pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify({ id: row.id.toString(), jobId: row.jobId })})`;
   return row as JobEventRow;

@@ -5,7 +5,7 @@
  */
 import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
-import { EVENTS_CHANNEL, insertJobEvent, JobEventInput, JobEventRow } from './events';
+import { EVENTS_CHANNEL, EVENTS_LOCK, insertJobEvent, JobEventInput, JobEventRow } from './events';
 import { RegistryError } from './registry';
 
 export type JobKind = JobEventInput['jobKind'];
@@ -55,12 +55,14 @@ export interface ProgressInput {
 const JOB_TABLES: Record<JobKind, string> = { merge: 'merges', analysis: 'importance_analyses' };
 
 /**
- * Records progress of a RUNNING job: row, event and NOTIFY in one statement (one round trip, no
- * interactive transaction, which a worker busy computing could let time out). False when the job
- * is no longer running.
+ * Records progress of a RUNNING job: row, event and NOTIFY in one statement, under the events lock
+ * (a batch transaction of two statements, not an interactive one, which a worker busy computing
+ * could let time out). False when the job is no longer running.
  */
 export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: string, progress: ProgressInput): Promise<boolean> {
-  const rows = await prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
+  const [, rows] = await prisma.$transaction([
+    prisma.$executeRaw`SELECT pg_advisory_xact_lock(${EVENTS_LOCK})`,
+    prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
     `WITH updated AS (
        UPDATE "${JOB_TABLES[kind]}" SET done = $3, total = $4, updated_at = now() WHERE id = $2::uuid AND status = 'RUNNING' RETURNING id
      ), inserted AS (
@@ -76,7 +78,8 @@ export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: st
     progress.etaSeconds ?? null,
     progress.message,
     EVENTS_CHANNEL,
-  );
+    ),
+  ]);
   return rows.length > 0;
 }
 
