@@ -157,3 +157,31 @@ it('retries the job of a worker killed mid-merge on another worker, and register
   await replacement.stop();
   expect((await workersNow(true)).find((w) => w.pid === replacement.child.pid)).toMatchObject({ alive: false, stoppedAt: expect.any(String), currentJob: null });
 });
+
+it('a stopping worker lets a running job finish within its drain time, and hands back one that does not', async () => {
+  for (const worker of workers) await worker.stop();
+  // Half a second of drain: the analysis takes longer, so it goes back to the queue, QUEUED and owned by it.
+  const hasty = await platform.startWorker({ ...workerEnv(), APL_MERGE_DRAIN_SECONDS: '0.5' });
+  workers.push(hasty);
+  const first = await startAnalysis();
+  const handedBack = follow(first);
+  await handedBack.firstProgress;
+  hasty.child.kill('SIGTERM');
+  expect(await hasty.exited).toBe(0);
+  expect(hasty.output()).toMatch(/1 job\(s\) did not finish within the 0\.5 s drain; handing them back to the queue/);
+  expect(await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id: first } })).toMatchObject({ status: 'QUEUED', attempts: 1 });
+  expect(leftovers(join(outputs, 'analyses')).filter((e) => e.includes(first))).toEqual([]);
+  // The next worker takes it up and completes it.
+  const patient = await startWorker();
+  await handedBack.done;
+  expect(handedBack.events.map((e) => e.message)).toContainEqual(expect.stringMatching(/stopped before the job finished \(drain time 0\.5 s\); handed back to the queue/));
+  expect(await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id: first } })).toMatchObject({ status: 'COMPLETED', attempts: 2 });
+  // With the default drain (30 s) a running job finishes before the worker exits.
+  const second = await startAnalysis();
+  const finishes = follow(second);
+  await finishes.firstProgress;
+  patient.child.kill('SIGTERM');
+  expect(await patient.exited).toBe(0);
+  await finishes.done;
+  expect(await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id: second } })).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+});

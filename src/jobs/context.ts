@@ -20,3 +20,14 @@ export interface JobAttempt {
   retryCount: number;
   signal: AbortSignal;
 }
+
+/** The reason a job's AbortSignal carries when its worker stops before the job is done: the job goes back to the queue. */
+export class WorkerStopping extends Error {
+  constructor(
+    readonly worker: string,
+    readonly drainSeconds: number,
+  ) {
+    super(`worker ${worker} stopped before the job finished (drain time ${drainSeconds} s); handed back to the queue`);
+    this.name = 'WorkerStopping';
+  }
+}

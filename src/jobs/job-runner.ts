@@ -6,7 +6,7 @@
  */
 import { FINAL_STATUSES, JobKind, jobState, recordAttempt, transitionJob } from '../store/jobs';
 import { RegistryError } from '../store/registry';
-import { JobAttempt, JobContext } from './context';
+import { JobAttempt, JobContext, WorkerStopping } from './context';
 import { isPermanent, jobOutputDirectory, removeJobOutput, removeStaleStaging } from './outputs';
 import { progressRecorder, ProgressRecorder } from './progress';
 
@@ -44,6 +44,13 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
     context.log(`${kind} ${id}: ${completed ? 'COMPLETED' : 'cancelled while running; output discarded'}`);
   } catch (err) {
     await recorder.flush();
+    if (stop.signal.reason instanceof WorkerStopping) {
+      // Back to QUEUED, owned by the queue again; thrown so that the queue retries it on another worker.
+      removeJobOutput(outDir);
+      await transitionJob(prisma, kind, id, { from: ['RUNNING'], to: 'QUEUED', message: stop.signal.reason.message });
+      context.log(`${kind} ${id}: handed back to the queue`);
+      throw stop.signal.reason;
+    }
     if (stop.signal.aborted) {
       // Cancelled: the row already says so; nothing may be left behind.
       removeJobOutput(outDir);

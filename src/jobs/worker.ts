@@ -12,7 +12,7 @@ import { createPrisma } from '../store/client';
 import { jobState, transitionJob } from '../store/jobs';
 import { beat, markStopped, registerWorker } from '../store/workers';
 import { runAnalysisJob } from './analysis-job';
-import { JobAttempt, JobContext } from './context';
+import { JobAttempt, JobContext, WorkerStopping } from './context';
 import { runMergeJob } from './merge-job';
 import { DEAD_LETTER_QUEUE, JobData, openQueue, QUEUE_NAMES, QueueSettings, queueSettingsFromEnv } from './queue';
 import { listenForCancels } from './requests';
@@ -25,6 +25,8 @@ export interface WorkerOptions {
   concurrency?: number;
   threads?: number;
   settings?: QueueSettings;
+  /** Seconds a stopping worker lets running jobs finish before handing them back (default $APL_MERGE_DRAIN_SECONDS or 30). */
+  drainSeconds?: number;
   /** Seconds between liveness beats (default $APL_MERGE_WORKER_HEARTBEAT_SECONDS or 5). */
   heartbeatSeconds?: number;
   log?: (line: string) => void;
@@ -90,6 +92,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);
     }
   });
+  const drainSeconds = options.drainSeconds ?? Number(process.env.APL_MERGE_DRAIN_SECONDS ?? 30);
+  if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new Error(`APL_MERGE_DRAIN_SECONDS must be a number of seconds ≥ 0, got ${drainSeconds}`);
   // Liveness for the API's `workers` query; a beat that fails (database away) is tried again at the next one.
   const heartbeatSeconds = options.heartbeatSeconds ?? Number(process.env.APL_MERGE_WORKER_HEARTBEAT_SECONDS ?? 5);
   if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 1) throw new Error(`APL_MERGE_WORKER_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got ${heartbeatSeconds}`);
@@ -106,7 +110,18 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     backend,
     stop: async () => {
       clearInterval(beating);
-      await boss.stop({ graceful: true, timeout: 30_000 });
+      // No new jobs; those running have the drain time to finish, then are handed back to the queue.
+      await Promise.all([QUEUE_NAMES.merge, QUEUE_NAMES.analysis].map((queue) => boss.offWork(queue, { wait: false })));
+      const deadline = Date.now() + drainSeconds * 1000;
+      while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      if (running.size > 0) {
+        log(`stopping: ${running.size} job(s) did not finish within the ${drainSeconds} s drain; handing them back to the queue`);
+        for (const job of running.values()) job.stop.abort(new WorkerStopping(name, drainSeconds));
+        // The engine checks its signal between steps; give it the time of a few.
+        const handBack = Date.now() + 30_000;
+        while (running.size > 0 && Date.now() < handBack) await new Promise((r) => setTimeout(r, 50));
+      }
+      await boss.stop({ graceful: true, timeout: 10_000 });
       await cancels.close();
       await markStopped(prisma, workerId).catch(() => undefined);
       await prisma.$disconnect();
