@@ -7,7 +7,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/checkpoint/checkpoint';
-import { sha256File } from '../engine/checkpoint/files';
+import { sha256FileAsync } from '../engine/checkpoint/files';
 import { loadTaskData } from '../engine/data/task-data';
 import { Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
@@ -96,16 +96,17 @@ export interface CheckpointRecord {
 /**
  * Validates and hashes a checkpoint (a file or an HF directory); a bad one is BAD_USER_INPUT naming
  * the problem. `knownHashes` (file name → sha256, e.g. what the writer computed on the way out)
- * spares reading those files again.
+ * spares reading those files again. Hashing reads every byte: it runs on libuv's thread pool a
+ * chunk at a time, so a server registering a 10 GB checkpoint keeps answering other requests.
  */
-export function describeCheckpoint(path: string, knownHashes: ReadonlyMap<string, string> = new Map()): CheckpointRecord {
+export async function describeCheckpoint(path: string, knownHashes: ReadonlyMap<string, string> = new Map()): Promise<CheckpointRecord> {
   let report: ReturnType<typeof inspectCheckpoint>;
   let architecture = 'unknown';
   try {
     const checkpoint = openCheckpoint(path);
     report = inspectCheckpoint(path, { hash: false });
     // report.files lists checkpoint.shards in order.
-    checkpoint.shards.forEach((shard, i) => (report.files[i].sha256 = knownHashes.get(report.files[i].name) ?? sha256File(shard.file)));
+    for (const [i, shard] of checkpoint.shards.entries()) report.files[i].sha256 = knownHashes.get(report.files[i].name) ?? (await sha256FileAsync(shard.file));
     const configPath = resolve(checkpoint.directory, 'config.json');
     try {
       const json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
@@ -170,7 +171,7 @@ export async function registerModel(prisma: PrismaClient, roots: readonly DataRo
   if (input.kind === 'MERGE' && parentIds.length === 0) throw new RegistryError('BAD_USER_INPUT', 'a merge needs parentIds (the models it was merged from)');
   if (input.kind === 'BASE' && parentIds.length > 0) throw new RegistryError('BAD_USER_INPUT', 'a base model has no parents');
   const path = pathUnderRoots(input.path, roots, 'checkpoint', by.precisePathErrors ?? true);
-  const record = describeCheckpoint(path);
+  const record = await describeCheckpoint(path);
   if (record.tensorCount === 0) throw new RegistryError('BAD_USER_INPUT', `${input.path}: the checkpoint holds no tensors`);
   if (input.kind === 'FINETUNE') await checkHomologous(prisma, path, parentIds);
   const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
