@@ -1,13 +1,13 @@
 /** Live job progress over graphql-ws, replaying what a reconnecting client missed. */
 import { Arg, Authorized, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import { GraphQLError } from 'graphql';
-import { cancelJob } from '../jobs/requests';
+import { cancelJob, retryJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { JobEventRow } from '../store/events';
 import { jobKindOf, lastEventId, modelStatusEventsAfter } from '../store/jobs';
-import { ApiContext, requireQueue } from './context';
+import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
-import { CancelledJobType } from './types';
+import { CancelledJobType, RetriedJobType } from './types';
 
 
 @ObjectType({ description: 'One step of a job: the events of a job are totally ordered by id' })
@@ -43,6 +43,12 @@ export class JobResolver {
   @Mutation(() => CancelledJobType, { description: 'cancels a QUEUED or RUNNING merge or analysis; a running one stops through its AbortSignal and leaves no output' })
   async cancelJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<CancelledJobType> {
     return withErrorCodes(async () => ({ id, kind: await cancelJob(context.prisma, requireQueue(context), id, { name: context.viewer.name, anyJob: context.viewer.role === 'ADMIN' }), status: 'CANCELLED' as JobStatus }));
+  }
+
+  @Authorized('OPERATOR')
+  @Mutation(() => RetriedJobType, { description: 'queues a FAILED or CANCELLED merge or analysis again, as it was requested (operator: their own jobs; admin: any)' })
+  async retryJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<RetriedJobType> {
+    return withErrorCodes(async () => ({ id, kind: await retryJob(context.prisma, requireQueue(context), id, { ...requesterOf(context), anyJob: context.viewer.role === 'ADMIN' }), status: 'QUEUED' as JobStatus }));
   }
 
   @Subscription(() => JobEventType, {

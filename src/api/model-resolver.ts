@@ -4,18 +4,28 @@ import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
 import { listModels, registerModel, registerTask } from '../store/registry';
+import { archiveModel, deleteModel, updateModel } from '../store/model-lifecycle';
 import { listAnalyses, listMerges } from '../store/jobs';
 import { toAnalysis } from './analysis-resolver';
 import { ApiContext, dataRoots } from './context';
 import { toMerge } from './merge-resolver';
 import { withErrorCodes } from './errors';
-import { AnalysisType, CheckpointType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
+import { AnalysisType, CheckpointType, DeletedModelType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
 
 @InputType()
 class ModelFilterInput {
   @Field(() => ModelKind, { nullable: true }) kind?: ModelKind;
   @Field({ nullable: true }) nameContains?: string;
   @Field({ nullable: true }) architecture?: string;
+  @Field(() => [String], { nullable: true, description: 'models with every one of these tags' }) tags?: string[];
+  @Field({ nullable: true, description: 'include archived models (default false)' }) includeArchived?: boolean;
+}
+
+@InputType({ description: 'What to change; fields left out stay as they are' })
+class UpdateModelInput {
+  @Field({ nullable: true }) name?: string;
+  @Field({ nullable: true }) description?: string;
+  @Field(() => [String], { nullable: true, description: 'replaces the tags' }) tags?: string[];
 }
 
 @InputType()
@@ -76,6 +86,27 @@ export class ModelResolver {
   @Mutation(() => ModelType, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first' })
   async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
     return withErrorCodes(async () => registerModel(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name }));
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => ModelType, { description: "changes a model's name, description or tags (admin)" })
+  async updateModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('input', () => UpdateModelInput) input: UpdateModelInput): Promise<ModelType> {
+    return withErrorCodes(() => updateModel(prisma, id, input));
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => ModelType, { description: 'archives a model (admin): hidden from listings, lineage kept; archived: false brings it back' })
+  async archiveModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('archived', { defaultValue: true }) archived: boolean): Promise<ModelType> {
+    return withErrorCodes(() => archiveModel(prisma, id, archived));
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => DeletedModelType, { description: 'deletes a model from the registry (admin); refused while models or jobs depend on it (archive it instead)' })
+  async deleteModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string): Promise<DeletedModelType> {
+    return withErrorCodes(async () => {
+      const deleted = await deleteModel(prisma, id);
+      return { id: deleted.id, name: deleted.name };
+    });
   }
 
   @Authorized('OPERATOR')

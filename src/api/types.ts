@@ -24,6 +24,9 @@ export class ModelType {
   @Field(() => ModelKind) kind: ModelKind;
   @Field() architecture: string;
   @Field() createdAt: Date;
+  @Field() description: string;
+  @Field(() => [String]) tags: string[];
+  @Field(() => Date, { nullable: true, description: 'set: hidden from listings unless asked for (filter.includeArchived)' }) archivedAt: Date | null;
   @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
   checkpointId: string;
 }
@@ -136,4 +139,17 @@ export class CancelledJobType {
   @Field(() => ID) id: string;
   @Field({ description: 'merge or analysis' }) kind: string;
   @Field(() => JobStatus) status: JobStatus;
+}
+
+@ObjectType({ description: 'A job queued again' })
+export class RetriedJobType {
+  @Field(() => ID) id: string;
+  @Field({ description: 'merge or analysis' }) kind: string;
+  @Field(() => JobStatus) status: JobStatus;
+}
+
+@ObjectType({ description: 'A model deleted from the registry (its files stay where they are)' })
+export class DeletedModelType {
+  @Field(() => ID) id: string;
+  @Field() name: string;
 }

@@ -72,6 +72,12 @@ export async function enqueueJob(boss: PgBoss, data: JobData, tx?: Prisma.Transa
   await boss.send(QUEUE_NAMES[data.kind], { ...data }, { id: data.id, ...(tx ? { db: transactionDatabase(tx) } : {}) });
 }
 
+/** Queues a job again under its id (a retry of one that ended): what the queue kept of it is replaced, in the caller's transaction. */
+export async function requeueJob(boss: PgBoss, data: JobData, tx: Prisma.TransactionClient): Promise<void> {
+  await boss.deleteJob(QUEUE_NAMES[data.kind], data.id, { db: transactionDatabase(tx) });
+  await enqueueJob(boss, data, tx);
+}
+
 /** Takes a job that has not started off the queue (a running one is stopped through its row). */
 export async function dequeueJob(boss: PgBoss, data: JobData): Promise<void> {
   await boss.cancel(QUEUE_NAMES[data.kind], data.id).catch(() => undefined);

@@ -20,7 +20,7 @@ import { FINAL_STATUSES, JobKind, jobKindOf, TRANSACTION_LIMITS, transitionJob }
 import { checkName, checkpointPath, RegistryError, uniquely } from '../store/registry';
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
 import { isPermanent } from './outputs';
-import { dequeueJob, enqueueJob } from './queue';
+import { dequeueJob, enqueueJob, requeueJob } from './queue';
 
 /** The channel on which a cancel reaches the worker running the job. */
 export const CANCEL_CHANNEL = 'apl_merge_job_cancel';
@@ -222,4 +222,29 @@ export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string, 
 /** Listens for cancels on a connection of its own; `onReconnect` when a lost connection is back (a cancel may have been missed). */
 export async function listenForCancels(url: string, onCancel: (id: string) => void, onReconnect?: () => void): Promise<Listener> {
   return listenOn(url, CANCEL_CHANNEL, onCancel, { onReconnect });
+}
+
+/**
+ * Queues a FAILED or CANCELLED job again, as it was requested (same parameters and seed): its row
+ * goes back to QUEUED with an event, under the requester's active-job limit and, for a merge, its
+ * output name's reservation. Only its owner or an admin may retry it.
+ */
+export async function retryJob(prisma: PrismaClient, boss: PgBoss, id: string, by: Requester & { anyJob?: boolean } = { name: null, anyJob: true }): Promise<JobKind> {
+  const job = await jobKindOf(prisma, id);
+  if (!job) throw new RegistryError('NOT_FOUND', `no merge or analysis has id ${id}`);
+  if (!by.anyJob && job.createdBy !== by.name) throw new RegistryError('FORBIDDEN', `job ${id} was started by ${job.createdBy ? `token "${job.createdBy}"` : 'the server'}; only its owner or an admin may retry it`);
+  if (job.status !== 'FAILED' && job.status !== 'CANCELLED') throw new RegistryError('CONFLICT', `job ${id} is ${job.status}; only a FAILED or CANCELLED job can be retried`);
+  await prisma.$transaction(async (tx) => {
+    await checkActiveJobs(tx, by);
+    if (job.kind === 'merge') {
+      const { outputName } = await tx.merge.findUniqueOrThrow({ where: { id }, select: { outputName: true } });
+      if (outputName && (await tx.model.findUnique({ where: { name: outputName } }))) throw new RegistryError('CONFLICT', `a model named "${outputName}" exists now; the merge cannot produce another`);
+    }
+    const queued = await uniquely(`a queued or running merge producing this merge's model name`, () =>
+      transitionJob(tx, job.kind, id, { from: ['FAILED', 'CANCELLED'], to: 'QUEUED', message: `queued again on request${by.name ? ` of token "${by.name}"` : ''}`, error: null }),
+    );
+    if (!queued) throw new RegistryError('CONFLICT', `job ${id} changed meanwhile; look again`);
+    await requeueJob(boss, { kind: job.kind, id }, tx);
+  }, TRANSACTION_LIMITS);
+  return job.kind;
 }

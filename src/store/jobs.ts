@@ -31,7 +31,7 @@ export async function transitionJob(
   prisma: PrismaClient | Prisma.TransactionClient,
   kind: JobKind,
   id: string,
-  change: { from: readonly JobStatus[]; to: JobStatus; message: string; error?: string },
+  change: { from: readonly JobStatus[]; to: JobStatus; message: string; error?: string | null },
   andThen?: (tx: Prisma.TransactionClient) => Promise<void>,
 ): Promise<boolean> {
   const run = async (tx: Prisma.TransactionClient) => {

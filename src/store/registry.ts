@@ -212,6 +212,10 @@ export interface ModelFilter {
   kind?: ModelKind;
   nameContains?: string;
   architecture?: string;
+  /** Models with every one of these tags. */
+  tags?: string[];
+  /** Archived models are left out unless this is true. */
+  includeArchived?: boolean;
 }
 
 /** Cursor pagination in creation order: `after` is the id of the last model of the previous page. */
@@ -221,6 +225,8 @@ export async function listModels(prisma: PrismaClient, filter: ModelFilter, firs
     kind: filter.kind,
     architecture: filter.architecture,
     name: filter.nameContains ? { contains: filter.nameContains } : undefined,
+    ...(filter.tags && filter.tags.length > 0 ? { tags: { hasEvery: filter.tags } } : {}),
+    ...(filter.includeArchived ? {} : { archivedAt: null }),
   };
   if (after) {
     const cursor = await prisma.model.findUnique({ where: { id: after }, select: { id: true } });
