@@ -3,11 +3,13 @@
  * the engine's AbortSignal and leaves nothing behind, a queued job cancelled never runs, and a
  * worker killed mid-job has its job retried by another worker, which registers it exactly once.
  */
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiServer } from '../src/api/server';
 import { QueueSettings } from '../src/jobs/queue';
 import { PrismaClient } from '../src/store/client';
+import { takeLease, transitionJob } from '../src/store/jobs';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { subscribe, waitFor } from './helpers/graphql';
 import { tinyFamily } from './helpers/tiny-models';
@@ -184,4 +186,28 @@ it('a stopping worker lets a running job finish within its drain time, and hands
   expect(await patient.exited).toBe(0);
   await finishes.done;
   expect(await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id: second } })).toMatchObject({ status: 'COMPLETED', attempts: 1 });
+});
+
+it('an attempt whose job another attempt has taken over stops, and leaves the new attempt its job and files', async () => {
+  for (const worker of workers) await worker.stop();
+  const first = await startWorker();
+  const id = await startAnalysis();
+  const job = follow(id);
+  await job.firstProgress;
+  // Another attempt takes the job, as a second worker does once the queue gave up on the first (its
+  // heartbeat lapsed during a long stall), and starts writing its staging directory.
+  const takeover = await takeLease(prisma, 'analysis', id, 'other-host:4242', 'running again on other-host:4242 (attempt 2)');
+  expect(takeover).toBeDefined();
+  const theirs = join(outputs, 'analyses', `.${id}.tmp-second-attempt`);
+  mkdirSync(theirs, { recursive: true });
+  writeFileSync(join(theirs, 'partial'), 'being written');
+  await first.waitForOutput(new RegExp(`analysis ${id}: superseded by another attempt`), 30000);
+  const row = await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } });
+  expect(row).toMatchObject({ status: 'RUNNING', lease: takeover!.lease, leaseWorker: 'other-host:4242', artifactUri: null });
+  expect(readFileSync(join(theirs, 'partial'), 'utf8')).toBe('being written');
+  expect(existsSync(join(outputs, 'analyses', id))).toBe(false);
+  // Only the lease holder may end it.
+  expect(await transitionJob(prisma, 'analysis', id, { from: ['RUNNING'], to: 'COMPLETED', message: 'stale', lease: randomUUID() })).toBe(false);
+  expect(await transitionJob(prisma, 'analysis', id, { from: ['RUNNING'], to: 'CANCELLED', message: 'test over', lease: takeover!.lease })).toBe(true);
+  await job.done;
 });

@@ -71,6 +71,9 @@ it('retries a cancelled merge as it was requested, and a worker completes it; on
   await owner('mutation($id: ID!) { cancelJob(id: $id) { status } }', { id });
   expect((await stranger(RETRY, { id })).errors![0].extensions.code).toBe('FORBIDDEN');
   expect((await owner<{ retryJob: { kind: string; status: string } }>(RETRY, { id })).data!.retryJob).toEqual({ kind: 'merge', status: 'QUEUED' });
+  // Cancelled and retried once more (the database connection a retry used must stay usable).
+  expect((await owner('mutation($id: ID!) { cancelJob(id: $id) { status } }', { id })).errors).toBeUndefined();
+  expect((await owner(RETRY, { id })).errors).toBeUndefined();
   const worker = await platform.startWorker();
   try {
     await waitFor(async () => (await platform.prisma.merge.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the retried merge (worker:\n${worker.output()})`, 30000);
@@ -78,7 +81,7 @@ it('retries a cancelled merge as it was requested, and a worker completes it; on
     await worker.stop();
   }
   const events = await platform.prisma.jobEvent.findMany({ where: { jobId: id, phase: 'status' }, orderBy: { id: 'asc' } });
-  expect(events.map((e) => e.status)).toEqual(['QUEUED', 'CANCELLED', 'QUEUED', 'RUNNING', 'COMPLETED']);
+  expect(events.map((e) => e.status)).toEqual(['QUEUED', 'CANCELLED', 'QUEUED', 'CANCELLED', 'QUEUED', 'RUNNING', 'COMPLETED']);
   expect(events[2].message).toBe('queued again on request of token "owner"');
   expect(await platform.prisma.model.count({ where: { name: 'second-chance' } })).toBe(1);
   expect((await owner(RETRY, { id })).errors![0].extensions.code).toBe('CONFLICT');

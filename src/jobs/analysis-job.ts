@@ -21,7 +21,7 @@ export const ARTIFACT_NAME = 'importance.safetensors';
 
 export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
   const id = attempt.id;
-  await runAttempt(context, 'analysis', attempt, stop, async ({ outDir, recorder, signal }) => {
+  await runAttempt(context, 'analysis', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease }) => {
     const analysis = await context.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id }, include: { model: { include: { checkpoint: true } }, baseModel: { include: { checkpoint: true } }, task: true } });
     if (!analysis.baseModel) throw new Error(`analysis ${id} has no base model`);
     const modelPath = checkpointPath(analysis.model.checkpoint.uri);
@@ -37,13 +37,15 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
       const metadata = { backend: context.backend, probe: probePath, probe_examples: String(result.probeExamples), [`${estimator}_seconds`]: String(seconds), ...wgslKernelMetadata(result) };
       const paths = saveImportance(join(staging, ARTIFACT_NAME), result.scheme, { task: result.task, model: modelPath, base: basePath, scores: result.scores, metadata });
       summary = JSON.parse(readFileSync(paths.summary, 'utf8')) as Prisma.InputJsonObject;
+      // Only the attempt that owns the job publishes into its output directory.
+      await checkLease();
       publishDirectory(staging, outDir, true);
     } catch (err) {
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
     const report = { backend: context.backend, seconds, partitions: result.scheme.count, probeExamples: result.probeExamples, wgslKernels: result.wgslKernels, ...(result.cleanLoss !== undefined ? { cleanLoss: result.cleanLoss } : {}) };
-    return transitionJob(context.prisma, 'analysis', id, { from: ['RUNNING'], to: 'COMPLETED', message: `${result.scheme.count} partitions scored in ${seconds.toFixed(2)} s` }, async (tx) => {
+    return transitionJob(context.prisma, 'analysis', id, { from: ['RUNNING'], to: 'COMPLETED', lease, message: `${result.scheme.count} partitions scored in ${seconds.toFixed(2)} s` }, async (tx) => {
       await tx.importanceAnalysis.update({ where: { id }, data: { artifactUri: `file://${join(outDir, ARTIFACT_NAME)}`, summary, result: report, total: result.scheme.count, done: result.scheme.count, error: null } });
     });
   });

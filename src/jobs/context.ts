@@ -31,3 +31,11 @@ export class WorkerStopping extends Error {
     this.name = 'WorkerStopping';
   }
 }
+
+/** The reason an attempt stops when another attempt has taken its job over (after a heartbeat lapse). */
+export class AttemptSuperseded extends Error {
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} is owned by another attempt now`);
+    this.name = 'AttemptSuperseded';
+  }
+}

@@ -54,16 +54,17 @@ async function scoreMerged(context: JobContext, outDir: string, onProgress: Prog
 
 export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
   const id = attempt.id;
-  await runAttempt(context, 'merge', attempt, stop, async ({ outDir, recorder, signal }) => {
+  await runAttempt(context, 'merge', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease }) => {
     const spec = await loadMergeSpec(context.prisma, id);
     const plan = planMerge(parseMergeConfig(spec.configText, `merge ${id}`, '/'), { nonFinite: spec.nonFinite });
-    const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal });
+    // Only the attempt that owns the job publishes into its output directory.
+    const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal, beforePublish: checkLease });
     const { scores, notEvaluated } = await scoreMerged(context, outDir, recorder.onProgress, signal);
     await recorder.flush();
     // The writer hashed every file on the way out; the registry records those hashes.
     const record = await describeCheckpoint(outDir, new Map(result.files.map((f) => [f.name, f.sha256])));
     const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.warnings.length > 0 ? { nonFiniteValues: result.warnings.map((w) => ({ model: w.label, tensor: w.tensor, count: w.count })) } : {}), ...(notEvaluated ? { evaluation: notEvaluated } : {}), ...(result.preparation ? { preparation: result.preparation } : {}) };
-    return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}${notEvaluated ? ` (${notEvaluated})` : ''}` }, async (tx) => {
+    return transitionJob(context.prisma, 'merge', id, { from: ['RUNNING'], to: 'COMPLETED', lease, message: `merged ${result.tensors} tensors in ${result.seconds.toFixed(2)} s; output model ${spec.outputName}${notEvaluated ? ` (${notEvaluated})` : ''}` }, async (tx) => {
       const parents = spec.inputs.map((input) => ({ id: input.modelId, relation: input.isBase ? 'merge-base' : 'merge', weight: input.isBase ? null : input.weight }));
       // The merged model is credited to whoever asked for the merge.
       const { createdBy } = await tx.merge.findUniqueOrThrow({ where: { id }, select: { createdBy: true } });

@@ -15,7 +15,7 @@ export interface ProgressRecorder {
   flush: () => Promise<void>;
 }
 
-export function progressRecorder(prisma: PrismaClient, kind: JobKind, id: string, onStopped: () => void, onWriteError: (err: Error) => void, intervalMs = 200): ProgressRecorder {
+export function progressRecorder(prisma: PrismaClient, kind: JobKind, id: string, onStopped: () => void, onWriteError: (err: Error) => void, lease?: string, intervalMs = 200): ProgressRecorder {
   let chain: Promise<void> = Promise.resolve();
   let lastPhase = '';
   let lastDone = -1;
@@ -23,7 +23,7 @@ export function progressRecorder(prisma: PrismaClient, kind: JobKind, id: string
   const write = (event: ProgressEvent) => {
     chain = chain.then(async () => {
       try {
-        const running = await recordProgress(prisma, kind, id, { phase: event.phase, done: event.done, total: event.total, etaSeconds: event.etaSeconds ?? null, message: event.message });
+        const running = await recordProgress(prisma, kind, id, { phase: event.phase, done: event.done, total: event.total, etaSeconds: event.etaSeconds ?? null, message: event.message }, lease);
         if (!running) onStopped();
       } catch (err) {
         // A lost progress event is not worth failing the job for; the final status is written apart.

@@ -3,6 +3,7 @@
  * together with its event (and NOTIFY) in one transaction, and only from the states it may come
  * from: a job cancelled while a worker runs it stays cancelled, whatever the worker writes later.
  */
+import { randomUUID } from 'node:crypto';
 import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
 import { EVENTS_CHANNEL, EVENTS_LOCK, insertJobEvent, JobEventInput, JobEventRow } from './events';
@@ -15,8 +16,15 @@ export const TRANSACTION_LIMITS = { maxWait: 15_000, timeout: 30_000 };
 
 export const FINAL_STATUSES: readonly JobStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
-async function updateJob(tx: Prisma.TransactionClient, kind: JobKind, id: string, from: readonly JobStatus[], data: { status?: JobStatus; done?: number; total?: number; error?: string | null }): Promise<{ done: number; total: number } | undefined> {
-  const where = { id, status: { in: [...from] } };
+async function updateJob(
+  tx: Prisma.TransactionClient,
+  kind: JobKind,
+  id: string,
+  from: readonly JobStatus[],
+  data: { status?: JobStatus; done?: number; total?: number; error?: string | null; lease?: string | null; leaseWorker?: string | null },
+  lease?: string,
+): Promise<{ done: number; total: number } | undefined> {
+  const where = { id, status: { in: [...from] }, ...(lease ? { lease } : {}) };
   const updated = kind === 'merge' ? await tx.merge.updateMany({ where, data }) : await tx.importanceAnalysis.updateMany({ where, data });
   if (updated.count === 0) return undefined;
   const select = { done: true, total: true };
@@ -25,23 +33,28 @@ async function updateJob(tx: Prisma.TransactionClient, kind: JobKind, id: string
 
 /**
  * Moves a job from one of `from` to `to`, with a "status" event; false (and nothing written) when
- * the job is not in one of `from`. `andThen` runs in the same transaction, after the update.
+ * the job is not in one of `from`, or (with `lease`) when another attempt holds the job now.
+ * `andThen` runs in the same transaction, after the update.
  */
 export async function transitionJob(
   prisma: PrismaClient | Prisma.TransactionClient,
   kind: JobKind,
   id: string,
-  change: { from: readonly JobStatus[]; to: JobStatus; message: string; error?: string | null },
+  change: { from: readonly JobStatus[]; to: JobStatus; message: string; error?: string | null; lease?: string },
   andThen?: (tx: Prisma.TransactionClient) => Promise<void>,
 ): Promise<boolean> {
   const run = async (tx: Prisma.TransactionClient) => {
-    const row = await updateJob(tx, kind, id, change.from, { status: change.to, ...(change.error !== undefined ? { error: change.error } : {}) });
+    // Leaving RUNNING ends the lease: nobody owns a job that is not running.
+    const endsLease = change.to !== 'RUNNING' ? { lease: null, leaseWorker: null } : {};
+    const row = await updateJob(tx, kind, id, change.from, { status: change.to, ...(change.error !== undefined ? { error: change.error } : {}), ...endsLease }, change.lease);
     if (!row) return false;
     await andThen?.(tx);
     await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message: change.message, status: change.to });
     return true;
   };
-  return '$transaction' in prisma ? prisma.$transaction(run, TRANSACTION_LIMITS) : run(prisma);
+  // A transaction client also answers to $transaction in Prisma 7 (a nested start that leaves the
+  // connection unusable), so tell the two apart by class.
+  return prisma instanceof PrismaClient ? prisma.$transaction(run, TRANSACTION_LIMITS) : run(prisma);
 }
 
 export interface ProgressInput {
@@ -59,12 +72,12 @@ const JOB_TABLES: Record<JobKind, string> = { merge: 'merges', analysis: 'import
  * (a batch transaction of two statements, not an interactive one, which a worker busy computing
  * could let time out). False when the job is no longer running.
  */
-export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: string, progress: ProgressInput): Promise<boolean> {
+export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: string, progress: ProgressInput, lease?: string): Promise<boolean> {
   const [, rows] = await prisma.$transaction([
     prisma.$executeRaw`SELECT pg_advisory_xact_lock(${EVENTS_LOCK})`,
     prisma.$queryRawUnsafe<Array<{ id: bigint }>>(
     `WITH updated AS (
-       UPDATE "${JOB_TABLES[kind]}" SET done = $3, total = $4, updated_at = now() WHERE id = $2::uuid AND status = 'RUNNING' RETURNING id
+       UPDATE "${JOB_TABLES[kind]}" SET done = $3, total = $4, updated_at = now() WHERE id = $2::uuid AND status = 'RUNNING' AND ($9::uuid IS NULL OR lease = $9::uuid) RETURNING id
      ), inserted AS (
        INSERT INTO job_events (job_kind, job_id, phase, done, total, eta_seconds, message, status)
        SELECT $1, id, $5, $3, $4, $6, $7, 'RUNNING' FROM updated RETURNING id, job_id
@@ -78,6 +91,7 @@ export async function recordProgress(prisma: PrismaClient, kind: JobKind, id: st
     progress.etaSeconds ?? null,
     progress.message,
     EVENTS_CHANNEL,
+    lease ?? null,
     ),
   ]);
   return rows.length > 0;
@@ -148,4 +162,34 @@ export async function modelStatusEventsAfter(prisma: PrismaClient, modelId: stri
 export async function lastEventId(prisma: PrismaClient): Promise<bigint> {
   const row = await prisma.jobEvent.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
   return row?.id ?? 0n;
+}
+
+/** The attempt that now owns a running job: its lease and the worker that took it. */
+export interface JobLease {
+  lease: string;
+  /** The worker that held the job before, when it was RUNNING (a lost or stalled attempt). */
+  previousWorker: string | null;
+}
+
+/**
+ * Starts an attempt: the job becomes RUNNING under a new lease (taking it over from a previous
+ * attempt, which the queue gave up on), with its "status" event. Undefined when the job has ended.
+ */
+export async function takeLease(prisma: PrismaClient, kind: JobKind, id: string, worker: string, message: string): Promise<JobLease | undefined> {
+  return prisma.$transaction(async (tx) => {
+    const select = { status: true, leaseWorker: true } as const;
+    const before = kind === 'merge' ? await tx.merge.findUnique({ where: { id }, select }) : await tx.importanceAnalysis.findUnique({ where: { id }, select });
+    if (!before || FINAL_STATUSES.includes(before.status)) return undefined;
+    const lease = randomUUID();
+    const row = await updateJob(tx, kind, id, ['QUEUED', 'RUNNING'], { status: 'RUNNING', lease, leaseWorker: worker });
+    if (!row) return undefined;
+    await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message, status: 'RUNNING' });
+    return { lease, previousWorker: before.status === 'RUNNING' ? before.leaseWorker : null };
+  }, TRANSACTION_LIMITS);
+}
+
+/** Whether `lease` still owns the job (RUNNING under it). */
+export async function holdsLease(prisma: PrismaClient, kind: JobKind, id: string, lease: string): Promise<boolean> {
+  const where = { id, status: 'RUNNING' as JobStatus, lease };
+  return (kind === 'merge' ? await prisma.merge.count({ where }) : await prisma.importanceAnalysis.count({ where })) > 0;
 }

@@ -5,10 +5,11 @@
 import { Prisma, PrismaClient } from './generated/client';
 import { checkName, RegistryError, uniquely } from './registry';
 
+/** What to change; a field left out (or null) stays as it is. */
 export interface ModelChanges {
-  name?: string;
-  description?: string;
-  tags?: string[];
+  name?: string | null;
+  description?: string | null;
+  tags?: string[] | null;
 }
 
 function checkTags(tags: readonly string[]): void {
@@ -26,11 +27,13 @@ async function existing(prisma: PrismaClient, id: string) {
 
 export async function updateModel(prisma: PrismaClient, id: string, changes: ModelChanges) {
   await existing(prisma, id);
-  if (changes.name !== undefined) checkName('name', changes.name);
-  if (changes.description !== undefined && changes.description.length > 10_000) throw new RegistryError('BAD_USER_INPUT', `description is ${changes.description.length} characters long; at most 10,000`);
-  const tags = changes.tags === undefined ? undefined : [...new Set(changes.tags)];
+  const name = changes.name ?? undefined;
+  const description = changes.description ?? undefined;
+  if (name !== undefined) checkName('name', name);
+  if (description !== undefined && description.length > 10_000) throw new RegistryError('BAD_USER_INPUT', `description is ${description.length} characters long; at most 10,000`);
+  const tags = changes.tags ? [...new Set(changes.tags)] : undefined;
   if (tags) checkTags(tags);
-  return uniquely(`a model named "${changes.name}"`, () => prisma.model.update({ where: { id }, data: { name: changes.name, description: changes.description, tags } }));
+  return uniquely(`a model named "${name}"`, () => prisma.model.update({ where: { id }, data: { name, description, tags } }));
 }
 
 export async function archiveModel(prisma: PrismaClient, id: string, archived: boolean) {

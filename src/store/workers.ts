@@ -44,3 +44,9 @@ export async function listWorkers(prisma: PrismaClient, all = false): Promise<Ar
   const now = Date.now();
   return rows.map((row) => ({ ...row, alive: isAlive(row, now) })).filter((w) => all || w.alive);
 }
+
+/** Whether a worker of that name (host:pid) is alive now. */
+export async function workerAlive(prisma: PrismaClient, name: string): Promise<boolean> {
+  const rows = await prisma.workerProcess.findMany({ where: { name }, orderBy: { startedAt: 'desc' }, take: 1 });
+  return rows.length > 0 && isAlive(rows[0]);
+}

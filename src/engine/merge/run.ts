@@ -30,6 +30,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** webgpu: tensors merge on the GPU where their method has kernels; wasm/cpu: on the CPU; auto (default, or APL_MERGE_BACKEND): the GPU when the machine has one. Also the APL preparation's backend. */
   backend?: BackendChoice;
+  /** Called when every file is written, just before the output is renamed into place: a throw keeps it unpublished (its staging is removed). */
+  beforePublish?: () => Promise<void>;
 }
 
 export interface MergeResult {
@@ -133,6 +135,7 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
       });
     }
     writeText('README.md', modelCard(plan, configText));
+    await options.beforePublish?.();
     publishDirectory(staging, outDir, options.overwrite ?? false);
     const parameters = plan.specs.reduce((acc, s) => acc + s.shape.reduce((a, b) => a * b, 1), 0);
     return {
