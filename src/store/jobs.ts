@@ -53,8 +53,8 @@ export async function transitionJob(
     return true;
   };
   // A transaction client also answers to $transaction in Prisma 7 (a nested start that leaves the
-  // connection unusable), so tell the two apart by class.
-  return prisma instanceof PrismaClient ? prisma.$transaction(run, TRANSACTION_LIMITS) : run(prisma);
+  // connection unusable), and neither is an instance of PrismaClient: only the client can $connect.
+  return '$connect' in prisma ? (prisma as PrismaClient).$transaction(run, TRANSACTION_LIMITS) : run(prisma);
 }
 
 export interface ProgressInput {
