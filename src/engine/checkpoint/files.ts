@@ -7,35 +7,16 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-
-/** The hashing thread's program: sha256File's loop, with the result posted back. */
-const HASH_THREAD = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { openSync, readSync, closeSync } = require('node:fs');
-const hash = createHash('sha256');
-const fd = openSync(workerData, 'r');
-const chunk = new Uint8Array(8 * 1024 * 1024);
-try {
-  for (let position = 0; ; ) {
-    const n = readSync(fd, chunk, 0, chunk.byteLength, position);
-    if (n === 0) break;
-    hash.update(chunk.subarray(0, n));
-    position += n;
-  }
-} finally {
-  closeSync(fd);
-}
-parentPort.postMessage(hash.digest('hex'));
-`;
+import { compiledModule } from '../compiled';
 
 /**
- * sha256 of a file, read and hashed on a thread of its own: the calling thread (a server's event
- * loop) stays free however large the file is.
+ * sha256 of a file, read and hashed on a thread of its own (running sha256File): the calling
+ * thread (a server's event loop) stays free however large the file is.
  */
 export function sha256FileAsync(path: string): Promise<string> {
+  const program = `const { parentPort, workerData } = require('node:worker_threads'); parentPort.postMessage(require(${JSON.stringify(compiledModule(__dirname, 'files.js'))}).sha256File(workerData));`;
   return new Promise((resolve, reject) => {
-    const thread = new Worker(HASH_THREAD, { eval: true, workerData: path });
+    const thread = new Worker(program, { eval: true, workerData: path });
     let digest: string | undefined;
     thread.once('message', (hex: string) => (digest = hex));
     thread.once('error', reject);

@@ -4,10 +4,9 @@
  * every core; each worker reads its own inputs with positioned reads, so the main thread only
  * writes and hashes.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { compiledModule } from '../compiled';
 import { CheckpointError, MergeInputError } from '../errors';
 import { createJobContext, JobContext, runTensorJob, TensorJob, TensorResult } from './tensor-job';
 
@@ -15,17 +14,7 @@ export function defaultThreadCount(): number {
   return availableParallelism();
 }
 
-/**
- * The compiled worker script. Under ts-based test runners this module is loaded from src/, where
- * no .js exists, so the build output in dist/ is used instead (`npm test` builds first).
- */
-function workerScript(): string {
-  const beside = join(__dirname, 'tensor-worker.js');
-  if (existsSync(beside)) return beside;
-  const built = resolve(__dirname, '../../../dist/src/engine/merge/tensor-worker.js');
-  if (existsSync(built)) return built;
-  throw new Error(`worker script not found (looked for ${beside} and ${built}); run "npm run build"`);
-}
+const workerScript = (): string => compiledModule(__dirname, 'tensor-worker.js');
 
 interface Pending {
   resolve: (result: TensorResult) => void;
