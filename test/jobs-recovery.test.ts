@@ -211,3 +211,20 @@ it('an attempt whose job another attempt has taken over stops, and leaves the ne
   expect(await transitionJob(prisma, 'analysis', id, { from: ['RUNNING'], to: 'CANCELLED', message: 'test over', lease: takeover!.lease })).toBe(true);
   await job.done;
 });
+
+it('a worker with --concurrency 2 runs two jobs at once and completes both', async () => {
+  for (const worker of workers) await worker.stop();
+  const wide = await platform.startWorker({ ...workerEnv(), APL_MERGE_WORKER_CONCURRENCY: '2' });
+  workers.push(wide);
+  const [a, b] = [await startAnalysis(), await startAnalysis()];
+  const jobs = [follow(a), follow(b)];
+  await Promise.all(jobs.map((j) => j.firstProgress));
+  // Both are RUNNING on the one worker, which says so.
+  expect((await prisma.importanceAnalysis.findMany({ where: { id: { in: [a, b] } } })).map((r) => r.status)).toEqual(['RUNNING', 'RUNNING']);
+  await waitFor(async () => (await workersNow()).some((w) => w.pid === wide.child.pid && new Set([a, b]).has(w.currentJob ?? '')), 'the worker to report its jobs', 5000);
+  const listed = (await gql<{ workers: Array<{ pid: number; currentJobs: string[]; concurrency: number }> }>('{ workers { pid currentJobs concurrency } }')).data!.workers.find((w) => w.pid === wide.child.pid)!;
+  expect(listed.concurrency).toBe(2);
+  expect([...listed.currentJobs].sort()).toEqual([a, b].sort());
+  await Promise.all(jobs.map((j) => j.done));
+  expect((await prisma.importanceAnalysis.findMany({ where: { id: { in: [a, b] } } })).map((r) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
+});
