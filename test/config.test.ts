@@ -90,6 +90,8 @@ describe('merge config errors name the field', () => {
     ['an unknown parameter', 'merge_method: linear\nmodels: [{model: a, parameters: {wieght: 1}}]\n', 'models[0].parameters.wieght', /unknown parameter/],
     ['a density above 1', 'merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1, density: 1.5}}]\n', 'models[0].parameters.density', /above the maximum 1/],
     ['a string weight', 'merge_method: linear\nmodels: [{model: a, parameters: {weight: "heavy"}}]\n', 'models[0].parameters.weight', /finite number/],
+    ['a .nan weight, said as such', 'merge_method: linear\nmodels: [{model: a, parameters: {weight: .nan}}]\n', 'models[0].parameters.weight', /must be a finite number, got \.nan \(not a number\)$/],
+    ['a 1e400 weight, said as such', 'merge_method: linear\nmodels: [{model: a, parameters: {weight: 1e400}}]\n', 'models[0].parameters.weight', /got \.inf \(or a number beyond float64, such as 1e400\)$/],
     ['a global parameter set per model', 'merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {normalize: true}}]\n', 'models[0].parameters.normalize', /global parameter/],
     ['a bad consensus', 'merge_method: ties\nbase_model: b\nmodels: [{model: a}]\nparameters: {consensus_method: vote}\n', 'parameters.consensus_method', /one of sum, count/],
     ['a bad dtype', 'merge_method: linear\nmodels: [{model: a}]\ndtype: int4\n', 'dtype', /not one of float32, float16, bfloat16/],

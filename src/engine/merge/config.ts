@@ -58,6 +58,14 @@ export function readMergeConfig(path: string): MergeConfig {
   return parseMergeConfig(text, path, dirname(resolve(path)));
 }
 
+
+/** A config value as the user wrote it: YAML's .nan and .inf (and 1e400, which overflows to Infinity) are not JSON's null. */
+function shown(value: unknown): string {
+  if (typeof value === 'number' && Number.isNaN(value)) return '.nan (not a number)';
+  if (value === Infinity) return '.inf (or a number beyond float64, such as 1e400)';
+  if (value === -Infinity) return '-.inf (or a number beyond float64, such as -1e400)';
+  return JSON.stringify(value);
+}
 /** Parses YAML text; relative model paths are resolved against `baseDirectory`. */
 export function parseMergeConfig(text: string, source: string, baseDirectory: string): MergeConfig {
   const fail = (field: string, reason: string): never => {
@@ -133,16 +141,16 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
 
 function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never, baseDirectory: string): ParameterValue {
   if (def.type === 'number') {
-    if (typeof value !== 'number' || !Number.isFinite(value)) return fail(field, `must be a finite number, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'number' || !Number.isFinite(value)) return fail(field, `must be a finite number, got ${shown(value)}`);
     if (def.min !== undefined && value < def.min) fail(field, `${value} is below the minimum ${def.min}`);
     if (def.max !== undefined && value > def.max) fail(field, `${value} is above the maximum ${def.max}`);
     return value;
   }
   if (def.type === 'boolean') {
-    if (typeof value !== 'boolean') return fail(field, `must be true or false, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'boolean') return fail(field, `must be true or false, got ${shown(value)}`);
     return value;
   }
-  if (typeof value !== 'string') return fail(field, `must be a string, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'string') return fail(field, `must be a string, got ${shown(value)}`);
   if (def.choices && !def.choices.includes(value)) fail(field, `must be one of ${def.choices.join(', ')}, got "${value}"`);
   if (def.path) return isAbsolute(value) ? value : resolve(baseDirectory, value);
   return value;
