@@ -16,6 +16,7 @@ import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir } from './helpers/files';
 import { graphqlClient, subscribe, waitFor } from './helpers/graphql';
+import { expectJobInvariants } from './helpers/invariants';
 import { testToken } from './helpers/tokens';
 import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
 
@@ -113,4 +114,8 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
   expect(api.child.exitCode).toBeNull();
   expect(worker.child.exitCode).toBeNull();
   expect(api.output()).toMatch(/listener lost its connection; reconnecting/);
+  // The job whose events we wrote by hand is no real job: end it, then check what every fault must leave.
+  await prisma.merge.update({ where: { id: job.id }, data: { status: 'COMPLETED' } });
+  await prisma.merge.delete({ where: { id: job.id } });
+  await expectJobInvariants(prisma, [join(root, 'outputs')]);
 });

@@ -6,11 +6,12 @@
  * file, and leaves no staging directory and no registered model.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { waitFor } from './helpers/graphql';
+import { expectJobInvariants } from './helpers/invariants';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 
 jest.setTimeout(120000);
@@ -97,4 +98,14 @@ it('a merge that fails every attempt ends FAILED through the dead-letter queue, 
   } finally {
     execFileSync('umount', [small]);
   }
+});
+
+it('leaves, after all of the above, every job ended and nothing orphaned', async () => {
+  // The first test's hand-made rows and folders stand for what crashed runs leave; take them away first.
+  const handMade = await platform.prisma.merge.findMany({ where: { inputs: { none: {} } }, select: { id: true } });
+  for (const { id } of handMade) rmSync(join(platform.outputs, 'merges', id), { recursive: true, force: true });
+  await platform.prisma.merge.deleteMany({ where: { id: { in: handMade.map((m) => m.id) } } });
+  rmSync(join(platform.outputs, 'merges', 'notes'), { recursive: true, force: true });
+  for (const entry of readdirSync(join(platform.outputs, 'merges'))) if (entry.startsWith('.')) rmSync(join(platform.outputs, 'merges', entry), { recursive: true, force: true });
+  await expectJobInvariants(platform.prisma, [platform.outputs]);
 });

@@ -12,6 +12,7 @@ import { PrismaClient } from '../src/store/client';
 import { takeLease, transitionJob } from '../src/store/jobs';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { subscribe, waitFor } from './helpers/graphql';
+import { expectJobInvariants } from './helpers/invariants';
 import { tinyFamily } from './helpers/tiny-models';
 import { WorkerProcess } from './helpers/worker-process';
 
@@ -227,4 +228,9 @@ it('a worker with --concurrency 2 runs two jobs at once and completes both', asy
   expect([...listed.currentJobs].sort()).toEqual([a, b].sort());
   await Promise.all(jobs.map((j) => j.done));
   expect((await prisma.importanceAnalysis.findMany({ where: { id: { in: [a, b] } } })).map((r) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
+});
+
+it('leaves, after every fault above, every job ended and nothing orphaned', async () => {
+  for (const worker of workers) await worker.stop();
+  await expectJobInvariants(prisma, [outputs]);
 });
