@@ -7,6 +7,7 @@
  * connection came back and re-read what it missed), and the worker takes and completes a new merge.
  */
 import { ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { createPrisma, DEFAULT_DATABASE_URL, PrismaClient } from '../src/store/client';
@@ -18,9 +19,10 @@ import { removeTempDirs, tempDir } from './helpers/files';
 import { graphqlClient, subscribe, waitFor } from './helpers/graphql';
 import { expectJobInvariants } from './helpers/invariants';
 import { testToken } from './helpers/tokens';
+import { tinyFamily } from './helpers/tiny-models';
 import { startWorkerProcess, WorkerProcess } from './helpers/worker-process';
 
-jest.setTimeout(120000);
+jest.setTimeout(180000);
 
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let prisma: PrismaClient;
@@ -48,13 +50,15 @@ beforeAll(async () => {
   token = await testToken(prisma, 'ADMIN');
   root = tempDir();
   writeSyntheticFamily(join(root, 'models'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }], fineTunes: 2, seed: 9 });
-  const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', root], { env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url } });
+  // Lost jobs are noticed after 10 s without a heartbeat (pg-boss's least), checked every second; both processes open the queue so.
+  const queueEnv = { APL_MERGE_HEARTBEAT_SECONDS: '10', APL_MERGE_SUPERVISE_SECONDS: '1' };
+  const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'serve', '--port', '0', '--data-roots', root], { env: { ...process.env, ...queueEnv, NODE_ENV: 'production', DATABASE_URL: database.url } });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await waitFor(() => /GraphQL API at (\S+)/.test(output), 'the API to start', 30000);
   api = { child, url: /GraphQL API at (\S+)/.exec(output)![1], output: () => output };
-  worker = startWorkerProcess({ DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: join(root, 'outputs') });
+  worker = startWorkerProcess({ ...queueEnv, DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: join(root, 'outputs') });
   await worker.waitForOutput(/waiting for merges and analyses/);
 });
 
@@ -117,5 +121,34 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
   // The job whose events we wrote by hand is no real job: end it, then check what every fault must leave.
   await prisma.merge.update({ where: { id: job.id }, data: { status: 'COMPLETED' } });
   await prisma.merge.delete({ where: { id: job.id } });
+  await expectJobInvariants(prisma, [join(root, 'outputs')]);
+});
+
+it('a job running while the database goes away is retried once it is back, and completes once', async () => {
+  // Slow enough (seconds of exact row-level importance) for the outage to land mid-job.
+  mkdirSync(join(root, 'slow'), { recursive: true });
+  tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [256, 256, 256, 256], probeSize: 1024, dir: join(root, 'slow') });
+  const gql = graphqlClient(api.url, token);
+  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
+  const base = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-base', kind: 'BASE', path: join(root, 'slow/base') } })).data!.registerModel.id;
+  const ft = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'slow/slow'), parentIds: [base] } })).data!.registerModel.id;
+  const task = (await gql<{ registerTask: { id: string } }>('mutation($p: String!) { registerTask(input: { name: "slow", path: $p }) { id } }', { p: join(root, 'slow/slow.safetensors') })).data!.registerTask.id;
+  const started = await gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: "row", estimator: "exact" }) { id } }', { m: ft, t: task });
+  const id = started.data!.startAnalysis.id;
+  await waitFor(async () => (await prisma.jobEvent.count({ where: { jobId: id, phase: { not: 'status' } } })) > 0, 'the first progress event', 30000);
+  await prisma.$disconnect();
+  await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS false`);
+  await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name()}'`);
+  // Longer than the rest of the job: its progress and its completion cannot be written.
+  await new Promise((r) => setTimeout(r, 6000));
+  await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS true`);
+  prisma = createPrisma(database.url);
+  await waitFor(async () => (await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the analysis to complete after the outage (worker:\n${worker.output()})`, 90000);
+  const row = await prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } });
+  expect(row.attempts).toBeGreaterThanOrEqual(1);
+  expect(row.artifactUri).toMatch(/importance\.safetensors$/);
+  const completions = await prisma.jobEvent.count({ where: { jobId: id, phase: 'status', status: 'COMPLETED' } });
+  expect(completions).toBe(1);
+  expect(worker.child.exitCode).toBeNull();
   await expectJobInvariants(prisma, [join(root, 'outputs')]);
 });
