@@ -6,7 +6,7 @@
  * field costs 1 and a list multiplies what is selected below it by its `first` argument, or by
  * an assumed size for lists without one.
  */
-import { DocumentNode, FragmentDefinitionNode, GraphQLError, GraphQLSchema, isListType, Kind, SelectionSetNode, isNonNullType, GraphQLOutputType, validate, ValidationContext } from 'graphql';
+import { DocumentNode, FragmentDefinitionNode, GraphQLError, GraphQLSchema, isListType, Kind, parse, SelectionSetNode, isNonNullType, GraphQLOutputType, validate, ValidationContext } from 'graphql';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
@@ -113,4 +113,23 @@ export function checkIntrospection(document: DocumentNode): GraphQLError | undef
   for (const d of document.definitions) if (d.kind === Kind.OPERATION_DEFINITION) walk(d.selectionSet, false, 0, new Set());
   if (deepest <= MAX_INTROSPECTION_LISTS) return undefined;
   return limitError('QUERY_TOO_COMPLEX', `Introspection nests ${deepest} lists (types, fields, args, …); at most ${MAX_INTROSPECTION_LISTS}, as the standard introspection query does`, MAX_INTROSPECTION_LISTS, deepest);
+}
+
+export type CheckedDocument = { document: DocumentNode } | { refused: GraphQLError } | { syntaxError: GraphQLError };
+
+/**
+ * Parses a request's document (stopping at the token limit) and checks it against every limit, with
+ * the request's variables: what the HTTP and WebSocket paths both run before anything else.
+ */
+export function checkDocument(schema: GraphQLSchema, query: string, variables: Record<string, unknown> | undefined, limits: QueryLimits, operationName?: string): CheckedDocument {
+  let document: DocumentNode;
+  try {
+    document = parse(query, { maxTokens: limits.maxTokens });
+  } catch (err) {
+    // graphql-js stops parsing at maxTokens with a syntax error ("more that N tokens", sic); say which limit it was.
+    if (/Document contains more th(?:an|at) \d+ tokens/.test((err as Error).message)) return { refused: limitError('QUERY_TOO_LARGE', `Query token limit of ${limits.maxTokens} exceeded: parsing stopped`, limits.maxTokens) };
+    return { syntaxError: new GraphQLError((err as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } }) };
+  }
+  const refused = checkQueryShape(schema, document, limits) ?? checkQueryCost(schema, document, variables, limits, operationName);
+  return refused ? { refused } : { document };
 }

@@ -14,7 +14,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { NextFunction, Request, Response } from 'express';
-import { DocumentNode, ExecutionArgs, getOperationAST, GraphQLError, GraphQLFormattedError, GraphQLSchema, parse, validate } from 'graphql';
+import { ExecutionArgs, getOperationAST, GraphQLError, GraphQLFormattedError, GraphQLSchema, validate } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -28,7 +28,7 @@ import { ANONYMOUS, authenticate, Principal } from './auth';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
 import { PathRedactor } from './exposure';
-import { checkQueryCost, checkQueryShape, DEFAULT_QUERY_LIMITS, QueryLimits } from './limits';
+import { checkDocument, DEFAULT_QUERY_LIMITS, QueryLimits } from './limits';
 import { DEFAULT_MUTATION_RATE, MutationRateLimiter, RateLimitSettings } from './rate-limit';
 import { buildApiSchema } from './schema';
 import { homePage } from './home-page';
@@ -103,7 +103,20 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const { prisma } = options;
   const hidden = options.hiddenPaths ?? [];
   const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken });
-  const redactorFor = async (viewer: Principal): Promise<PathRedactor | undefined> => (viewer.role === 'ADMIN' ? undefined : new PathRedactor(await allDataRoots(prisma, options.dataRoots), hidden));
+  // Every answer to a non-admin (each event pushed to each subscriber too) is redacted against the
+  // data roots: they are read at most every ROOTS_TTL_MS, not once per answer.
+  let roots: { at: number; value: Promise<DataRoot[]> } | undefined;
+  const currentRoots = (): Promise<DataRoot[]> => {
+    if (!roots || Date.now() - roots.at > ROOTS_TTL_MS) {
+      const value = allDataRoots(prisma, options.dataRoots).catch((err: Error) => {
+        roots = undefined;
+        throw err;
+      });
+      roots = { at: Date.now(), value };
+    }
+    return roots.value;
+  };
+  const redactorFor = async (viewer: Principal): Promise<PathRedactor | undefined> => (viewer.role === 'ADMIN' ? undefined : new PathRedactor(await currentRoots(), hidden));
 
   const app = express();
   app.disable('x-powered-by');
@@ -201,14 +214,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         if (connection.subscriptions.size >= settings.maxSubscriptionsPerConnection) {
           return [new GraphQLError(`at most ${settings.maxSubscriptionsPerConnection} subscriptions per connection`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS', limit: settings.maxSubscriptionsPerConnection } })];
         }
-        let document: DocumentNode;
-        try {
-          document = parse(payload.query, { maxTokens: settings.queryLimits.maxTokens });
-        } catch (err) {
-          return [tooLargeOrSyntax(err as GraphQLError, settings.queryLimits.maxTokens)];
-        }
-        const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, payload.variables ?? undefined, settings.queryLimits, payload.operationName ?? undefined);
-        if (problem) return [problem];
+        const checked = checkDocument(schema, payload.query, payload.variables ?? undefined, settings.queryLimits, payload.operationName ?? undefined);
+        if (!('document' in checked)) return ['refused' in checked ? checked.refused : checked.syntaxError];
+        const { document } = checked;
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
         const operation = getOperationAST(document, payload.operationName ?? undefined);
@@ -247,10 +255,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const limitsPlugin: ApolloServerPlugin<ApiContext> = {
     async requestDidStart() {
       return {
-        // The HTTP middleware checked the document; this is the last word for whatever reached Apollo another way.
-        async didResolveOperation({ document, request, operation, contextValue }) {
-          const problem = checkQueryCost(schema, document, request.variables, settings.queryLimits, request.operationName);
-          if (problem) throw problem;
+        // Every document reached Apollo through the HTTP middleware, which checked its limits (batches and persisted queries are refused).
+        async didResolveOperation({ operation, contextValue }) {
           if (operation?.operation === 'mutation' && contextValue.viewer.tokenId) limiter.take(contextValue.viewer.tokenId);
         },
         async willSendResponse({ response, contextValue }) {
@@ -273,7 +279,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     persistedQueries: false,
     includeStacktraceInErrorResponses: false,
     parseOptions: { maxTokens: settings.queryLimits.maxTokens },
-    formatError: (formatted, error) => maskInternal(tooLargeFormatted(formatted, settings.queryLimits.maxTokens), error),
+    formatError: (formatted, error) => maskInternal(formatted, error),
     // The process that starts the server stops it, in its own order; Apollo must not act on signals itself.
     stopOnTerminationSignals: false,
     plugins: [
@@ -318,22 +324,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if (Array.isArray(body)) return jsonError(res, 400, 'BAD_REQUEST', 'batched requests are not accepted: send one operation per request');
       const { query, variables, operationName } = (body ?? {}) as { query?: unknown; variables?: unknown; operationName?: unknown };
       if (typeof query !== 'string') return next();
-      let document: DocumentNode;
-      try {
-        document = parse(query, { maxTokens: settings.queryLimits.maxTokens });
-      } catch (err) {
-        const refused = tooLargeOrSyntax(err as GraphQLError, settings.queryLimits.maxTokens);
-        // A syntax error is Apollo's to report, in its own words.
-        return refused.extensions.code === 'QUERY_TOO_LARGE' ? res.status(400).json({ errors: [formatLimit(refused)] }) : next();
-      }
       let vars: Record<string, unknown> | undefined;
       try {
         vars = typeof variables === 'string' ? (JSON.parse(variables) as Record<string, unknown>) : (variables as Record<string, unknown> | undefined);
       } catch {
         return next();
       }
-      const problem = checkQueryShape(schema, document, settings.queryLimits) ?? checkQueryCost(schema, document, vars ?? undefined, settings.queryLimits, typeof operationName === 'string' ? operationName : undefined);
-      if (problem) return res.status(400).json({ errors: [formatLimit(problem)] });
+      const checked = checkDocument(schema, query, vars ?? undefined, settings.queryLimits, typeof operationName === 'string' ? operationName : undefined);
+      // A syntax error is Apollo's to report, in its own words.
+      if ('refused' in checked) return res.status(400).json({ errors: [formatLimit(checked.refused)] });
       next();
     },
     expressMiddleware(apollo, { context: async ({ res }) => context((res.locals.viewer as Principal | undefined) ?? ANONYMOUS) }),
@@ -342,9 +341,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
     void _next;
     if (isDatabaseUnavailable(err)) return jsonError(res, 503, 'SERVICE_UNAVAILABLE', DATABASE_UNAVAILABLE);
-    const id = randomUUID();
-    console.error(`api: internal error ${id}: ${err.message}`);
-    jsonError(res, 500, 'INTERNAL_SERVER_ERROR', `internal error (logged as ${id})`);
+    jsonError(res, 500, 'INTERNAL_SERVER_ERROR', `internal error (logged as ${logInternal(err)})`);
   });
 
   await new Promise<void>((resolve) => http.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
@@ -361,6 +358,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
 }
 
+/** How stale the data roots used for redaction may be (a root an admin adds is redacted within this). */
+const ROOTS_TTL_MS = 2000;
+
 const DATABASE_UNAVAILABLE = 'the database is unavailable (restarting or unreachable); nothing was changed; try again shortly';
 
 /** Internal errors reach the log with an id; the caller gets the id, not the server's text (SQL, paths, stacks). */
@@ -368,15 +368,14 @@ function maskInternal(formatted: GraphQLFormattedError, error?: unknown): GraphQ
   if (formatted.extensions?.code !== 'INTERNAL_SERVER_ERROR') return formatted;
   const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
   if (isDatabaseUnavailable(original)) return { ...formatted, message: DATABASE_UNAVAILABLE, extensions: { ...formatted.extensions, code: 'SERVICE_UNAVAILABLE' } };
-  const id = randomUUID();
-  console.error(`api: internal error ${id}: ${original instanceof Error ? `${original.message}${original.stack ? `\n${original.stack.split('\n').slice(1, 4).join('\n')}` : ''}` : formatted.message}`);
-  return { ...formatted, message: `internal error (logged as ${id})` };
+  return { ...formatted, message: `internal error (logged as ${logInternal(original instanceof Error ? original : { message: formatted.message })})` };
 }
 
-/** graphql-js stops parsing at maxTokens with a syntax error; say which limit it was. */
-function tooLargeFormatted(formatted: GraphQLFormattedError, maxTokens: number): GraphQLFormattedError {
-  if (!/Document contains more th(?:an|at) \d+ tokens/.test(formatted.message)) return formatted;
-  return { ...formatted, message: `Query token limit of ${maxTokens} exceeded: parsing stopped`, extensions: { ...formatted.extensions, code: 'QUERY_TOO_LARGE', limit: maxTokens } };
+/** Logs an internal error (message and the first frames of its stack) under a new id, which the caller is given. */
+function logInternal(err: { message: string; stack?: string }): string {
+  const id = randomUUID();
+  console.error(`api: internal error ${id}: ${err.message}${err.stack ? `\n${err.stack.split('\n').slice(1, 4).join('\n')}` : ''}`);
+  return id;
 }
 
 /** A limit's error as sent: message and extensions, without the HTTP details. */
@@ -384,9 +383,4 @@ function formatLimit(error: GraphQLError): GraphQLFormattedError {
   const { http: _http, ...extensions } = error.extensions as Record<string, unknown>;
   void _http;
   return { message: error.message, extensions };
-}
-
-function tooLargeOrSyntax(error: GraphQLError, maxTokens: number): GraphQLError {
-  if (/Document contains more th(?:an|at) \d+ tokens/.test(error.message)) return new GraphQLError(`Query token limit of ${maxTokens} exceeded: parsing stopped`, { extensions: { code: 'QUERY_TOO_LARGE', limit: maxTokens } });
-  return new GraphQLError(error.message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
 }
