@@ -38,7 +38,7 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
   if (!taken) return;
   const { lease } = taken;
   await recordAttempt(prisma, kind, id, { attempts: { increment: 1 } });
-  const outDir = jobOutputDirectory(context.outputRoot, kind === 'merge' ? 'merges' : 'analyses', id);
+  const outDir = jobOutputDirectory(context.outputRoot, kind, id);
   // A previous attempt's staging is removed only when its worker is gone: a live one (stalled past
   // its heartbeat) is still writing there, and cleans up after itself once it sees it lost the job.
   if (!taken.previousWorker || !(await workerAlive(prisma, taken.previousWorker).catch(() => true))) removeStaleStaging(outDir);

@@ -2,9 +2,13 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, CheckpointError, MergeInputError } from '../engine/errors';
+import type { JobKind } from '../store/jobs';
 
-export function jobOutputDirectory(root: string, kind: 'merges' | 'analyses', id: string): string {
-  return join(root, kind, id);
+/** The folder of an output root that holds each kind of job's outputs. */
+export const OUTPUT_FOLDERS: Record<JobKind, string> = { merge: 'merges', analysis: 'analyses' };
+
+export function jobOutputDirectory(root: string, kind: JobKind, id: string): string {
+  return join(root, OUTPUT_FOLDERS[kind], id);
 }
 
 /** Removes the staging directories a killed attempt left beside `outDir` (their names start with `.<name>.tmp-`). */
@@ -30,10 +34,10 @@ export function removeJobOutput(outDir: string): void {
  * jobs that are not running now (a running job's belong to its attempt), and the published output
  * of jobs that FAILED or were CANCELLED. Returns what was removed.
  */
-export async function sweepOutputs(root: string, statusOf: (kind: 'merge' | 'analysis', id: string) => Promise<string | undefined>): Promise<string[]> {
+export async function sweepOutputs(root: string, statusOf: (kind: JobKind, id: string) => Promise<string | undefined>): Promise<string[]> {
   const removed: string[] = [];
-  for (const [folder, kind] of [['merges', 'merge'], ['analyses', 'analysis']] as const) {
-    const dir = join(root, folder);
+  for (const kind of Object.keys(OUTPUT_FOLDERS) as JobKind[]) {
+    const dir = join(root, OUTPUT_FOLDERS[kind]);
     let entries: string[];
     try {
       entries = readdirSync(dir);

@@ -88,7 +88,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       const row = await jobState(prisma, data.kind, data.id);
       const error = row?.error ?? 'the worker running it stopped';
       const failed = await transitionJob(prisma, data.kind, data.id, { from: ['QUEUED', 'RUNNING'], to: 'FAILED', message: `failed after ${row?.attempts ?? '?'} attempt(s): ${error}`, error });
-      removeJobOutput(jobOutputDirectory(options.outputRoot, data.kind === 'merge' ? 'merges' : 'analyses', data.id));
+      removeJobOutput(jobOutputDirectory(options.outputRoot, data.kind, data.id));
       if (failed) log(`${data.kind} ${data.id}: FAILED after every attempt: ${error}`);
     }
   });
@@ -98,12 +98,10 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const heartbeatSeconds = options.heartbeatSeconds ?? Number(process.env.APL_MERGE_WORKER_HEARTBEAT_SECONDS ?? 5);
   if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 1) throw new Error(`APL_MERGE_WORKER_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got ${heartbeatSeconds}`);
   const workerId = await registerWorker(prisma, { name, host: hostname(), pid: process.pid, backend, concurrency: options.concurrency ?? 1, heartbeatSeconds });
-  const beating = setInterval(() => {
-    beat(prisma, workerId, [...running.keys()]).catch((err: Error) => log(`heartbeat not recorded: ${err.message.split('\n').pop()}`));
-  }, heartbeatSeconds * 1000);
+  const beatNow = () => beat(prisma, workerId, [...running.keys()]);
+  const beating = setInterval(() => beatNow().catch((err: Error) => log(`heartbeat not recorded: ${err.message.split('\n').pop()}`)), heartbeatSeconds * 1000);
   beating.unref();
-  const jobsChanged = () => void beat(prisma, workerId, [...running.keys()]).catch(() => undefined);
-  onJobsChanged = jobsChanged;
+  onJobsChanged = () => void beatNow().catch(() => undefined);
   log(`worker ${name} (backend ${backend}) waiting for merges and analyses`);
   return {
     name,

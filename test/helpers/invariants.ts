@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { OUTPUT_FOLDERS } from '../../src/jobs/outputs';
 import { PrismaClient } from '../../src/store/client';
 import { workerAlive } from '../../src/store/workers';
 
@@ -29,8 +30,8 @@ export async function expectJobInvariants(prisma: PrismaClient, outputRoots: rea
     }
   }
   for (const root of outputRoots) {
-    for (const [folder, kind] of [['merges', 'merge'], ['analyses', 'analysis']] as const) {
-      const dir = join(root, folder);
+    for (const kind of Object.keys(OUTPUT_FOLDERS) as Array<keyof typeof OUTPUT_FOLDERS>) {
+      const dir = join(root, OUTPUT_FOLDERS[kind]);
       if (!existsSync(dir)) continue;
       for (const entry of readdirSync(dir)) {
         if (entry.startsWith('.')) problems.push(`${dir}/${entry}: a staging directory left behind`);
