@@ -9,7 +9,7 @@ import { GraphQLError } from 'graphql';
 import type { AuthChecker } from 'type-graphql';
 import { PrismaClient } from '../store/client';
 import { Role } from '../store/generated/enums';
-import { hashToken, roleAtLeast, verifyToken } from '../store/tokens';
+import { roleAtLeast, verifyToken } from '../store/tokens';
 
 export interface Principal {
   /** The token's id; null for anonymous readers. */
@@ -48,31 +48,6 @@ export async function authenticate(prisma: PrismaClient, authorization: unknown,
   const check = await verifyToken(prisma, token);
   if (!check.ok) throw unauthenticated(check.reason);
   return { tokenId: check.token.id, name: check.token.name, role: check.token.role, expiresAt: check.token.expiresAt };
-}
-
-/**
- * authenticate with the tokens it found valid remembered for `ttlMs`, so that a request costs no
- * token query: a revocation evicts its token at once (the server hears of it over NOTIFY), the
- * time limit bounds one it missed, and an expiry is checked at every use.
- */
-export function cachedAuthenticator(prisma: PrismaClient, ttlMs: number) {
-  const known = new Map<string, { principal: Principal; at: number }>();
-  return {
-    authenticate: async (authorization: unknown, allowAnonymousRead: boolean): Promise<Principal> => {
-      const token = tokenOf(authorization);
-      const key = token === undefined ? undefined : hashToken(token);
-      const hit = key === undefined ? undefined : known.get(key);
-      const now = Date.now();
-      if (hit && now - hit.at < ttlMs && (!hit.principal.expiresAt || hit.principal.expiresAt.getTime() > now)) return hit.principal;
-      const principal = await authenticate(prisma, authorization, allowAnonymousRead);
-      if (key !== undefined && principal.tokenId) known.set(key, { principal, at: now });
-      return principal;
-    },
-    evict: (tokenId: string) => {
-      for (const [key, entry] of known) if (entry.principal.tokenId === tokenId) known.delete(key);
-    },
-    clear: () => known.clear(),
-  };
 }
 
 const describe = (principal: Principal) => (principal.name ? `token "${principal.name}" (${principal.role.toLowerCase()})` : 'an anonymous reader');

@@ -24,7 +24,7 @@ import { isDatabaseUnavailable } from '../store/availability';
 import { allDataRoots, DataRoot } from '../store/data-roots';
 import { listenOn, Listener } from '../store/notifications';
 import { TOKEN_REVOKED_CHANNEL } from '../store/tokens';
-import { ANONYMOUS, cachedAuthenticator, Principal } from './auth';
+import { ANONYMOUS, authenticate, Principal } from './auth';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
 import { PathRedactor } from './exposure';
@@ -100,7 +100,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const schema: GraphQLSchema = await buildApiSchema();
   const events = options.databaseUrl ? await JobEventHub.start(options.databaseUrl) : undefined;
   const limiter = new MutationRateLimiter(settings.mutationRate);
-  const tokens = cachedAuthenticator(options.prisma, TOKEN_CACHE_MS);
   const { prisma } = options;
   const hidden = options.hiddenPaths ?? [];
   const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken });
@@ -162,15 +161,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         options.databaseUrl,
         TOKEN_REVOKED_CHANNEL,
         (tokenId) => {
-          tokens.evict(tokenId);
           for (const [socket, connection] of connections) if (connection.viewer.tokenId === tokenId) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
         },
-        {
-          onReconnect: () => {
-            tokens.clear();
-            void recheckConnections();
-          },
-        },
+        { onReconnect: () => void recheckConnections() },
       )
     : undefined;
   type WsExtra = { socket: WebSocket; request: IncomingMessage };
@@ -185,7 +178,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       context: (ctx) => context(connectionOf(ctx.extra).viewer),
       onConnect: async (ctx) => {
         try {
-          const viewer = await tokens.authenticate(ctx.connectionParams?.authorization, settings.allowAnonymousRead);
+          const viewer = await authenticate(prisma, ctx.connectionParams?.authorization, settings.allowAnonymousRead);
           const connection: Connection = { viewer, subscriptions: new Set() };
           if (viewer.expiresAt) {
             const ms = Math.max(0, viewer.expiresAt.getTime() - Date.now());
@@ -211,7 +204,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         // The token is checked again: one revoked or expired since the connection opened stops here.
         if (connection.viewer.tokenId) {
           try {
-            connection.viewer = await tokens.authenticate(ctx.connectionParams?.authorization, false);
+            connection.viewer = await authenticate(prisma, ctx.connectionParams?.authorization, false);
           } catch (err) {
             if (isDatabaseUnavailable(err)) return [new GraphQLError(DATABASE_UNAVAILABLE, { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
@@ -311,7 +304,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
     async (req: Request, res: Response, next: NextFunction) => {
       try {
-        res.locals.viewer = await tokens.authenticate(bearerOf(req), settings.allowAnonymousRead);
+        res.locals.viewer = await authenticate(prisma, bearerOf(req), settings.allowAnonymousRead);
         next();
       } catch (err) {
         if (err instanceof GraphQLError && err.extensions.code === 'UNAUTHENTICATED') {
@@ -364,9 +357,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
   };
 }
-
-/** How long a valid token is taken on trust without a query (revocations evict at once; this bounds a missed one). */
-const TOKEN_CACHE_MS = 5000;
 
 /** How stale the data roots used for redaction may be (a root an admin adds is redacted within this). */
 const ROOTS_TTL_MS = 2000;
