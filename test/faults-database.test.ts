@@ -59,7 +59,7 @@ beforeAll(async () => {
   await waitFor(() => /GraphQL API at (\S+)/.test(output), 'the API to start', 30000);
   api = { child, url: /GraphQL API at (\S+)/.exec(output)![1], output: () => output };
   worker = startWorkerProcess({ ...queueEnv, DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: join(root, 'outputs') });
-  await worker.waitForOutput(/waiting for merges and analyses/);
+  await worker.waitForOutput(/waiting for merges, analyses and evaluations/);
 });
 
 afterAll(async () => {

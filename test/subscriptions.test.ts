@@ -107,7 +107,7 @@ it('delivers events in id order with none missed when two connections write them
 
 it('refuses to follow a job that does not exist, instead of a stream that never ends', async () => {
   const missing = randomUUID();
-  await expect(subscribeJob(missing, undefined, () => undefined).done).rejects.toThrow(new RegExp(`no merge or analysis has id ${missing}.*NOT_FOUND`));
+  await expect(subscribeJob(missing, undefined, () => undefined).done).rejects.toThrow(new RegExp(`no merge, analysis or evaluation has id ${missing}.*NOT_FOUND`));
   const model = randomUUID();
   await expect(subscribe(server.url, 'subscription($id: ID!) { modelJobs(modelId: $id) { id } }', { id: model }, () => undefined, token).done).rejects.toThrow(new RegExp(`model ${model} does not exist.*NOT_FOUND`));
 });

@@ -40,19 +40,19 @@ function hubOf(context: ApiContext) {
 @Resolver()
 export class JobResolver {
   @Authorized('OPERATOR')
-  @Mutation(() => CancelledJobType, { description: 'cancels a QUEUED or RUNNING merge or analysis; a running one stops through its AbortSignal and leaves no output' })
+  @Mutation(() => CancelledJobType, { description: 'cancels a QUEUED or RUNNING merge, analysis or evaluation; a running one stops through its AbortSignal and leaves no output' })
   async cancelJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<CancelledJobType> {
     return withErrorCodes(async () => ({ id, kind: await cancelJob(context.prisma, requireQueue(context), id, { name: context.viewer.name, anyJob: context.viewer.role === 'ADMIN' }), status: 'CANCELLED' as JobStatus }));
   }
 
   @Authorized('OPERATOR')
-  @Mutation(() => RetriedJobType, { description: 'queues a FAILED or CANCELLED merge or analysis again, as it was requested (operator: their own jobs; admin: any)' })
+  @Mutation(() => RetriedJobType, { description: 'queues a FAILED or CANCELLED merge, analysis or evaluation again, as it was requested (operator: their own jobs; admin: any)' })
   async retryJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<RetriedJobType> {
     return withErrorCodes(async () => ({ id, kind: await retryJob(context.prisma, requireQueue(context), id, { ...requesterOf(context), anyJob: context.viewer.role === 'ADMIN' }), status: 'QUEUED' as JobStatus }));
   }
 
   @Subscription(() => JobEventType, {
-    description: "status changes of the merges and analyses a model takes part in (input, output or analysed), from afterEventId on (live only when absent)",
+    description: "status changes of the merges, analyses and evaluations a model takes part in (input, output, analysed or evaluated), from afterEventId on (live only when absent)",
     subscribe: async function* ({ args, context }) {
       const { prisma } = context as ApiContext;
       const hub = hubOf(context as ApiContext);
@@ -78,7 +78,7 @@ export class JobResolver {
     subscribe: async function* ({ args, context }) {
       const { prisma } = context as ApiContext;
       const after = parseAfter(args.afterEventId as string | undefined);
-      if (!(await jobKindOf(prisma, args.jobId as string))) throw new GraphQLError(`no merge or analysis has id ${args.jobId as string}`, { extensions: { code: 'NOT_FOUND' } });
+      if (!(await jobKindOf(prisma, args.jobId as string))) throw new GraphQLError(`no merge, analysis or evaluation has id ${args.jobId as string}`, { extensions: { code: 'NOT_FOUND' } });
       yield* hubOf(context as ApiContext).stream(prisma, args.jobId as string, after);
     },
   })

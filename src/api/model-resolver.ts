@@ -3,14 +3,16 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, InputType, Int, Mutation, Quer
 import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
-import { listModels, registerModel, registerTask } from '../store/registry';
+import { listModels, registerTask } from '../store/registry';
+import { registerAndEvaluate } from '../jobs/evaluation-requests';
 import { archiveModel, deleteModel, updateModel } from '../store/model-lifecycle';
-import { listAnalyses, listMerges } from '../store/jobs';
+import { listAnalyses, listEvaluationRuns, listMerges } from '../store/jobs';
+import { toEvaluationRun } from './evaluation-resolver';
 import { toAnalysis } from './analysis-resolver';
-import { ApiContext, dataRoots } from './context';
+import { ApiContext, dataRoots, requireQueue } from './context';
 import { toMerge } from './merge-resolver';
 import { withErrorCodes } from './errors';
-import { AnalysisType, CheckpointType, DeletedModelType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
+import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
 
 @InputType()
 class ModelFilterInput {
@@ -40,6 +42,7 @@ class RegisterModelInput {
   @Field(() => ModelKind) kind: ModelKind;
   @Field({ description: 'the checkpoint: data://ROOT/relative/path, or an absolute path under a data root' }) path: string;
   @Field(() => [ID], { nullable: true, description: 'the model(s) it derives from (a fine-tune: its base)' }) parentIds?: string[];
+  @Field(() => Boolean, { nullable: true, description: 'queue its evaluation on every registered task it has a head for (default: fine-tunes only, when they can be scored); true refuses a model that cannot be' }) evaluate?: boolean | null;
 }
 
 function checkDepth(depth: number): void {
@@ -83,9 +86,12 @@ export class ModelResolver {
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => ModelType, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first' })
+  @Mutation(() => ModelType, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first; a fine-tune is queued for evaluation on its tasks (see evaluationRuns)' })
   async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
-    return withErrorCodes(async () => registerModel(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name }));
+    return withErrorCodes(async () => {
+      const queue = input.evaluate ? requireQueue(context) : context.queue;
+      return (await registerAndEvaluate(context.prisma, queue, await dataRoots(context), input, { createdBy: context.viewer.name })).model;
+    });
   }
 
   @Authorized('ADMIN')
@@ -142,6 +148,11 @@ export class ModelResolver {
   @FieldResolver(() => [AnalysisType], { description: 'importance analyses of this model, newest first' })
   async analyses(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<AnalysisType[]> {
     return withErrorCodes(async () => (await listAnalyses(prisma, { modelId: model.id }, first)).map(toAnalysis));
+  }
+
+  @FieldResolver(() => [EvaluationRunType], { description: 'evaluation runs of this model (queued at registration or by evaluateModel), newest first' })
+  async evaluationRuns(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<EvaluationRunType[]> {
+    return withErrorCodes(async () => (await listEvaluationRuns(prisma, { modelId: model.id }, first)).map(toEvaluationRun));
   }
 
   @FieldResolver(() => [MergeType], { description: 'merges this model is an input or the output of, newest first' })

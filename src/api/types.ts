@@ -137,14 +137,14 @@ export class AnalysisType {
 @ObjectType({ description: 'A job that was cancelled' })
 export class CancelledJobType {
   @Field(() => ID) id: string;
-  @Field({ description: 'merge or analysis' }) kind: string;
+  @Field({ description: 'merge, analysis or evaluation' }) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
 @ObjectType({ description: 'A job queued again' })
 export class RetriedJobType {
   @Field(() => ID) id: string;
-  @Field({ description: 'merge or analysis' }) kind: string;
+  @Field({ description: 'merge, analysis or evaluation' }) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
@@ -152,4 +152,20 @@ export class RetriedJobType {
 export class DeletedModelType {
   @Field(() => ID) id: string;
   @Field() name: string;
+}
+
+@ObjectType({ description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
+export class EvaluationRunType {
+  @Field(() => ID) id: string;
+  @Field(() => JobStatus) status: JobStatus;
+  @Field(() => Int, { description: 'tasks scored so far' }) done: number;
+  @Field(() => Int) total: number;
+  @Field(() => String, { nullable: true }) error: string | null;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: 'backend, seconds and the scores written' }) result: Record<string, unknown> | null;
+  @Field(() => Int) attempts: number;
+  @Field() createdAt: Date;
+  @Field() updatedAt: Date;
+  @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
+  modelId: string;
+  taskId: string | null;
 }

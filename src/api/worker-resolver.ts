@@ -15,7 +15,7 @@ class WorkerType {
   @Field({ description: 'its last beat' }) lastSeenAt: Date;
   @Field(() => Date, { nullable: true, description: 'when it stopped cleanly' }) stoppedAt: Date | null;
   @Field({ description: 'stopped neither cleanly nor by missing three beats' }) alive: boolean;
-  @Field(() => ID, { nullable: true, description: 'the merge or analysis it runs now (the first, with concurrency above 1)' }) currentJob: string | null;
+  @Field(() => ID, { nullable: true, description: 'the merge, analysis or evaluation it runs now (the first, with concurrency above 1)' }) currentJob: string | null;
   @Field(() => [ID], { description: 'every merge and analysis it runs now' }) currentJobs: string[];
 }
 

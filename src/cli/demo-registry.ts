@@ -1,13 +1,14 @@
 /**
  * The demo a first `npm start` registers, so that a newcomer's first lineage query shows something:
- * the engine's quick vision zoo (a base and its fine-tunes, with their tasks) and one APL merge of
- * them, queued like any other and run by the worker.
+ * the engine's quick vision zoo (a base and its fine-tunes, with their tasks), the fine-tunes'
+ * evaluations and one APL merge of them, queued like any other and run by the worker.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PgBoss } from 'pg-boss';
 import { buildVisionZoo, ZooManifest } from '../engine/zoo/vision';
 import { requestMerge } from '../jobs/requests';
+import { registerAndEvaluate } from '../jobs/evaluation-requests';
 import { PrismaClient } from '../store/client';
 import { namedRoots } from '../store/data-roots';
 import { registerModel, registerTask } from '../store/registry';
@@ -30,11 +31,12 @@ export async function registerDemo(prisma: PrismaClient, queue: PgBoss, demoDire
   const base = await registerModel(prisma, roots, { name: 'demo-base', kind: 'BASE', path: join(zooDirectory, manifest.base) }, by);
   const models: Array<{ modelId: string; probeTaskId: string; parameters: Record<string, unknown> }> = [];
   for (const entry of manifest.finetunes) {
-    const finetune = await registerModel(prisma, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] }, by);
+    // The task first: the fine-tune is queued for evaluation on it when registered.
     const task = await registerTask(prisma, roots, { name: entry.task, path: join(zooDirectory, entry.data) }, by);
+    const { model: finetune } = await registerAndEvaluate(prisma, queue, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] }, by);
     models.push({ modelId: finetune.id, probeTaskId: task.id, parameters: { weight: 1, density: 0.5 } });
   }
   const merge = await requestMerge(prisma, queue, { name: 'demo-apl', method: 'apl', baseModelId: base.id, models, parameters: { level: 'row', estimator: 'gradient' }, seed: DEMO_SEED }, { name: 'apl-merge start' });
-  log(`demo: registered demo-base, ${models.length} fine-tunes and their tasks; queued merge ${merge.id} (APL) → model demo-apl`);
+  log(`demo: registered demo-base, ${models.length} fine-tunes (queued for evaluation) and their tasks; queued merge ${merge.id} (APL) → model demo-apl`);
   return { baseId: base.id, mergeId: merge.id };
 }

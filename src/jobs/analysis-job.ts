@@ -21,7 +21,7 @@ export const ARTIFACT_NAME = 'importance.safetensors';
 
 export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
   const id = attempt.id;
-  await runAttempt(context, 'analysis', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease }) => {
+  await runAttempt(context, 'analysis', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease, pass }) => {
     const analysis = await context.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id }, include: { model: { include: { checkpoint: true } }, baseModel: { include: { checkpoint: true } }, task: true } });
     if (!analysis.baseModel) throw new Error(`analysis ${id} has no base model`);
     const modelPath = checkpointPath(analysis.model.checkpoint.uri);
@@ -30,6 +30,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
     const estimator = analysis.estimator as 'exact' | 'gradient';
     const result = await analyseImportance({ basePath, modelPath, probePath, task: analysis.task.name, level: analysis.level as PartitionLevel, estimator, onProgress: recorder.onProgress, signal });
     await recorder.flush();
+    await pass('computed');
     const seconds = estimator === 'exact' ? result.exactSeconds! : result.gradientSeconds!;
     const staging = createStagingDirectory(outDir);
     let summary: Prisma.InputJsonObject;
@@ -44,6 +45,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
+    await pass('published');
     const report = { backend: context.backend, seconds, partitions: result.scheme.count, probeExamples: result.probeExamples, wgslKernels: result.wgslKernels, ...(result.cleanLoss !== undefined ? { cleanLoss: result.cleanLoss } : {}) };
     return transitionJob(context.prisma, 'analysis', id, { from: ['RUNNING'], to: 'COMPLETED', lease, message: `${result.scheme.count} partitions scored in ${seconds.toFixed(2)} s` }, async (tx) => {
       await tx.importanceAnalysis.update({ where: { id }, data: { artifactUri: `file://${join(outDir, ARTIFACT_NAME)}`, summary, result: report, total: result.scheme.count, done: result.scheme.count, error: null } });

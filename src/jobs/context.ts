@@ -12,6 +12,8 @@ export interface JobContext {
   /** Identifies this worker in status messages (host and pid). */
   workerName: string;
   log: (line: string) => void;
+  /** Where attempts are held, by "kind:point" (fault injection: see pause-points.ts). */
+  pauses?: ReadonlyMap<string, number>;
 }
 
 export interface JobAttempt {

@@ -11,6 +11,7 @@ import { RegistryError } from '../store/registry';
 import { AttemptSuperseded, JobAttempt, JobContext, WorkerStopping } from './context';
 import { isPermanent, jobOutputDirectory, removeJobOutput, removeStaleStaging } from './outputs';
 import { progressRecorder, ProgressRecorder } from './progress';
+import { passPoint, PausePoint } from './pause-points';
 
 export interface JobRun {
   /** The job's own output directory (absent until published). */
@@ -22,6 +23,8 @@ export interface JobRun {
   lease: string;
   /** Throws AttemptSuperseded (and stops the attempt) when another attempt owns the job now: call it before publishing. */
   checkLease: () => Promise<void>;
+  /** Passes a named point between steps: held there when fault injection asks, stopped if cancelled meanwhile. */
+  pass: (point: PausePoint) => Promise<void>;
 }
 
 /**
@@ -54,7 +57,10 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
     throw reason;
   };
   try {
-    const completed = await work({ outDir, recorder, signal: AbortSignal.any([attempt.signal, stop.signal]), lease, checkLease });
+    const signal = AbortSignal.any([attempt.signal, stop.signal]);
+    const pass = (point: PausePoint) => passPoint(context.pauses ?? new Map(), kind, id, point, signal, context.log);
+    await pass('started');
+    const completed = await work({ outDir, recorder, signal, lease, checkLease, pass });
     if (!completed && (await whyStopped()) instanceof AttemptSuperseded) {
       context.log(`${kind} ${id}: superseded by another attempt; its output is left alone`);
       return;

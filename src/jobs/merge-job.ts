@@ -5,62 +5,36 @@
  * checkpoint, weighted lineage edges and evaluations. A retry after a killed attempt starts over
  * (the merge is deterministic from its seed); see job-runner.ts for what every attempt shares.
  */
-import { getSplit, loadTaskData } from '../engine/data/task-data';
-import { yieldThenCheckAbort } from '../engine/errors';
-import { loadModel, modelFamilyOf } from '../engine/families/model';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { runMerge } from '../engine/merge/run';
-import { ProgressCallback, ProgressTracker } from '../engine/progress';
-import { evaluate } from '../engine/train/evaluate';
+import { ProgressCallback } from '../engine/progress';
 import { Prisma } from '../store/generated/client';
 import { transitionJob } from '../store/jobs';
-import { checkpointPath, describeCheckpoint, insertModel, uniquely } from '../store/registry';
+import { describeCheckpoint, insertModel, uniquely } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
 import { runAttempt } from './job-runner';
 import { loadMergeSpec } from './merge-spec';
+import { Score, scorableTasks, scoreOnTasks } from './scoring';
 
-interface Score {
-  taskId: string;
-  split: string;
-  value: number;
-}
-
-/**
- * Accuracy of the merged model on the test and OOD splits of each registered task it has a head
- * for; when there is none (a family the engine cannot run, or no registered task for its heads),
- * no scores and the reason, which the merge's result records.
- */
+/** Scores of the merged model, or why it was not scored (which the merge's result records). */
 async function scoreMerged(context: JobContext, outDir: string, onProgress: ProgressCallback, signal: AbortSignal): Promise<{ scores: Score[]; notEvaluated?: string }> {
-  const found = modelFamilyOf(outDir);
-  if ('unknown' in found) return { scores: [], notEvaluated: `not evaluated: ${found.unknown}` };
-  const heads = Object.keys(found.config.tasks as Record<string, number>);
-  const tasks = await context.prisma.task.findMany({ where: { name: { in: heads } }, orderBy: { name: 'asc' } });
-  if (tasks.length === 0) return { scores: [], notEvaluated: `not evaluated: no registered task matches its heads (${heads.join(', ') || 'none'})` };
-  const model = loadModel(outDir);
-  const tracker = new ProgressTracker('evaluate', tasks.length, onProgress);
-  tracker.report(0, `scoring the merged model on ${tasks.map((t) => t.name).join(', ')}`);
-  const scores: Score[] = [];
-  for (const [i, task] of tasks.entries()) {
-    await yieldThenCheckAbort(signal);
-    const data = loadTaskData(checkpointPath(task.dataUri));
-    for (const split of ['test', 'ood'].filter((s) => data.splits.has(s))) {
-      scores.push({ taskId: task.id, split, value: (await evaluate(model, task.name, getSplit(data, split))).accuracy });
-    }
-    tracker.report(i + 1, `scored ${task.name}`);
-  }
-  return { scores };
+  const found = await scorableTasks(context.prisma, outDir);
+  if ('reason' in found) return { scores: [], notEvaluated: `not evaluated: ${found.reason}` };
+  return { scores: await scoreOnTasks(outDir, found.tasks, onProgress, signal) };
 }
 
 export async function runMergeJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
   const id = attempt.id;
-  await runAttempt(context, 'merge', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease }) => {
+  await runAttempt(context, 'merge', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease, pass }) => {
     const spec = await loadMergeSpec(context.prisma, id);
     const plan = planMerge(parseMergeConfig(spec.configText, `merge ${id}`, '/'), { nonFinite: spec.nonFinite });
     // Only the attempt that owns the job publishes into its output directory.
     const result = await runMerge(plan, outDir, { overwrite: true, threads: context.threads, onProgress: recorder.onProgress, signal, beforePublish: checkLease });
+    await pass('computed');
     const { scores, notEvaluated } = await scoreMerged(context, outDir, recorder.onProgress, signal);
     await recorder.flush();
+    await pass('scored');
     // The writer hashed every file on the way out; the registry records those hashes.
     const record = await describeCheckpoint(outDir, new Map(result.files.map((f) => [f.name, f.sha256])));
     const report = { backend: context.backend, device: { ...result.device }, seconds: result.seconds, tensors: result.tensors, parameters: result.parameters, sha256: result.sha256, warnings: result.warnings.length, ...(result.warnings.length > 0 ? { nonFiniteValues: result.warnings.map((w) => ({ model: w.label, tensor: w.tensor, count: w.count })) } : {}), ...(notEvaluated ? { evaluation: notEvaluated } : {}), ...(result.preparation ? { preparation: result.preparation } : {}) };

@@ -4,8 +4,8 @@ import { basename, dirname, join } from 'node:path';
 import { ConfigError, CheckpointError, MergeInputError } from '../engine/errors';
 import type { JobKind } from '../store/jobs';
 
-/** The folder of an output root that holds each kind of job's outputs. */
-export const OUTPUT_FOLDERS: Record<JobKind, string> = { merge: 'merges', analysis: 'analyses' };
+/** The folder of an output root that holds each kind of job's outputs (an evaluation writes rows only: its folder stays empty). */
+export const OUTPUT_FOLDERS: Record<JobKind, string> = { merge: 'merges', analysis: 'analyses', evaluation: 'evaluations' };
 
 export function jobOutputDirectory(root: string, kind: JobKind, id: string): string {
   return join(root, OUTPUT_FOLDERS[kind], id);

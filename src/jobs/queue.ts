@@ -1,6 +1,6 @@
 /**
  * The job queue: pg-boss on the platform's own PostgreSQL. A queued job carries only the id of its
- * merge or analysis row (the row holds the request) and uses that id as its pg-boss id, so a job
+ * merge, analysis or evaluation row (the row holds the request) and uses that id as its pg-boss id, so a job
  * can never be queued twice. Jobs send heartbeats while they run: a worker that dies mid-job stops
  * them, and pg-boss retries the job on another worker; a job that fails every attempt goes to the
  * dead-letter queue, whose handler marks its row FAILED.
@@ -10,7 +10,7 @@ import type { IDatabase } from 'pg-boss/dist/types';
 import { Prisma } from '../store/generated/client';
 import { JobKind } from '../store/jobs';
 
-export const QUEUE_NAMES: Record<JobKind, string> = { merge: 'apl-merge-merge', analysis: 'apl-merge-analysis' };
+export const QUEUE_NAMES: Record<JobKind, string> = { merge: 'apl-merge-merge', analysis: 'apl-merge-analysis', evaluation: 'apl-merge-evaluation' };
 export const DEAD_LETTER_QUEUE = 'apl-merge-dead';
 
 export interface JobData {

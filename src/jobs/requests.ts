@@ -48,17 +48,17 @@ export interface Requester {
   maxActiveJobs?: number;
 }
 
-const SERVER: Requester = { name: null };
+export const SERVER: Requester = { name: null };
 
 /**
  * Refuses a new job when the requester already has `maxActiveJobs` queued or running. The count is
  * taken under a transaction lock per requester, so concurrent requests cannot all slip under it.
  */
-async function checkActiveJobs(tx: Prisma.TransactionClient, by: Requester): Promise<void> {
+export async function checkActiveJobs(tx: Prisma.TransactionClient, by: Requester): Promise<void> {
   if (by.name === null || by.maxActiveJobs === undefined) return;
   await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`apl-merge-jobs:${by.name}`}))`;
   const active = { createdBy: by.name, status: { in: ['QUEUED', 'RUNNING'] as JobStatus[] } };
-  const count = (await tx.merge.count({ where: active })) + (await tx.importanceAnalysis.count({ where: active }));
+  const count = (await tx.merge.count({ where: active })) + (await tx.importanceAnalysis.count({ where: active })) + (await tx.evaluationRun.count({ where: active }));
   if (count >= by.maxActiveJobs) throw new RegistryError('RATE_LIMITED', `token "${by.name}" already has ${count} queued or running job(s), the most it may have at once; wait for one to finish or cancel one`);
 }
 
@@ -208,7 +208,7 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
  */
 export async function cancelJob(prisma: PrismaClient, boss: PgBoss, id: string, by: Requester & { anyJob?: boolean } = { name: null, anyJob: true }): Promise<JobKind> {
   const job = await jobKindOf(prisma, id).catch(() => undefined);
-  if (!job) throw new RegistryError('NOT_FOUND', `no merge or analysis has id ${id}`);
+  if (!job) throw new RegistryError('NOT_FOUND', `no merge, analysis or evaluation has id ${id}`);
   if (!by.anyJob && job.createdBy !== by.name) throw new RegistryError('FORBIDDEN', `job ${id} was started by ${job.createdBy ? `token "${job.createdBy}"` : 'the server'}; only its owner or an admin may cancel it`);
   if (FINAL_STATUSES.includes(job.status)) throw new RegistryError('CONFLICT', `job ${id} is already ${job.status}`);
   const cancelled = await transitionJob(prisma, job.kind, id, { from: ['QUEUED', 'RUNNING'], to: 'CANCELLED', message: 'cancelled on request' }, async (tx) => {
@@ -231,7 +231,7 @@ export async function listenForCancels(url: string, onCancel: (id: string) => vo
  */
 export async function retryJob(prisma: PrismaClient, boss: PgBoss, id: string, by: Requester & { anyJob?: boolean } = { name: null, anyJob: true }): Promise<JobKind> {
   const job = await jobKindOf(prisma, id);
-  if (!job) throw new RegistryError('NOT_FOUND', `no merge or analysis has id ${id}`);
+  if (!job) throw new RegistryError('NOT_FOUND', `no merge, analysis or evaluation has id ${id}`);
   if (!by.anyJob && job.createdBy !== by.name) throw new RegistryError('FORBIDDEN', `job ${id} was started by ${job.createdBy ? `token "${job.createdBy}"` : 'the server'}; only its owner or an admin may retry it`);
   if (job.status !== 'FAILED' && job.status !== 'CANCELLED') throw new RegistryError('CONFLICT', `job ${id} is ${job.status}; only a FAILED or CANCELLED job can be retried`);
   await prisma.$transaction(async (tx) => {

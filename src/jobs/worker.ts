@@ -1,5 +1,5 @@
 /**
- * A worker: takes merges and analyses off the queue and runs them with the engine. Any number of
+ * A worker: takes merges, analyses and evaluations off the queue and runs them with the engine. Any number of
  * workers, on any number of machines, can share one database. Each job runs with an AbortController
  * that a cancel (NOTIFY on the cancel channel) trips; jobs that fail every attempt arrive on the
  * dead-letter queue, whose handler marks their row FAILED with the last error.
@@ -14,8 +14,10 @@ import { beat, markStopped, registerWorker } from '../store/workers';
 import { runAnalysisJob } from './analysis-job';
 import { JobAttempt, JobContext, WorkerStopping } from './context';
 import { runMergeJob } from './merge-job';
+import { runEvaluationJob } from './evaluation-job';
 import { DEAD_LETTER_QUEUE, JobData, openQueue, QUEUE_NAMES, QueueSettings, queueSettingsFromEnv } from './queue';
 import { listenForCancels } from './requests';
+import { pausesFromEnv } from './pause-points';
 import { jobOutputDirectory, removeJobOutput, sweepOutputs } from './outputs';
 
 export interface WorkerOptions {
@@ -46,7 +48,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const boss = await openQueue(options.databaseUrl, options.settings ?? queueSettingsFromEnv());
   const name = `${hostname()}:${process.pid}`;
   const log = options.log ?? ((line: string) => console.log(line));
-  const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log };
+  const context: JobContext = { prisma, outputRoot: options.outputRoot, threads: options.threads, backend, workerName: name, log, pauses: pausesFromEnv() };
   // Leftovers of crashed attempts and failed jobs, from before this worker started.
   const swept = await sweepOutputs(options.outputRoot, async (kind, id) => (await jobState(prisma, kind, id))?.status);
   if (swept.length > 0) log(`removed ${swept.length} stale output(s): ${swept.join(', ')}`);
@@ -83,6 +85,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const work = { localConcurrency: options.concurrency ?? 1, pollingIntervalSeconds: 1 };
   await boss.work<JobData>(QUEUE_NAMES.merge, work, handle(runMergeJob));
   await boss.work<JobData>(QUEUE_NAMES.analysis, work, handle(runAnalysisJob));
+  await boss.work<JobData>(QUEUE_NAMES.evaluation, work, handle(runEvaluationJob));
   await boss.work<JobData>(DEAD_LETTER_QUEUE, { pollingIntervalSeconds: 1 }, async (jobs) => {
     for (const { data } of jobs) {
       const row = await jobState(prisma, data.kind, data.id);
@@ -102,14 +105,14 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const beating = setInterval(() => beatNow().catch((err: Error) => log(`heartbeat not recorded: ${err.message.split('\n').pop()}`)), heartbeatSeconds * 1000);
   beating.unref();
   onJobsChanged = () => void beatNow().catch(() => undefined);
-  log(`worker ${name} (backend ${backend}) waiting for merges and analyses`);
+  log(`worker ${name} (backend ${backend}) waiting for merges, analyses and evaluations`);
   return {
     name,
     backend,
     stop: async () => {
       clearInterval(beating);
       // No new jobs; those running have the drain time to finish, then are handed back to the queue.
-      await Promise.all([QUEUE_NAMES.merge, QUEUE_NAMES.analysis].map((queue) => boss.offWork(queue, { wait: false })));
+      await Promise.all(Object.values(QUEUE_NAMES).map((queue) => boss.offWork(queue, { wait: false })));
       const deadline = Date.now() + drainSeconds * 1000;
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       if (running.size > 0) {

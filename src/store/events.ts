@@ -11,7 +11,7 @@ import { Listener, listenOn } from './notifications';
 export const EVENTS_CHANNEL = 'apl_merge_job_events';
 
 export interface JobEventInput {
-  jobKind: 'merge' | 'analysis';
+  jobKind: 'merge' | 'analysis' | 'evaluation';
   jobId: string;
   phase: string;
   done: number;

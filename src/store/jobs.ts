@@ -16,19 +16,46 @@ export const TRANSACTION_LIMITS = { maxWait: 15_000, timeout: 30_000 };
 
 export const FINAL_STATUSES: readonly JobStatus[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
-async function updateJob(
-  tx: Prisma.TransactionClient,
-  kind: JobKind,
-  id: string,
-  from: readonly JobStatus[],
-  data: { status?: JobStatus; done?: number; total?: number; error?: string | null; lease?: string | null; leaseWorker?: string | null },
-  lease?: string,
-): Promise<{ done: number; total: number } | undefined> {
-  const where = { id, status: { in: [...from] }, ...(lease ? { lease } : {}) };
-  const updated = kind === 'merge' ? await tx.merge.updateMany({ where, data }) : await tx.importanceAnalysis.updateMany({ where, data });
-  if (updated.count === 0) return undefined;
-  const select = { done: true, total: true };
-  return kind === 'merge' ? tx.merge.findUniqueOrThrow({ where: { id }, select }) : tx.importanceAnalysis.findUniqueOrThrow({ where: { id }, select });
+/** The fields every job table has, as the functions below read and write them. */
+interface JobWhere {
+  id: string;
+  status?: JobStatus | { in: JobStatus[] };
+  lease?: string;
+}
+type JobPatch = { status?: JobStatus; done?: number; total?: number; error?: string | null; lease?: string | null; leaseWorker?: string | null; attempts?: { increment: number } };
+const JOB_STATE = { status: true, attempts: true, error: true, createdBy: true, leaseWorker: true, done: true, total: true } as const;
+type JobRow = { status: JobStatus; attempts: number; error: string | null; createdBy: string | null; leaseWorker: string | null; done: number; total: number };
+
+/** One kind's table, behind the operations every job kind shares. */
+interface JobTable {
+  updateMany(where: JobWhere, data: JobPatch): Promise<number>;
+  find(id: string): Promise<JobRow | null>;
+  count(where: JobWhere): Promise<number>;
+}
+
+function jobTable(db: PrismaClient | Prisma.TransactionClient, kind: JobKind): JobTable {
+  switch (kind) {
+    case 'merge':
+      return { updateMany: async (where, data) => (await db.merge.updateMany({ where, data })).count, find: (id) => db.merge.findUnique({ where: { id }, select: JOB_STATE }), count: (where) => db.merge.count({ where }) };
+    case 'analysis':
+      return {
+        updateMany: async (where, data) => (await db.importanceAnalysis.updateMany({ where, data })).count,
+        find: (id) => db.importanceAnalysis.findUnique({ where: { id }, select: JOB_STATE }),
+        count: (where) => db.importanceAnalysis.count({ where }),
+      };
+    case 'evaluation':
+      return {
+        updateMany: async (where, data) => (await db.evaluationRun.updateMany({ where, data })).count,
+        find: (id) => db.evaluationRun.findUnique({ where: { id }, select: JOB_STATE }),
+        count: (where) => db.evaluationRun.count({ where }),
+      };
+  }
+}
+
+async function updateJob(tx: Prisma.TransactionClient, kind: JobKind, id: string, from: readonly JobStatus[], data: JobPatch, lease?: string): Promise<{ done: number; total: number } | undefined> {
+  const table = jobTable(tx, kind);
+  if ((await table.updateMany({ id, status: { in: [...from] }, ...(lease ? { lease } : {}) }, data)) === 0) return undefined;
+  return (await table.find(id)) ?? undefined;
 }
 
 /**
@@ -65,7 +92,7 @@ export interface ProgressInput {
   message: string;
 }
 
-const JOB_TABLES: Record<JobKind, string> = { merge: 'merges', analysis: 'importance_analyses' };
+const JOB_TABLES: Record<JobKind, string> = { merge: 'merges', analysis: 'importance_analyses', evaluation: 'evaluation_runs' };
 
 /**
  * Records progress of a RUNNING job: row, event and NOTIFY in one statement, under the events lock
@@ -105,22 +132,22 @@ export interface JobState {
   createdBy: string | null;
 }
 
-/** A merge's or an analysis's status, attempts and last error; undefined when there is no such row. */
+/** A job's status, attempts and last error; undefined when there is no such row. */
 export async function jobState(prisma: PrismaClient, kind: JobKind, id: string): Promise<JobState | undefined> {
-  const select = { status: true, attempts: true, error: true, createdBy: true } as const;
-  const row = kind === 'merge' ? await prisma.merge.findUnique({ where: { id }, select }) : await prisma.importanceAnalysis.findUnique({ where: { id }, select });
-  return row ?? undefined;
+  const row = await jobTable(prisma, kind).find(id);
+  return row ? { status: row.status, attempts: row.attempts, error: row.error, createdBy: row.createdBy } : undefined;
 }
 
 /** Counts an attempt started, or records the error an attempt ended with (the status is left alone). */
 export async function recordAttempt(prisma: PrismaClient, kind: JobKind, id: string, data: { attempts?: { increment: number }; error?: string }): Promise<void> {
-  if (kind === 'merge') await prisma.merge.update({ where: { id }, data });
-  else await prisma.importanceAnalysis.update({ where: { id }, data });
+  await jobTable(prisma, kind).updateMany({ id }, data);
 }
 
-/** The kind of a job id, or undefined when no merge or analysis has it. */
+export const JOB_KINDS: readonly JobKind[] = ['merge', 'analysis', 'evaluation'];
+
+/** The kind of a job id, or undefined when no job has it. */
 export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kind: JobKind; status: JobStatus; createdBy: string | null } | undefined> {
-  for (const kind of ['merge', 'analysis'] as const) {
+  for (const kind of JOB_KINDS) {
     const state = await jobState(prisma, kind, id);
     if (state) return { kind, status: state.status, createdBy: state.createdBy };
   }
@@ -146,16 +173,22 @@ export async function listAnalyses(prisma: PrismaClient, filter: { status?: JobS
   return prisma.importanceAnalysis.findMany({ where: { status: filter.status, modelId: filter.modelId }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
 }
 
-/** Status events (phase "status") of the merges and analyses a model takes part in, after `afterId`. */
+/** Status events (phase "status") of the merges, analyses and evaluations a model takes part in, after `afterId`. */
 export async function modelStatusEventsAfter(prisma: PrismaClient, modelId: string, afterId: bigint): Promise<JobEventRow[]> {
-  const [analyses, inputs, outputs] = await Promise.all([
+  const [analyses, inputs, outputs, evaluations] = await Promise.all([
     prisma.importanceAnalysis.findMany({ where: { OR: [{ modelId }, { baseModelId: modelId }] }, select: { id: true } }),
     prisma.mergeInput.findMany({ where: { modelId }, select: { mergeId: true } }),
     prisma.merge.findMany({ where: { outputModelId: modelId }, select: { id: true } }),
+    prisma.evaluationRun.findMany({ where: { modelId }, select: { id: true } }),
   ]);
-  const jobIds = [...analyses.map((a) => a.id), ...inputs.map((i) => i.mergeId), ...outputs.map((o) => o.id)];
+  const jobIds = [...analyses.map((a) => a.id), ...inputs.map((i) => i.mergeId), ...outputs.map((o) => o.id), ...evaluations.map((e) => e.id)];
   if (jobIds.length === 0) return [];
   return (await prisma.jobEvent.findMany({ where: { id: { gt: afterId }, phase: 'status', jobId: { in: jobIds } }, orderBy: { id: 'asc' } })) as JobEventRow[];
+}
+
+/** Evaluation runs, newest first; `modelId` keeps those of that model. */
+export async function listEvaluationRuns(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
+  return prisma.evaluationRun.findMany({ where: { status: filter.status, modelId: filter.modelId }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
 }
 
 /** The id of the newest event (0 when there is none): where a live-only stream starts. */
@@ -177,8 +210,7 @@ export interface JobLease {
  */
 export async function takeLease(prisma: PrismaClient, kind: JobKind, id: string, worker: string, message: string): Promise<JobLease | undefined> {
   return prisma.$transaction(async (tx) => {
-    const select = { status: true, leaseWorker: true } as const;
-    const before = kind === 'merge' ? await tx.merge.findUnique({ where: { id }, select }) : await tx.importanceAnalysis.findUnique({ where: { id }, select });
+    const before = await jobTable(tx, kind).find(id);
     if (!before || FINAL_STATUSES.includes(before.status)) return undefined;
     const lease = randomUUID();
     const row = await updateJob(tx, kind, id, ['QUEUED', 'RUNNING'], { status: 'RUNNING', lease, leaseWorker: worker });
@@ -190,6 +222,5 @@ export async function takeLease(prisma: PrismaClient, kind: JobKind, id: string,
 
 /** Whether `lease` still owns the job (RUNNING under it). */
 export async function holdsLease(prisma: PrismaClient, kind: JobKind, id: string, lease: string): Promise<boolean> {
-  const where = { id, status: 'RUNNING' as JobStatus, lease };
-  return (kind === 'merge' ? await prisma.merge.count({ where }) : await prisma.importanceAnalysis.count({ where })) > 0;
+  return (await jobTable(prisma, kind).count({ id, status: 'RUNNING', lease })) > 0;
 }

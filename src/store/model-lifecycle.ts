@@ -41,24 +41,29 @@ export async function archiveModel(prisma: PrismaClient, id: string, archived: b
   return prisma.model.update({ where: { id }, data: { archivedAt: archived ? new Date() : null } });
 }
 
-/** What keeps a model from being deleted: models derived from it, and merges or analyses that use or produced it. */
+/**
+ * What keeps a model from being deleted: models derived from it, merges or analyses that use or
+ * produced it, and evaluations of it still queued or running (ended ones go with the model).
+ */
 async function dependents(tx: Prisma.TransactionClient, id: string): Promise<string[]> {
-  const [children, inputs, analyses, produced] = await Promise.all([
+  const [children, inputs, analyses, produced, evaluating] = await Promise.all([
     tx.lineageEdge.findMany({ where: { parentId: id }, include: { child: { select: { name: true } } } }),
     tx.mergeInput.findMany({ where: { modelId: id }, select: { mergeId: true } }),
     tx.importanceAnalysis.findMany({ where: { OR: [{ modelId: id }, { baseModelId: id }] }, select: { id: true } }),
     tx.merge.findMany({ where: { outputModelId: id }, select: { id: true } }),
+    tx.evaluationRun.findMany({ where: { modelId: id, status: { in: ['QUEUED', 'RUNNING'] } }, select: { id: true, status: true } }),
   ]);
   return [
     ...children.map((c) => `model "${c.child.name}" derives from it`),
     ...[...new Set(inputs.map((i) => i.mergeId))].map((m) => `merge ${m} uses it`),
     ...analyses.map((a) => `analysis ${a.id} measures it`),
     ...produced.map((m) => `merge ${m} produced it`),
+    ...evaluating.map((e) => `evaluation ${e.id} is ${e.status} (cancel it first)`),
   ];
 }
 
 /**
- * Deletes a model with its checkpoint record, evaluations and the lineage edges to its parents.
+ * Deletes a model with its checkpoint record, evaluations (and ended evaluation runs) and the lineage edges to its parents.
  * The checkpoint's files are left where they are: the registry records them, it does not own them.
  */
 export async function deleteModel(prisma: PrismaClient, id: string) {
@@ -71,6 +76,7 @@ export async function deleteModel(prisma: PrismaClient, id: string) {
       throw new RegistryError('CONFLICT', `model "${model.name}" cannot be deleted: ${shown}. Archive it instead (archiveModel) to hide it from listings`);
     }
     await tx.evaluation.deleteMany({ where: { modelId: id } });
+    await tx.evaluationRun.deleteMany({ where: { modelId: id } });
     await tx.lineageEdge.deleteMany({ where: { childId: id } });
     await tx.model.delete({ where: { id } });
     // Another model may share the checkpoint row (registered twice from one path): keep it then.

@@ -9,7 +9,7 @@ import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/checkpoint/checkpoint';
 import { sha256FileAsync } from '../engine/checkpoint/files';
 import { loadTaskData } from '../engine/data/task-data';
-import { Prisma, PrismaClient } from './generated/client';
+import { Model, Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
 import { DATA_URI_SCHEME, DataRoot, locateInRoots, pathFromRequest } from './data-roots';
 import { RegistryError } from './registry-error';
@@ -162,7 +162,11 @@ export interface Registrant {
   precisePathErrors?: boolean;
 }
 
-export async function registerModel(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterModelInput, by: Registrant = {}) {
+/**
+ * Validates and registers a checkpoint as a model; `andThen` runs in the same transaction once the
+ * model is written (the jobs layer queues its evaluation there, so both happen or neither does).
+ */
+export async function registerModel(prisma: PrismaClient, roots: readonly DataRoot[], input: RegisterModelInput, by: Registrant = {}, andThen?: (tx: Prisma.TransactionClient, model: Model) => Promise<void>) {
   checkName('name', input.name);
   const parentIds = input.parentIds ?? [];
   const twice = parentIds.find((id, i) => parentIds.indexOf(id) !== i);
@@ -176,7 +180,11 @@ export async function registerModel(prisma: PrismaClient, roots: readonly DataRo
   if (input.kind === 'FINETUNE') await checkHomologous(prisma, path, parentIds);
   const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
   return uniquely(`a model named "${input.name}"`, () =>
-    prisma.$transaction((tx) => insertModel(tx, { ...input, createdBy: by.createdBy }, record, parentIds.map((id) => ({ id, relation })))),
+    prisma.$transaction(async (tx) => {
+      const model = await insertModel(tx, { ...input, createdBy: by.createdBy }, record, parentIds.map((id) => ({ id, relation })));
+      await andThen?.(tx, model);
+      return model;
+    }),
   );
 }
 

@@ -15,6 +15,7 @@ export async function expectJobInvariants(prisma: PrismaClient, outputRoots: rea
   const jobs = [
     ...(await prisma.merge.findMany({ include: { outputModel: true } })).map((m) => ({ kind: 'merge' as const, ...m })),
     ...(await prisma.importanceAnalysis.findMany()).map((a) => ({ kind: 'analysis' as const, ...a, outputModel: undefined, outputName: null })),
+    ...(await prisma.evaluationRun.findMany()).map((e) => ({ kind: 'evaluation' as const, ...e, outputModel: undefined, outputName: null })),
   ];
   for (const job of jobs) {
     const events = await prisma.jobEvent.findMany({ where: { jobId: job.id, phase: 'status' }, orderBy: { id: 'asc' } });
@@ -28,6 +29,7 @@ export async function expectJobInvariants(prisma: PrismaClient, outputRoots: rea
       const name = job.outputName ?? job.outputModel?.name;
       if (name && (await prisma.model.count({ where: { name } })) !== 1) problems.push(`merge ${job.id}: ${await prisma.model.count({ where: { name } })} models named "${name}"`);
     }
+    if (job.status === 'COMPLETED' && job.kind === 'evaluation' && (await prisma.evaluation.count({ where: { modelId: job.modelId } })) === 0) problems.push(`evaluation ${job.id}: COMPLETED without scores`);
   }
   for (const root of outputRoots) {
     for (const kind of Object.keys(OUTPUT_FOLDERS) as Array<keyof typeof OUTPUT_FOLDERS>) {

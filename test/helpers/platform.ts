@@ -55,7 +55,7 @@ export async function startTestPlatform(settings?: QueueSettings): Promise<TestP
     startWorker: async (env = {}) => {
       const worker = startWorkerProcess({ DATABASE_URL: database.url, APL_MERGE_OUTPUT_DIR: outputs, ...env });
       workers.push(worker);
-      await worker.waitForOutput(/waiting for merges and analyses/);
+      await worker.waitForOutput(/waiting for merges, analyses and evaluations/);
       return worker;
     },
     stop: async () => {

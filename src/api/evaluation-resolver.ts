@@ -1,0 +1,46 @@
+/** Evaluation runs: ask for one, read them, follow their model and task. */
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { GraphQLError } from 'graphql';
+import { requestEvaluation } from '../jobs/evaluation-requests';
+import { JobStatus } from '../store/generated/enums';
+import { listEvaluationRuns } from '../store/jobs';
+import { ApiContext, requesterOf, requireQueue } from './context';
+import { withErrorCodes } from './errors';
+import { EvaluationRunType, ModelType, TaskType } from './types';
+
+export const toEvaluationRun = (row: { result: unknown } & Omit<EvaluationRunType, 'result'>): EvaluationRunType => ({ ...row, result: (row.result as Record<string, unknown> | null) ?? null });
+
+@Resolver(() => EvaluationRunType)
+export class EvaluationResolver {
+  @Authorized('OPERATOR')
+  @Mutation(() => EvaluationRunType, { description: "queues scoring a model on one task, or on every registered task it has a head for (test and OOD splits); its scores replace the model's earlier ones" })
+  async evaluateModel(@Ctx() context: ApiContext, @Arg('modelId', () => ID) modelId: string, @Arg('taskId', () => ID, { nullable: true }) taskId?: string): Promise<EvaluationRunType> {
+    return withErrorCodes(async () => toEvaluationRun(await requestEvaluation(context.prisma, requireQueue(context), { modelId, taskId: taskId ?? undefined }, requesterOf(context))));
+  }
+
+  @Query(() => EvaluationRunType)
+  async evaluationRun(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string): Promise<EvaluationRunType> {
+    const row = await prisma.evaluationRun.findUnique({ where: { id } });
+    if (!row) throw new GraphQLError(`evaluation run ${id} does not exist`, { extensions: { code: 'NOT_FOUND' } });
+    return toEvaluationRun(row);
+  }
+
+  @Query(() => [EvaluationRunType], { description: 'evaluation runs, newest first' })
+  async evaluationRuns(
+    @Ctx() { prisma }: ApiContext,
+    @Arg('status', () => JobStatus, { nullable: true }) status: JobStatus | undefined,
+    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
+  ): Promise<EvaluationRunType[]> {
+    return withErrorCodes(async () => (await listEvaluationRuns(prisma, { status }, first)).map(toEvaluationRun));
+  }
+
+  @FieldResolver(() => ModelType)
+  async model(@Root() run: EvaluationRunType, @Ctx() { prisma }: ApiContext): Promise<ModelType> {
+    return prisma.model.findUniqueOrThrow({ where: { id: run.modelId } });
+  }
+
+  @FieldResolver(() => TaskType, { nullable: true, description: 'the task asked for; null: every registered task the model has a head for' })
+  async task(@Root() run: EvaluationRunType, @Ctx() { prisma }: ApiContext): Promise<TaskType | null> {
+    return run.taskId ? prisma.task.findUnique({ where: { id: run.taskId } }) : null;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Scoring a model on registered tasks: accuracy on each task's test and OOD splits. The merge job
+ * scores what it merged, the evaluation job a registered model; both pick tasks by one rule (a
+ * registered task the model has a head of that name and size for), which the request checks too.
+ */
+import { getSplit, loadTaskData } from '../engine/data/task-data';
+import { yieldThenCheckAbort } from '../engine/errors';
+import { loadModel, modelFamilyOf } from '../engine/families/model';
+import { ProgressCallback, ProgressTracker } from '../engine/progress';
+import { evaluate } from '../engine/train/evaluate';
+import { PrismaClient } from '../store/generated/client';
+import { checkpointPath } from '../store/registry';
+
+export interface Score {
+  taskId: string;
+  task: string;
+  split: string;
+  value: number;
+}
+
+type TaskRow = { id: string; name: string; classes: number; dataUri: string };
+
+/**
+ * The registered tasks a model's checkpoint directory can be scored on (only `taskId`, when
+ * given), or why there are none: a family the engine cannot run, no head for the task, a head of
+ * another size than the task's classes.
+ */
+export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: TaskRow[] } | { reason: string }> {
+  const found = modelFamilyOf(directory);
+  if ('unknown' in found) return { reason: found.unknown };
+  const heads = found.config.tasks as Record<string, number>;
+  const names = Object.keys(heads);
+  if (taskId) {
+    const task = await prisma.task.findUnique({ where: { id: taskId } });
+    if (!task) return { reason: `task ${taskId} does not exist` };
+    if (!(task.name in heads)) return { reason: `it has no head for task "${task.name}" (heads: ${names.join(', ') || 'none'})` };
+    if (heads[task.name] !== task.classes) return { reason: `its head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}` };
+    return { tasks: [task] };
+  }
+  const registered = await prisma.task.findMany({ where: { name: { in: names } }, orderBy: { name: 'asc' } });
+  const tasks = registered.filter((t) => heads[t.name] === t.classes);
+  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})` };
+  return { tasks };
+}
+
+/** Accuracy of the model in `directory` on the test and OOD splits of each task, as progress of phase "evaluate". */
+export async function scoreOnTasks(directory: string, tasks: readonly TaskRow[], onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
+  const model = loadModel(directory);
+  const tracker = new ProgressTracker('evaluate', tasks.length, onProgress);
+  tracker.report(0, `scoring on ${tasks.map((t) => t.name).join(', ')}`);
+  const scores: Score[] = [];
+  for (const [i, task] of tasks.entries()) {
+    await yieldThenCheckAbort(signal);
+    const data = loadTaskData(checkpointPath(task.dataUri));
+    for (const split of ['test', 'ood'].filter((s) => data.splits.has(s))) {
+      scores.push({ taskId: task.id, task: task.name, split, value: (await evaluate(model, task.name, getSplit(data, split))).accuracy });
+    }
+    tracker.report(i + 1, `scored ${task.name}`);
+  }
+  return scores;
+}
