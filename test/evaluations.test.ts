@@ -5,7 +5,6 @@
  * worker writes are those of an independent forward pass (written out here in plain arithmetic,
  * not the engine's) on the test and OOD splits, each of which has its own labels.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTaskData, TaskSplit } from '../src/engine/data/task-data';
 import { loadModel } from '../src/engine/families/model';
@@ -19,7 +18,7 @@ import { testToken } from './helpers/tokens';
 
 jest.setTimeout(90000);
 let platform: TestPlatform;
-const ids = { base: '', ftA: '', ftB: '', taskA: '', taskB: '', runA: '', runB: '' };
+const ids = { base: '', ftA: '', ftB: '', taskA: '', taskB: '', taskWide: '', runA: '', runB: '' };
 const expected = new Map<string, number>();
 const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id evaluationRuns { id status } } }';
 const EVALUATE = 'mutation($m: ID!, $t: ID) { evaluateModel(modelId: $m, taskId: $t) { id status task { name } model { name } } }';
@@ -61,7 +60,6 @@ function taskDataFor(file: string, modelDir: string, task: string, classes: numb
 beforeAll(async () => {
   platform = await startTestPlatform();
   const dir = join(platform.root, 'models');
-  mkdirSync(dir, { recursive: true });
   tinyFamily({ seed: 21, tasks: [{ name: 'alpha', classes: 3 }, { name: 'beta', classes: 4 }], dir });
   taskDataFor(join(dir, 'alpha-eval.safetensors'), join(dir, 'alpha'), 'alpha', 3, 17, 5, 1);
   taskDataFor(join(dir, 'beta-eval.safetensors'), join(dir, 'beta'), 'beta', 4, 9, 20, 2);
@@ -69,6 +67,11 @@ beforeAll(async () => {
   const task = async (name: string) => (await platform.gql<{ registerTask: { id: string } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { id } }', { i: { name, path: join(dir, `${name}-eval.safetensors`) } })).data!.registerTask.id;
   ids.taskA = await task('alpha');
   ids.taskB = await task('beta');
+  // A fine-tune with a head for "wide", whose data has 25-pixel examples: the model takes 16.
+  tinyFamily({ seed: 21, tasks: [{ name: 'wide', classes: 3 }], dir: join(platform.root, 'wide') });
+  const wide: TaskSplit = { inputs: new Uint8Array(6 * 25), exampleShape: [5, 5], labels: new Int32Array(6), count: 6 };
+  saveTaskData(join(platform.root, 'wide/wide-data.safetensors'), { name: 'wide', classes: 3, description: '', seed: 0 }, { probe: wide, test: wide });
+  ids.taskWide = (await platform.gql<{ registerTask: { id: string } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { id } }', { i: { name: 'wide', path: join(platform.root, 'wide/wide-data.safetensors') } })).data!.registerTask.id;
   writeSyntheticFamily(join(platform.root, 'synthetic'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }], fineTunes: 1, seed: 3 });
 });
 
@@ -115,7 +118,19 @@ it('refuses at request time what cannot be evaluated, a second pending evaluatio
   expect(await error({ m: ids.ftA })).toMatchObject({ message: `an evaluation of "ft-alpha" on its tasks is already QUEUED (${ids.runA})`, extensions: { code: 'CONFLICT' } });
   expect((await error({ m: ids.ftA }, graphqlClient(platform.server.url, await testToken(platform.prisma, 'VIEWER')))).extensions.code).toBe('FORBIDDEN');
   expect((await error({ m: ids.ftA }, graphqlClient(platform.server.url))).extensions.code).toMatch(/UNAUTHENTICATED|FORBIDDEN/);
+  // Data whose examples do not fit the model's inputs: refused for an evaluation, an analysis and an APL merge alike.
+  const ftWide = (await platform.gql<{ registerModel: { id: string; evaluationRuns: unknown[] } }>(REGISTER, { input: { name: 'ft-wide', kind: 'FINETUNE', path: join(platform.root, 'wide/wide'), parentIds: [ids.base] } })).data!.registerModel;
+  expect(ftWide.evaluationRuns).toEqual([]);
+  const misfit = 'task "wide" (test split): examples of shape [5,5] (U8) do not fit the MLP\'s input of 16 pixels';
+  expect(await error({ m: ftWide.id })).toMatchObject({ message: `"ft-wide" cannot be evaluated: no registered task matches its heads (wide): ${misfit}`, extensions: { code: 'BAD_USER_INPUT' } });
+  expect(await error({ m: ftWide.id, t: ids.taskWide })).toMatchObject({ message: `"ft-wide" cannot be evaluated: ${misfit}`, extensions: { code: 'BAD_USER_INPUT' } });
+  const analysis = await platform.gql('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t }) { id } }', { m: ftWide.id, t: ids.taskWide });
+  expect(analysis.errors![0]).toMatchObject({ message: misfit.replace('test split', 'probe split').replace(/^/, 'taskId: '), extensions: { code: 'BAD_USER_INPUT' } });
+  const merge = await platform.gql('mutation($i: StartMergeInput!) { startMerge(input: $i) { id } }', { i: { method: 'apl', baseModelId: ids.base, models: [{ modelId: ftWide.id, probeTaskId: ids.taskWide }] } });
+  expect(merge.errors![0]).toMatchObject({ message: `models[0].probeTaskId: ${misfit.replace('test split', 'probe split')}`, extensions: { code: 'BAD_USER_INPUT' } });
   expect(await platform.prisma.evaluationRun.count()).toBe(runs);
+  expect(await platform.prisma.importanceAnalysis.count()).toBe(0);
+  expect(await platform.prisma.merge.count()).toBe(0);
   // A model with an evaluation pending cannot be deleted (the worker would find it gone).
   const deleted = await platform.gql('mutation($id: ID!) { deleteModel(id: $id) { id } }', { id: ids.ftA });
   expect(deleted.errors![0].message).toContain(`evaluation ${ids.runA} is QUEUED (cancel it first)`);

@@ -6,7 +6,7 @@
  * of timing). Each ends CANCELLED with the reason, leaves no output and registers nothing; the
  * worker then runs a job to completion, and the fault invariants hold.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pausesFromEnv } from '../src/jobs/pause-points';
 import { JobKind, jobState } from '../src/store/jobs';
@@ -60,7 +60,6 @@ async function expectCancelled(kind: JobKind, id: string, outputName?: string): 
 beforeAll(async () => {
   platform = await startTestPlatform();
   const dir = join(platform.root, 'models');
-  mkdirSync(dir, { recursive: true });
   const family = tinyFamily({ seed: 5, tasks: [{ name: 'alpha', classes: 3 }, { name: 'beta', classes: 4 }], dir });
   const gql = async <T>(query: string, variables: Record<string, unknown>) => {
     const result = await platform.gql<T>(query, variables);
@@ -94,7 +93,7 @@ it('cancels each kind of job while it is queued: no worker ever runs it', async 
   }
 });
 
-describe.each(Object.entries(POINTS).flatMap(([kind, points]) => points.map((point) => [kind as JobKind, point])))('a %s cancelled while held at %s', (kind, point) => {
+describe.each((Object.entries(POINTS) as Array<[JobKind, string[]]>).flatMap(([kind, points]) => points.map((point): [JobKind, string] => [kind, point])))('%s job cancelled while held at %s', (kind, point) => {
   it('ends CANCELLED, stops its attempt and leaves no output or model', async () => {
     worker ??= await platform.startWorker({ APL_MERGE_PAUSE_AT: PAUSES });
     const id = await START[kind](point);

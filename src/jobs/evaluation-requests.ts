@@ -37,7 +37,7 @@ async function tasksToScore(prisma: Pick<PrismaClient, 'task'>, model: { name: s
     throw new RegistryError('BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${(err as Error).message}`);
   }
   const found = await scorableTasks(prisma, directory, taskId);
-  if ('reason' in found) throw new RegistryError(found.reason.startsWith('task ') ? 'NOT_FOUND' : 'BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${found.reason}`);
+  if ('reason' in found) throw new RegistryError(found.missing ? 'NOT_FOUND' : 'BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${found.reason}`);
   return found.tasks;
 }
 

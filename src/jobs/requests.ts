@@ -21,6 +21,7 @@ import { checkName, checkpointPath, RegistryError, uniquely } from '../store/reg
 import { loadMergeSpec, PlatformModelParameters } from './merge-spec';
 import { isPermanent } from './outputs';
 import { dequeueJob, enqueueJob, requeueJob } from './queue';
+import { inputsMismatch } from './scoring';
 
 /** The channel on which a cancel reaches the worker running the job. */
 export const CANCEL_CHANNEL = 'apl_merge_job_cancel';
@@ -90,6 +91,8 @@ async function checkMergeInputs(prisma: PrismaClient, request: MergeRequest): Pr
       if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: "${model.name}" cannot be scored on probe data: ${family.unknown}`);
       const heads = family.config.tasks as Record<string, number>;
       if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
+      const mismatch = inputsMismatch(family, task, ['probe']);
+      if (mismatch) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: ${mismatch}`);
     }
   }
 }
@@ -182,10 +185,12 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
   const base = await prisma.model.findUnique({ where: { id: baseModelId }, include: { checkpoint: true } }).catch(() => null);
   if (!base) throw new RegistryError('NOT_FOUND', `base model ${baseModelId} does not exist`);
   try {
-    const { config } = readModelConfig(openCheckpoint(checkpointPath(model.checkpoint.uri)).directory);
-    const heads = config.tasks as Record<string, number>;
+    const found = readModelConfig(openCheckpoint(checkpointPath(model.checkpoint.uri)).directory);
+    const heads = found.config.tasks as Record<string, number>;
     if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
     if (heads[task.name] !== task.classes) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}"'s head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}`);
+    const mismatch = inputsMismatch(found, task, ['probe']);
+    if (mismatch) throw new RegistryError('BAD_USER_INPUT', `taskId: ${mismatch}`);
     planMerge(parseMergeConfig(`merge_method: task_arithmetic\nbase_model: ${JSON.stringify(checkpointPath(base.checkpoint.uri))}\nmodels:\n  - model: ${JSON.stringify(checkpointPath(model.checkpoint.uri))}\n    parameters: { weight: 1 }\n`, 'the analysis request', '/'));
   } catch (err) {
     // Headers, config.json and homology: whatever is wrong there is the caller's input.

@@ -3,13 +3,17 @@
  * scores what it merged, the evaluation job a registered model; both pick tasks by one rule (a
  * registered task the model has a head of that name and size for), which the request checks too.
  */
-import { getSplit, loadTaskData } from '../engine/data/task-data';
+import { getSplit, loadTaskData, TaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
 import { loadModel, modelFamilyOf } from '../engine/families/model';
+import { FamilyConfig, ModelFamily } from '../engine/families/types';
 import { ProgressCallback, ProgressTracker } from '../engine/progress';
 import { evaluate } from '../engine/train/evaluate';
 import { PrismaClient } from '../store/generated/client';
 import { checkpointPath } from '../store/registry';
+
+/** The splits a model is scored on. */
+export const SCORED_SPLITS: readonly string[] = ['test', 'ood'];
 
 export interface Score {
   taskId: string;
@@ -21,25 +25,50 @@ export interface Score {
 type TaskRow = { id: string; name: string; classes: number; dataUri: string };
 
 /**
+ * Why `task`'s data cannot be fed to the model (unreadable, or examples of another shape or type
+ * than its inputs), or undefined when every one of `splits` it has can. Read at request time, so a
+ * job that would fail in the worker is refused instead.
+ */
+export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; config: FamilyConfig }, task: TaskRow, splits: readonly string[]): string | undefined {
+  let data: TaskData;
+  try {
+    data = loadTaskData(checkpointPath(task.dataUri));
+  } catch (err) {
+    return `the data of task "${task.name}" cannot be read: ${(err as Error).message}`;
+  }
+  for (const split of splits.filter((s) => data.splits.has(s))) {
+    try {
+      found.family.inputs(found.config, getSplit(data, split), [], `task "${task.name}" (${split} split)`).dispose();
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+  return undefined;
+}
+
+/**
  * The registered tasks a model's checkpoint directory can be scored on (only `taskId`, when
  * given), or why there are none: a family the engine cannot run, no head for the task, a head of
  * another size than the task's classes.
  */
-export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: TaskRow[] } | { reason: string }> {
+export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: TaskRow[] } | { reason: string; missing?: true }> {
   const found = modelFamilyOf(directory);
   if ('unknown' in found) return { reason: found.unknown };
   const heads = found.config.tasks as Record<string, number>;
   const names = Object.keys(heads);
   if (taskId) {
     const task = await prisma.task.findUnique({ where: { id: taskId } });
-    if (!task) return { reason: `task ${taskId} does not exist` };
+    if (!task) return { reason: `task ${taskId} does not exist`, missing: true };
     if (!(task.name in heads)) return { reason: `it has no head for task "${task.name}" (heads: ${names.join(', ') || 'none'})` };
     if (heads[task.name] !== task.classes) return { reason: `its head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}` };
-    return { tasks: [task] };
+    const mismatch = inputsMismatch(found, task, SCORED_SPLITS);
+    return mismatch ? { reason: mismatch } : { tasks: [task] };
   }
   const registered = await prisma.task.findMany({ where: { name: { in: names } }, orderBy: { name: 'asc' } });
-  const tasks = registered.filter((t) => heads[t.name] === t.classes);
-  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})` };
+  const sized = registered.filter((t) => heads[t.name] === t.classes);
+  const mismatches = sized.map((t) => inputsMismatch(found, t, SCORED_SPLITS));
+  const tasks = sized.filter((_, i) => mismatches[i] === undefined);
+  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})${sized.length > 0 ? `: ${mismatches.join('; ')}` : ''}` };
   return { tasks };
 }
 
@@ -52,7 +81,7 @@ export async function scoreOnTasks(directory: string, tasks: readonly TaskRow[],
   for (const [i, task] of tasks.entries()) {
     await yieldThenCheckAbort(signal);
     const data = loadTaskData(checkpointPath(task.dataUri));
-    for (const split of ['test', 'ood'].filter((s) => data.splits.has(s))) {
+    for (const split of SCORED_SPLITS.filter((s) => data.splits.has(s))) {
       scores.push({ taskId: task.id, task: task.name, split, value: (await evaluate(model, task.name, getSplit(data, split))).accuracy });
     }
     tracker.report(i + 1, `scored ${task.name}`);

@@ -1,4 +1,5 @@
 /** Tiny MLP models and task data written to disk, for APL tests (16-pixel inputs, seconds to run). */
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveTaskData, TaskSplit } from '../../src/engine/data/task-data';
 import { MlpConfig, mlpFamily } from '../../src/engine/families/mlp';
@@ -19,6 +20,7 @@ export interface TinyFamily {
 
 /** A base and fine-tunes (base + seeded deltas, own heads), written under `dir` when given. */
 export function tinyFamily(options: { seed: number; tasks: Array<{ name: string; classes: number }>; hidden?: number[]; deltaScale?: number; dir?: string; probeSize?: number }): TinyFamily {
+  if (options.dir) mkdirSync(options.dir, { recursive: true });
   const hidden = options.hidden ?? [8, 4];
   const baseConfig: MlpConfig = { family: 'mlp', inputSize: 16, hiddenSizes: hidden, tasks: { pretrain: 3 } };
   const baseParams = mlpFamily.initTrunk(baseConfig, options.seed);
