@@ -23,4 +23,6 @@ module.exports = {
   // The generated Prisma client imports siblings with .js extensions.
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 60000,
+  // Finds out once whether a WebGPU adapter exists (and says which): GPU tests skip without one.
+  globalSetup: '<rootDir>/test/helpers/gpu-setup.ts',
 };

@@ -7,7 +7,7 @@ import { runMergingBenchmark } from '../src/engine/benchmark/merging';
 import { useBackend } from '../src/engine/tensors/backend';
 import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
 import { removeTempDirs, tempDir } from './helpers/files';
-import { gpuAvailable, NO_ADAPTER } from './helpers/gpu';
+import { gpuIt } from './helpers/gpu';
 
 afterAll(removeTempDirs);
 
@@ -18,8 +18,11 @@ const cli = (args: string[]) => {
 };
 
 describe('apl-merge zoo build and importance', () => {
+  // Set by the first test, read by the WebGPU one.
+  let out = '';
+  let artifact = '';
   it('builds the quick vision zoo, then scores a fine-tune with both estimators', async () => {
-    const out = join(tempDir(), 'zoo');
+    out = join(tempDir(), 'zoo');
     const build = cli(['zoo', 'build', '--suite', 'vision', '--quick', '--seed', '3', '--out', out]);
     expect(build.stderr).toBe('');
     expect(build.code).toBe(0);
@@ -28,7 +31,7 @@ describe('apl-merge zoo build and importance', () => {
     expect(manifest.finetunes.map((f: { task: string }) => f.task)).toEqual(VISION_SCALES.quick.tasks);
     // Fine-tuning must have taught every task something well beyond chance.
     for (const f of manifest.finetunes) expect(f.accuracy.test).toBeGreaterThan(f.classes === 2 ? 0.8 : 0.7);
-    const artifact = join(out, 'rotated-importance');
+    artifact = join(out, 'rotated-importance');
     const run = cli(['importance', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', artifact]);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/exact intervention: 128 partitions in .* partitions\/s(, \d+ unchanged by the fine-tune)?\), clean loss/);
@@ -37,8 +40,11 @@ describe('apl-merge zoo build and importance', () => {
     expect(Object.keys(loaded.scores).sort()).toEqual(['gradient_absolute', 'gradient_signed', 'kl', 'loss_increase']);
     expect(existsSync(`${artifact}.json`)).toBe(true);
     expect(loaded.metadata.wgsl_exact_partitions).toBeUndefined();
-    if (!(await gpuAvailable())) return console.warn(`skipped the WebGPU run: ${NO_ADAPTER}`);
-    // On WebGPU the WGSL kernels score the MLP, say so, and agree with WASM.
+  });
+
+  gpuIt('scores the same fine-tune on WebGPU: the WGSL kernels score the MLP, say so, and agree with WASM', async () => {
+    expect(artifact).not.toBe('');
+    const loaded = loadImportance(`${artifact}.safetensors`);
     const onGpu = cli(['importance', '--backend', 'webgpu', '--base', join(out, 'base'), '--model', join(out, 'finetunes/digits_rotated'), '--probe', join(out, 'tasks/digits_rotated.safetensors'), '--out', `${artifact}-gpu`]);
     expect(onGpu.code).toBe(0);
     // Partitions the fine-tune left unchanged (dead units) are not run at all.

@@ -8,14 +8,14 @@ import { dropKey, tensorRandom } from '../src/engine/kernels/random';
 import { DropRule, runRecipe, TaskVectorRecipe } from '../src/engine/kernels/recipe';
 import { keepThreshold } from '../src/engine/kernels/sparsify';
 import { GpuMergeResult, gpuRecipeProblem, GpuTaskVectorKernels } from '../src/engine/gpu/task-vector-kernels';
-import { gpuAvailable, gpuIt } from './helpers/gpu';
+import { GPU_ADAPTER, gpuIt } from './helpers/gpu';
 
 let kernels: GpuTaskVectorKernels | undefined;
 let chunked: GpuTaskVectorKernels | undefined;
 let narrow: GpuTaskVectorKernels | undefined;
 
 beforeAll(async () => {
-  if (!(await gpuAvailable())) return;
+  if (!GPU_ADAPTER) return;
   kernels = await GpuTaskVectorKernels.open();
   // Chunks of 3 × 512 elements: multi-chunk tensors at test sizes.
   chunked = await GpuTaskVectorKernels.open({ maxChunkElements: 1536 });
@@ -60,6 +60,7 @@ function onCpu(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Arra
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
 function expectBitwise(gpu: Float32Array, cpu: Float32Array): void {
+  if (gpu.length !== cpu.length) throw new Error(`GPU result has ${gpu.length} elements, the CPU's ${cpu.length}`);
   const g = bits(gpu);
   const c = bits(cpu);
   const first = g.findIndex((v, i) => v !== c[i]);
@@ -68,6 +69,7 @@ function expectBitwise(gpu: Float32Array, cpu: Float32Array): void {
 
 /** |gpu − cpu| within float32 rounding of the terms summed. */
 function expectClose(gpu: Float32Array, cpu: Float32Array, base: Float32Array, models: Float32Array[], recipe: TaskVectorRecipe): void {
+  if (gpu.length !== cpu.length) throw new Error(`GPU result has ${gpu.length} elements, the CPU's ${cpu.length}`);
   for (let i = 0; i < cpu.length; i++) {
     let terms = Math.abs(base[i]);
     for (let t = 0; t < models.length; t++) terms += Math.abs(recipe.lambda * recipe.models[t].weight) * 4 * (Math.abs(models[t][i]) + Math.abs(base[i]));
@@ -79,7 +81,8 @@ function expectClose(gpu: Float32Array, cpu: Float32Array, base: Float32Array, m
 const SIZES = [1, 255, 256, 257, 4099];
 
 describe('GPU task-vector kernels', () => {
-  gpuIt('reports which recipes they cannot run', async () => {
+  // CPU-only logic: runs everywhere.
+  it('reports which recipes they cannot run', async () => {
     const recipe: TaskVectorRecipe = { models: [{ weight: 1, drop: { kind: 'della', density: 0.5, epsilon: 0.1, key: dropKey(1, 0, 'x'), rescale: true } }], consensus: undefined, normalize: false, lambda: 1 };
     expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'breadcrumbs', density: 0.5, gamma: 0.1 } }] }, 10)).toBeUndefined();
     expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "della" has no GPU kernel/);

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { product, productTransposed } from '../src/engine/families/products';
 import { useBackend } from '../src/engine/tensors/backend';
-import { gpuAvailable } from './helpers/gpu';
+import { gpuIt } from './helpers/gpu';
 
 afterAll(async () => {
   await useBackend('wasm');
@@ -55,8 +55,7 @@ describe.each(['wasm', 'cpu'] as const)('on %s', (backend) => {
   });
 });
 
-it('matches tf.matMul on WebGPU too, where an adapter exists', async () => {
-  if (!(await gpuAvailable())) return;
+gpuIt('matches tf.matMul on WebGPU too', async () => {
   await useBackend('webgpu');
   for (const [, shapeA, shapeB, transposed] of cases) await checks(shapeA, shapeB, transposed)();
   await useBackend('wasm');
