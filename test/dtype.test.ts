@@ -85,3 +85,78 @@ describe('bfloat16 conversion', () => {
     }
   });
 });
+
+/**
+ * An independent rounding rule, by value instead of by bits: the nearest of the format's values,
+ * found by binary search over all of them (`values`: every finite non-negative value in order of
+ * its bits, then the next binade's first value standing for infinity, IEEE's "as if the exponent
+ * were unbounded"); ties go to the one with an even last bit. All differences are exact in float64.
+ */
+function nearestEven(value: number, values: Float64Array, infinityBits: number): number {
+  const magnitude = Math.abs(value);
+  let lo = 0;
+  let hi = values.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (values[mid] <= magnitude) lo = mid;
+    else hi = mid;
+  }
+  const below = magnitude - values[lo];
+  const above = values[hi] - magnitude;
+  const bits = below === 0 ? lo : below < above ? lo : above < below ? hi : lo % 2 === 0 ? lo : hi;
+  const rounded = bits === values.length - 1 ? infinityBits : bits;
+  return value < 0 || Object.is(value, -0) ? rounded | 0x8000 : rounded;
+}
+
+describe('rounding float32 to float16 and bfloat16, against a rule by value', () => {
+  const decodeAll = (dtype: 'F16' | 'BF16', count: number) => Float64Array.from(decodeToFloat32(new Uint8Array(Uint16Array.from({ length: count }, (_, i) => i).buffer), dtype));
+  // Finite non-negative values, in increasing order of their bits: halves 0..0x7bff, bfloat16s 0..0x7f7f.
+  const halves = decodeAll('F16', 0x7c00);
+  const brains = decodeAll('BF16', 0x7f80);
+  // The first value past the largest finite one (what rounding up from it reaches): 65536 and 2^128.
+  const next = (finite: Float64Array) => finite[finite.length - 1] + (finite[finite.length - 1] - finite[finite.length - 2]);
+  const rule = (finite: Float64Array, inf: number) => {
+    const values = new Float64Array(finite.length + 1);
+    values.set(finite);
+    values[finite.length] = next(finite);
+    return (bits: number) => nearestEven(bitsToFloat(bits), values, inf);
+  };
+
+  it.each([
+    ['bfloat16', brains, 0x7f80, float32BitsToBf16],
+    ['float16', halves, 0x7c00, float32BitsToF16],
+  ] as const)('%s: every bucket edge, halfway point and their neighbours, both signs, round as the rule says', (_name, finite, inf, convert) => {
+    const expected = rule(finite, inf);
+    const wrong: string[] = [];
+    const check = (bits: number) => {
+      const b = bits >>> 0;
+      if (convert(b) !== expected(b)) wrong.push(`0x${b.toString(16)}: got 0x${convert(b).toString(16)}, rule 0x${expected(b).toString(16)}`);
+      const negative = (b | 0x80000000) >>> 0;
+      if (convert(negative) !== expected(negative)) wrong.push(`0x${negative.toString(16)}: got 0x${convert(negative).toString(16)}, rule 0x${expected(negative).toString(16)}`);
+    };
+    for (let h = 0; h < finite.length; h++) {
+      const low = float32Bits(finite[h]);
+      const high = float32Bits(h + 1 < finite.length ? finite[h + 1] : next(finite));
+      // The halfway point between adjacent values is a float32 (it needs one bit more than the format).
+      const mid = float32Bits((finite[h] + (h + 1 < finite.length ? finite[h + 1] : next(finite))) / 2);
+      for (const bits of [low, low + 1, mid - 1, mid, mid + 1, high - 1]) check(bits);
+    }
+    expect(wrong.slice(0, 10)).toEqual([]);
+  });
+
+  it.each([
+    ['bfloat16', brains, 0x7f80, float32BitsToBf16],
+    ['float16', halves, 0x7c00, float32BitsToF16],
+  ] as const)('%s: a million random finite float32 bit patterns (seeded) round as the rule says', (_name, finite, inf, convert) => {
+    const expected = rule(finite, inf);
+    let state = 0x9e3779b9;
+    const wrong: string[] = [];
+    for (let i = 0; i < 1_000_000; i++) {
+      state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+      const bits = state;
+      if ((bits & 0x7f800000) === 0x7f800000) continue; // Inf and NaN have their own test
+      if (convert(bits) !== expected(bits)) wrong.push(`0x${bits.toString(16)}`);
+    }
+    expect(wrong.slice(0, 10)).toEqual([]);
+  });
+});
