@@ -102,10 +102,27 @@ describe('safetensors bad input: a precise error naming file and tensor', () => 
     { title: 'a non-string metadata value', bytes: () => rawSafetensors({ __metadata__: { n: 1 } }), reason: /__metadata__ value for "n" is not a string/ },
     { title: 'a shape that overflows', bytes: () => rawSafetensors({ a: { dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 4] } }, f32(1)), reason: /overflows/, tensor: 'a' },
     { title: 'missing data_offsets', bytes: () => rawSafetensors({ a: { dtype: 'F32', shape: [1] } }, f32(1)), reason: /data_offsets undefined is not a pair/, tensor: 'a' },
+    { title: 'an empty header', bytes: () => rawSafetensors('{}', undefined, { declaredLength: 0n }), reason: /^header is empty$/ },
+    { title: 'an entry that is not an object', bytes: () => rawSafetensors({ w: 1 }), reason: /^entry is not an object$/, tensor: 'w' },
+    { title: 'a missing dtype', bytes: () => rawSafetensors({ w: { shape: [1], data_offsets: [0, 4] } }, f32(1)), reason: /^missing dtype$/, tensor: 'w' },
+    { title: 'a dtype that is not a string', bytes: () => rawSafetensors({ w: { dtype: 7, shape: [1], data_offsets: [0, 4] } }, f32(1)), reason: /^missing dtype$/, tensor: 'w' },
+    { title: 'a shape that is not a list', bytes: () => rawSafetensors({ w: { dtype: 'F32', shape: 4, data_offsets: [0, 16] } }, f32(4)), reason: /^shape 4 is not a list of non-negative integers$/, tensor: 'w' },
+    { title: 'a fractional dimension', bytes: () => rawSafetensors({ w: { dtype: 'F32', shape: [1.5], data_offsets: [0, 4] } }, f32(1)), reason: /not a list of non-negative integers/, tensor: 'w' },
+    { title: 'negative data_offsets', bytes: () => rawSafetensors({ w: { dtype: 'F32', shape: [1], data_offsets: [-4, 0] } }, f32(1)), reason: /^data_offsets \[-4,0\] is not a pair of non-negative integers$/, tensor: 'w' },
+    { title: 'three data_offsets', bytes: () => rawSafetensors({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4, 8] } }, f32(2)), reason: /is not a pair/, tensor: 'w' },
+    { title: '__metadata__ that is not an object', bytes: () => rawSafetensors({ __metadata__: 'notes' }), reason: /^__metadata__ is not an object of strings$/ },
+    { title: 'a duplicate key inside __metadata__', bytes: () => rawSafetensors('{"__metadata__":{"k":"a","k":"b"}}'), reason: /^header has the key "k" twice in \/__metadata__$/ },
+    { title: 'a duplicate key inside a tensor entry', bytes: () => rawSafetensors('{"w":{"dtype":"F32","dtype":"F16","shape":[1],"data_offsets":[0,4]}}', f32(1)), reason: /^header has the key "dtype" twice in \/w$/ },
   ];
   it.each(cases)('rejects $title', ({ bytes, reason, tensor }) => {
     const file = writeBytes(join(tempDir(), 'bad.safetensors'), bytes());
     expectCheckpointError(() => readSafetensorsHeader(file), file, reason, tensor);
+  });
+
+  it('cannot open a path that is not there (a dangling link), naming it and why', () => {
+    const file = join(tempDir(), 'dangling.safetensors');
+    require('node:fs').symlinkSync(join(tempDir(), 'gone'), file);
+    expectCheckpointError(() => readSafetensorsHeader(file), file, /^cannot open \(ENOENT\)$/);
   });
 
   it('rejects a file that does not exist, naming it', () => {
