@@ -2,7 +2,7 @@
  * Every merge method against small cases computed by hand, and the kernels beneath them
  * (selection, seeded drops) against brute-force references.
  */
-import { dropKey, tensorRandom } from '../src/engine/kernels/random';
+import { dropKey, streamWords, tensorRandom } from '../src/engine/kernels/random';
 import { topKCut } from '../src/engine/kernels/select';
 import { applyDrop, bernoulliRule } from '../src/engine/kernels/recipe';
 import { dellaPrune } from '../src/engine/kernels/sparsify';
@@ -176,6 +176,63 @@ describe('della', () => {
     const method = getMergeMethod('della');
     expect(method.checkParameters!({}, { weight: 1, density: 0.1, epsilon: 0.15 })).toMatch(/must lie inside \(0, 1\)/);
     expect(method.checkParameters!({}, { weight: 1, density: 0.5, epsilon: 0.15 })).toBeUndefined();
+  });
+});
+
+describe('della and della_linear, hand-computed from the seeded stream', () => {
+  // Row [0.1, −0.4, 0.3, 0.2]: magnitude ranks 1, 4, 3, 2; with density 0.5 and ε 0.2 the keep
+  // probabilities run linearly over the ranks from 0.3 to 0.7.
+  const deltas = [
+    [0.1, -0.4, 0.3, 0.2],
+    [-0.3, 0.2, -0.1, 0.4],
+  ];
+  const probabilities = [
+    [0.3, 0.7, 0.3 + (2 / 3) * 0.4, 0.3 + (1 / 3) * 0.4],
+    [0.3 + (2 / 3) * 0.4, 0.3 + (1 / 3) * 0.4, 0.3, 0.7],
+  ];
+  /** Model m's pruned, rescaled delta: kept where its draw (the engine's Threefry stream, tested against known vectors) is below the probability. */
+  const pruned = (m: number, seed: number) => {
+    const words = streamWords(dropKey(seed, m, 't'), 0, new Uint32Array(4));
+    return deltas[m].map((v, j) => (words[j] / 4294967296 < probabilities[m][j] ? Math.fround(v) / probabilities[m][j] : 0));
+  };
+  const seed = 4;
+  const params = [{ weight: 0.5, density: 0.5, epsilon: 0.2 }, { weight: 2, density: 0.5, epsilon: 0.2 }];
+
+  it('della_linear: the weighted sum of each model\'s MagPrune-d delta', () => {
+    const [a, b] = [pruned(0, seed), pruned(1, seed)];
+    // Not vacuous: this seed keeps some entries and drops others.
+    expect([...a, ...b].some((v) => v === 0) && [...a, ...b].some((v) => v !== 0)).toBe(true);
+    expectClose(merge('della_linear', [0, 0, 0, 0], deltas, params, {}, seed), a.map((v, j) => 0.5 * v + 2 * b[j]));
+    // Without rescale the survivors keep their values.
+    const raw = (m: number) => pruned(m, seed).map((v, j) => (v === 0 ? 0 : deltas[m][j]));
+    expectClose(merge('della_linear', [0, 0, 0, 0], deltas, params, { rescale: false }, seed), raw(0).map((v, j) => 0.5 * v + 2 * raw(1)[j]));
+  });
+
+  it('della: the same pruning, then TIES: the weighted sum elects the sign, agreeing entries are averaged by their weights', () => {
+    const [a, b] = [pruned(0, seed), pruned(1, seed)];
+    const expected = a.map((_, j) => {
+      const sign = Math.sign(0.5 * a[j] + 2 * b[j]) || 1;
+      let sum = 0;
+      let weights = 0;
+      for (const [w, v] of [[0.5, a[j]], [2, b[j]]]) if (v !== 0 && Math.sign(v) === sign) (sum += w * v), (weights += w);
+      return weights > 0 ? sum / weights : 0;
+    });
+    expectClose(merge('della', [0, 0, 0, 0], deltas, params, {}, seed), expected);
+    // λ scales the result, and the base is added (the models are base + delta).
+    const models = deltas.map((d) => d.map((v) => Math.fround(1 + v)));
+    const close = (actual: number[], wanted: number[]) => actual.forEach((v, j) => expect(Math.abs(v - wanted[j])).toBeLessThan(1e-6));
+    close(merge('della', [1, 1, 1, 1], models, params, { lambda: 2 }, seed), expected.map((v) => 1 + 2 * v));
+  });
+});
+
+describe('breadcrumbs_ties', () => {
+  it('drops each model\'s outliers and smallest entries, then elects signs and sums the agreeing ones', () => {
+    const up = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+    const down = up.map((v) => -(1.1 - v)); // −1.0 … −0.1
+    // Kept: up at 4..8 (0.5 … 0.9); down at 1..5 (−0.9 … −0.5). Index 4: 0.5 − 0.6 elects −;
+    // index 5: 0.6 − 0.5 elects +. Breadcrumbs-TIES does not normalize: the agreeing values are summed.
+    const result = merge('breadcrumbs_ties', new Array(10).fill(0), [up, down], [{ weight: 1, density: 0.5, gamma: 0.1 }, { weight: 1, density: 0.5, gamma: 0.1 }]);
+    expectClose(result, [0, -0.9, -0.8, -0.7, -0.6, 0.6, 0.7, 0.8, 0.9, 0]);
   });
 });
 
