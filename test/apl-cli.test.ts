@@ -56,6 +56,28 @@ describe('apl-merge zoo build and importance', () => {
     gpuLoaded.scores.loss_increase!.forEach((v, k) => expect(Math.abs(v - loaded.scores.loss_increase![k])).toBeLessThan(1e-4 * largest));
   });
 
+  it('benches every method on the quick zoo as a real process: a report whose oracle row is the fine-tunes\' own scores', () => {
+    expect(out).not.toBe('');
+    const report = join(out, 'report.json');
+    const run = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--seeds', '4']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const written = JSON.parse(readFileSync(report, 'utf8'));
+    expect(written).toMatchObject({ suite: 'vision', seeds: [4], backend: 'wasm' });
+    const methods = written.rows.map((r: { method: string }) => r.method);
+    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient']);
+    const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8')) as { finetunes: Array<{ task: string; accuracy: { test: number; ood: number } }> };
+    for (const f of manifest.finetunes) expect(written.rows[0].perTask[f.task]).toMatchObject({ test: f.accuracy.test, ood: f.accuracy.ood, normalized: 1 });
+    // Every merge is scored on every task, as a fraction, and the table printed says the same.
+    for (const row of written.rows) {
+      for (const f of manifest.finetunes) expect(row.perTask[f.task].test).toBeGreaterThanOrEqual(0);
+      for (const f of manifest.finetunes) expect(row.perTask[f.task].test).toBeLessThanOrEqual(1);
+    }
+    expect(run.stdout).toContain(`| APL-exact | ${(100 * written.rows[7].avgTest).toFixed(1)} ± 0.0 |`);
+    expect(written.fidelity.map((f: { level: string }) => f.level)).toEqual(['model', 'layer', 'row']);
+    expect(run.stdout).toMatch(new RegExp(`wrote ${report.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`));
+  });
+
   it('refuses to bench a zoo of another suite', () => {
     const zoo = tempDir();
     require('node:fs').writeFileSync(join(zoo, 'zoo.json'), JSON.stringify({ suite: 'vision' }));

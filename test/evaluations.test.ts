@@ -7,13 +7,13 @@
  */
 import { join } from 'node:path';
 import { saveTaskData, TaskSplit } from '../src/engine/data/task-data';
-import { loadModel } from '../src/engine/families/model';
 import { Random } from '../src/engine/kernels/random';
 import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { graphqlClient, subscribe, waitFor } from './helpers/graphql';
 import { expectJobInvariants } from './helpers/invariants';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { tinyFamily } from './helpers/tiny-models';
+import { mlpPredictions } from './helpers/mlp-reference';
 import { testToken } from './helpers/tokens';
 
 jest.setTimeout(90000);
@@ -22,24 +22,6 @@ const ids = { base: '', ftA: '', ftB: '', taskA: '', taskB: '', taskWide: '', ru
 const expected = new Map<string, number>();
 const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id evaluationRuns { id status } } }';
 const EVALUATE = 'mutation($m: ID!, $t: ID) { evaluateModel(modelId: $m, taskId: $t) { id status task { name } model { name } } }';
-
-/** The MLP's forward pass by hand: pixels / 255, Linear + ReLU per hidden layer, the task's Linear head; the index of the largest logit. */
-function predictions(modelDir: string, task: string, split: TaskSplit): number[] {
-  const model = loadModel(modelDir);
-  const layer = (x: number[], weight: Float32Array, bias: Float32Array, relu: boolean) =>
-    bias.length === 0 ? x : Array.from(bias, (b, o) => {
-      let sum = b;
-      for (let i = 0; i < x.length; i++) sum += weight[o * x.length + i] * x[i];
-      return relu ? Math.max(0, sum) : sum;
-    });
-  const size = split.exampleShape.reduce((a, b) => a * b, 1);
-  return Array.from({ length: split.count }, (_, e) => {
-    let x = Array.from(split.inputs.subarray(e * size, (e + 1) * size), (v) => Number(v) / 255);
-    for (let l = 0; model.params.has(`trunk.layers.${l}.weight`); l++) x = layer(x, model.params.get(`trunk.layers.${l}.weight`)!, model.params.get(`trunk.layers.${l}.bias`)!, true);
-    const out = layer(x, model.params.get(`heads.${task}.weight`)!, model.params.get(`heads.${task}.bias`)!, false);
-    return out.indexOf(Math.max(...out));
-  });
-}
 
 /**
  * Task data whose test labels agree with the model's predictions on `testRight` of 24 examples and
@@ -50,7 +32,7 @@ function taskDataFor(file: string, modelDir: string, task: string, classes: numb
   const split = (right: number): TaskSplit => {
     const inputs = Uint8Array.from({ length: 24 * 16 }, () => random.nextUint32() % 256);
     const unlabelled: TaskSplit = { inputs, exampleShape: [4, 4], labels: new Int32Array(24), count: 24 };
-    const predicted = predictions(modelDir, task, unlabelled);
+    const predicted = mlpPredictions(modelDir, task, unlabelled);
     return { ...unlabelled, labels: Int32Array.from(predicted, (p, i) => (i < right ? p : (p + 1) % classes)) };
   };
   const test = split(testRight);
