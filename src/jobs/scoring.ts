@@ -37,11 +37,8 @@ export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; confi
     return `the data of task "${task.name}" cannot be read: ${(err as Error).message}`;
   }
   for (const split of splits.filter((s) => data.splits.has(s))) {
-    try {
-      found.family.inputs(found.config, getSplit(data, split), [], `task "${task.name}" (${split} split)`).dispose();
-    } catch (err) {
-      return (err as Error).message;
-    }
+    const problem = found.family.inputsProblem(found.config, getSplit(data, split), `task "${task.name}" (${split} split)`);
+    if (problem) return problem;
   }
   return undefined;
 }

@@ -184,6 +184,18 @@ function trunkShapes(config: EncoderConfig): TensorShape[] {
   return shapes;
 }
 
+/** The shape, type and length checks of the encoder's inputs (token ids are checked where they are read). */
+function sequenceProblem(config: EncoderConfig, split: TaskSplit, source: string): string | undefined {
+  const ids = split.inputs;
+  if (!(ids instanceof Int32Array) || split.exampleShape.length !== 1) {
+    return `${source}: examples of shape ${JSON.stringify(split.exampleShape)} (${ids instanceof Int32Array ? 'I32' : 'U8'}) are not token id sequences for the encoder`;
+  }
+  const length = split.exampleShape[0];
+  const maxLength = config.flavor === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
+  if (length > maxLength) return `${source}: sequences of ${length} tokens exceed the encoder's ${maxLength} positions`;
+  return undefined;
+}
+
 export const encoderFamily: ModelFamily<EncoderConfig> = {
   name: 'encoder',
   parseConfig: parseEncoderConfig,
@@ -316,14 +328,19 @@ export const encoderFamily: ModelFamily<EncoderConfig> = {
       [`${P}embeddings.token_type_embeddings.weight`, new Set([0])],
     ]);
   },
+  inputsProblem(config, split: TaskSplit, source) {
+    const problem = sequenceProblem(config, split, source);
+    if (problem) return problem;
+    const ids = split.inputs;
+    const bad = ids.findIndex((t) => t < 0 || t >= config.vocabSize);
+    if (bad >= 0) return `${source}: example ${Math.floor(bad / split.exampleShape[0])} has token id ${ids[bad]} outside the vocabulary of ${config.vocabSize}`;
+    return undefined;
+  },
   inputs(config, split: TaskSplit, indices, source) {
+    const problem = sequenceProblem(config, split, source);
+    if (problem) throw new Error(problem);
     const ids = split.inputs;
     const length = split.exampleShape[0];
-    if (!(ids instanceof Int32Array) || split.exampleShape.length !== 1) {
-      throw new Error(`${source}: examples of shape ${JSON.stringify(split.exampleShape)} (${ids instanceof Int32Array ? 'I32' : 'U8'}) are not token id sequences for the encoder`);
-    }
-    const maxLength = config.flavor === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
-    if (length > maxLength) throw new Error(`${source}: sequences of ${length} tokens exceed the encoder's ${maxLength} positions`);
     const out = new Int32Array(indices.length * length);
     for (let i = 0; i < indices.length; i++) {
       const row = ids.subarray(indices[i] * length, (indices[i] + 1) * length);

@@ -108,12 +108,18 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   linearHead(_config, task) {
     return { weight: `heads.${task}.weight`, bias: `heads.${task}.bias`, activation: (pre: tf.Tensor) => pre, activationName: 'identity' };
   },
-  inputs(config, split: TaskSplit, indices, source) {
+  inputsProblem(config, split: TaskSplit, source) {
     const size = split.exampleShape.reduce((a, b) => a * b, 1);
-    const images = split.inputs;
-    if (!(images instanceof Uint8Array) || size !== config.inputSize) {
-      throw new Error(`${source}: examples of shape ${JSON.stringify(split.exampleShape)} (${images instanceof Uint8Array ? 'U8' : 'I32'}) do not fit the MLP's input of ${config.inputSize} pixels`);
+    if (!(split.inputs instanceof Uint8Array) || size !== config.inputSize) {
+      return `${source}: examples of shape ${JSON.stringify(split.exampleShape)} (${split.inputs instanceof Uint8Array ? 'U8' : 'I32'}) do not fit the MLP's input of ${config.inputSize} pixels`;
     }
+    return undefined;
+  },
+  inputs(config, split: TaskSplit, indices, source) {
+    const problem = this.inputsProblem(config, split, source);
+    if (problem) throw new Error(problem);
+    const size = config.inputSize;
+    const images = split.inputs;
     const pixels = new Float32Array(indices.length * size);
     for (let i = 0; i < indices.length; i++) {
       const offset = indices[i] * size;

@@ -71,6 +71,8 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
    * exact intervention scores such partitions zero without running them.
    */
   rowsRead?(config: C, split: TaskSplit, indices: ArrayLike<number>): Map<string, Set<number>>;
+  /** Why the split's examples cannot be fed to the model (shape, type, length, token ids), or undefined; no tensor is made. */
+  inputsProblem(config: C, split: TaskSplit, source: string): string | undefined;
   /** Turns the stored examples at `indices` into the trunk's input tensor; throws when their shape does not fit. */
   inputs(config: C, split: TaskSplit, indices: ArrayLike<number>, source: string): tf.Tensor;
 }
