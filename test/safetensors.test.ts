@@ -3,26 +3,10 @@ import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoin
 import { decodeToFloat32, encodeFromFloat32 } from '../src/engine/checkpoint/dtype';
 import { readSafetensorsHeader } from '../src/engine/checkpoint/safetensors';
 import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
-import { CheckpointError } from '../src/engine/errors';
 import { rawSafetensors, removeTempDirs, tempDir, writeBytes } from './helpers/files';
+import { expectCheckpointError } from './helpers/checkpoint-errors';
 
 afterAll(removeTempDirs);
-
-function expectCheckpointError(fn: () => unknown, file: string, reason: RegExp, tensor?: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CheckpointError);
-  const error = caught as CheckpointError;
-  expect(error.file).toBe(file);
-  expect(error.reason).toMatch(reason);
-  expect(error.tensor).toBe(tensor);
-  expect(error.message).toContain(file);
-  if (tensor) expect(error.message).toContain(`"${tensor}"`);
-}
 
 describe('safetensors round trip', () => {
   it('writes and reads every dtype, shapes and __metadata__ unchanged', () => {

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
 import { readSafetensorsHeader } from '../src/engine/checkpoint/safetensors';
 import { CheckpointWriter, TensorSpec, writeSafetensorsFile } from '../src/engine/checkpoint/writer';
-import { CheckpointError } from '../src/engine/errors';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { expectCheckpointError } from './helpers/checkpoint-errors';
 
 afterAll(removeTempDirs);
 
@@ -30,21 +30,6 @@ function writeSharded(dir: string, maxShardBytes = 1000): void {
   const writer = new CheckpointWriter(dir, SPECS, { maxShardBytes });
   SPECS.forEach((spec, k) => writer.write(spec.name, valuesOf(spec, k)));
   writer.finish();
-}
-
-function expectCheckpointError(fn: () => unknown, file: string, reason: RegExp, tensor?: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CheckpointError);
-  const error = caught as CheckpointError;
-  expect({ file: error.file, tensor: error.tensor }).toEqual({ file, tensor });
-  expect(error.reason).toMatch(reason);
-  expect(error.message).toContain(file);
-  if (tensor) expect(error.message).toContain(`"${tensor}"`);
 }
 
 describe('sharded output', () => {
