@@ -1,4 +1,6 @@
 import { decodeToFloat32, encodeFromFloat32, float32Bits, float32BitsToBf16, float32BitsToF16 } from '../src/engine/checkpoint/dtype';
+import { halfValues, HalfType, roundToHalf } from './helpers/rounding';
+import { roundToOddFloat32 } from '../src/engine/kernels/combine';
 
 function halfToFloat(h: number): number {
   return decodeToFloat32(new Uint8Array(new Uint16Array([h]).buffer), 'F16')[0];
@@ -86,47 +88,18 @@ describe('bfloat16 conversion', () => {
   });
 });
 
-/**
- * An independent rounding rule, by value instead of by bits: the nearest of the format's values,
- * found by binary search over all of them (`values`: every finite non-negative value in order of
- * its bits, then the next binade's first value standing for infinity, IEEE's "as if the exponent
- * were unbounded"); ties go to the one with an even last bit. All differences are exact in float64.
- */
-function nearestEven(value: number, values: Float64Array, infinityBits: number): number {
-  const magnitude = Math.abs(value);
-  let lo = 0;
-  let hi = values.length - 1;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (values[mid] <= magnitude) lo = mid;
-    else hi = mid;
-  }
-  const below = magnitude - values[lo];
-  const above = values[hi] - magnitude;
-  const bits = below === 0 ? lo : below < above ? lo : above < below ? hi : lo % 2 === 0 ? lo : hi;
-  const rounded = bits === values.length - 1 ? infinityBits : bits;
-  return value < 0 || Object.is(value, -0) ? rounded | 0x8000 : rounded;
-}
-
 describe('rounding float32 to float16 and bfloat16, against a rule by value', () => {
-  const decodeAll = (dtype: 'F16' | 'BF16', count: number) => Float64Array.from(decodeToFloat32(new Uint8Array(Uint16Array.from({ length: count }, (_, i) => i).buffer), dtype));
-  // Finite non-negative values, in increasing order of their bits: halves 0..0x7bff, bfloat16s 0..0x7f7f.
-  const halves = decodeAll('F16', 0x7c00);
-  const brains = decodeAll('BF16', 0x7f80);
-  // The first value past the largest finite one (what rounding up from it reaches): 65536 and 2^128.
-  const next = (finite: Float64Array) => finite[finite.length - 1] + (finite[finite.length - 1] - finite[finite.length - 2]);
-  const rule = (finite: Float64Array, inf: number) => {
-    const values = new Float64Array(finite.length + 1);
-    values.set(finite);
-    values[finite.length] = next(finite);
-    return (bits: number) => nearestEven(bitsToFloat(bits), values, inf);
-  };
+  // Finite non-negative values in order of their bits (halves 0..0x7bff, bfloat16s 0..0x7f7f), then
+  // the first value past the largest (65536, 2^128), which rounding up from it reaches.
+  const halves = halfValues('F16');
+  const brains = halfValues('BF16');
+  const rule = (type: HalfType) => (bits: number) => roundToHalf(bitsToFloat(bits), type);
 
   it.each([
-    ['bfloat16', brains, 0x7f80, float32BitsToBf16],
-    ['float16', halves, 0x7c00, float32BitsToF16],
-  ] as const)('%s: every bucket edge, halfway point and their neighbours, both signs, round as the rule says', (_name, finite, inf, convert) => {
-    const expected = rule(finite, inf);
+    ['bfloat16', brains, 'BF16', float32BitsToBf16],
+    ['float16', halves, 'F16', float32BitsToF16],
+  ] as const)('%s: every bucket edge, halfway point and their neighbours, both signs, round as the rule says', (_name, values, type, convert) => {
+    const expected = rule(type);
     const wrong: string[] = [];
     const check = (bits: number) => {
       const b = bits >>> 0;
@@ -134,21 +107,21 @@ describe('rounding float32 to float16 and bfloat16, against a rule by value', ()
       const negative = (b | 0x80000000) >>> 0;
       if (convert(negative) !== expected(negative)) wrong.push(`0x${negative.toString(16)}: got 0x${convert(negative).toString(16)}, rule 0x${expected(negative).toString(16)}`);
     };
-    for (let h = 0; h < finite.length; h++) {
-      const low = float32Bits(finite[h]);
-      const high = float32Bits(h + 1 < finite.length ? finite[h + 1] : next(finite));
+    for (let h = 0; h + 1 < values.length; h++) {
+      const low = float32Bits(values[h]);
+      const high = float32Bits(values[h + 1]);
       // The halfway point between adjacent values is a float32 (it needs one bit more than the format).
-      const mid = float32Bits((finite[h] + (h + 1 < finite.length ? finite[h + 1] : next(finite))) / 2);
+      const mid = float32Bits((values[h] + values[h + 1]) / 2);
       for (const bits of [low, low + 1, mid - 1, mid, mid + 1, high - 1]) check(bits);
     }
     expect(wrong.slice(0, 10)).toEqual([]);
   });
 
   it.each([
-    ['bfloat16', brains, 0x7f80, float32BitsToBf16],
-    ['float16', halves, 0x7c00, float32BitsToF16],
-  ] as const)('%s: a million random finite float32 bit patterns (seeded) round as the rule says', (_name, finite, inf, convert) => {
-    const expected = rule(finite, inf);
+    ['bfloat16', 'BF16', float32BitsToBf16],
+    ['float16', 'F16', float32BitsToF16],
+  ] as const)('%s: a million random finite float32 bit patterns (seeded) round as the rule says', (_name, type, convert) => {
+    const expected = rule(type);
     let state = 0x9e3779b9;
     const wrong: string[] = [];
     for (let i = 0; i < 1_000_000; i++) {
@@ -158,5 +131,38 @@ describe('rounding float32 to float16 and bfloat16, against a rule by value', ()
       if (convert(bits) !== expected(bits)) wrong.push(`0x${bits.toString(16)}`);
     }
     expect(wrong.slice(0, 10)).toEqual([]);
+  });
+});
+
+describe('float64 → float32 rounded to odd', () => {
+  it('is exact where float32 is, truncates and sets the last bit elsewhere, and keeps overflow infinite', () => {
+    const bits = (x: number) => float32Bits(roundToOddFloat32(x));
+    expect(bits(1.5)).toBe(float32Bits(1.5));
+    expect(bits(1 + 2 ** -24)).toBe(0x3f800001); // between 1 and its successor: the odd one
+    expect(bits(1 + 2 ** -23 - 2 ** -30)).toBe(0x3f800001); // nearest rounds up to 1 + 2^-23; to odd truncates to 1, then sets the last bit
+    expect(bits(1 + 2 * 2 ** -23 + 2 ** -30)).toBe(0x3f800003);
+    expect(bits(-(1 + 2 ** -24))).toBe(0xbf800001);
+    expect(roundToOddFloat32(1e39)).toBe(Infinity);
+    expect(roundToOddFloat32(-1e39)).toBe(-Infinity);
+    expect(Number.isNaN(roundToOddFloat32(NaN))).toBe(true);
+    expect(bits(2 ** -160)).toBe(0x00000001); // below the smallest subnormal: not zero, the odd bit
+  });
+
+  it.each([['BF16', float32BitsToBf16], ['F16', float32BitsToF16]] as const)('then rounded to %s, gives the single correct rounding of the float64, where rounding twice to nearest does not', (type, convert) => {
+    // Just above a halfway point of the half type, by less than half a float32 ulp: rounding to
+    // nearest float32 lands on the halfway point, and then ties go to even — down, wrongly.
+    const ulp = type === 'BF16' ? 2 ** -7 : 2 ** -10;
+    let wrongTwice = 0;
+    let state = 12345;
+    for (let i = 0; i < 200_000; i++) {
+      state = (Math.imul(state ^ (state >>> 13), 0x5bd1e995) + 0x27d4eb2d) >>> 0;
+      // The first 240: a quarter of a float32 ulp (2^-26) either side of the halfway points above 1;
+      // then random values in [1, 1.01).
+      const x = i < 240 ? 1 + (i >> 1) * ulp + ulp / 2 + (i % 2 ? 1 : -1) * 2 ** -26 : 1 + (state / 4294967296) * 0.01;
+      const correct = roundToHalf(x, type);
+      expect(convert(float32Bits(roundToOddFloat32(x)))).toBe(correct);
+      if (convert(float32Bits(x)) !== correct) wrongTwice++;
+    }
+    expect(wrongTwice).toBeGreaterThan(0);
   });
 });

@@ -90,6 +90,18 @@ describe('WASM kernels match the typed-array kernels bit for bit', () => {
     }
   });
 
+  it.each(modes)('rounds to odd for half-type outputs alike (consensus %s, normalize %s), and exactly as the rule says', (consensus, normalize) => {
+    for (const n of [1, 2, 7, 4099]) {
+      const base = randomValues(n, 500 + n);
+      const deltas = [randomValues(n, 600 + n), randomValues(n, 700 + n)];
+      const options = { weights: [0.7, 0.35], consensus, normalize, lambda: 0.9, roundToOdd: true };
+      const js = combineTaskVectors(base, deltas.map((d) => d.slice()), options, new Float32Array(n));
+      const [wasmBase, ...wasmDeltas] = inWasm([base, ...deltas]);
+      const wasm = combineTaskVectors(wasmBase, wasmDeltas, options, wasmBase);
+      expect(bitsOf(wasm)).toEqual(bitsOf(js));
+    }
+  });
+
   it.each([[0, 1], [0, 8], [3, 5], [5, 29], [8, 4096 + 13], [4294967296 * 2 - 3, 40]])(
     'drops by the counter-based stream (offset %d, n = %d)',
     (offset, n) => {

@@ -2,7 +2,8 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { decodeToFloat32, encodeFromFloat32, float32Bits, float32BitsToBf16, float32BitsToF16, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { HalfType, roundToHalf } from './helpers/rounding';
 import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { AbortError, CheckpointError, MergeInputError } from '../src/engine/errors';
@@ -14,6 +15,8 @@ import { writeSyntheticFamily } from '../src/engine/zoo/synthetic';
 import { removeTempDirs, tempDir, writeTinyModel } from './helpers/files';
 
 afterAll(removeTempDirs);
+
+const float32BitsToHalf = (type: HalfType, value: number) => (type === 'BF16' ? float32BitsToBf16 : float32BitsToF16)(float32Bits(value));
 
 function readTensor(path: string, name: string): Float32Array {
   const checkpoint = openCheckpoint(path);
@@ -262,5 +265,72 @@ describe('merge input errors: precise, and nothing written', () => {
     expect(Array.from(readTensor(join(dir, 'out'), 'w'))).toEqual([1.5, 2, 4]);
     const ids = new TensorReader().read(merged.tensors.get('position_ids')!);
     expect(Array.from(new BigInt64Array(ids.buffer))).toEqual([1n, 2n, 3n]);
+  });
+});
+
+describe('half-type outputs: one correct rounding of the float64 result', () => {
+  // Pairs whose average lies a float32 half-ulp above a halfway point of the half type: rounded to
+  // the nearest float32 it lands on the halfway point, and ties-to-even would then go down for
+  // every other pair. Then random values.
+  const pairs = (ulp: number) => {
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let j = 0; j < 100; j++) {
+      const low = 1 + j * ulp + ulp / 2;
+      a.push(low);
+      b.push(low + 2 ** -23);
+    }
+    let state = 99;
+    for (let i = 0; i < 924; i++) {
+      state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+      a.push(Math.fround((state / 4294967296 - 0.5) * 8));
+      b.push(Math.fround(((state >>> 7) / 33554432 - 0.5) * 8));
+    }
+    return { a, b };
+  };
+
+  it.each([
+    ['bfloat16', 'BF16', 2 ** -7],
+    ['float16', 'F16', 2 ** -10],
+  ] as const)('%s: linear and task arithmetic merges write the correctly rounded average, inline and on threads', async (dtype, type, ulp) => {
+    const root = tempDir();
+    const { a, b } = pairs(ulp);
+    writeTinyModel(join(root, 'zero'), { w: { shape: [a.length], values: new Array(a.length).fill(0) } });
+    writeTinyModel(join(root, 'a'), { w: { shape: [a.length], values: a } });
+    writeTinyModel(join(root, 'b'), { w: { shape: [a.length], values: b } });
+    const expected = a.map((v, i) => roundToHalf(0.5 * v + 0.5 * b[i], type));
+    // Rounding twice (to float32, then to the half type) gets some of them wrong: the test can fail.
+    const twice = a.map((v, i) => float32BitsToHalf(type, Math.fround(0.5 * v + 0.5 * b[i])));
+    expect(twice.filter((bits, i) => bits !== expected[i]).length).toBeGreaterThan(10);
+    const configs = {
+      linear: `merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: b\n    parameters: {weight: 1}\ndtype: ${dtype}\n`,
+      task_arithmetic: `merge_method: task_arithmetic\nbase_model: zero\nmodels:\n  - model: a\n    parameters: {weight: 0.5}\n  - model: b\n    parameters: {weight: 0.5}\ndtype: ${dtype}\n`,
+    };
+    for (const [method, text] of Object.entries(configs)) {
+      for (const threads of [0, 2]) {
+        const out = join(root, `${method}-${threads}`);
+        await runMerge(planMerge(readMergeConfig(writeConfig(root, text))), out, { threads });
+        const location = openCheckpoint(out).tensors.get('w')!;
+        expect(location.dtype).toBe(type);
+        const reader = new TensorReader();
+        const written = Array.from(new Uint16Array(reader.read(location).slice().buffer));
+        reader.close();
+        const wrong = written.map((bits, i) => (bits === expected[i] ? '' : `${i}: 0x${bits.toString(16)} vs 0x${expected[i].toString(16)}`)).filter(Boolean);
+        expect({ method, threads, wrong: wrong.slice(0, 5) }).toEqual({ method, threads, wrong: [] });
+      }
+    }
+  });
+
+  it('fails a float16 merge whose values overflow float16 (written as Inf otherwise), naming the tensor', async () => {
+    const root = tempDir();
+    writeTinyModel(join(root, 'a'), { w: { shape: [4], values: [1, 70000, -2, 65519] } });
+    const config = writeConfig(root, 'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\ndtype: float16\n');
+    await expect(runMerge(planMerge(readMergeConfig(config)), join(root, 'out'), { threads: 0 })).rejects.toThrow(
+      /tensor "w": the merged values have 1 value\(s\) beyond float16's range \(they would be written as Inf\), first at flat index 1: the weights or parameters overflow float16/,
+    );
+    expect(existsSync(join(root, 'out'))).toBe(false);
+    // As bfloat16 the same values fit.
+    const fits = writeConfig(root, 'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\ndtype: bfloat16\n');
+    await runMerge(planMerge(readMergeConfig(fits)), join(root, 'bf16'), { threads: 0 });
   });
 });

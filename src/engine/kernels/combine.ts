@@ -18,9 +18,31 @@ export interface CombineOptions {
   consensus: ConsensusMethod | undefined;
   normalize: boolean;
   lambda: number;
+  /** The result will be written as float16 or bfloat16: round the float64 results to float32 to odd (see roundToOddFloat32). */
+  roundToOdd?: boolean;
 }
 
 const BLOCK = 4096;
+
+const oddValue = new Float32Array(1);
+const oddBits = new Uint32Array(oddValue.buffer);
+
+/**
+ * float64 → float32, rounded to odd: truncated toward zero, with the last bit set when anything was
+ * cut off. Rounding that float32 once more to nearest-even at 16 bits or fewer (float16, bfloat16)
+ * gives the correctly rounded result of the float64 value — which rounding to nearest twice does not
+ * (a float64 just off a half-type halfway point can land on it as a float32, then go the wrong way).
+ * The WASM kernel applies the same rule.
+ */
+export function roundToOddFloat32(x: number): number {
+  oddValue[0] = x;
+  const nearest = oddValue[0];
+  // Exact, NaN, or beyond float32's range (an overflow stays one, for the non-finite check).
+  if (nearest === x || !Number.isFinite(nearest)) return nearest;
+  if (Math.abs(nearest) > Math.abs(x)) oddBits[0] -= 1;
+  oddBits[0] |= 1;
+  return oddValue[0];
+}
 
 /**
  * What a plain weighted sum is divided by: the sum of the weights when normalising (unless it is
@@ -35,6 +57,7 @@ export function sumDivisor(weights: readonly number[], normalize: boolean): numb
 /** Writes base + λ·mix(deltas) into `out` (which may be `base` itself). */
 export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], options: CombineOptions, out: Float32Array): Float32Array {
   const { weights, consensus, normalize, lambda } = options;
+  const round = options.roundToOdd ? roundToOddFloat32 : (x: number) => x;
   const n = base.length;
   if (deltas.length <= 256 && allInWasm(base, out, ...deltas)) {
     const kernels = wasmKernels();
@@ -42,7 +65,7 @@ export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], o
     new Uint32Array(kernels.memory.buffer, scratch, deltas.length).set(deltas.map((d) => d.byteOffset));
     new Float64Array(kernels.memory.buffer, scratch + 1024, deltas.length).set(weights);
     const mode = consensus === undefined ? 0 : consensus === 'sum' ? 1 : 2;
-    kernels.combine(base.byteOffset, scratch, scratch + 1024, deltas.length, n, out.byteOffset, mode, normalize ? 1 : 0, lambda);
+    kernels.combine(base.byteOffset, scratch, scratch + 1024, deltas.length, n, out.byteOffset, mode, normalize ? 1 : 0, lambda, options.roundToOdd ? 1 : 0);
     return out;
   }
   if (!consensus) {
@@ -56,7 +79,7 @@ export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], o
         const delta = deltas[t];
         for (let j = 0; j < length; j++) mixed[j] += w * delta[start + j];
       }
-      for (let j = 0; j < length; j++) out[start + j] = base[start + j] + mixed[j] * scale;
+      for (let j = 0; j < length; j++) out[start + j] = round(base[start + j] + mixed[j] * scale);
     }
     return out;
   }
@@ -90,14 +113,15 @@ export function combineTaskVectors(base: Float32Array, deltas: Float32Array[], o
     for (let j = 0; j < length; j++) {
       const d = divisor[j];
       const m = normalize && d !== 0 ? mixed[j] / d : mixed[j];
-      out[start + j] = base[start + j] + lambda * m;
+      out[start + j] = round(base[start + j] + lambda * m);
     }
   }
   return out;
 }
 
 /** Weighted sum of whole tensors (no base), optionally divided by the sum of the weights. */
-export function weightedSum(tensors: Float32Array[], weights: readonly number[], normalize: boolean, out: Float32Array): Float32Array {
+export function weightedSum(tensors: Float32Array[], weights: readonly number[], normalize: boolean, out: Float32Array, roundToOdd = false): Float32Array {
+  const round = roundToOdd ? roundToOddFloat32 : (x: number) => x;
   let weightSum = 0;
   for (const w of weights) weightSum += w;
   const scale = normalize ? 1 / weightSum : 1;
@@ -110,7 +134,7 @@ export function weightedSum(tensors: Float32Array[], weights: readonly number[],
       const tensor = tensors[t];
       for (let j = 0; j < length; j++) sum[j] += w * tensor[start + j];
     }
-    for (let j = 0; j < length; j++) out[start + j] = sum[j] * scale;
+    for (let j = 0; j < length; j++) out[start + j] = round(sum[j] * scale);
   }
   return out;
 }

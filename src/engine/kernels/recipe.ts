@@ -132,7 +132,7 @@ export function scaleRows(values: Float32Array, weights: Float32Array): void {
  * Runs a recipe on the CPU: task vectors (models − base, in place), drops, row weights, then the
  * combination, written over `base` (zeros first when the recipe is without a base).
  */
-export function runRecipe(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], shape: readonly number[]): Float32Array {
+export function runRecipe(recipe: TaskVectorRecipe, base: Float32Array, models: Float32Array[], shape: readonly number[], roundToOdd = false): Float32Array {
   if (recipe.withoutBase) base.fill(0);
   models.forEach((delta, t) => {
     if (!recipe.withoutBase) subtractInPlace(delta, base);
@@ -143,7 +143,7 @@ export function runRecipe(recipe: TaskVectorRecipe, base: Float32Array, models: 
   return combineTaskVectors(
     base,
     models,
-    { weights: recipe.models.map((m) => m.weight), consensus: recipe.consensus, normalize: recipe.normalize, lambda: recipe.lambda },
+    { weights: recipe.models.map((m) => m.weight), consensus: recipe.consensus, normalize: recipe.normalize, lambda: recipe.lambda, roundToOdd },
     base,
   );
 }

@@ -17,7 +17,7 @@ export interface KernelExports {
   subtractInPlace(x: number, base: number, n: number): void;
   topKCut(pointer: number, n: number, k: number): void;
   applyTopK(pointer: number, n: number, thresholdBits: number, take: number, countAtThreshold: number, scale: number): void;
-  combine(base: number, deltas: number, weights: number, count: number, n: number, out: number, consensus: number, normalize: number, lambda: number): void;
+  combine(base: number, deltas: number, weights: number, count: number, n: number, out: number, consensus: number, normalize: number, lambda: number, roundToOdd: number): void;
   dropBernoulli(pointer: number, n: number, k0: number, k1: number, offset: number, threshold: number, scale: number): void;
 }
 

@@ -172,7 +172,7 @@ export class GpuTensorRunner {
     const warnings: NonFiniteWarning[] = [];
     if (!recipe.withoutBase) applyNonFinitePolicy(job.base!, nonFinite.base.count, nonFinite.base.first, job.nonFinite, warnings);
     job.models.forEach((model, t) => applyNonFinitePolicy(model, nonFinite.models[t].count, nonFinite.models[t].first, job.nonFinite, warnings));
-    if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings);
+    if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings, job.outDtype);
     const bytes = encodeFromFloat32(merged, job.outDtype as FloatDtype);
     if (bytes.buffer !== merged.buffer) this.hostBuffers.give(merged.buffer as ArrayBuffer); // F16/BF16: encoded into a copy
     return { bytes, warnings };

@@ -133,11 +133,30 @@ export const MERGED_OUTPUT_LABEL = 'merged output';
  * (a weight of 1e308, a lambda of 1e30). An error naming the tensor, its count and first index,
  * or a warning under `policy` 'warn'.
  */
-export function checkMergedOutput(name: string, merged: Float32Array, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): void {
-  const { count, first } = countNonFinite(merged);
+/** The smallest magnitude that rounds to infinity in each half type (half-way past its largest finite value). */
+const HALF_OVERFLOW: Partial<Record<Dtype, number>> = { F16: 65520, BF16: 2 ** 127 * (2 - 2 ** -8) };
+
+/** NaN/Inf in the merged values, and (written as a half type) values that would become infinite there. */
+function nonFiniteInOutput(merged: Float32Array, outDtype: Dtype): { count: number; first: number; overflow: boolean } {
+  const found = countNonFinite(merged);
+  const limit = HALF_OVERFLOW[outDtype];
+  if (found.count > 0 || limit === undefined) return { ...found, overflow: false };
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < merged.length; i++) {
+    if (Math.abs(merged[i]) < limit) continue;
+    if (count++ === 0) first = i;
+  }
+  return { count, first, overflow: true };
+}
+
+export function checkMergedOutput(name: string, merged: Float32Array, policy: NonFinitePolicy, warnings: NonFiniteWarning[], outDtype: Dtype = 'F32'): void {
+  const { count, first, overflow } = nonFiniteInOutput(merged, outDtype);
   if (count === 0) return;
   if (policy === 'error') {
-    throw new MergeInputError(`tensor "${name}": the merged values have ${count} non-finite value(s) (NaN or Inf), first at flat index ${first}: the weights or parameters overflow float32 (with the non-finite policy 'warn' they are written, and reported)`);
+    const half = outDtype === 'F16' ? 'float16' : 'bfloat16';
+    const what = overflow ? `value(s) beyond ${half}'s range (they would be written as Inf)` : 'non-finite value(s) (NaN or Inf)';
+    throw new MergeInputError(`tensor "${name}": the merged values have ${count} ${what}, first at flat index ${first}: the weights or parameters overflow ${overflow ? half : 'float32'} (with the non-finite policy 'warn' they are written, and reported)`);
   }
   warnings.push({ label: MERGED_OUTPUT_LABEL, tensor: name, count });
 }
@@ -174,10 +193,11 @@ export function runTensorJob(job: TensorJob, context: JobContext): TensorResult 
     globalParameters: job.globalParameters,
     seed: job.seed,
     rowParameters: job.rowParameters,
+    halfOutput: job.outDtype === 'F16' || job.outDtype === 'BF16',
   });
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
   // An input's NaN/Inf (allowed under 'warn') carries into the output; that is reported once, as the input's.
-  if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings);
+  if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings, job.outDtype);
   const encoded = encodeFromFloat32(merged, job.outDtype);
   // Kernel memory is reused by the next job: what leaves the thread is a copy in a buffer of its own.
   if (encoded.buffer !== merged.buffer) return { bytes: encoded, warnings };

@@ -68,6 +68,6 @@ export const apl: MergeMethod = {
   prepare: (context) => (require('../apl/prepare') as typeof PrepareModule).prepareApl(context),
   recipe: aplRecipe,
   mergeTensor(input: TensorMergeInput): Float32Array {
-    return runRecipe(aplRecipe(recipeInput(input)), input.base!, input.models, input.shape);
+    return runRecipe(aplRecipe(recipeInput(input)), input.base!, input.models, input.shape, input.halfOutput);
   },
 };

@@ -13,7 +13,7 @@ export const linear: MergeMethod = {
   modelParameters: [WEIGHT],
   mergeTensor(input) {
     const weights = input.modelParameters.map((p) => p.weight as number);
-    return weightedSum(input.models, weights, input.globalParameters.normalize as boolean, input.models[0]);
+    return weightedSum(input.models, weights, input.globalParameters.normalize as boolean, input.models[0], input.halfOutput);
   },
   // For the GPU: the same weighted sum as a task-vector sum over a zero base.
   recipe(input: RecipeInput): TaskVectorRecipe {

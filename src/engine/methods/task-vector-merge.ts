@@ -84,7 +84,7 @@ export function taskVectorMethod(settings: TaskVectorSettings): MergeMethod {
     },
     recipe,
     mergeTensor(input: TensorMergeInput): Float32Array {
-      return runRecipe(recipe(recipeInput(input)), input.base!, input.models, input.shape);
+      return runRecipe(recipe(recipeInput(input)), input.base!, input.models, input.shape, input.halfOutput);
     },
   };
 }

@@ -39,6 +39,11 @@ export interface TensorMergeInput {
   seed: number;
   /** Per input model: values per row of this tensor, from the method's `prepare` step. */
   rowParameters?: ReadonlyArray<Readonly<Record<string, Float32Array>>>;
+  /**
+   * The result is written as float16 or bfloat16: float64 results are rounded to float32 to odd,
+   * so that the conversion to the half type rounds once, correctly (see kernels/combine.ts).
+   */
+  halfOutput?: boolean;
 }
 
 /** What a recipe is built from: a tensor's description and parameters, without its values. */

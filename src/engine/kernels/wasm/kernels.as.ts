@@ -120,9 +120,34 @@ export function applyTopK(pointer: usize, n: i32, thresholdBits: u32, take: i32,
   }
 }
 
-// combine(): consensus 0 = none, 1 = by weighted sum, 2 = by sign count.
+// float64 → float32 rounded to odd (truncate toward zero, set the last bit if anything was cut),
+// so that rounding to a 16-bit float afterwards is a single correct rounding; see combine.ts.
+// An overflow stays infinite, for the non-finite check.
+@inline
+function storeRounded(at: usize, x: f64, odd: i32): void {
+  let r = <f32>x;
+  if (odd != 0 && <f64>r != x && Math.abs(<f64>r) < Infinity) {
+    let bits = reinterpret<u32>(r);
+    if (Math.abs(<f64>r) > Math.abs(x)) bits -= 1;
+    r = reinterpret<f32>(bits | 1);
+  }
+  store<f32>(at, r);
+}
+
+@inline
+function storePair(at: usize, merged: v128, odd: i32): void {
+  if (odd == 0) {
+    v128.store64_lane(at, f32x4.demote_f64x2_zero(merged), 0);
+    return;
+  }
+  storeRounded(at, f64x2.extract_lane(merged, 0), odd);
+  storeRounded(at + 4, f64x2.extract_lane(merged, 1), odd);
+}
+
+// combine(): consensus 0 = none, 1 = by weighted sum, 2 = by sign count; roundToOdd 1 rounds the
+// float64 results to float32 to odd (for outputs written as float16 or bfloat16).
 // `deltas` points at `count` u32 addresses; `weights` at `count` f64 values.
-export function combine(base: usize, deltas: usize, weights: usize, count: i32, n: i32, out: usize, consensus: i32, normalize: i32, lambda: f64): void {
+export function combine(base: usize, deltas: usize, weights: usize, count: i32, n: i32, out: usize, consensus: i32, normalize: i32, lambda: f64, roundToOdd: i32): void {
   const zero = f64x2.splat(0);
   const one = f64x2.splat(1);
   const minusOne = f64x2.splat(-1);
@@ -140,7 +165,7 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
         mixed = f64x2.add(mixed, f64x2.mul(f64x2.splat(load<f64>(weights + (<usize>t << 3))), delta));
       }
       const merged = f64x2.add(f64x2.promote_low_f32x4(v128.load64_zero(base + offset)), f64x2.mul(mixed, scale));
-      v128.store64_lane(out + offset, f32x4.demote_f64x2_zero(merged), 0);
+      storePair(out + offset, merged, roundToOdd);
     }
     for (; i < n; i++) {
       const offset = <usize>i << 2;
@@ -148,7 +173,7 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
       for (let t: i32 = 0; t < count; t++) {
         mixed += load<f64>(weights + (<usize>t << 3)) * <f64>load<f32>(<usize>load<u32>(deltas + (<usize>t << 2)) + offset);
       }
-      store<f32>(out + offset, <f32>(<f64>load<f32>(base + offset) + mixed * (lambda / divisor)));
+      storeRounded(out + offset, <f64>load<f32>(base + offset) + mixed * (lambda / divisor), roundToOdd);
     }
     return;
   }
@@ -177,7 +202,7 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
       mixed = f64x2.div(mixed, safe);
     }
     const merged = f64x2.add(f64x2.promote_low_f32x4(v128.load64_zero(base + offset)), f64x2.mul(lambdas, mixed));
-    v128.store64_lane(out + offset, f32x4.demote_f64x2_zero(merged), 0);
+    storePair(out + offset, merged, roundToOdd);
   }
   for (; i < n; i++) {
     const offset = <usize>i << 2;
@@ -198,7 +223,7 @@ export function combine(base: usize, deltas: usize, weights: usize, count: i32, 
       }
     }
     const m: f64 = normalize != 0 && divisor != 0 ? mixed / divisor : mixed;
-    store<f32>(out + offset, <f32>(<f64>load<f32>(base + offset) + lambda * m));
+    storeRounded(out + offset, <f64>load<f32>(base + offset) + lambda * m, roundToOdd);
   }
 }
 
