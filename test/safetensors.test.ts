@@ -1,7 +1,8 @@
+import { closeSync, openSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
 import { decodeToFloat32, encodeFromFloat32 } from '../src/engine/checkpoint/dtype';
-import { readSafetensorsHeader } from '../src/engine/checkpoint/safetensors';
+import { readFully, readSafetensorsHeader } from '../src/engine/checkpoint/safetensors';
 import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
 import { rawSafetensors, removeTempDirs, tempDir, writeBytes } from './helpers/files';
 import { expectCheckpointError } from './helpers/checkpoint-errors';
@@ -105,8 +106,18 @@ describe('safetensors bad input: a precise error naming file and tensor', () => 
 
   it('cannot open a path that is not there (a dangling link), naming it and why', () => {
     const file = join(tempDir(), 'dangling.safetensors');
-    require('node:fs').symlinkSync(join(tempDir(), 'gone'), file);
+    symlinkSync(join(tempDir(), 'gone'), file);
     expectCheckpointError(() => readSafetensorsHeader(file), file, /^cannot open \(ENOENT\)$/);
+  });
+
+  it('names the file and what was being read when it ends early (a file cut short while it is read)', () => {
+    const file = writeBytes(join(tempDir(), 'short.safetensors'), new Uint8Array(10));
+    const fd = openSync(file, 'r');
+    try {
+      expectCheckpointError(() => readFully(fd, new Uint8Array(16), 0, file, 'the header'), file, /^unexpected end of file while reading the header$/);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('rejects a file that does not exist, naming it', () => {

@@ -57,16 +57,16 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
   } catch {
     return fail('header is not valid UTF-8');
   }
-  let parsed: unknown;
+  // A text that starts with "{" and parses is a JSON object (the check above is that test).
+  let parsed: Record<string, unknown>;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
     // V8's message quotes the text it failed on; a file that is not safetensors must not have its
     // bytes echoed back to whoever named it, so only the position is kept.
     const position = /position (\d+)/.exec((err as Error).message)?.[1];
     return fail(`header is not valid JSON${position ? ` (at byte ${position} of the header)` : ''}`);
   }
-  if (!isPlainObject(parsed)) return fail('header is not a JSON object');
   const duplicate = findDuplicateKey(text);
   if (duplicate) fail(`header has the key "${duplicate.key}" twice${duplicate.path ? ` in ${duplicate.path}` : ''}`);
 
