@@ -99,11 +99,24 @@ describe('merge config errors name the field', () => {
     ['a LoRA reference', 'merge_method: linear\nmodels: [{model: a+lora}]\n', 'models[0].model', /LoRA/],
     ['a duplicate key', 'merge_method: linear\nmerge_method: ties\n', '(yaml)', /unique/i],
     ['a condition without value', 'merge_method: linear\nmodels: [{model: a, parameters: {weight: [{filter: x}]}}]\n', 'models[0].parameters.weight[0]', /has no value/],
+    ['slerp of three models', 'merge_method: slerp\nbase_model: b\nmodels: [{model: b}, {model: a}, {model: c}]\nparameters: {t: 0.5}\n', 'models', /^slerp merges exactly two models, the base_model and one other; got 2 besides the base$/],
+    ['slerp without a base', 'merge_method: slerp\nmodels: [{model: a}, {model: c}]\nparameters: {t: 0.5}\n', 'base_model', /is required by merge_method slerp/],
+    ['model_stock of one fine-tune', 'merge_method: model_stock\nbase_model: b\nmodels: [{model: b}, {model: a}]\n', 'models', /^model_stock needs a base_model and at least two other models; got 1 besides the base$/],
+    ['nearswap of three models', 'merge_method: nearswap\nbase_model: b\nmodels: [{model: a}, {model: c}]\nparameters: {t: 0.1}\n', 'models', /nearswap merges exactly two models/],
+    ['a per-model slerp t', 'merge_method: slerp\nbase_model: b\nmodels: [{model: a, parameters: {t: 0.5}}]\n', 'models[0].parameters.t', /global parameter/],
   ])('rejects %s', (_title, text, field, reason) => {
     const error = configError(text);
     expect(error.field).toBe(field);
     expect(error.reason).toMatch(reason);
     expect(error.message).toContain('config.yml');
+  });
+
+  it('names the parameter and tensor when a method\'s global parameters cannot work (nearswap t ≤ 0, slerp without t)', () => {
+    const nearswap = parse('merge_method: nearswap\nbase_model: b\nmodels: [{model: a}]\nparameters: {t: [{filter: bias, value: 0}, {value: 0.1}]}\n');
+    expect(resolveParameters(nearswap, 'layers.0.w', 0).global.t).toBe(0.1);
+    expect(() => resolveParameters(nearswap, 'layers.0.bias', 0)).toThrow(/parameters: t must be above 0, got 0 \(tensor "layers.0.bias"\)/);
+    const slerp = parse('merge_method: slerp\nbase_model: b\nmodels: [{model: a}]\n');
+    expect(() => resolveParameters(slerp, 'layers.0.w', 0)).toThrow(/parameters\.t: is required by slerp/);
   });
 
   it('names the model and tensor when a required parameter is missing', () => {

@@ -114,6 +114,8 @@ it('cancels a merge while the engine computes (between its held points), and the
   // Released from "started", the engine scores and merges: the cancel lands in that work.
   await waitFor(async () => (await platform.prisma.jobEvent.count({ where: { jobId: id, phase: { not: 'status' } } })) > 0, 'the engine to report progress', 30000);
   await cancel(id);
+  // The row is CANCELLED at once; the worker's attempt then stops and removes what it wrote.
+  await worker.waitForOutput(new RegExp(`merge ${id}: cancelled`), 30000);
   await expectCancelled('merge', id, 'apl-engine');
   const kept = await START.merge('kept');
   await waitFor(async () => (await jobState(platform.prisma, 'merge', kept))?.status === 'COMPLETED', `merge ${kept} to complete (worker:\n${worker.output()})`, 90000);

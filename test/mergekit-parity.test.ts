@@ -1,7 +1,7 @@
 /**
  * Agreement with mergekit on the same inputs. The expected outputs in test/fixtures/mergekit were
- * computed by scripts/mergekit-reference.py, which restates mergekit's linear, task_arithmetic
- * and ties arithmetic in NumPy float32 (mergekit itself cannot be installed offline). Agreement
+ * computed by scripts/mergekit-reference.py, which restates mergekit's linear, task_arithmetic,
+ * ties, slerp, nearswap and model_stock arithmetic in NumPy float32 (mergekit itself cannot be installed offline). Agreement
  * is to float32 rounding: we accumulate in float64, mergekit in float32, so results may differ by
  * a few units in the last place of the operands (near-zero results, after cancellation, have
  * tiny ulps of their own, so the yardstick is the ulp of the tensor's largest input). Any wrong
@@ -62,6 +62,46 @@ models:
     parameters: {weight: 0.4, density: 0.8}
 dtype: float32
 `,
+  slerp: `merge_method: slerp
+base_model: base
+models:
+  - model: base
+  - model: ft1
+parameters:
+  t:
+    - filter: bias
+      value: 0.8
+    - value: 0.3
+`,
+  slerp_colinear: `merge_method: slerp
+base_model: base
+models:
+  - model: scaled
+parameters: {t: 0.25}
+`,
+  nearswap: `merge_method: nearswap
+base_model: base
+models:
+  - model: base
+  - model: ft2
+parameters: {t: 0.004}
+`,
+  model_stock: `merge_method: model_stock
+base_model: base
+models:
+  - model: ft1
+  - model: ft2
+  - model: ft3
+`,
+  model_stock_filter_wise: `merge_method: model_stock
+base_model: base
+models:
+  - model: base
+  - model: ft1
+  - model: ft2
+  - model: ft3
+parameters: {filter_wise: true}
+`,
 };
 
 function tensors(path: string): Map<string, Float32Array> {
@@ -84,7 +124,7 @@ describe.each(Object.keys(CONFIGS))('%s agrees with mergekit', (name) => {
     await runMerge(planMerge(config), out, { threads });
     const expected = tensors(join(FIXTURES, 'expected', `${name}.safetensors`));
     const actual = tensors(out);
-    const inputs = ['base', 'ft1', 'ft2', 'ft3'].map((m) => tensors(join(FIXTURES, m)));
+    const inputs = ['base', 'ft1', 'ft2', 'ft3', 'scaled'].map((m) => tensors(join(FIXTURES, m)));
     expect([...actual.keys()]).toEqual([...expected.keys()]);
     const disagreements: string[] = [];
     for (const [tensor, want] of expected) {

@@ -236,6 +236,53 @@ describe('breadcrumbs_ties', () => {
   });
 });
 
+describe('slerp', () => {
+  it('interpolates along the great circle between orthogonal tensors, and linearly between colinear ones', () => {
+    // [1, 0] and [0, 1]: θ = π/2, so t = 1/3 gives [cos(π/6), sin(π/6)].
+    expectClose(merge('slerp', [1, 0], [[0, 1]], [{}], { t: 1 / 3 }), [Math.cos(Math.PI / 6), Math.sin(Math.PI / 6)]);
+    // Lengths are kept in the mix, not normalised away: [2, 0] and [0, 1] at t = 0.5 give sin(π/4)·(v0 + v1)/sin(π/2).
+    expectClose(merge('slerp', [2, 0], [[0, 1]], [{}], { t: 0.5 }), [2 * Math.SQRT1_2, Math.SQRT1_2]);
+    // Colinear (cos > 0.9995): (1 − t)·v0 + t·v1.
+    expectClose(merge('slerp', [1, 2], [[2, 4]], [{}], { t: 0.25 }), [1.25, 2.5]);
+    // t = 0 is the base, t = 1 the other model.
+    expectClose(merge('slerp', [0.3, -0.2, 0.9], [[-0.5, 0.1, 0.4]], [{}], { t: 0 }), [0.3, -0.2, 0.9]);
+    expectClose(merge('slerp', [0.3, -0.2, 0.9], [[-0.5, 0.1, 0.4]], [{}], { t: 1 }), [-0.5, 0.1, 0.4]);
+  });
+});
+
+describe('nearswap', () => {
+  it('takes the other model where the two are within t, and moves toward it by t / |difference| elsewhere', () => {
+    // |diff| = 0.05, 0.2, 0, 1 with t = 0.1: weights 1 (clamped), 0.5, 1 (no difference), 0.1.
+    expectClose(merge('nearswap', [0, 0, 0.5, 1], [[0.05, 0.2, 0.5, 0]], [{}], { t: 0.1 }), [0.05, 0.1, 0.5, 0.9]);
+  });
+});
+
+describe('model_stock', () => {
+  it('pulls the average toward the base by t = N·cos θ / (1 + (N − 1)·cos θ), per tensor or per row', () => {
+    // Task vectors [1, 0] and [0, 1]: cos θ = 0, t = 0, the base. [1, 1] and [1, 1]: cos θ = 1, t = 1, the average.
+    expectClose(merge('model_stock', [5, 5], [[6, 5], [5, 6]], [{}, {}]), [5, 5]);
+    expectClose(merge('model_stock', [0, 0], [[1, 1], [1, 1]], [{}, {}]), [1, 1]);
+    // At 60° (cos ½) with N = 2: t = 1/1.5 = 2/3 of the average [0.75, √3/4].
+    const average = [(1 + 0.5) / 2, Math.sqrt(3) / 4];
+    expectClose(merge('model_stock', [0, 0], [[1, 0], [0.5, Math.sqrt(3) / 2]], [{}, {}]), average.map((v) => (2 / 3) * v));
+  });
+
+  it('with filter_wise, takes one angle per row', () => {
+    const method = getMergeMethod('model_stock');
+    const result = method.mergeTensor({
+      name: 'w',
+      shape: [2, 2],
+      base: Float32Array.from([0, 0, 0, 0]),
+      // Row 0: task vectors orthogonal (t = 0); row 1: equal (t = 1).
+      models: [Float32Array.from([1, 0, 2, 2]), Float32Array.from([0, 1, 2, 2])],
+      modelParameters: [{}, {}],
+      globalParameters: { filter_wise: true },
+      seed: 0,
+    });
+    expectClose(Array.from(result), [0, 0, 2, 2]);
+  });
+});
+
 describe('top-k selection', () => {
   function reference(values: Float32Array, k: number): number {
     const magnitudes = Array.from(values, Math.abs).sort((a, b) => b - a);
@@ -264,7 +311,7 @@ describe('registry', () => {
   it('lists each method once, with declared defaults of the declared type', () => {
     const names = MERGE_METHODS.map((m) => m.name);
     expect(new Set(names).size).toBe(names.length);
-    expect(names).toEqual(expect.arrayContaining(['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'magnitude', 'breadcrumbs', 'della']));
+    expect(names).toEqual(expect.arrayContaining(['linear', 'task_arithmetic', 'ties', 'dare_linear', 'dare_ties', 'magnitude', 'breadcrumbs', 'della', 'slerp', 'model_stock', 'nearswap']));
     for (const m of MERGE_METHODS) {
       for (const p of [...m.globalParameters, ...m.modelParameters]) {
         if (p.default !== undefined) expect(typeof p.default).toBe(p.type);

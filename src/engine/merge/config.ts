@@ -120,6 +120,8 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     models.splice(index, 1);
     if (models.length === 0) fail('models', 'lists only the base model');
   }
+  const countProblem = method.checkModels?.(models.length);
+  if (countProblem) fail('models', countProblem);
   const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail, baseDirectory);
 
   const dtypeOf = (field: string): FloatDtype | undefined => {
@@ -259,6 +261,8 @@ export function resolveParameters(config: MergeConfig, tensorName: string, posit
     if (resolved === undefined) throw new ConfigError(config.source, `parameters.${def.name}`, `is required by ${method.name}`);
     global[def.name] = resolved;
   }
+  const globalProblem = method.checkGlobal?.(global);
+  if (globalProblem) throw new ConfigError(config.source, 'parameters', `${globalProblem} (tensor "${tensorName}")`);
   const perModel = config.models.map((entry, i) => {
     const values: Record<string, ParameterValue> = {};
     for (const def of method.modelParameters) {

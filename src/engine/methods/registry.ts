@@ -12,6 +12,9 @@ import { della } from './della';
 import { dellaLinear } from './della-linear';
 import { linear } from './linear';
 import { magnitude } from './magnitude';
+import { modelStock } from './model-stock';
+import { nearswap } from './nearswap';
+import { slerpMethod } from './slerp';
 import { taskArithmetic } from './task-arithmetic';
 import { ties } from './ties';
 import { MergeMethod } from './types';
@@ -27,6 +30,9 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   breadcrumbsTies,
   della,
   dellaLinear,
+  slerpMethod,
+  modelStock,
+  nearswap,
   apl,
 ];
 

@@ -79,6 +79,10 @@ export interface MergeMethod {
   stochastic: boolean;
   globalParameters: readonly ParameterDef[];
   modelParameters: readonly ParameterDef[];
+  /** How many models (besides the base) the method can merge; returns a reason when it cannot merge `count`. */
+  checkModels?(count: number): string | undefined;
+  /** Checks of the resolved global parameters (per tensor); returns a reason when they cannot work. */
+  checkGlobal?(global: Readonly<Record<string, ParameterValue>>): string | undefined;
   /** Extra checks across resolved parameters; returns a reason when they cannot work together. */
   checkParameters?(global: Readonly<Record<string, ParameterValue>>, perModel: Readonly<Record<string, ParameterValue>>): string | undefined;
   /** Data-aware methods compute per-row parameters from the whole models first (APL). */
