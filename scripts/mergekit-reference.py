@@ -19,6 +19,18 @@ slerp.py, nearswap.py, model_stock.py):
   model_stock      offsets d_i = x_i - base (per row of the last dimension with filter_wise);
                    cos = mean over pairs of clamp(d_i.d_j / max(|d_i||d_j|, 1e-6), -1, 1);
                    t = N*cos / (1 + (N-1)*cos); t*mean(x_i) + (1-t)*base
+  nuslerp          t = w2/(w1+w2); per vector (whole tensor, rows, or columns): theta from the
+                   vectors divided by max(norm, 1e-7); |sin theta| < 1e-8: lerp; else
+                   (sin((1-t)theta)*v0 + sin(t*theta)*v1)/sin theta; with a base, of task vectors
+  multislerp       weights / their sum; units x/(|x|+1e-8); mean direction; tangent vectors at it,
+                   their weighted sum T; mean*cos|T| + T*sin|T|/|T| (|T| + 1e-8), times the
+                   weighted mean norm; with a base, of task vectors, added back
+  karcher          equal-weight Riemannian mean of the unit directions (at most 10 fixed-point
+                   steps, tol 1e-5), times the mean norm
+  sce              deltas; keep the top select_topk of positions by variance across models (of
+                   those with non-zero variance); weights = mean square of each delta, normalised;
+                   keep deltas whose sign equals that of the deltas' sum; weighted mean; + base
+  passthrough      the one model's tensor times scale
 Every operation runs in float32 in the same order as mergekit's torch code.
 
 Usage: python3 scripts/mergekit-reference.py   (needs numpy; writes the fixtures in place)
@@ -125,6 +137,100 @@ def model_stock(base, models, filter_wise=False):
     return (t * average + (1 - t) * w0).reshape(shape).astype(np.float32)
 
 
+def nuslerp(w0, w1, v0, v1, base=None, flatten=True, row_wise=False):
+    t = np.float32(0.5 if abs(w0 + w1) < 1e-6 else w1 / (w0 + w1))
+    if base is not None:
+        return (base + nuslerp(w0, w1, v0 - base, v1 - base, None, flatten, row_wise)).astype(np.float32)
+    shape = v0.shape
+    if flatten:
+        a, b = v0.reshape(1, -1), v1.reshape(1, -1)
+    elif row_wise:
+        a, b = np.swapaxes(v0, 0, -1), np.swapaxes(v1, 0, -1)
+    else:
+        a, b = v0, v1
+    a2 = a if a.ndim > 1 else a.reshape(1, -1)
+    b2 = b if b.ndim > 1 else b.reshape(1, -1)
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), np.float32(1e-7))
+    cos = np.sum(unit(a2) * unit(b2), axis=-1, keepdims=True)
+    theta = np.arccos(np.clip(cos, -1, 1))
+    sin = np.sin(theta)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        res = (np.sin((1 - t) * theta) * a2 + np.sin(t * theta) * b2) / sin
+    colinear = (np.abs(sin) < 1e-8).reshape(-1)
+    res[colinear] = (1 - t) * a2[colinear] + t * b2[colinear]
+    res = res.reshape(a.shape)
+    if not flatten and row_wise:
+        res = np.swapaxes(res, 0, -1)
+    return res.reshape(shape).astype(np.float32)
+
+
+def multislerp(tensors, weights, base=None, eps=1e-8):
+    x = np.stack(tensors).astype(np.float32)
+    if base is not None:
+        x = x - base
+    flat = x.reshape(x.shape[0], -1)
+    w = np.array(weights, dtype=np.float32)
+    w = w / w.sum()
+    norms = np.linalg.norm(flat, axis=-1, keepdims=True)
+    units = flat / (norms + np.float32(eps))
+    mean = (units * w.reshape(-1, 1)).sum(0)
+    mean = mean / np.linalg.norm(mean)
+    dots = (units * mean).sum(-1, keepdims=True)
+    tangent = ((units - dots * mean) * w.reshape(-1, 1)).sum(0)
+    tn = np.linalg.norm(tangent) + np.float32(eps)
+    res = (mean * np.cos(tn) + tangent * (np.sin(tn) / tn)) * (norms.reshape(-1) * w).sum()
+    res = res.reshape(x.shape[1:])
+    return (res + base if base is not None else res).astype(np.float32)
+
+
+def karcher(tensors, max_iter=10, tol=1e-5):
+    alphas = [1.0 / len(tensors)] * len(tensors)
+    norms = [float(np.linalg.norm(t)) for t in tensors]
+    units = [t / n if n > 0 else np.zeros_like(t) for t, n in zip(tensors, norms)]
+    valid = [i for i, n in enumerate(norms) if n > tol]
+    share = [1.0 / len(valid)] * len(valid)
+    vu = [units[i] for i in valid]
+    mean = sum(a * u for a, u in zip(share, vu))
+    mn = float(np.linalg.norm(mean))
+    mean = vu[0].copy() if mn < tol else mean / mn
+    for _ in range(max_iter):
+        tangent = np.zeros_like(mean)
+        for a, u in zip(share, vu):
+            dot = np.clip(np.dot(mean.ravel(), u.ravel()), -1.0, 1.0)
+            theta = np.arccos(dot)
+            if theta < tol:
+                continue
+            tangent = tangent + a * (theta / np.sin(theta)) * (u - dot * mean)
+        tn = float(np.linalg.norm(tangent))
+        if tn < tol:
+            break
+        mean = np.cos(tn) * mean + np.sin(tn) * (tangent / tn)
+        un = float(np.linalg.norm(mean))
+        if un > tol:
+            mean = mean / un
+    return (sum(a * n for a, n in zip(alphas, norms)) * mean).astype(np.float32)
+
+
+def sce(base, models, select_topk=1.0):
+    deltas = np.stack([m - base for m in models]).astype(np.float32)
+    if select_topk < 1:
+        variance = np.var(deltas, axis=0)
+        k = int(abs(select_topk) * np.count_nonzero(variance))
+        mask = np.zeros(variance.size, dtype=np.float32)
+        if k > 0:
+            mask[np.argsort(-variance.reshape(-1), kind='stable')[:k]] = 1
+        deltas = deltas * mask.reshape(variance.shape)
+    weights = np.array([np.sum(d ** 2) / d.size for d in deltas], dtype=np.float32)
+    weights = weights / weights.sum() if weights.sum() != 0 else np.full(len(deltas), 1 / len(deltas), dtype=np.float32)
+    weights = weights.reshape((-1,) + (1,) * base.ndim)
+    majority = np.where(deltas.sum(axis=0) >= 0, 1, -1).astype(np.float32)
+    erased = weights * (np.sign(deltas) == majority).astype(np.float32)
+    mixed = (deltas * erased).sum(axis=0)
+    divisor = erased.sum(axis=0)
+    divisor[divisor == 0] = 1
+    return (base + mixed / divisor).astype(np.float32)
+
+
 def main():
     rng = np.random.default_rng(20241126)
     base = {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in SHAPES.items()}
@@ -144,6 +250,14 @@ def main():
         'nearswap': (lambda n: nearswap(0.004, base[n], fts[1][n])),
         'model_stock': (lambda n: model_stock(base[n], [f[n] for f in fts])),
         'model_stock_filter_wise': (lambda n: model_stock(base[n], [f[n] for f in fts], filter_wise=True)),
+        'nuslerp': (lambda n: nuslerp(1.0, 3.0, fts[0][n], fts[1][n])),
+        'nuslerp_rows': (lambda n: nuslerp(2.0, 1.0, fts[0][n], fts[2][n], base=base[n], flatten=False)),
+        'nuslerp_columns': (lambda n: nuslerp(1.0, 1.0, fts[1][n], fts[2][n], flatten=False, row_wise=True)),
+        'multislerp': (lambda n: multislerp([f[n] for f in fts], [0.5, 0.3, 0.2], base=base[n])),
+        'karcher': (lambda n: karcher([f[n] for f in fts])),
+        'sce': (lambda n: sce(base[n], [f[n] for f in fts])),
+        'sce_top_half': (lambda n: sce(base[n], [f[n] for f in fts], select_topk=0.5)),
+        'passthrough': (lambda n: (fts[2][n] * np.float32(0.5)).astype(np.float32)),
     }
     write_safetensors(os.path.join(ROOT, 'scaled', 'model.safetensors'), {n: (base[n] * np.float32(1.5)).astype(np.float32) for n in SHAPES})
     for name, compute in cases.items():

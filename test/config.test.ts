@@ -103,6 +103,11 @@ describe('merge config errors name the field', () => {
     ['slerp without a base', 'merge_method: slerp\nmodels: [{model: a}, {model: c}]\nparameters: {t: 0.5}\n', 'base_model', /is required by merge_method slerp/],
     ['model_stock of one fine-tune', 'merge_method: model_stock\nbase_model: b\nmodels: [{model: b}, {model: a}]\n', 'models', /^model_stock needs a base_model and at least two other models; got 1 besides the base$/],
     ['nearswap of three models', 'merge_method: nearswap\nbase_model: b\nmodels: [{model: a}, {model: c}]\nparameters: {t: 0.1}\n', 'models', /nearswap merges exactly two models/],
+    ['passthrough of two models', 'merge_method: passthrough\nmodels: [{model: a}, {model: c}]\n', 'models', /^passthrough takes exactly one model; got 2$/],
+    ['nuslerp of three models', 'merge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 1}}, {model: c, parameters: {weight: 1}}, {model: d, parameters: {weight: 1}}]\n', 'models', /^nuslerp merges exactly two models \(and an optional base_model, not one of them\); got 3$/],
+    ['nuslerp of the base and one model', 'merge_method: nuslerp\nbase_model: b\nmodels: [{model: b, parameters: {weight: 1}}, {model: a, parameters: {weight: 1}}]\n', 'models', /got 1$/],
+    ['sce without a base', 'merge_method: sce\nmodels: [{model: a}, {model: c}]\n', 'base_model', /is required by merge_method sce/],
+    ['an sce select_topk above 1', 'merge_method: sce\nbase_model: b\nmodels: [{model: a}]\nparameters: {select_topk: 2}\n', 'parameters.select_topk', /above the maximum 1/],
     ['a per-model slerp t', 'merge_method: slerp\nbase_model: b\nmodels: [{model: a, parameters: {t: 0.5}}]\n', 'models[0].parameters.t', /global parameter/],
   ])('rejects %s', (_title, text, field, reason) => {
     const error = configError(text);

@@ -1,7 +1,8 @@
 /**
  * Agreement with mergekit on the same inputs. The expected outputs in test/fixtures/mergekit were
  * computed by scripts/mergekit-reference.py, which restates mergekit's linear, task_arithmetic,
- * ties, slerp, nearswap and model_stock arithmetic in NumPy float32 (mergekit itself cannot be installed offline). Agreement
+ * ties, slerp, nuslerp, multislerp, karcher, nearswap, model_stock, sce and passthrough
+ * arithmetic in NumPy float32 (mergekit itself cannot be installed offline). Agreement
  * is to float32 rounding: we accumulate in float64, mergekit in float32, so results may differ by
  * a few units in the last place of the operands (near-zero results, after cancellation, have
  * tiny ulps of their own, so the yardstick is the ulp of the tensor's largest input). Any wrong
@@ -101,6 +102,67 @@ models:
   - model: ft2
   - model: ft3
 parameters: {filter_wise: true}
+`,
+  nuslerp: `merge_method: nuslerp
+models:
+  - model: ft1
+    parameters: {weight: 1.0}
+  - model: ft2
+    parameters: {weight: 3.0}
+`,
+  nuslerp_rows: `merge_method: nuslerp
+base_model: base
+models:
+  - model: base
+  - model: ft1
+    parameters: {weight: 2.0}
+  - model: ft3
+    parameters: {weight: 1.0}
+parameters: {nuslerp_flatten: false}
+`,
+  nuslerp_columns: `merge_method: nuslerp
+models:
+  - model: ft2
+    parameters: {weight: 1.0}
+  - model: ft3
+    parameters: {weight: 1.0}
+parameters: {nuslerp_flatten: false, nuslerp_row_wise: true}
+`,
+  multislerp: `merge_method: multislerp
+base_model: base
+models:
+  - model: ft1
+    parameters: {weight: 0.5}
+  - model: ft2
+    parameters: {weight: 0.3}
+  - model: ft3
+    parameters: {weight: 0.2}
+`,
+  karcher: `merge_method: karcher
+models:
+  - model: ft1
+  - model: ft2
+  - model: ft3
+`,
+  sce: `merge_method: sce
+base_model: base
+models:
+  - model: ft1
+  - model: ft2
+  - model: ft3
+`,
+  sce_top_half: `merge_method: sce
+base_model: base
+models:
+  - model: ft1
+  - model: ft2
+  - model: ft3
+parameters: {select_topk: 0.5, int8_mask: true}
+`,
+  passthrough: `merge_method: passthrough
+models:
+  - model: ft3
+    parameters: {scale: 0.5}
 `,
 };
 

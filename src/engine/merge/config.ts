@@ -114,7 +114,7 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     }
     return { model, given: record.model as string, parameters };
   });
-  if (baseModel && models.some((m) => m.model === baseModel) && method.needsBase) {
+  if (baseModel && models.some((m) => m.model === baseModel) && (method.needsBase || method.separateBase)) {
     // mergekit lists the base among the models at times; it contributes a zero task vector, so drop it.
     const index = models.findIndex((m) => m.model === baseModel);
     models.splice(index, 1);

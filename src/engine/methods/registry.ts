@@ -11,7 +11,12 @@ import { dareTies } from './dare-ties';
 import { della } from './della';
 import { dellaLinear } from './della-linear';
 import { linear } from './linear';
+import { karcher } from './karcher';
 import { magnitude } from './magnitude';
+import { multislerp } from './multislerp';
+import { nuslerp } from './nuslerp';
+import { passthrough } from './passthrough';
+import { sce } from './sce';
 import { modelStock } from './model-stock';
 import { nearswap } from './nearswap';
 import { slerpMethod } from './slerp';
@@ -31,8 +36,13 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   della,
   dellaLinear,
   slerpMethod,
+  nuslerp,
+  multislerp,
+  karcher,
   modelStock,
   nearswap,
+  sce,
+  passthrough,
   apl,
 ];
 

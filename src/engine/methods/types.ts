@@ -75,6 +75,8 @@ export interface MergeMethod {
   reference: string;
   /** Whether a base model is required (task-vector methods) or merely allowed (linear). */
   needsBase: boolean;
+  /** An optional base that is not one of the models merged: listed among them too, it is taken out (nuslerp, multislerp). */
+  separateBase?: boolean;
   /** Whether the result depends on the seed. */
   stochastic: boolean;
   globalParameters: readonly ParameterDef[];
