@@ -31,8 +31,10 @@ slerp.py, nearswap.py, model_stock.py):
                    those with non-zero variance); weights = mean square of each delta, normalised;
                    keep deltas whose sign equals that of the deltas' sum; weighted mean; + base
   passthrough      the one model's tensor times scale
-Every operation runs in float32 in the same order as mergekit's torch code.
-
+  arcee_fusion     importance = |x - base| * KL(softmax(x) + 1e-8 || softmax(base) + 1e-8) per row;
+                   x where importance >= median + 1.5*(q3 - q1) (sorted[int(q*(n-1))]), else base
+                   (in float64: see arcee_fusion below)
+Every operation runs in float32 in the same order as mergekit's torch code, except where said.
 Usage: python3 scripts/mergekit-reference.py   (needs numpy; writes the fixtures in place)
 """
 import json
@@ -231,6 +233,23 @@ def sce(base, models, select_topk=1.0):
     return (base + mixed / divisor).astype(np.float32)
 
 
+def arcee_fusion(base32, x32):
+    # In float64: in float32 the KL of two nearly equal softmaxes is mostly rounding noise, so which
+    # entries pass the threshold would depend on the order of float32 operations, not on the method.
+    base, x = base32.astype(np.float64), x32.astype(np.float64)
+    def softmax(v):
+        e = np.exp(v - v.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    p = softmax(x) + 1e-8
+    q = softmax(base) + 1e-8
+    kl = np.sum(p * np.log(p / q), axis=-1)
+    importance = np.abs(x - base) * (kl[..., None] if x.ndim > 1 else kl)
+    s = np.sort(importance.reshape(-1))
+    q1, median, q3 = (s[int(q * (s.size - 1))] for q in (0.25, 0.5, 0.75))
+    mask = (importance >= median + 1.5 * (q3 - q1)).astype(np.float32)
+    return (base + (x - base) * mask).astype(np.float32)
+
+
 def main():
     rng = np.random.default_rng(20241126)
     base = {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in SHAPES.items()}
@@ -258,6 +277,7 @@ def main():
         'sce': (lambda n: sce(base[n], [f[n] for f in fts])),
         'sce_top_half': (lambda n: sce(base[n], [f[n] for f in fts], select_topk=0.5)),
         'passthrough': (lambda n: (fts[2][n] * np.float32(0.5)).astype(np.float32)),
+        'arcee_fusion': (lambda n: arcee_fusion(base[n], fts[0][n])),
     }
     write_safetensors(os.path.join(ROOT, 'scaled', 'model.safetensors'), {n: (base[n] * np.float32(1.5)).astype(np.float32) for n in SHAPES})
     for name, compute in cases.items():

@@ -1,7 +1,7 @@
 /**
  * Agreement with mergekit on the same inputs. The expected outputs in test/fixtures/mergekit were
  * computed by scripts/mergekit-reference.py, which restates mergekit's linear, task_arithmetic,
- * ties, slerp, nuslerp, multislerp, karcher, nearswap, model_stock, sce and passthrough
+ * ties, slerp, nuslerp, multislerp, karcher, nearswap, model_stock, sce, arcee_fusion and passthrough
  * arithmetic in NumPy float32 (mergekit itself cannot be installed offline). Agreement
  * is to float32 rounding: we accumulate in float64, mergekit in float32, so results may differ by
  * a few units in the last place of the operands (near-zero results, after cancellation, have
@@ -158,6 +158,11 @@ models:
   - model: ft2
   - model: ft3
 parameters: {select_topk: 0.5, int8_mask: true}
+`,
+  arcee_fusion: `merge_method: arcee_fusion
+base_model: base
+models:
+  - model: ft1
 `,
   passthrough: `merge_method: passthrough
 models:

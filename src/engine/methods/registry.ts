@@ -4,6 +4,7 @@
  */
 import { MergeInputError } from '../errors';
 import { apl } from './apl';
+import { arceeFusion } from './arcee-fusion';
 import { breadcrumbs } from './breadcrumbs';
 import { breadcrumbsTies } from './breadcrumbs-ties';
 import { dareLinear } from './dare-linear';
@@ -42,6 +43,7 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   modelStock,
   nearswap,
   sce,
+  arceeFusion,
   passthrough,
   apl,
 ];
