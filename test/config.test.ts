@@ -82,7 +82,7 @@ describe('merge config parsing', () => {
 describe('merge config errors name the field', () => {
   it.each([
     ['an unsupported top-level key', 'merge_method: ties\nbase_model: b\nmodels: [{model: a}]\ntokenizer_source: union\n', 'tokenizer_source', /unsupported key/],
-    ['slices', 'merge_method: linear\nslices: []\n', 'slices', /unsupported key/],
+    ['an empty slices list', 'merge_method: linear\nslices: []\n', 'slices', /must be a non-empty list/],
     ['an unknown method', 'merge_method: frankenmerge\nmodels: [{model: a}]\n', 'merge_method', /unknown merge method "frankenmerge"/],
     ['a missing base for ties', 'merge_method: ties\nmodels: [{model: a}]\n', 'base_model', /is required by merge_method ties/],
     ['no models', 'merge_method: linear\nmodels: []\n', 'models', /non-empty list/],

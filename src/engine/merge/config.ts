@@ -25,6 +25,16 @@ export interface ModelEntry {
   parameters: Record<string, RawParameter>;
 }
 
+/** One source of a slice: a model's layers [from, to) (mergekit's `layer_range`). */
+export interface SliceSource extends ModelEntry {
+  layers: [number, number];
+}
+
+/** A slice: output layers taken from the same range of each of its sources, merged by the method. */
+export interface SliceEntry {
+  sources: SliceSource[];
+}
+
 export interface MergeConfig {
   /** Where the config came from (a file path, or a label), for error messages. */
   source: string;
@@ -32,7 +42,10 @@ export interface MergeConfig {
   baseModel: string | undefined;
   /** base_model as written in the config. */
   baseModelGiven: string | undefined;
+  /** The models merged (with slices: every source that is not the base, once). */
   models: ModelEntry[];
+  /** Set for a frankenmerge (`slices:`): the output's layers, slice after slice. */
+  slices?: SliceEntry[];
   parameters: Record<string, RawParameter>;
   dtype: FloatDtype | undefined;
   outDtype: FloatDtype | undefined;
@@ -45,7 +58,9 @@ export interface MergeConfig {
 
 export const DEFAULT_SEED = 0;
 
-const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'parameters', 'dtype', 'out_dtype', 'seed'];
+const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'slices', 'parameters', 'dtype', 'out_dtype', 'seed'];
+const SLICE_KEYS = ['sources'];
+const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 const MODEL_KEYS = ['model', 'parameters'];
 
 export function readMergeConfig(path: string): MergeConfig {
@@ -95,16 +110,13 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
   const baseModel = root.base_model === undefined || root.base_model === null ? undefined : resolvePath('base_model', root.base_model);
   if (method.needsBase && !baseModel) fail('base_model', `is required by merge_method ${method.name}`);
 
-  if (!Array.isArray(root.models) || root.models.length === 0) fail('models', 'must be a non-empty list');
   const allParameters = new Map<string, ParameterDef>();
   for (const def of [...method.globalParameters, ...method.modelParameters]) allParameters.set(def.name, def);
   const modelParameterNames = new Set(method.modelParameters.map((p) => p.name));
-
-  const models: ModelEntry[] = (root.models as unknown[]).map((entry, i) => {
-    const field = `models[${i}]`;
+  const modelEntry = (entry: unknown, field: string, keys: readonly string[]): ModelEntry & { record: Record<string, unknown> } => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return fail(field, 'must be a mapping with "model:"');
     for (const key of Object.keys(entry)) {
-      if (!MODEL_KEYS.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${MODEL_KEYS.join(', ')})`);
+      if (!keys.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${keys.join(', ')})`);
     }
     const record = entry as Record<string, unknown>;
     const model = resolvePath(`${field}.model`, record.model);
@@ -112,16 +124,37 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     for (const name of Object.keys(parameters)) {
       if (!modelParameterNames.has(name)) fail(`${field}.parameters.${name}`, `is a global parameter of ${method.name}; set it under the top-level parameters:`);
     }
-    return { model, given: record.model as string, parameters };
-  });
-  if (baseModel && models.some((m) => m.model === baseModel) && (method.needsBase || method.separateBase)) {
+    return { model, given: record.model as string, parameters, record };
+  };
+
+  let slices: SliceEntry[] | undefined;
+  let models: ModelEntry[];
+  if (root.slices !== undefined) {
+    if (root.models !== undefined) fail('slices', 'cannot be given with models: (a frankenmerge lists its models in the slices)');
+    slices = parseSlices(root.slices, method, baseModel, (entry, field) => modelEntry(entry, field, SOURCE_KEYS), fail);
+    // The models merged: every source that is not the base, once, in the order first listed.
+    models = [];
+    for (const source of slices.flatMap((slice) => slice.sources)) {
+      if (source.model !== baseModel && !models.some((m) => m.model === source.model)) models.push({ model: source.model, given: source.given, parameters: source.parameters });
+    }
+  } else {
+    if (!Array.isArray(root.models) || root.models.length === 0) fail('models', 'must be a non-empty list');
+    models = (root.models as unknown[]).map((entry, i) => {
+      const { record: _record, ...model } = modelEntry(entry, `models[${i}]`, MODEL_KEYS);
+      void _record;
+      return model;
+    });
+  }
+  if (!slices && baseModel && models.some((m) => m.model === baseModel) && (method.needsBase || method.separateBase)) {
     // mergekit lists the base among the models at times; it contributes a zero task vector, so drop it.
     const index = models.findIndex((m) => m.model === baseModel);
     models.splice(index, 1);
     if (models.length === 0) fail('models', 'lists only the base model');
   }
-  const countProblem = method.checkModels?.(models.length);
-  if (countProblem) fail('models', countProblem);
+  if (!slices) {
+    const countProblem = method.checkModels?.(models.length);
+    if (countProblem) fail('models', countProblem);
+  }
   const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail, baseDirectory);
 
   const dtypeOf = (field: string): FloatDtype | undefined => {
@@ -138,7 +171,50 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     seed = root.seed as number;
   }
   const baseModelGiven = baseModel ? (root.base_model as string) : undefined;
-  return { source, method, baseModel, baseModelGiven, models, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text };
+  return { source, method, baseModel, baseModelGiven, models, slices, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text };
+}
+
+/**
+ * `slices:` — each a mapping with `sources:`, each source a model with `layer_range: [from, to)`.
+ * The sources of one slice cover ranges of one length; a method that needs a base finds it among
+ * every slice's sources, and the others are checked against the method's model count.
+ */
+function parseSlices(
+  raw: unknown,
+  method: MergeMethod,
+  baseModel: string | undefined,
+  sourceEntry: (entry: unknown, field: string) => ModelEntry & { record: Record<string, unknown> },
+  fail: (field: string, reason: string) => never,
+): SliceEntry[] {
+  if (method.prepare) fail('slices', `merge_method ${method.name} prepares from whole models and cannot merge slices`);
+  if (!Array.isArray(raw) || raw.length === 0) return fail('slices', 'must be a non-empty list');
+  return raw.map((slice, s) => {
+    const field = `slices[${s}]`;
+    if (typeof slice !== 'object' || slice === null || Array.isArray(slice)) return fail(field, 'must be a mapping with "sources:"');
+    for (const key of Object.keys(slice)) if (!SLICE_KEYS.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${SLICE_KEYS.join(', ')})`);
+    const list = (slice as Record<string, unknown>).sources;
+    if (!Array.isArray(list) || list.length === 0) return fail(`${field}.sources`, 'must be a non-empty list');
+    const sources = list.map((entry, j): SliceSource => {
+      const { record, ...model } = sourceEntry(entry, `${field}.sources[${j}]`);
+      const range = record.layer_range;
+      const rangeField = `${field}.sources[${j}].layer_range`;
+      if (!Array.isArray(range) || range.length !== 2 || !range.every((v) => Number.isInteger(v) && v >= 0)) return fail(rangeField, `must be [from, to], two non-negative integers, got ${JSON.stringify(range)}`);
+      if (range[0] >= range[1]) fail(rangeField, `[${range[0]}, ${range[1]}] is empty: from must be below to`);
+      return { ...model, layers: [range[0], range[1]] };
+    });
+    const length = sources[0].layers[1] - sources[0].layers[0];
+    sources.forEach((source, j) => {
+      const own = source.layers[1] - source.layers[0];
+      if (own !== length) fail(`${field}.sources[${j}].layer_range`, `covers ${own} layers, but sources[0] covers ${length}: the sources of a slice are merged layer by layer`);
+    });
+    if (method.needsBase) {
+      if (!sources.some((source) => source.model === baseModel)) fail(`${field}.sources`, `merge_method ${method.name} needs the base_model among every slice's sources`);
+    }
+    const others = sources.filter((source) => !(method.needsBase || method.separateBase) || source.model !== baseModel).length;
+    const problem = method.checkModels?.(others);
+    if (problem) fail(`${field}.sources`, problem);
+    return { sources };
+  });
 }
 
 function checkScalar(def: ParameterDef, value: unknown, field: string, fail: (f: string, r: string) => never, baseDirectory: string): ParameterValue {

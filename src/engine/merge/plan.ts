@@ -4,15 +4,17 @@
  * every tensor's parameters, and list the output tensors. Anything wrong is reported here,
  * naming the model and tensor, before a single byte is written.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Checkpoint, openCheckpoint, TensorLocation } from '../checkpoint/checkpoint';
+import { Checkpoint, openCheckpoint } from '../checkpoint/checkpoint';
 import { Dtype, dtypeSize, isFloatDtype } from '../checkpoint/dtype';
 import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
 import type * as ModelModule from '../families/model';
 import { layerPositions, MergeConfig, resolveParameters } from './config';
-import { NonFinitePolicy, TensorInput, TensorJob } from './tensor-job';
+import { TensorJob } from './tensor-job';
+import { copyJob, PlanOptions, readArchitecture, toInput } from './plan-inputs';
+import { planSlices } from './slices';
+
+export type { PlanOptions } from './plan-inputs';
 
 export interface MergePlan {
   config: MergeConfig;
@@ -31,16 +33,6 @@ export interface MergePlan {
 function describe(names: string[]): string {
   const shown = names.slice(0, 5).map((n) => `"${n}"`).join(', ');
   return names.length > 5 ? `${shown} and ${names.length - 5} more` : shown;
-}
-
-function readArchitecture(checkpoint: Checkpoint): { architectures?: unknown; model_type?: unknown } | undefined {
-  const path = join(checkpoint.directory, 'config.json');
-  if (!existsSync(path)) return undefined;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as { architectures?: unknown; model_type?: unknown };
-  } catch (err) {
-    throw new MergeInputError(`${path}: is not valid JSON (${(err as Error).message})`);
-  }
 }
 
 /**
@@ -74,14 +66,6 @@ export function checkHomologous(reference: Checkpoint, other: Checkpoint, unmerg
   }
 }
 
-function toInput(label: string, location: TensorLocation): TensorInput {
-  const { file, name, offset, byteLength, dtype, shape, elements } = location;
-  return { label, file, name, offset, byteLength, dtype, shape, elements };
-}
-
-export interface PlanOptions {
-  nonFinite?: NonFinitePolicy;
-}
 
 /** The model family of a checkpoint whose config.json names one (`apl_family`). */
 function familyOf(checkpoint: Checkpoint): ReturnType<typeof ModelModule.readModelConfig> | undefined {
@@ -92,6 +76,7 @@ function familyOf(checkpoint: Checkpoint): ReturnType<typeof ModelModule.readMod
 }
 
 export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
+  if (config.slices) return planSlices(config, config.slices, options);
   const base = config.baseModel ? openCheckpoint(config.baseModel) : undefined;
   const models = config.models.map((m) => openCheckpoint(m.model));
   const reference = base ?? models[0];
@@ -165,18 +150,3 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
   return { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
 }
 
-function copyJob(name: string, input: TensorInput, options: PlanOptions): TensorJob {
-  return {
-    name,
-    shape: input.shape,
-    kind: 'copy',
-    base: undefined,
-    models: [input],
-    method: 'copy',
-    globalParameters: {},
-    modelParameters: [],
-    seed: 0,
-    outDtype: input.dtype,
-    nonFinite: options.nonFinite ?? 'error',
-  };
-}
