@@ -18,8 +18,10 @@ export type Condition = { filter: string | undefined; value: ParameterValue | Gr
 export type RawParameter = ParameterValue | Gradient | Condition[];
 
 export interface ModelEntry {
-  /** Absolute path of the checkpoint. */
+  /** Absolute path of the checkpoint (or of a LoRA adapter, which then adapts the base_model). */
   model: string;
+  /** mergekit's `MODEL+ADAPTER`: the LoRA adapter applied to `model`. */
+  lora?: string;
   /** The path as written in the config (for the model card). */
   given: string;
   parameters: Record<string, RawParameter>;
@@ -104,7 +106,6 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
   }
   const resolvePath = (field: string, value: unknown): string => {
     if (typeof value !== 'string' || value.length === 0) fail(field, 'must be a path');
-    if ((value as string).includes('+')) fail(field, 'LoRA references (model+lora) are not supported');
     return isAbsolute(value as string) ? (value as string) : resolve(baseDirectory, value as string);
   };
   const baseModel = root.base_model === undefined || root.base_model === null ? undefined : resolvePath('base_model', root.base_model);
@@ -119,12 +120,16 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
       if (!keys.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${keys.join(', ')})`);
     }
     const record = entry as Record<string, unknown>;
-    const model = resolvePath(`${field}.model`, record.model);
+    // mergekit's MODEL+ADAPTER: a LoRA adapter applied to a model.
+    const [modelPath, loraPath, ...rest] = typeof record.model === 'string' ? record.model.split('+') : [record.model];
+    if (rest.length > 0) fail(`${field}.model`, 'takes one adapter at most (MODEL+ADAPTER)');
+    const model = resolvePath(`${field}.model`, modelPath);
+    const lora = loraPath === undefined ? undefined : resolvePath(`${field}.model`, loraPath);
     const parameters = parseParameters(record.parameters, `${field}.parameters`, allParameters, fail, baseDirectory);
     for (const name of Object.keys(parameters)) {
       if (!modelParameterNames.has(name)) fail(`${field}.parameters.${name}`, `is a global parameter of ${method.name}; set it under the top-level parameters:`);
     }
-    return { model, given: record.model as string, parameters, record };
+    return { model, ...(lora ? { lora } : {}), given: record.model as string, parameters, record };
   };
 
   let slices: SliceEntry[] | undefined;
@@ -196,6 +201,7 @@ function parseSlices(
     if (!Array.isArray(list) || list.length === 0) return fail(`${field}.sources`, 'must be a non-empty list');
     const sources = list.map((entry, j): SliceSource => {
       const { record, ...model } = sourceEntry(entry, `${field}.sources[${j}]`);
+      if (model.lora) fail(`${field}.sources[${j}].model`, 'LoRA adapters cannot be sliced yet; merge the adapter into its model first');
       const range = record.layer_range;
       const rangeField = `${field}.sources[${j}].layer_range`;
       if (!Array.isArray(range) || range.length !== 2 || !range.every((v) => Number.isInteger(v) && v >= 0)) return fail(rangeField, `must be [from, to], two non-negative integers, got ${JSON.stringify(range)}`);

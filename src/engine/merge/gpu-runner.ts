@@ -116,6 +116,10 @@ export class GpuTensorRunner {
   /** The job's recipe when the GPU can run it; otherwise notes why not and returns undefined. */
   private gpuRecipe(job: TensorJob, elements: number): TaskVectorRecipe | undefined {
     if (job.kind === 'copy') return undefined;
+    if (job.models.some((input) => input.lora)) {
+      this.reasons.add('LoRA adapters: their updates are applied on the CPU');
+      return undefined;
+    }
     const method = getMergeMethod(job.method);
     const recipe = method.recipe?.({ ...job, elements });
     if (!recipe || (!recipe.withoutBase && !job.base)) {

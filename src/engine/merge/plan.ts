@@ -9,8 +9,9 @@ import { Dtype, dtypeSize, isFloatDtype } from '../checkpoint/dtype';
 import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
 import type * as ModelModule from '../families/model';
-import { layerPositions, MergeConfig, resolveParameters } from './config';
-import { TensorJob } from './tensor-job';
+import { layerPositions, MergeConfig, ModelEntry, resolveParameters } from './config';
+import { TensorInput, TensorJob } from './tensor-job';
+import { checkAdapterFits, isLoraAdapter, LoraAdapter, readLoraAdapter } from '../checkpoint/lora';
 import { copyJob, PlanOptions, readArchitecture, toInput } from './plan-inputs';
 import { planSlices } from './slices';
 
@@ -75,10 +76,46 @@ function familyOf(checkpoint: Checkpoint): ReturnType<typeof ModelModule.readMod
   return arch && typeof arch.apl_family === 'string' ? (require('../families/model') as typeof ModelModule).readModelConfig(checkpoint.directory) : undefined;
 }
 
+/** A model to merge: a checkpoint, or a checkpoint with a LoRA adapter applied to it. */
+interface ModelSource {
+  checkpoint: Checkpoint;
+  adapter?: LoraAdapter;
+  /** How messages name it. */
+  label: string;
+}
+
+/**
+ * Opens a model entry: a checkpoint; MODEL+ADAPTER; or an adapter alone, which adapts the base.
+ * An adapter must fit the checkpoint it is applied to, module by module.
+ */
+function openSource(entry: ModelEntry, base: Checkpoint | undefined, index: number): ModelSource {
+  if (entry.lora) {
+    const checkpoint = openCheckpoint(entry.model);
+    const adapter = readLoraAdapter(entry.lora);
+    checkAdapterFits(adapter, checkpoint);
+    return { checkpoint, adapter, label: `${entry.model}+${entry.lora}` };
+  }
+  if (isLoraAdapter(entry.model)) {
+    if (!base) throw new MergeInputError(`models[${index}]: ${entry.model} is a LoRA adapter; give base_model (the model it adapts), or write MODEL+ADAPTER`);
+    const adapter = readLoraAdapter(entry.model);
+    checkAdapterFits(adapter, base);
+    return { checkpoint: base, adapter, label: entry.model };
+  }
+  return { checkpoint: openCheckpoint(entry.model), label: entry.model };
+}
+
+/** The input with its model's LoRA update for this tensor, when the adapter has one. */
+function withLora(input: TensorInput, source: ModelSource): TensorInput {
+  const target = source.adapter?.targets.get(input.name);
+  if (!target) return input;
+  return { ...input, lora: { a: toInput(source.label, target.a), b: toInput(source.label, target.b), rank: source.adapter!.rank, scale: target.scale, transpose: target.transpose } };
+}
+
 export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
   if (config.slices) return planSlices(config, config.slices, options);
   const base = config.baseModel ? openCheckpoint(config.baseModel) : undefined;
-  const models = config.models.map((m) => openCheckpoint(m.model));
+  const sources = config.models.map((entry, i) => openSource(entry, base, i));
+  const models = sources.map((source) => source.checkpoint);
   const reference = base ?? models[0];
   // Models of a known family: their task heads are not merged but carried over from each fine-tune.
   const referenceFamily = familyOf(reference);
@@ -101,7 +138,7 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
       if (sum === 0) throw new MergeInputError(`tensor "${name}": the weights sum to 0, so normalize cannot divide by them`);
     }
     const baseInput = base ? toInput(base.path, base.tensors.get(name)!) : undefined;
-    const modelInputs = models.map((m) => toInput(m.path, m.tensors.get(name)!));
+    const modelInputs = sources.map((source) => withLora(toInput(source.label, source.checkpoint.tensors.get(name)!), source));
     jobs.push({
       name,
       shape: location.shape,

@@ -5,6 +5,7 @@
 import { decodeToFloat32, Dtype, encodeFromFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { WasmArena, wasmAddress, wasmKernels } from '../kernels/wasm';
 import { TensorReader } from '../checkpoint/checkpoint';
+import { addLowRank } from '../checkpoint/lora';
 import { CheckpointError, MergeInputError } from '../errors';
 import { getMergeMethod } from '../methods/registry';
 import { ParameterValue } from '../methods/types';
@@ -19,6 +20,8 @@ export interface TensorInput {
   dtype: Dtype;
   shape: number[];
   elements: number;
+  /** A LoRA adapter's update, added to this (base) tensor as it is read: scale · B·A, or its transpose. */
+  lora?: { a: TensorInput; b: TensorInput; rank: number; scale: number; transpose: boolean };
 }
 
 export type NonFinitePolicy = 'error' | 'warn';
@@ -99,15 +102,26 @@ function countNonFinite(values: Float32Array): { count: number; first: number } 
   return { count, first };
 }
 
-/** Reads one input into kernel memory as float32 (F32 straight from disk; F16/BF16 decoded). */
-function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
-  const values = arena.floats(input.elements);
+/** Reads a float tensor into `values` (F32 straight from disk; F16/BF16 decoded). */
+function readFloatInto(reader: TensorReader, buffers: BufferPool, input: TensorInput, values: Float32Array): Float32Array {
   if (input.dtype === 'F32') {
     reader.read(input, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   } else {
     const raw = reader.read(input, buffers.take(input.byteLength));
     decodeToFloat32(raw, input.dtype as FloatDtype, values);
     buffers.give(raw.buffer as ArrayBuffer);
+  }
+  return values;
+}
+
+/** Reads one input into kernel memory as float32, with its LoRA update added when it has one. */
+function loadFloat(reader: TensorReader, buffers: BufferPool, arena: WasmArena, input: TensorInput, policy: NonFinitePolicy, warnings: NonFiniteWarning[]): Float32Array {
+  const values = arena.floats(input.elements);
+  readFloatInto(reader, buffers, input, values);
+  if (input.lora) {
+    const { a, b, rank, scale, transpose } = input.lora;
+    const [aValues, bValues] = [a, b].map((m) => readFloatInto(reader, buffers, m, new Float32Array(m.elements)));
+    addLowRank(values, aValues, bValues, rank, scale, transpose, a.shape[1]);
   }
   const { count, first } = countNonFinite(values);
   applyNonFinitePolicy(input, count, first, policy, warnings);
