@@ -7,6 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BackendChoice, BACKENDS, defaultBackend } from '../engine/backend-choice';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
+import { extractLora } from '../engine/lora/extract';
 import { MERGE_METHODS } from '../engine/methods/registry';
 import { readMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
@@ -89,6 +90,15 @@ function inspectCommand(path: string, flags: { json?: boolean; hash: boolean }):
   for (const f of report.files) console.log(`file ${f.name}  ${formatBytes(f.bytes)}${f.sha256 ? `  sha256 ${f.sha256}` : ''}`);
   const width = Math.max(...report.tensors.map((t) => t.name.length), 4);
   for (const t of report.tensors) console.log(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(4)}  [${t.shape.join(', ')}]`);
+}
+
+function extractLoraCommand(base: string, finetune: string, flags: { rank: string; out: string; seed: string; overwrite?: boolean }): void {
+  const rank = Number(flags.rank);
+  const seed = Number(flags.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got "${flags.seed}"`);
+  const result = extractLora({ base, finetune, out: flags.out, rank, seed, overwrite: flags.overwrite, log: (line) => console.log(line) });
+  console.log(`wrote ${flags.out}: ${result.modules} module(s) at rank ${rank} (seed ${seed}); largest relative error ${result.worstRelativeError.toExponential(2)}`);
+  if (result.skipped.length > 0) console.log(`not matrices, so not in the adapter (${result.skipped.length}): ${result.skipped.join(', ')}`);
 }
 
 function methodsCommand(): void {
@@ -175,6 +185,16 @@ export function buildProgram(): Command {
     .option('--no-hash', 'skip the sha256 of each file')
     .action(inspectCommand);
   program.command('methods').description('list the merge methods and their parameters').action(methodsCommand);
+  program
+    .command('extract-lora')
+    .description("a LoRA adapter (PEFT) of a fine-tune's changes to its base: the best rank-R approximation of each matrix's task vector")
+    .argument('<base>', 'the base checkpoint')
+    .argument('<finetune>', 'the fine-tune')
+    .requiredOption('--rank <r>', 'rank of the adapter')
+    .requiredOption('--out <dir>', 'adapter directory to write (adapter_config.json, adapter_model.safetensors)')
+    .option('--seed <n>', 'seed of the randomized SVD (recorded in adapter_config.json)', '0')
+    .option('--overwrite', 'replace OUT if it exists')
+    .action(extractLoraCommand);
   const portOption = () => new Option('--port <n>', 'port (0: any free one)').default('4000');
   const hostOption = () => new Option('--host <host>', 'interface to listen on').default('127.0.0.1');
   const anonymousOption = () => new Option('--allow-anonymous-read', 'requests without a token may read (viewer rights); by default every request needs a token');
