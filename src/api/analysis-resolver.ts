@@ -48,17 +48,17 @@ export class AnalysisResolver {
   }
 
   @FieldResolver(() => ModelType)
-  async model(@Root() analysis: AnalysisType, @Ctx() { prisma }: ApiContext): Promise<ModelType> {
-    return prisma.model.findUniqueOrThrow({ where: { id: analysis.modelId } });
+  async model(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<ModelType> {
+    return loaders.model.load(analysis.modelId);
   }
 
   @FieldResolver(() => ModelType, { nullable: true })
-  async baseModel(@Root() analysis: AnalysisType, @Ctx() { prisma }: ApiContext): Promise<ModelType | null> {
-    return analysis.baseModelId ? prisma.model.findUnique({ where: { id: analysis.baseModelId } }) : null;
+  async baseModel(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<ModelType | null> {
+    return analysis.baseModelId ? loaders.model.load(analysis.baseModelId) : null;
   }
 
   @FieldResolver(() => TaskType)
-  async task(@Root() analysis: AnalysisType, @Ctx() { prisma }: ApiContext): Promise<TaskType> {
-    return prisma.task.findUniqueOrThrow({ where: { id: analysis.taskId } });
+  async task(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<TaskType> {
+    return loaders.task.load(analysis.taskId);
   }
 }

@@ -6,6 +6,7 @@ import { allDataRoots, DataRoot } from '../store/data-roots';
 import type { JobEventHub } from './event-hub';
 import type { Principal } from './auth';
 import type { Requester } from '../jobs/requests';
+import type { Loaders } from './loaders';
 
 export interface ApiContext {
   prisma: PrismaClient;
@@ -19,6 +20,8 @@ export interface ApiContext {
   queue?: PgBoss;
   /** How many QUEUED or RUNNING jobs one token may have at once. */
   maxActiveJobsPerToken: number;
+  /** This request's batching loaders (see loaders.ts). */
+  loaders: Loaders;
 }
 
 export function requireQueue(context: ApiContext): PgBoss {

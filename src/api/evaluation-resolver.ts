@@ -35,12 +35,12 @@ export class EvaluationResolver {
   }
 
   @FieldResolver(() => ModelType)
-  async model(@Root() run: EvaluationRunType, @Ctx() { prisma }: ApiContext): Promise<ModelType> {
-    return prisma.model.findUniqueOrThrow({ where: { id: run.modelId } });
+  async model(@Root() run: EvaluationRunType, @Ctx() { loaders }: ApiContext): Promise<ModelType> {
+    return loaders.model.load(run.modelId);
   }
 
   @FieldResolver(() => TaskType, { nullable: true, description: 'the task asked for; null: every registered task the model has a head for' })
-  async task(@Root() run: EvaluationRunType, @Ctx() { prisma }: ApiContext): Promise<TaskType | null> {
-    return run.taskId ? prisma.task.findUnique({ where: { id: run.taskId } }) : null;
+  async task(@Root() run: EvaluationRunType, @Ctx() { loaders }: ApiContext): Promise<TaskType | null> {
+    return run.taskId ? loaders.task.load(run.taskId) : null;
   }
 }

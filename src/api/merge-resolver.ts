@@ -74,7 +74,7 @@ export class MergeResolver {
   }
 
   @FieldResolver(() => ModelType, { nullable: true, description: 'the merged model, once COMPLETED' })
-  async outputModel(@Root() merge: MergeType, @Ctx() { prisma }: ApiContext): Promise<ModelType | null> {
-    return merge.outputModelId ? prisma.model.findUnique({ where: { id: merge.outputModelId } }) : null;
+  async outputModel(@Root() merge: MergeType, @Ctx() { loaders }: ApiContext): Promise<ModelType | null> {
+    return merge.outputModelId ? loaders.model.load(merge.outputModelId) : null;
   }
 }

@@ -129,20 +129,18 @@ export class ModelResolver {
   }
 
   @FieldResolver(() => [LinkType], { description: 'the models this one derives from' })
-  async parents(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<LinkType[]> {
-    const edges = await prisma.lineageEdge.findMany({ where: { childId: model.id }, include: { parent: true }, orderBy: { createdAt: 'asc' } });
-    return edges.map((e) => ({ relation: e.relation, weight: e.weight, model: e.parent }));
+  async parents(@Root() model: ModelType, @Ctx() { loaders }: ApiContext): Promise<LinkType[]> {
+    return (await loaders.parents.load(model.id)).map((e) => ({ relation: e.relation, weight: e.weight, model: e.parent }));
   }
 
   @FieldResolver(() => [LinkType], { description: 'the models derived from this one' })
-  async children(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<LinkType[]> {
-    const edges = await prisma.lineageEdge.findMany({ where: { parentId: model.id }, include: { child: true }, orderBy: { createdAt: 'asc' } });
-    return edges.map((e) => ({ relation: e.relation, weight: e.weight, model: e.child }));
+  async children(@Root() model: ModelType, @Ctx() { loaders }: ApiContext): Promise<LinkType[]> {
+    return (await loaders.children.load(model.id)).map((e) => ({ relation: e.relation, weight: e.weight, model: e.child }));
   }
 
   @FieldResolver(() => [EvaluationType])
-  async evaluations(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<EvaluationType[]> {
-    return prisma.evaluation.findMany({ where: { modelId: model.id }, include: { task: true }, orderBy: [{ taskId: 'asc' }, { split: 'asc' }] });
+  async evaluations(@Root() model: ModelType, @Ctx() { loaders }: ApiContext): Promise<EvaluationType[]> {
+    return loaders.evaluations.load(model.id);
   }
 
   @FieldResolver(() => [AnalysisType], { description: 'importance analyses of this model, newest first' })
@@ -161,8 +159,8 @@ export class ModelResolver {
   }
 
   @FieldResolver(() => CheckpointType)
-  async checkpoint(@Root() model: ModelType, @Ctx() { prisma }: ApiContext): Promise<CheckpointType> {
-    return toCheckpoint(await prisma.checkpoint.findUniqueOrThrow({ where: { id: model.checkpointId } }));
+  async checkpoint(@Root() model: ModelType, @Ctx() { loaders }: ApiContext): Promise<CheckpointType> {
+    return toCheckpoint(await loaders.checkpoint.load(model.checkpointId));
   }
 
   @FieldResolver(() => [LineageNodeType])

@@ -25,6 +25,7 @@ import { allDataRoots, DataRoot } from '../store/data-roots';
 import { listenOn, Listener } from '../store/notifications';
 import { TOKEN_REVOKED_CHANNEL } from '../store/tokens';
 import { ANONYMOUS, authenticate, Principal } from './auth';
+import { createLoaders } from './loaders';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
 import { PathRedactor } from './exposure';
@@ -102,7 +103,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const limiter = new MutationRateLimiter(settings.mutationRate);
   const { prisma } = options;
   const hidden = options.hiddenPaths ?? [];
-  const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken });
+  const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken, loaders: createLoaders(prisma) });
   // Every answer to a non-admin (each event pushed to each subscriber too) is redacted against the
   // data roots: they are read at most every ROOTS_TTL_MS, not once per answer.
   let roots: { at: number; value: Promise<DataRoot[]> } | undefined;

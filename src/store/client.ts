@@ -8,8 +8,14 @@ export function databaseUrl(): string {
   return process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
 }
 
-export function createPrisma(url = databaseUrl()): PrismaClient {
-  return new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+/** `onQuery` hears every SQL statement the client sends (the query-count tests and diagnostics use it). */
+export function createPrisma(url = databaseUrl(), options: { onQuery?: (sql: string) => void } = {}): PrismaClient {
+  const adapter = new PrismaPg({ connectionString: url });
+  const { onQuery } = options;
+  if (!onQuery) return new PrismaClient({ adapter });
+  const client = new PrismaClient({ adapter, log: [{ emit: 'event', level: 'query' }] });
+  client.$on('query', (event) => onQuery(event.query));
+  return client;
 }
 
 export type { PrismaClient };
