@@ -7,13 +7,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
+import { openCheckpoint } from '../src/engine/checkpoint/checkpoint';
 import { sha256File } from '../src/engine/checkpoint/files';
-import { decodeToFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
-import { removeTempDirs, tempDir, writeTinyModel } from './helpers/files';
+import { removeTempDirs, tempDir, writeTinyModel, readTensorValues } from './helpers/files';
 
 afterAll(removeTempDirs);
 
@@ -42,15 +41,7 @@ const V = orthonormal(COLUMNS, 3);
 const DELTA = Array.from({ length: ROWS * COLUMNS }, (_, idx) => SIGMA.reduce((s, sigma, j) => s + sigma * U[j][Math.floor(idx / COLUMNS)] * V[j][idx % COLUMNS], 0));
 const BASE_W = Array.from({ length: ROWS * COLUMNS }, (_, i) => Math.cos(i) / 2);
 
-function read(dir: string, name: string): number[] {
-  const location = openCheckpoint(dir).tensors.get(name)!;
-  const reader = new TensorReader();
-  try {
-    return Array.from(decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
-  } finally {
-    reader.close();
-  }
-}
+const read = readTensorValues;
 
 describe('extract-lora', () => {
   let root: string;

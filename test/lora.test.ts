@@ -6,14 +6,13 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { encodeFromFloat32 } from '../src/engine/checkpoint/dtype';
 import { writeSafetensorsFile } from '../src/engine/checkpoint/writer';
 import { CheckpointError, MergeInputError } from '../src/engine/errors';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
-import { removeTempDirs, tempDir, writeTinyModel } from './helpers/files';
+import { removeTempDirs, tempDir, writeTinyModel, readTensorValues } from './helpers/files';
 
 afterAll(removeTempDirs);
 
@@ -52,15 +51,7 @@ const adapterTensors = {
   'base_model.model.model.embed_tokens.lora_embedding_B': { shape: [4, 2], values: EB },
 };
 
-function read(dir: string, name: string): number[] {
-  const location = openCheckpoint(dir).tensors.get(name)!;
-  const reader = new TensorReader();
-  try {
-    return Array.from(decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
-  } finally {
-    reader.close();
-  }
-}
+const read = readTensorValues;
 
 const close = (actual: number[], expected: number[]) => {
   expect(actual).toHaveLength(expected.length);
@@ -105,14 +96,8 @@ describe('LoRA adapters', () => {
       return plan(`merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ${name}\n    parameters: {weight: 1}\n`);
     };
     const expectError = (fn: () => unknown, pattern: RegExp) => {
-      let caught: unknown;
-      try {
-        fn();
-      } catch (err) {
-        caught = err;
-      }
-      expect(caught).toBeInstanceOf(CheckpointError);
-      expect((caught as Error).message).toMatch(pattern);
+      expect(fn).toThrow(CheckpointError);
+      expect(fn).toThrow(pattern);
     };
     expectError(bad('dora', { peft_type: 'LORA', r: 2, use_dora: true }), /dora\/adapter_config\.json: use_dora: DoRA adapters are not supported/);
     expectError(bad('ia3', { peft_type: 'IA3', r: 2 }), /peft_type: is "IA3"; only LORA adapters can be merged/);

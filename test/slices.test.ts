@@ -6,14 +6,13 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32, FloatDtype } from '../src/engine/checkpoint/dtype';
+import { openCheckpoint } from '../src/engine/checkpoint/checkpoint';
 import { ConfigError, MergeInputError } from '../src/engine/errors';
 import { loadModel } from '../src/engine/families/model';
 import { readMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
-import { removeTempDirs, tempDir, TinyTensors, writeTinyModel } from './helpers/files';
+import { removeTempDirs, tempDir, TinyTensors, writeTinyModel, readTensorValues } from './helpers/files';
 import { tinyFamily } from './helpers/tiny-models';
 
 afterAll(removeTempDirs);
@@ -32,16 +31,7 @@ function llama(dir: string, offset: number, layers = 4, qWidth = 4): string {
   return writeTinyModel(dir, tensors, { model_type: 'llama', architectures: ['LlamaForCausalLM'], num_hidden_layers: layers, hidden_size: 4 });
 }
 
-function read(dir: string, name: string): number[] {
-  const location = openCheckpoint(dir).tensors.get(name);
-  if (!location) throw new Error(`${dir} has no "${name}"`);
-  const reader = new TensorReader();
-  try {
-    return Array.from(decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
-  } finally {
-    reader.close();
-  }
-}
+const read = readTensorValues;
 
 function config(root: string, text: string): string {
   const path = join(root, `merge-${Math.random().toString(36).slice(2)}.yml`);

@@ -2,7 +2,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeFromFloat32, FloatDtype } from '../../src/engine/checkpoint/dtype';
+import { openCheckpoint, TensorReader } from '../../src/engine/checkpoint/checkpoint';
+import { decodeToFloat32, encodeFromFloat32, FloatDtype } from '../../src/engine/checkpoint/dtype';
 import { writeSafetensorsFile } from '../../src/engine/checkpoint/writer';
 
 const created: string[] = [];
@@ -50,4 +51,16 @@ export function rawSafetensors(header: unknown, data: Uint8Array = new Uint8Arra
 export function writeBytes(path: string, bytes: Uint8Array): string {
   writeFileSync(path, bytes);
   return path;
+}
+
+/** A float tensor of a checkpoint (file or directory), decoded to plain numbers. */
+export function readTensorValues(path: string, name: string): number[] {
+  const location = openCheckpoint(path).tensors.get(name);
+  if (!location) throw new Error(`${path} has no tensor "${name}"`);
+  const reader = new TensorReader();
+  try {
+    return Array.from(decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
+  } finally {
+    reader.close();
+  }
 }
