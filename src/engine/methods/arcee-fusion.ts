@@ -6,7 +6,7 @@
  * reproducible there).
  */
 import { vectorsOf } from './vectors';
-import { MergeMethod } from './types';
+import { baseAndOneOther, MergeMethod } from './types';
 
 /** log-softmax of one row, in float64. */
 function logSoftmax(values: Float32Array, at: (k: number) => number, length: number): Float64Array {
@@ -29,7 +29,7 @@ export const arceeFusion: MergeMethod = {
   stochastic: false,
   globalParameters: [],
   modelParameters: [],
-  checkModels: (count) => (count === 1 ? undefined : `arcee_fusion merges exactly two models, the base_model and one other; got ${count} besides the base`),
+  checkModels: baseAndOneOther('arcee_fusion'),
   mergeTensor(input) {
     const base = input.base!;
     const other = input.models[0];

@@ -3,7 +3,7 @@
  * [0, 1]): entries where the two are nearly the same take the other model's value, entries far
  * apart keep the base's. As mergekit's `nearswap` (a difference of 0 takes the other model's value).
  */
-import { MergeMethod } from './types';
+import { baseAndOneOther, MergeMethod } from './types';
 
 export const nearswap: MergeMethod = {
   name: 'nearswap',
@@ -13,7 +13,7 @@ export const nearswap: MergeMethod = {
   stochastic: false,
   globalParameters: [{ name: 't', type: 'number', description: 'the sameness threshold (> 0): entries closer than t take the other model\'s value' }],
   modelParameters: [],
-  checkModels: (count) => (count === 1 ? undefined : `nearswap merges exactly two models, the base_model and one other; got ${count} besides the base`),
+  checkModels: baseAndOneOther('nearswap'),
   checkGlobal: (global) => ((global.t as number) > 0 ? undefined : `t must be above 0, got ${global.t}`),
   mergeTensor(input) {
     const t = input.globalParameters.t as number;

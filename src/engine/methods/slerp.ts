@@ -4,7 +4,7 @@
  * when the cosine of their angle exceeds 0.9995 in magnitude they are taken as colinear and
  * interpolated linearly instead. t = 0 gives the base, t = 1 the other model.
  */
-import { MergeMethod } from './types';
+import { baseAndOneOther, MergeMethod } from './types';
 
 const COLINEAR = 0.9995;
 const EPSILON = 1e-8;
@@ -46,7 +46,7 @@ export const slerpMethod: MergeMethod = {
   stochastic: false,
   globalParameters: [{ name: 't', type: 'number', description: 'interpolation factor: 0 is the base, 1 the other model' }],
   modelParameters: [],
-  checkModels: (count) => (count === 1 ? undefined : `slerp merges exactly two models, the base_model and one other; got ${count} besides the base`),
+  checkModels: baseAndOneOther('slerp'),
   mergeTensor(input) {
     return slerp(input.globalParameters.t as number, input.base!, input.models[0], input.models[0]);
   },

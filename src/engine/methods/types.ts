@@ -148,3 +148,7 @@ export const CONSENSUS: ParameterDef = {
   choices: ['sum', 'count'],
   description: 'TIES sign election: by the sum of weighted deltas, or by counting signs',
 };
+
+/** checkModels of the methods that merge the base_model with exactly one other model. */
+export const baseAndOneOther = (method: string) => (count: number): string | undefined =>
+  count === 1 ? undefined : `${method} merges exactly two models, the base_model and one other; got ${count} besides the base`;
