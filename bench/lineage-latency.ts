@@ -5,7 +5,7 @@
  * random deep model or the lineage graph of a random base, back to back. Reports p50/p99 latency
  * per query and the throughput.
  *
- *   npm run build && node dist/bench/lineage-latency.js [--models 10000 --trees 100 --clients 100 --requests 20000]
+ *   npm run build && node dist/bench/lineage-latency.js [--models 10000 --trees 100 --clients 100 --requests 20000 --workers 1]
  */
 import { Client } from 'pg';
 import { Random } from '../src/engine/kernels/random';
@@ -74,11 +74,13 @@ async function main(): Promise<void> {
   const trees = flag('trees', 100);
   const clients = flag('clients', 100);
   const requests = flag('requests', 20000);
+  // API processes of the server (serve --workers N).
+  const serverProcesses = flag('workers', 1);
   const random = new Random(1, 'lineage-bench');
   const { bases, all } = buildTrees(models, trees, random);
   const deep = all.filter((n) => n.depth >= 5);
   const database = await freshDatabase('apl_merge_bench');
-  const server = await startServer(database.url).catch(async (err) => {
+  const server = await startServer(database.url, 'VIEWER', ['--workers', String(serverProcesses)]).catch(async (err) => {
     await database.drop();
     throw err;
   });

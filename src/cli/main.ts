@@ -236,6 +236,7 @@ export function buildProgram(): Command {
     .addOption(portOption())
     .addOption(hostOption())
     .option('--data-roots <dirs>', 'colon-separated directories models may be registered from (default: $APL_MERGE_DATA_ROOTS or ./data)')
+    .option('--workers <n>', 'API processes sharing the port (Node cluster), e.g. one per core', '1')
     .addOption(anonymousOption())
     .addOption(originsOption())
     .action((flags: Parameters<typeof ServeModule.serveCommand>[0]) => (require('./serve') as typeof ServeModule).serveCommand(flags));
