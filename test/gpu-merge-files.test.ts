@@ -116,6 +116,22 @@ describe('merging checkpoint files on the GPU', () => {
     expectWithin(readAll(gpu.outDir), readAll(cpu.outDir), 2 ** -7);
   });
 
+  gpuIt('passthrough (times its scale) runs on the GPU and writes the same bytes as the CPU', async () => {
+    const text = `merge_method: passthrough\nmodels:\n${models('f32', 1, '{ scale: 0.5 }')}\n`;
+    const gpu = await merge(text, 'webgpu', 'passthrough-gpu');
+    const cpu = await merge(text, 'wasm', 'passthrough-cpu');
+    expect(gpu.device).toMatchObject({ gpuTensors: SPEC.length, cpuTensors: 0 });
+    expectIdentical(readAll(gpu.outDir), readAll(cpu.outDir));
+  });
+
+  gpuIt('methods of no recipe (slerp, model_stock) and LoRA inputs run on the CPU and the result says why', async () => {
+    const slerp = await merge(`merge_method: slerp\nbase_model: f32/base\nmodels:\n${models('f32', 1, '{}')}\nparameters: { t: 0.3 }\n`, 'webgpu', 'slerp-gpu');
+    expect(slerp.device).toMatchObject({ gpuTensors: 0, cpuTensors: SPEC.length });
+    expect(slerp.device.cpuReasons.join(' ')).toMatch(/slerp: no GPU kernel/);
+    const stock = await merge(`merge_method: model_stock\nbase_model: f32/base\nmodels:\n${models('f32', 2, '{}')}\n`, 'webgpu', 'stock-gpu');
+    expect(stock.device.cpuReasons.join(' ')).toMatch(/model_stock: no GPU kernel/);
+  });
+
   gpuIt('methods without GPU kernels run on the CPU and the result says why', async () => {
     const text = `merge_method: della\nbase_model: f32/base\nseed: 1\nmodels:\n${models('f32', 2, '{ weight: 0.5, density: 0.5, epsilon: 0.1 }')}\n`;
     const gpu = await merge(text, 'webgpu', 'della-gpu');

@@ -1,5 +1,6 @@
 /** Passthrough: one model's tensors, copied (times `scale`), as mergekit's `passthrough`. */
-import { MergeMethod } from './types';
+import { TaskVectorRecipe } from '../kernels/recipe';
+import { MergeMethod, RecipeInput } from './types';
 
 export const passthrough: MergeMethod = {
   name: 'passthrough',
@@ -15,5 +16,9 @@ export const passthrough: MergeMethod = {
     const out = input.models[0];
     if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] *= scale;
     return out;
+  },
+  // For the GPU: one model times its scale, over a zero base (the same float32 product).
+  recipe(input: RecipeInput): TaskVectorRecipe {
+    return { models: [{ weight: input.modelParameters[0].scale as number, drop: { kind: 'keep' } }], consensus: undefined, normalize: false, lambda: 1, withoutBase: true };
   },
 };
