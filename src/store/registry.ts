@@ -7,6 +7,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/checkpoint/checkpoint';
+import { ADAPTER_WEIGHTS, checkAdapterFits, isLoraAdapter, readLoraAdapter } from '../engine/checkpoint/lora';
 import { sha256FileAsync } from '../engine/checkpoint/files';
 import { loadTaskData } from '../engine/data/task-data';
 import { Model, Prisma, PrismaClient } from './generated/client';
@@ -27,7 +28,7 @@ function looksLike(path: string, what: RegisteredFile): boolean {
     return false;
   }
   if (stat.isFile()) return path.endsWith('.safetensors') || (what === 'checkpoint' && path.endsWith('.safetensors.index.json'));
-  return what === 'checkpoint' && stat.isDirectory() && (existsSync(join(path, SINGLE_FILE_NAME)) || existsSync(join(path, INDEX_FILE_NAME)));
+  return what === 'checkpoint' && stat.isDirectory() && (existsSync(join(path, SINGLE_FILE_NAME)) || existsSync(join(path, INDEX_FILE_NAME)) || existsSync(join(path, ADAPTER_WEIGHTS)));
 }
 
 /**
@@ -49,7 +50,7 @@ export function pathUnderRoots(path: string, roots: readonly DataRoot[], what: R
   }
   if (!locateInRoots(real, roots)) throw precise ? new RegistryError('FORBIDDEN', `path "${path}" is outside the configured data roots (${roots.map((r) => r.path).join(', ')})`) : vague();
   if (!looksLike(real, what)) {
-    throw precise ? new RegistryError('BAD_USER_INPUT', `path "${path}" is not ${what === 'checkpoint' ? 'a checkpoint (a .safetensors file, or a directory with model.safetensors or model.safetensors.index.json)' : 'task data (a .safetensors file)'}`) : vague();
+    throw precise ? new RegistryError('BAD_USER_INPUT', `path "${path}" is not ${what === 'checkpoint' ? 'a checkpoint (a .safetensors file, or a directory with model.safetensors, model.safetensors.index.json or a LoRA adapter)' : 'task data (a .safetensors file)'}`) : vague();
   }
   return real;
 }
@@ -103,12 +104,16 @@ export async function describeCheckpoint(path: string, knownHashes: ReadonlyMap<
   let report: ReturnType<typeof inspectCheckpoint>;
   let architecture = 'unknown';
   try {
-    const checkpoint = openCheckpoint(path);
-    report = inspectCheckpoint(path, { hash: false });
+    // A LoRA adapter is recorded by its weights file (its config validated first).
+    const adapter = isLoraAdapter(path) ? readLoraAdapter(path) : undefined;
+    const weights = adapter ? join(path, ADAPTER_WEIGHTS) : path;
+    if (adapter) architecture = `lora (r ${adapter.rank})`;
+    const checkpoint = openCheckpoint(weights);
+    report = inspectCheckpoint(weights, { hash: false });
     // report.files lists checkpoint.shards in order.
     for (const [i, shard] of checkpoint.shards.entries()) report.files[i].sha256 = knownHashes.get(report.files[i].name) ?? (await sha256FileAsync(shard.file));
     const configPath = resolve(checkpoint.directory, 'config.json');
-    try {
+    if (!adapter) try {
       const json = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
       architecture = String(json.apl_family ?? json.model_type ?? (Array.isArray(json.architectures) ? json.architectures[0] : 'unknown'));
     } catch {
@@ -177,7 +182,8 @@ export async function registerModel(prisma: PrismaClient, roots: readonly DataRo
   const path = pathUnderRoots(input.path, roots, 'checkpoint', by.precisePathErrors ?? true);
   const record = await describeCheckpoint(path);
   if (record.tensorCount === 0) throw new RegistryError('BAD_USER_INPUT', `${input.path}: the checkpoint holds no tensors`);
-  if (input.kind === 'FINETUNE') await checkHomologous(prisma, path, parentIds);
+  if (isLoraAdapter(path)) await checkAdapterParent(prisma, input, path, parentIds);
+  else if (input.kind === 'FINETUNE') await checkHomologous(prisma, path, parentIds);
   const relation = input.relation ?? (input.kind === 'MERGE' ? 'merge' : 'finetune');
   return uniquely(`a model named "${input.name}"`, () =>
     prisma.$transaction(async (tx) => {
@@ -186,6 +192,20 @@ export async function registerModel(prisma: PrismaClient, roots: readonly DataRo
       return model;
     }),
   );
+}
+
+/** A LoRA adapter is a FINETUNE of exactly one model, the one it adapts, and must fit it module by module. */
+async function checkAdapterParent(prisma: PrismaClient, input: RegisterModelInput, path: string, parentIds: readonly string[]): Promise<void> {
+  if (input.kind !== 'FINETUNE' || parentIds.length !== 1) {
+    throw new RegistryError('BAD_USER_INPUT', `${input.path} is a LoRA adapter: register it as a FINETUNE whose one parent is the model it adapts`);
+  }
+  const parent = await prisma.model.findUnique({ where: { id: parentIds[0] }, include: { checkpoint: true } });
+  if (!parent) return; // insertModel names the missing parent
+  try {
+    checkAdapterFits(readLoraAdapter(path), openCheckpoint(checkpointPath(parent.checkpoint.uri)));
+  } catch (err) {
+    throw new RegistryError('BAD_USER_INPUT', `not an adapter of "${parent.name}": ${(err as Error).message}`);
+  }
 }
 
 /**
