@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ApiServer } from '../src/api/server';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
+import { loadImportance } from '../src/engine/apl/artifact';
 import { buildVisionZoo, ZooManifest } from '../src/engine/zoo/vision';
 import { QUEUE_NAMES } from '../src/jobs/queue';
 import { PrismaClient } from '../src/store/client';
@@ -168,6 +169,26 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);
   expect(existsSync(analysis.artifactUri.replace('file://', '').replace(/\.safetensors$/, '.json'))).toBe(true);
   expect(analysis.summary).toBeTruthy();
+  // Typed, for a dashboard: per layer and as a histogram, from the artifact, checked here against the artifact read directly.
+  const typed = await gql<{ analysis: { layers: Array<{ layer: string; partitions: number; mean: number; min: number; max: number; top: Array<{ partition: string; value: number }> }>; histogram: Array<{ lower: number; upper: number; count: number }> } }>(
+    'query($id: ID!) { analysis(id: $id) { layers(score: LOSS_INCREASE, top: 2) { layer partitions mean min max top { partition value } } histogram(bins: 4) { lower upper count } } }',
+    { id: analysis.id },
+  );
+  expect(typed.errors).toBeUndefined();
+  const artifact = loadImportance(analysis.artifactUri.replace('file://', ''));
+  const scores = Array.from(artifact.scores.loss_increase!);
+  const names = JSON.parse(artifact.metadata.partition_names) as string[];
+  const { layers, histogram } = typed.data!.analysis;
+  expect(layers.map((l) => l.layer)).toEqual(names);
+  layers.forEach((l, i) => expect(l).toMatchObject({ partitions: 1, mean: scores[i], min: scores[i], max: scores[i], top: [{ partition: names[i], value: scores[i] }] }));
+  expect(histogram).toHaveLength(4);
+  expect(histogram.reduce((n, b) => n + b.count, 0)).toBe(scores.length);
+  expect(histogram[0].lower).toBe(Math.min(...scores));
+  expect(histogram[3].upper).toBe(Math.max(...scores));
+  for (const b of histogram) expect(b.count).toBe(scores.filter((v) => v >= b.lower && (b === histogram[3] ? v <= b.upper : v < b.upper)).length);
+  const missing = await gql('query($id: ID!) { analysis(id: $id) { histogram(score: GRADIENT_SIGNED) { count } } }', { id: analysis.id });
+  if (!artifact.scores.gradient_signed) expect(missing.errors![0].extensions.code).toBe('BAD_USER_INPUT');
+  expect((await gql('query($id: ID!) { analysis(id: $id) { histogram(bins: 0) { count } } }', { id: analysis.id })).errors![0].extensions.code).toBe('BAD_USER_INPUT');
   await waitFor(() => statuses.some((e) => e.jobId === analysis.id && e.status === 'COMPLETED'), 'the analysis to complete on modelJobs');
   await modelJobs.close();
   expect(statuses.every((e) => e.phase === 'status')).toBe(true);

@@ -6,7 +6,10 @@ import { JobStatus } from '../store/generated/enums';
 import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
-import { AnalysisType, ModelType, TaskType } from './types';
+import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType } from './types';
+import { loadImportance } from '../engine/apl/artifact';
+import { histogram, layerImportance, partitionNames, scoresOf } from '../engine/apl/statistics';
+import { checkpointPath } from '../store/registry';
 
 @InputType()
 class StartAnalysisInput {
@@ -22,6 +25,26 @@ export const toAnalysis = (row: { summary: unknown; result: unknown } & Omit<Ana
   summary: (row.summary as Record<string, unknown> | null) ?? null,
   result: (row.result as Record<string, unknown> | null) ?? null,
 });
+
+/** The scores (and partition names) of a completed analysis's artifact; null before it completes. */
+function artifactScores(analysis: AnalysisType, score: ImportanceScore): { names: string[]; values: Float64Array } | null {
+  if (analysis.status !== 'COMPLETED' || !analysis.artifactUri) return null;
+  const path = checkpointPath(analysis.artifactUri);
+  let artifact: ReturnType<typeof loadImportance>;
+  try {
+    artifact = loadImportance(path);
+  } catch (err) {
+    throw new GraphQLError(`the analysis's artifact cannot be read: ${(err as Error).message}`, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  }
+  if (!artifact.scores[score]) {
+    throw new GraphQLError(`score: analysis ${analysis.id} (${analysis.estimator}) has no ${score} scores; it has ${Object.keys(artifact.scores).join(', ')}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'score' } });
+  }
+  try {
+    return { names: partitionNames(artifact, path), values: scoresOf(artifact, score, path) };
+  } catch (err) {
+    throw new GraphQLError(`the analysis's artifact cannot be read: ${(err as Error).message}`, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  }
+}
 
 @Resolver(() => AnalysisType)
 export class AnalysisResolver {
@@ -55,6 +78,20 @@ export class AnalysisResolver {
   @FieldResolver(() => ModelType, { nullable: true })
   async baseModel(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<ModelType | null> {
     return analysis.baseModelId ? loaders.model.load(analysis.baseModelId) : null;
+  }
+
+  @FieldResolver(() => [LayerImportanceType], { nullable: true, description: 'per layer: mean, spread, min, max and top partitions of a score (null until COMPLETED)' })
+  async layers(@Root() analysis: AnalysisType, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('top', () => Int, { defaultValue: 5, description: '0 to 50' }) top: number): Promise<LayerImportanceType[] | null> {
+    if (!Number.isInteger(top) || top < 0 || top > 50) throw new GraphQLError(`top must be from 0 to 50, got ${top}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'top' } });
+    const scores = artifactScores(analysis, score);
+    return scores && layerImportance(scores.names, scores.values, top);
+  }
+
+  @FieldResolver(() => [HistogramBinType], { nullable: true, description: 'the partitions\' scores in equal-width bins from the smallest to the largest (null until COMPLETED)' })
+  async histogram(@Root() analysis: AnalysisType, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('bins', () => Int, { defaultValue: 20, description: '1 to 1000' }) bins: number): Promise<HistogramBinType[] | null> {
+    if (!Number.isInteger(bins) || bins < 1 || bins > 1000) throw new GraphQLError(`bins must be from 1 to 1000, got ${bins}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'bins' } });
+    const scores = artifactScores(analysis, score);
+    return scores && histogram(scores.values, bins);
   }
 
   @FieldResolver(() => TaskType)

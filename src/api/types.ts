@@ -169,3 +169,35 @@ export class EvaluationRunType {
   modelId: string;
   taskId: string | null;
 }
+
+@ObjectType({ description: "A partition and its score" })
+export class PartitionScoreType {
+  @Field() partition: string;
+  @Field(() => Float) value: number;
+}
+
+@ObjectType({ description: "One layer's (tensor group's) partitions: statistics of one importance score, for a heat map" })
+export class LayerImportanceType {
+  @Field() layer: string;
+  @Field(() => Int) partitions: number;
+  @Field(() => Float) mean: number;
+  @Field(() => Float, { description: 'standard deviation' }) spread: number;
+  @Field(() => Float) min: number;
+  @Field(() => Float) max: number;
+  @Field(() => [PartitionScoreType], { description: 'the highest-scoring partitions, highest first' }) top: PartitionScoreType[];
+}
+
+@ObjectType({ description: 'A histogram bin of partition scores: [lower, upper), the last one closed' })
+export class HistogramBinType {
+  @Field(() => Float) lower: number;
+  @Field(() => Float) upper: number;
+  @Field(() => Int) count: number;
+}
+
+export enum ImportanceScore {
+  LOSS_INCREASE = 'loss_increase',
+  KL = 'kl',
+  GRADIENT_SIGNED = 'gradient_signed',
+  GRADIENT_ABSOLUTE = 'gradient_absolute',
+}
+registerEnumType(ImportanceScore, { name: 'ImportanceScore', description: 'loss increase and KL (exact intervention), or the gradient approximation (signed, absolute)' });
