@@ -12,7 +12,8 @@ import { toAnalysis } from './analysis-resolver';
 import { ApiContext, dataRoots, requireQueue } from './context';
 import { toMerge } from './merge-resolver';
 import { withErrorCodes } from './errors';
-import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
+import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LeaderboardRowType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
+import { leaderboard } from '../store/leaderboard';
 
 @InputType()
 class ModelFilterInput {
@@ -83,6 +84,14 @@ export class ModelResolver {
       throw new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
     });
     return { nodes: graph.nodes.map((n) => ({ ...n, kind: n.kind as ModelKind })), edges: graph.edges };
+  }
+
+  @Query(() => [LeaderboardRowType], { description: "every model below a base (and the base) with its scores on a split beside the best fine-tune's, ranked by mean normalised score" })
+  async leaderboard(@Ctx() { prisma, loaders }: ApiContext, @Arg('baseId', () => ID) baseId: string, @Arg('split', { defaultValue: 'test' }) split: string): Promise<LeaderboardRowType[]> {
+    return withErrorCodes(async () => {
+      const rows = await leaderboard(prisma, baseId, split);
+      return Promise.all(rows.map(async (row) => ({ ...row, model: await loaders.model.load(row.modelId), scores: await Promise.all(row.scores.map(async (s) => ({ ...s, task: await loaders.task.load(s.taskId) }))) })));
+    });
   }
 
   @Authorized('ADMIN')

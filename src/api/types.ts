@@ -201,3 +201,21 @@ export enum ImportanceScore {
   GRADIENT_ABSOLUTE = 'gradient_absolute',
 }
 registerEnumType(ImportanceScore, { name: 'ImportanceScore', description: 'loss increase and KL (exact intervention), or the gradient approximation (signed, absolute)' });
+
+@ObjectType({ description: "A model's score on a task beside the best fine-tune's (normalised accuracy)" })
+export class LeaderboardScoreType {
+  @Field(() => TaskType) task: TaskType;
+  @Field(() => Float) value: number;
+  @Field(() => Float, { nullable: true, description: "the best FINETUNE's score on this task and split" }) bestFineTune: number | null;
+  @Field(() => Float, { nullable: true, description: 'value / bestFineTune' }) normalized: number | null;
+  taskId: string;
+}
+
+@ObjectType({ description: 'A row of a base\'s leaderboard' })
+export class LeaderboardRowType {
+  @Field(() => ModelType) model: ModelType;
+  @Field(() => [LeaderboardScoreType]) scores: LeaderboardScoreType[];
+  @Field(() => Float) average: number;
+  @Field(() => Float, { nullable: true, description: 'mean of the normalised scores' }) normalizedAverage: number | null;
+  modelId: string;
+}
