@@ -87,7 +87,26 @@ dtype: float32
     for (const name of openCheckpoint(plain).names) expect(read(sliced, name)).toEqual(read(plain, name));
   });
 
+  it("takes a slice's own parameters over the top-level ones (slerp t per slice)", async () => {
+    const sliced = join(root, 'slerp-per-slice');
+    const yaml = `merge_method: slerp
+base_model: a
+parameters: {t: 0.2}
+slices:
+  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 2]}]
+  - sources: [{model: a, layer_range: [2, 4]}, {model: b, layer_range: [2, 4]}]
+    parameters: {t: 0.8}
+`;
+    await runMerge(planMerge(readMergeConfig(config(root, yaml))), sliced, { threads: 0 });
+    for (const t of [0.2, 0.8]) {
+      const plain = join(root, `slerp-t${t}`);
+      await runMerge(planMerge(readMergeConfig(config(root, `merge_method: slerp\nbase_model: a\nmodels: [{model: b}]\nparameters: {t: ${t}}\n`))), plain, { threads: 0 });
+      for (const layer of t === 0.2 ? [0, 1] : [2, 3]) expect(read(sliced, `model.layers.${layer}.self_attn.q_proj.weight`)).toEqual(read(plain, `model.layers.${layer}.self_attn.q_proj.weight`));
+    }
+  });
+
   it.each([
+    ['a per-model parameter on a slice', 'merge_method: linear\nslices: [{sources: [{model: a, layer_range: [0, 1]}], parameters: {weight: 1}}]\n', 'slices[0].parameters.weight', /is a per-model parameter of linear; set it on the slice's sources/],
     ['models and slices together', 'merge_method: passthrough\nmodels: [{model: a}]\nslices: [{sources: [{model: a, layer_range: [0, 1]}]}]\n', 'slices', /cannot be given with models/],
     ['an empty layer range', 'merge_method: passthrough\nslices: [{sources: [{model: a, layer_range: [2, 2]}]}]\n', 'slices[0].sources[0].layer_range', /is empty/],
     ['a layer range that is not a pair', 'merge_method: passthrough\nslices: [{sources: [{model: a, layer_range: [1]}]}]\n', 'slices[0].sources[0].layer_range', /two non-negative integers/],

@@ -35,6 +35,8 @@ export interface SliceSource extends ModelEntry {
 /** A slice: output layers taken from the same range of each of its sources, merged by the method. */
 export interface SliceEntry {
   sources: SliceSource[];
+  /** The slice's own global parameters, over the top-level ones for its tensors. */
+  parameters: Record<string, RawParameter>;
 }
 
 export interface MergeConfig {
@@ -61,7 +63,7 @@ export interface MergeConfig {
 export const DEFAULT_SEED = 0;
 
 const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'slices', 'parameters', 'dtype', 'out_dtype', 'seed'];
-const SLICE_KEYS = ['sources'];
+const SLICE_KEYS = ['sources', 'parameters'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 const MODEL_KEYS = ['model', 'parameters'];
 
@@ -136,7 +138,11 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
   let models: ModelEntry[];
   if (root.slices !== undefined) {
     if (root.models !== undefined) fail('slices', 'cannot be given with models: (a frankenmerge lists its models in the slices)');
-    slices = parseSlices(root.slices, method, baseModel, (entry, field) => modelEntry(entry, field, SOURCE_KEYS), fail);
+    slices = parseSlices(root.slices, method, baseModel, (entry, field) => modelEntry(entry, field, SOURCE_KEYS), (raw, field) => {
+      const parameters = parseParameters(raw, field, allParameters, fail, baseDirectory);
+      for (const name of Object.keys(parameters)) if (modelParameterNames.has(name)) fail(`${field}.${name}`, `is a per-model parameter of ${method.name}; set it on the slice's sources`);
+      return parameters;
+    }, fail);
     // The models merged: every source that is not the base, once, in the order first listed.
     models = [];
     for (const source of slices.flatMap((slice) => slice.sources)) {
@@ -189,6 +195,7 @@ function parseSlices(
   method: MergeMethod,
   baseModel: string | undefined,
   sourceEntry: (entry: unknown, field: string) => ModelEntry & { record: Record<string, unknown> },
+  sliceParameters: (raw: unknown, field: string) => Record<string, RawParameter>,
   fail: (field: string, reason: string) => never,
 ): SliceEntry[] {
   if (method.prepare) fail('slices', `merge_method ${method.name} prepares from whole models and cannot merge slices`);
@@ -219,7 +226,7 @@ function parseSlices(
     const others = sources.filter((source) => !(method.needsBase || method.separateBase) || source.model !== baseModel).length;
     const problem = method.checkModels?.(others);
     if (problem) fail(`${field}.sources`, problem);
-    return { sources };
+    return { sources, parameters: sliceParameters((slice as Record<string, unknown>).parameters, `${field}.parameters`) };
   });
 }
 

@@ -77,7 +77,8 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   let outputBytes = 0;
 
   /** One output tensor from the same-named tensor (`nameIn(source)`) of each source of a slice. */
-  const addJob = (outName: string, sources: readonly SliceSource[], nameIn: (source: SliceSource) => string, position: number, field: (j: number) => string) => {
+  const addJob = (outName: string, slice: SliceEntry, nameIn: (source: SliceSource) => string, position: number, field: (j: number) => string) => {
+    const sources = slice.sources;
     const locations: TensorLocation[] = sources.map((source, j) => {
       const location = open(source.model).tensors.get(nameIn(source));
       if (!location) throw new MergeInputError(`${field(j)}: ${source.model} has no tensor "${nameIn(source)}"`);
@@ -100,7 +101,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
     }
     const baseIndex = baseSeparate ? sources.findIndex((source) => source.model === config.baseModel) : -1;
     const merged = sources.map((source, j) => ({ source, location: locations[j] })).filter((_, j) => j !== baseIndex);
-    const { global, perModel } = resolveParameters({ ...config, models: merged.map(({ source }) => source) }, outName, position);
+    const { global, perModel } = resolveParameters({ ...config, parameters: { ...config.parameters, ...slice.parameters }, models: merged.map(({ source }) => source) }, outName, position);
     jobs.push({
       name: outName,
       shape: reference.shape,
@@ -116,8 +117,8 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
     });
   };
 
-  const first = slices[0].sources;
-  const referencePath = first[0].model;
+  const first = slices[0];
+  const referencePath = first.sources[0].model;
   const others = layout(referencePath).others;
   // Tensors before the first layer (embeddings) go first, those after (norm, heads) last, as in the input.
   const firstLayered = open(referencePath).names.findIndex((name) => LAYERED.test(name));
@@ -142,7 +143,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
       const shapes = new Map<string, readonly number[]>();
       for (const { head, tail } of layout(referenceOf(slice)).layers.get(sourceLayer)!) {
         const outName = `${head}${k}${tail}`;
-        addJob(outName, slice.sources, (source) => `${head}${source.layers[0] + offset}${tail}`, position, (j) => `slices[${s}].sources[${j}]`);
+        addJob(outName, slice, (source) => `${head}${source.layers[0] + offset}${tail}`, position, (j) => `slices[${s}].sources[${j}]`);
         shapes.set(tail, specs[specs.length - 1].shape);
       }
       outputLayers.push({ slice: s, weightShapes: shapes });
