@@ -7,8 +7,9 @@ import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType } from './types';
-import { loadImportance } from '../engine/apl/artifact';
-import { histogram, layerImportance, partitionNames, scoresOf } from '../engine/apl/statistics';
+import { ImportanceArtifact } from '../engine/apl/artifact';
+import type { Loaders } from './loaders';
+import { histogram, layerImportance, partitionNames } from '../engine/apl/statistics';
 import { checkpointPath } from '../store/registry';
 
 @InputType()
@@ -27,23 +28,22 @@ export const toAnalysis = (row: { summary: unknown; result: unknown } & Omit<Ana
 });
 
 /** The scores (and partition names) of a completed analysis's artifact; null before it completes. */
-function artifactScores(analysis: AnalysisType, score: ImportanceScore): { names: string[]; values: Float64Array } | null {
+async function artifactScores(analysis: AnalysisType, score: ImportanceScore, loaders: Loaders): Promise<{ names: string[]; values: Float64Array } | null> {
   if (analysis.status !== 'COMPLETED' || !analysis.artifactUri) return null;
   const path = checkpointPath(analysis.artifactUri);
-  let artifact: ReturnType<typeof loadImportance>;
+  let artifact: ImportanceArtifact;
+  let names: string[];
   try {
-    artifact = loadImportance(path);
+    artifact = await loaders.artifact.load(path);
+    names = partitionNames(artifact, path);
   } catch (err) {
     throw new GraphQLError(`the analysis's artifact cannot be read: ${(err as Error).message}`, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   }
-  if (!artifact.scores[score]) {
+  const values = artifact.scores[score];
+  if (!values) {
     throw new GraphQLError(`score: analysis ${analysis.id} (${analysis.estimator}) has no ${score} scores; it has ${Object.keys(artifact.scores).join(', ')}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'score' } });
   }
-  try {
-    return { names: partitionNames(artifact, path), values: scoresOf(artifact, score, path) };
-  } catch (err) {
-    throw new GraphQLError(`the analysis's artifact cannot be read: ${(err as Error).message}`, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
-  }
+  return { names, values };
 }
 
 @Resolver(() => AnalysisType)
@@ -81,16 +81,16 @@ export class AnalysisResolver {
   }
 
   @FieldResolver(() => [LayerImportanceType], { nullable: true, description: 'per layer: mean, spread, min, max and top partitions of a score (null until COMPLETED)' })
-  async layers(@Root() analysis: AnalysisType, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('top', () => Int, { defaultValue: 5, description: '0 to 50' }) top: number): Promise<LayerImportanceType[] | null> {
+  async layers(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('top', () => Int, { defaultValue: 5, description: '0 to 50' }) top: number): Promise<LayerImportanceType[] | null> {
     if (!Number.isInteger(top) || top < 0 || top > 50) throw new GraphQLError(`top must be from 0 to 50, got ${top}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'top' } });
-    const scores = artifactScores(analysis, score);
+    const scores = await artifactScores(analysis, score, loaders);
     return scores && layerImportance(scores.names, scores.values, top);
   }
 
   @FieldResolver(() => [HistogramBinType], { nullable: true, description: 'the partitions\' scores in equal-width bins from the smallest to the largest (null until COMPLETED)' })
-  async histogram(@Root() analysis: AnalysisType, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('bins', () => Int, { defaultValue: 20, description: '1 to 1000' }) bins: number): Promise<HistogramBinType[] | null> {
+  async histogram(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext, @Arg('score', () => ImportanceScore, { defaultValue: ImportanceScore.LOSS_INCREASE }) score: ImportanceScore, @Arg('bins', () => Int, { defaultValue: 20, description: '1 to 1000' }) bins: number): Promise<HistogramBinType[] | null> {
     if (!Number.isInteger(bins) || bins < 1 || bins > 1000) throw new GraphQLError(`bins must be from 1 to 1000, got ${bins}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'bins' } });
-    const scores = artifactScores(analysis, score);
+    const scores = await artifactScores(analysis, score, loaders);
     return scores && histogram(scores.values, bins);
   }
 

@@ -5,6 +5,7 @@
  * nothing is cached across requests or users.
  */
 import DataLoader from 'dataloader';
+import { ImportanceArtifact, loadImportance } from '../engine/apl/artifact';
 import { PrismaClient } from '../store/client';
 import { Checkpoint, Evaluation, LineageEdge, Model, Task } from '../store/generated/client';
 
@@ -33,6 +34,16 @@ export function createLoaders(prisma: PrismaClient) {
     ),
     parents: new DataLoader<string, Array<EdgeWith<'parent'>>>(async (childIds) =>
       grouped(childIds, await prisma.lineageEdge.findMany({ where: { childId: { in: [...childIds] } }, include: { parent: true }, orderBy: { createdAt: 'asc' } }), (e) => e.childId),
+    ),
+    /** An analysis's importance artifact by path: read once however many of its fields are asked for. */
+    artifact: new DataLoader<string, ImportanceArtifact>(async (paths) =>
+      paths.map((path) => {
+        try {
+          return loadImportance(path);
+        } catch (err) {
+          return err as Error;
+        }
+      }),
     ),
     children: new DataLoader<string, Array<EdgeWith<'child'>>>(async (parentIds) =>
       grouped(parentIds, await prisma.lineageEdge.findMany({ where: { parentId: { in: [...parentIds] } }, include: { child: true }, orderBy: { createdAt: 'asc' } }), (e) => e.parentId),

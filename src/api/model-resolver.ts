@@ -99,7 +99,7 @@ export class ModelResolver {
   async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
     return withErrorCodes(async () => {
       const queue = input.evaluate ? requireQueue(context) : context.queue;
-      return (await registerAndEvaluate(context.prisma, queue, await dataRoots(context), input, { createdBy: context.viewer.name })).model;
+      return registerAndEvaluate(context.prisma, queue, await dataRoots(context), input, { createdBy: context.viewer.name });
     });
   }
 

@@ -33,7 +33,7 @@ export async function registerDemo(prisma: PrismaClient, queue: PgBoss, demoDire
   for (const entry of manifest.finetunes) {
     // The task first: the fine-tune is queued for evaluation on it when registered.
     const task = await registerTask(prisma, roots, { name: entry.task, path: join(zooDirectory, entry.data) }, by);
-    const { model: finetune } = await registerAndEvaluate(prisma, queue, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] }, by);
+    const finetune = await registerAndEvaluate(prisma, queue, roots, { name: `demo-${entry.task}`, kind: 'FINETUNE', path: join(zooDirectory, entry.model), parentIds: [base.id] }, by);
     models.push({ modelId: finetune.id, probeTaskId: task.id, parameters: { weight: 1, density: 0.5 } });
   }
   const merge = await requestMerge(prisma, queue, { name: 'demo-apl', method: 'apl', baseModelId: base.id, models, parameters: { level: 'row', estimator: 'gradient' }, seed: DEMO_SEED }, { name: 'apl-merge start' });

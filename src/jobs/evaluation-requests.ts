@@ -38,7 +38,7 @@ async function tasksToScore(prisma: Pick<PrismaClient, 'task'>, model: { name: s
   }
   const found = await scorableTasks(prisma, directory, taskId);
   if ('reason' in found) throw new RegistryError(found.missing ? 'NOT_FOUND' : 'BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${found.reason}`);
-  return found.tasks;
+  return found.tasks.map(({ task }) => task);
 }
 
 /** Validates and queues an evaluation; refused while one of the same model and task is queued or running. */
@@ -67,8 +67,7 @@ export async function registerAndEvaluate(prisma: PrismaClient, boss: PgBoss | u
   const wanted = input.evaluate ?? input.kind === 'FINETUNE';
   const { evaluate: _evaluate, ...registration } = input;
   void _evaluate;
-  const evaluations: string[] = [];
-  const model = await registerModel(prisma, roots, registration, by, async (tx, created) => {
+  return registerModel(prisma, roots, registration, by, async (tx, created) => {
     if (!wanted || !boss) return;
     const row = await tx.model.findUniqueOrThrow({ where: { id: created.id }, include: { checkpoint: true } });
     let tasks: Awaited<ReturnType<typeof tasksToScore>>;
@@ -78,8 +77,6 @@ export async function registerAndEvaluate(prisma: PrismaClient, boss: PgBoss | u
       if (input.evaluate === true) throw err;
       return;
     }
-    const run = await queueEvaluation(tx, boss, row, tasks.map((t) => t.name).join(', '), undefined, { name: by.createdBy ?? null });
-    evaluations.push(run.id);
+    await queueEvaluation(tx, boss, row, tasks.map((t) => t.name).join(', '), undefined, { name: by.createdBy ?? null });
   });
-  return { model, evaluationRunId: evaluations[0] ?? null };
 }

@@ -24,23 +24,35 @@ export interface Score {
 
 type TaskRow = { id: string; name: string; classes: number; dataUri: string };
 
+/** A task the model can be scored on, with its data (read once, checked, then scored). */
+export interface ScorableTask {
+  task: TaskRow;
+  data: TaskData;
+}
+
 /**
- * Why `task`'s data cannot be fed to the model (unreadable, or examples of another shape or type
- * than its inputs), or undefined when every one of `splits` it has can. Read at request time, so a
+ * The task's data when every one of `splits` it has can be fed to the model, or why not
+ * (unreadable, or examples of another shape or type than its inputs). Read at request time, so a
  * job that would fail in the worker is refused instead.
  */
-export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; config: FamilyConfig }, task: TaskRow, splits: readonly string[]): string | undefined {
+function readFitting(found: { family: ModelFamily<FamilyConfig>; config: FamilyConfig }, task: TaskRow, splits: readonly string[]): { data: TaskData } | { problem: string } {
   let data: TaskData;
   try {
     data = loadTaskData(checkpointPath(task.dataUri));
   } catch (err) {
-    return `the data of task "${task.name}" cannot be read: ${(err as Error).message}`;
+    return { problem: `the data of task "${task.name}" cannot be read: ${(err as Error).message}` };
   }
   for (const split of splits.filter((s) => data.splits.has(s))) {
     const problem = found.family.inputsProblem(found.config, getSplit(data, split), `task "${task.name}" (${split} split)`);
-    if (problem) return problem;
+    if (problem) return { problem };
   }
-  return undefined;
+  return { data };
+}
+
+/** Why `task`'s data cannot be fed to the model on `splits`, or undefined when it can. */
+export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; config: FamilyConfig }, task: TaskRow, splits: readonly string[]): string | undefined {
+  const read = readFitting(found, task, splits);
+  return 'problem' in read ? read.problem : undefined;
 }
 
 /**
@@ -48,7 +60,7 @@ export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; confi
  * given), or why there are none: a family the engine cannot run, no head for the task, a head of
  * another size than the task's classes.
  */
-export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: TaskRow[] } | { reason: string; missing?: true }> {
+export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: ScorableTask[] } | { reason: string; missing?: true }> {
   const found = modelFamilyOf(directory);
   if ('unknown' in found) return { reason: found.unknown };
   const heads = found.config.tasks as Record<string, number>;
@@ -58,26 +70,26 @@ export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, director
     if (!task) return { reason: `task ${taskId} does not exist`, missing: true };
     if (!(task.name in heads)) return { reason: `it has no head for task "${task.name}" (heads: ${names.join(', ') || 'none'})` };
     if (heads[task.name] !== task.classes) return { reason: `its head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}` };
-    const mismatch = inputsMismatch(found, task, SCORED_SPLITS);
-    return mismatch ? { reason: mismatch } : { tasks: [task] };
+    const read = readFitting(found, task, SCORED_SPLITS);
+    return 'problem' in read ? { reason: read.problem } : { tasks: [{ task, data: read.data }] };
   }
   const registered = await prisma.task.findMany({ where: { name: { in: names } }, orderBy: { name: 'asc' } });
   const sized = registered.filter((t) => heads[t.name] === t.classes);
-  const mismatches = sized.map((t) => inputsMismatch(found, t, SCORED_SPLITS));
-  const tasks = sized.filter((_, i) => mismatches[i] === undefined);
-  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})${sized.length > 0 ? `: ${mismatches.join('; ')}` : ''}` };
+  const reads = sized.map((task) => ({ task, read: readFitting(found, task, SCORED_SPLITS) }));
+  const tasks = reads.flatMap(({ task, read }) => ('data' in read ? [{ task, data: read.data }] : []));
+  const problems = reads.flatMap(({ read }) => ('problem' in read ? [read.problem] : []));
+  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})${problems.length > 0 ? `: ${problems.join('; ')}` : ''}` };
   return { tasks };
 }
 
 /** Accuracy of the model in `directory` on the test and OOD splits of each task, as progress of phase "evaluate". */
-export async function scoreOnTasks(directory: string, tasks: readonly TaskRow[], onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
+export async function scoreOnTasks(directory: string, tasks: readonly ScorableTask[], onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
   const model = loadModel(directory);
   const tracker = new ProgressTracker('evaluate', tasks.length, onProgress);
-  tracker.report(0, `scoring on ${tasks.map((t) => t.name).join(', ')}`);
+  tracker.report(0, `scoring on ${tasks.map(({ task }) => task.name).join(', ')}`);
   const scores: Score[] = [];
-  for (const [i, task] of tasks.entries()) {
+  for (const [i, { task, data }] of tasks.entries()) {
     await yieldThenCheckAbort(signal);
-    const data = loadTaskData(checkpointPath(task.dataUri));
     for (const split of SCORED_SPLITS.filter((s) => data.splits.has(s))) {
       scores.push({ taskId: task.id, task: task.name, split, value: (await evaluate(model, task.name, getSplit(data, split))).accuracy });
     }

@@ -4,7 +4,7 @@
  * partitions' scores in equal-width bins between the smallest and the largest.
  */
 import { CheckpointError } from '../errors';
-import { ImportanceArtifact, ScoreName } from './artifact';
+import { ImportanceArtifact } from './artifact';
 
 export interface PartitionScore {
   partition: string;
@@ -39,12 +39,6 @@ export function partitionNames(artifact: ImportanceArtifact, path: string): stri
     throw new CheckpointError(path, `__metadata__ partition_names does not list the ${artifact.sizes.length} partitions`);
   }
   return names as string[];
-}
-
-export function scoresOf(artifact: ImportanceArtifact, score: ScoreName, path: string): Float64Array {
-  const values = artifact.scores[score];
-  if (!values) throw new CheckpointError(path, `has no "${score}" scores (it has: ${Object.keys(artifact.scores).join(', ')})`);
-  return values;
 }
 
 /** Per layer, in the order the layers first appear: statistics of its partitions' scores. */
