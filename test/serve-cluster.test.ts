@@ -23,6 +23,8 @@ const alive = (pid: number) => {
   }
 };
 
+let stragglers = () => undefined as void;
+
 it('serves from N processes on one port, replaces one that is killed, and stops them all', async () => {
   const database = await createTestDatabase();
   try {
@@ -31,6 +33,8 @@ it('serves from N processes on one port, replaces one that is killed, and stops 
     const token = await testToken(prisma, 'VIEWER');
     await prisma.$disconnect();
     const child = spawn(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'serve', '--workers', '2', '--port', '0', '--data-roots', tempDir()], { env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url } });
+    // Whatever happens below, no process of this test outlives it.
+    stragglers = () => [child.pid, ...pids()].forEach((pid) => pid && alive(pid) && process.kill(pid, 'SIGKILL'));
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -54,6 +58,7 @@ it('serves from N processes on one port, replaces one that is killed, and stops 
     expect(await exit).toBe(0);
     expect([second, replacement].filter(alive)).toEqual([]);
   } finally {
+    stragglers();
     await database.drop();
   }
 });

@@ -104,7 +104,15 @@ async function servePrimary(workers: number): Promise<void> {
   stopping = true;
   const all = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
   await Promise.all(all.map((worker) => new Promise<void>((done) => {
-    worker.once('exit', () => done());
+    // One that has not stopped within 30 s (its database gone, a request stuck) is killed, not waited for.
+    const overdue = setTimeout(() => {
+      console.log(`api process ${worker.process.pid} did not stop within 30 s of SIGTERM; killing it`);
+      worker.process.kill('SIGKILL');
+    }, 30_000);
+    worker.once('exit', () => {
+      clearTimeout(overdue);
+      done();
+    });
     worker.kill('SIGTERM');
   })));
 }
