@@ -12,6 +12,7 @@ import { FloatDtype, parseConfigDtype } from '../checkpoint/dtype';
 import { ConfigError } from '../errors';
 import { getMergeMethod } from '../methods/registry';
 import { MergeMethod, ParameterDef, ParameterValue } from '../methods/types';
+import { TokenEmbedding, TokenEmbeddingSource, TokenizerSettings, TokenizerSource } from '../vocabulary/merge-vocabulary';
 
 export type Gradient = number[];
 export type Condition = { filter: string | undefined; value: ParameterValue | Gradient };
@@ -58,11 +59,17 @@ export interface MergeConfig {
   seedGiven: boolean;
   /** The YAML text as given. */
   text: string;
+  /** mergekit's `tokenizer_source` / `tokenizer:`: the output vocabulary, and embeddings laid out for it. */
+  tokenizer?: TokenizerSettings;
+  /** mergekit's `embed_slerp: true` (with `t`): embeddings are SLERPed between the base and the other model. */
+  embedSlerp?: RawParameter;
 }
 
 export const DEFAULT_SEED = 0;
 
-const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'slices', 'parameters', 'dtype', 'out_dtype', 'seed'];
+const TOP_LEVEL_KEYS = ['merge_method', 'base_model', 'models', 'slices', 'parameters', 'dtype', 'out_dtype', 'seed', 'tokenizer_source', 'tokenizer'];
+const TOKENIZER_KEYS = ['source', 'tokens', 'pad_to_multiple_of'];
+const TOKEN_KEYS = ['source', 'force'];
 const SLICE_KEYS = ['sources', 'parameters'];
 const SOURCE_KEYS = ['model', 'layer_range', 'parameters'];
 const MODEL_KEYS = ['model', 'parameters'];
@@ -166,7 +173,11 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     const countProblem = method.checkModels?.(models.length);
     if (countProblem) fail('models', countProblem);
   }
-  const parameters = parseParameters(root.parameters, 'parameters', allParameters, fail, baseDirectory);
+  const { embedSlerp, rest: topParameters } = parseEmbedSlerp(root.parameters, method, allParameters, fail, baseDirectory);
+  const parameters = parseParameters(topParameters, 'parameters', allParameters, fail, baseDirectory);
+  const tokenizer = parseTokenizer(root, resolvePath, fail);
+  if (embedSlerp !== undefined && !tokenizer) fail('parameters.embed_slerp', 'applies with tokenizer_source (or tokenizer:) only: it is how the re-laid-out embeddings are merged');
+  if (embedSlerp !== undefined && !(baseModel && models.length === 1)) fail('parameters.embed_slerp', 'SLERPs the embeddings of exactly two models: the base_model and one other');
 
   const dtypeOf = (field: string): FloatDtype | undefined => {
     const value = root[field];
@@ -182,7 +193,85 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     seed = root.seed as number;
   }
   const baseModelGiven = baseModel ? (root.base_model as string) : undefined;
-  return { source, method, baseModel, baseModelGiven, models, slices, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text };
+  return {
+    source, method, baseModel, baseModelGiven, models, slices, parameters, dtype: dtypeOf('dtype'), outDtype: dtypeOf('out_dtype'), seed, seedGiven, text,
+    ...(tokenizer ? { tokenizer } : {}),
+    ...(embedSlerp !== undefined ? { embedSlerp } : {}),
+  };
+}
+
+const SLERP_T: ParameterDef = { name: 't', type: 'number', min: 0, max: 1, description: 'embed_slerp: 0 is the base, 1 the other model' };
+
+/**
+ * `parameters.embed_slerp` (mergekit's flag for merging re-laid-out embeddings by SLERP): taken out
+ * of the method's parameters; when true it needs `t`, which a method without a `t` of its own
+ * may then be given for it. Returns t (raw), and the parameters left for the method.
+ */
+function parseEmbedSlerp(
+  raw: unknown,
+  method: MergeMethod,
+  known: Map<string, ParameterDef>,
+  fail: (f: string, r: string) => never,
+  baseDirectory: string,
+): { embedSlerp: RawParameter | undefined; rest: unknown } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !('embed_slerp' in raw)) return { embedSlerp: undefined, rest: raw };
+  const { embed_slerp: flag, ...rest } = raw as Record<string, unknown>;
+  if (typeof flag !== 'boolean') fail('parameters.embed_slerp', `must be true or false, got ${shown(flag)}`);
+  if (!flag) return { embedSlerp: undefined, rest };
+  const ownT = known.has('t');
+  if (rest.t === undefined) fail('parameters.t', 'is required by embed_slerp');
+  const t = parseParameters({ t: rest.t }, 'parameters', new Map([['t', known.get('t') ?? SLERP_T]]), fail, baseDirectory).t;
+  if (!ownT) delete rest.t;
+  void method;
+  return { embedSlerp: t, rest };
+}
+
+/** `tokenizer_source: base | union | model:PATH | PATH`, or mergekit's `tokenizer: {source, tokens, pad_to_multiple_of}`. */
+function parseTokenizer(root: Record<string, unknown>, resolvePath: (field: string, value: unknown) => string, fail: (f: string, r: string) => never): TokenizerSettings | undefined {
+  const sourceOf = (field: string, value: unknown): TokenizerSource => {
+    if (value === 'base' || value === 'union') return { kind: value };
+    if (typeof value !== 'string' || value.length === 0) return fail(field, `must be base, union, or model:PATH, got ${shown(value)}`);
+    return { kind: 'model', model: resolvePath(field, value.startsWith('model:') ? value.slice('model:'.length) : value) };
+  };
+  if (root.tokenizer_source !== undefined && root.tokenizer !== undefined) fail('tokenizer_source', 'cannot be given with tokenizer: (set tokenizer.source instead)');
+  if (root.tokenizer_source !== undefined && root.tokenizer_source !== null) return { source: sourceOf('tokenizer_source', root.tokenizer_source), tokens: new Map() };
+  if (root.tokenizer === undefined || root.tokenizer === null) return undefined;
+  const block = root.tokenizer;
+  if (typeof block !== 'object' || Array.isArray(block)) return fail('tokenizer', 'must be a mapping (source, tokens, pad_to_multiple_of)');
+  for (const key of Object.keys(block)) if (!TOKENIZER_KEYS.includes(key)) fail(`tokenizer.${key}`, `unsupported key (supported: ${TOKENIZER_KEYS.join(', ')})`);
+  const { source = 'union', tokens: rawTokens, pad_to_multiple_of: pad } = block as Record<string, unknown>;
+  if (pad !== undefined && pad !== null && (!Number.isSafeInteger(pad) || (pad as number) < 1)) fail('tokenizer.pad_to_multiple_of', `must be a positive integer, got ${shown(pad)}`);
+  const tokens = new Map<string, TokenEmbedding>();
+  if (rawTokens !== undefined && rawTokens !== null) {
+    if (typeof rawTokens !== 'object' || Array.isArray(rawTokens)) fail('tokenizer.tokens', 'must be a mapping from token to {source, force}');
+    for (const [token, entry] of Object.entries(rawTokens as Record<string, unknown>)) {
+      const field = `tokenizer.tokens["${token}"]`;
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(field, 'must be a mapping with source: (and force:)');
+      for (const key of Object.keys(entry as object)) if (!TOKEN_KEYS.includes(key)) fail(`${field}.${key}`, `unsupported key (supported: ${TOKEN_KEYS.join(', ')})`);
+      const { source: rawSource, force = false } = entry as Record<string, unknown>;
+      if (typeof force !== 'boolean') fail(`${field}.force`, `must be true or false, got ${shown(force)}`);
+      tokens.set(token, { source: tokenSource(`${field}.source`, rawSource, resolvePath, fail), force: force as boolean });
+    }
+  }
+  return { source: sourceOf('tokenizer.source', source), tokens, ...(pad ? { padToMultipleOf: pad as number } : {}) };
+}
+
+/** A token's embedding source: a model path, `{kind: zero}`, or `{kind: model_token, model, token | token_id}`. */
+function tokenSource(field: string, raw: unknown, resolvePath: (field: string, value: unknown) => string, fail: (f: string, r: string) => never): TokenEmbeddingSource {
+  if (typeof raw === 'string') return { kind: 'model', model: resolvePath(field, raw) };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail(field, 'must be a model path, {kind: zero}, or {kind: model_token, model, token | token_id}');
+  const { kind, model, token, token_id: tokenId, ...extra } = raw as Record<string, unknown>;
+  const unknownKey = Object.keys(extra)[0];
+  if (unknownKey !== undefined) fail(`${field}.${unknownKey}`, 'unsupported key (supported: kind, model, token, token_id)');
+  if (kind === 'zero') {
+    if (model !== undefined || token !== undefined || tokenId !== undefined) fail(field, 'kind zero takes no model, token or token_id');
+    return { kind: 'zero' };
+  }
+  if (kind !== 'model_token') return fail(`${field}.kind`, `must be zero or model_token, got ${shown(kind)}`);
+  if ((token === undefined) === (tokenId === undefined)) fail(field, 'model_token takes one of token or token_id');
+  if (token !== undefined && typeof token !== 'string') fail(`${field}.token`, `must be a string, got ${shown(token)}`);
+  if (tokenId !== undefined && (!Number.isSafeInteger(tokenId) || (tokenId as number) < 0)) fail(`${field}.token_id`, `must be a non-negative integer, got ${shown(tokenId)}`);
+  return { kind: 'model_token', model: resolvePath(`${field}.model`, model), ...(token !== undefined ? { token: token as string } : { tokenId: tokenId as number }) };
 }
 
 /**
@@ -322,7 +411,7 @@ function interpolate(gradient: Gradient, position: number): number {
   return gradient[i] * (1 - f) + gradient[i + 1] * f;
 }
 
-function resolveRaw(raw: RawParameter, tensorName: string, position: number): ParameterValue | undefined {
+export function resolveRaw(raw: RawParameter, tensorName: string, position: number): ParameterValue | undefined {
   if (Array.isArray(raw) && raw.length > 0 && typeof raw[0] === 'object') {
     for (const condition of raw as Condition[]) {
       if (condition.filter === undefined || tensorName.includes(condition.filter)) {

@@ -116,6 +116,10 @@ export class GpuTensorRunner {
   /** The job's recipe when the GPU can run it; otherwise notes why not and returns undefined. */
   private gpuRecipe(job: TensorJob, elements: number): TaskVectorRecipe | undefined {
     if (job.kind === 'copy') return undefined;
+    if (job.embedding) {
+      this.reasons.add('tokenizer_source: embeddings are laid out for the new vocabulary on the CPU');
+      return undefined;
+    }
     if (job.models.some((input) => input.lora)) {
       this.reasons.add('LoRA adapters: their updates are applied on the CPU');
       return undefined;

@@ -14,6 +14,8 @@ import { TensorInput, TensorJob } from './tensor-job';
 import { checkAdapterFits, isLoraAdapter, LoraAdapter, readLoraAdapter } from '../checkpoint/lora';
 import { copyJob, PlanOptions, readArchitecture, toInput } from './plan-inputs';
 import { planSlices } from './slices';
+import { applyVocabulary, sameBesidesRows } from './embeddings';
+import { MergedVocabulary } from '../vocabulary/merge-vocabulary';
 
 export type { PlanOptions } from './plan-inputs';
 
@@ -29,6 +31,8 @@ export interface MergePlan {
   /** Bytes of tensor data read (every input) and written. */
   inputBytes: number;
   outputBytes: number;
+  /** With tokenizer_source: the output vocabulary (its tokenizer is written beside the output). */
+  vocabulary?: MergedVocabulary;
 }
 
 function describe(names: string[]): string {
@@ -40,7 +44,7 @@ function describe(names: string[]): string {
  * Throws when `other` is not homologous with `reference`, saying which tensor differs and how.
  * Tensors for which `unmerged` is true (task heads) are not compared.
  */
-export function checkHomologous(reference: Checkpoint, other: Checkpoint, unmerged: (name: string) => boolean = () => false): void {
+export function checkHomologous(reference: Checkpoint, other: Checkpoint, unmerged: (name: string) => boolean = () => false, vocabularies = false): void {
   const missing = reference.names.filter((n) => !unmerged(n) && !other.tensors.has(n));
   if (missing.length > 0) throw new MergeInputError(`${other.path} lacks tensor(s) that ${reference.path} has: ${describe(missing)}`);
   const extra = other.names.filter((n) => !unmerged(n) && !reference.tensors.has(n));
@@ -49,7 +53,9 @@ export function checkHomologous(reference: Checkpoint, other: Checkpoint, unmerg
     if (unmerged(name)) continue;
     const a = reference.tensors.get(name)!;
     const b = other.tensors.get(name)!;
-    if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    const sameShape = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+    // With tokenizer_source, embeddings may have a row count of their own: they are laid out anew.
+    if (!sameShape && !(vocabularies && sameBesidesRows(name, a.shape, b.shape))) {
       throw new MergeInputError(`tensor "${name}" has shape ${JSON.stringify(b.shape)} in ${other.path} but ${JSON.stringify(a.shape)} in ${reference.path}`);
     }
     if (isFloatDtype(a.dtype) !== isFloatDtype(b.dtype) || (!isFloatDtype(a.dtype) && a.dtype !== b.dtype)) {
@@ -120,7 +126,7 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
   // Models of a known family: their task heads are not merged but carried over from each fine-tune.
   const referenceFamily = familyOf(reference);
   const unmerged = (name: string) => referenceFamily?.family.isHeadTensor(name) ?? false;
-  for (const model of models) if (model !== reference) checkHomologous(reference, model, unmerged);
+  for (const model of models) if (model !== reference) checkHomologous(reference, model, unmerged, config.tokenizer !== undefined);
   const trunkNames = reference.names.filter((n) => !unmerged(n));
 
   const position = layerPositions(reference.names);
@@ -184,6 +190,8 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
   const metadata: Record<string, string> = { format: 'pt', ...(reference.metadata ?? {}) };
   metadata.merge_method = config.method.name;
   if (config.method.stochastic) metadata.merge_seed = String(config.seed);
-  return { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+  const plan: MergePlan = { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+  plan.vocabulary = applyVocabulary(plan, base ? [base, ...models] : models);
+  return plan;
 }
 

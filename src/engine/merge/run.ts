@@ -4,7 +4,7 @@
  * checkpoint's size. Output is staged beside the target, fsynced and renamed into place; on any
  * failure the staging directory is removed and nothing is left behind.
  */
-import { copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { createStagingDirectory, outputDirectoryProblem, publishDirectory } from '../checkpoint/files';
@@ -12,6 +12,9 @@ import { CheckpointWriter, fsyncFile, WrittenFile } from '../checkpoint/writer';
 import { AbortError, MergeInputError, writingTo } from '../errors';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { modelCard } from './model-card';
+import { withVocabSize } from './embeddings';
+import { TOKENIZER_FILES } from '../vocabulary/tokenizer-json';
+import { tokenizerFiles } from '../vocabulary/output-files';
 import { MergePlan } from './plan';
 import { BackendChoice, defaultBackend } from '../backend-choice';
 import { mergeKernelsFor } from '../gpu/merge-device';
@@ -119,20 +122,32 @@ export async function runMerge(plan: MergePlan, outDir: string, options: RunOpti
     }
     const files = writer.finish();
     const configText = configCopy(plan);
-    const writeText = (name: string, text: string) =>
+    const writeText = (name: string, text: string | Uint8Array) =>
       writingTo(join(staging, name), () => {
         writeFileSync(join(staging, name), text);
         fsyncFile(join(staging, name));
       });
     writeText(CONFIG_COPY_NAME, configText);
-    const baseConfig = plan.base ? join(plan.base.directory, 'config.json') : undefined;
-    if (plan.outputConfig) {
-      writeText('config.json', JSON.stringify(plan.outputConfig, null, 2) + '\n');
-    } else if (baseConfig && existsSync(baseConfig)) {
-      writingTo(join(staging, 'config.json'), () => {
-        copyFileSync(baseConfig, join(staging, 'config.json'));
-        fsyncFile(join(staging, 'config.json'));
+    const copy = (from: string, name: string) =>
+      writingTo(join(staging, name), () => {
+        copyFileSync(from, join(staging, name));
+        fsyncFile(join(staging, name));
       });
+    // As mergekit: the base's config.json (or the first model's), and its tokenizer unless tokenizer_source builds one.
+    const reference = plan.base ?? plan.models[0];
+    const referenceConfig = reference ? join(reference.directory, 'config.json') : undefined;
+    const outputConfig = plan.outputConfig ?? (referenceConfig && existsSync(referenceConfig) ? (JSON.parse(readFileSync(referenceConfig, 'utf8')) as Record<string, unknown>) : undefined);
+    if (outputConfig && plan.vocabulary) {
+      writeText('config.json', JSON.stringify(withVocabSize(outputConfig, plan.vocabulary), null, 2) + '\n');
+    } else if (plan.outputConfig) {
+      writeText('config.json', JSON.stringify(plan.outputConfig, null, 2) + '\n');
+    } else if (referenceConfig && existsSync(referenceConfig)) {
+      copy(referenceConfig, 'config.json');
+    }
+    if (plan.vocabulary) {
+      for (const [name, text] of tokenizerFiles(plan.vocabulary)) writeText(name, text);
+    } else if (reference) {
+      for (const name of TOKENIZER_FILES) if (existsSync(join(reference.directory, name))) copy(join(reference.directory, name), name);
     }
     writeText('README.md', modelCard(plan, configText));
     await options.beforePublish?.();

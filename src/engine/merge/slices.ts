@@ -16,6 +16,7 @@ import { MergeConfig, resolveParameters, SliceEntry, SliceSource } from './confi
 import type { MergePlan } from './plan';
 import { copyJob, PlanOptions, toInput } from './plan-inputs';
 import { TensorJob } from './tensor-job';
+import { applyVocabulary, sameBesidesRows } from './embeddings';
 
 /** "model.layers.12.mlp.up_proj.weight" → head "model.layers.", layer 12, tail ".mlp.up_proj.weight". */
 const LAYERED = /^(.*?(?:^|\.)(?:layers|layer|h|blocks|block)\.)(\d+)(\..+)$/;
@@ -86,7 +87,8 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
     });
     const reference = locations[0];
     locations.forEach((location, j) => {
-      if (JSON.stringify(location.shape) !== JSON.stringify(reference.shape)) {
+      const vocabularyRows = config.tokenizer !== undefined && sameBesidesRows(outName, location.shape, reference.shape);
+      if (JSON.stringify(location.shape) !== JSON.stringify(reference.shape) && !vocabularyRows) {
         throw new MergeInputError(`${field(j)}: tensor "${location.name}" has shape ${JSON.stringify(location.shape)}, but "${reference.name}" of ${sources[0].model} has ${JSON.stringify(reference.shape)}`);
       }
     });
@@ -157,7 +159,10 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   const metadata: Record<string, string> = { format: 'pt', ...(reference.metadata ?? {}), merge_method: method.name };
   if (method.stochastic) metadata.merge_seed = String(config.seed);
   const models = config.models.map((m) => open(m.model));
-  return { config, outputConfig, base: config.baseModel ? open(config.baseModel) : undefined, models, jobs, specs, metadata, inputBytes, outputBytes };
+  const base = config.baseModel ? open(config.baseModel) : undefined;
+  const plan: MergePlan = { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
+  plan.vocabulary = applyVocabulary(plan, base ? [base, ...models] : models);
+  return plan;
 }
 
 const referenceOf = (slice: SliceEntry) => slice.sources[0].model;

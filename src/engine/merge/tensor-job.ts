@@ -9,6 +9,8 @@ import { addLowRank } from '../checkpoint/lora';
 import { CheckpointError, MergeInputError } from '../errors';
 import { getMergeMethod } from '../methods/registry';
 import { ParameterValue } from '../methods/types';
+import { slerp } from '../methods/slerp';
+import { EmbeddingRows, fallbackInto, permuteRows } from '../vocabulary/merge-vocabulary';
 
 export interface TensorInput {
   /** The checkpoint this input comes from, for messages. */
@@ -41,6 +43,8 @@ export interface TensorJob {
   nonFinite: NonFinitePolicy;
   /** Per input model: values per row, from a data-aware method's preparation (APL). */
   rowParameters?: Array<Record<string, Float32Array>>;
+  /** An embedding under tokenizer_source: each input's rows are laid out in the output vocabulary's order first. */
+  embedding?: EmbeddingRows;
 }
 
 export interface NonFiniteWarning {
@@ -195,9 +199,21 @@ export function runTensorJob(job: TensorJob, context: JobContext): TensorResult 
   }
   const method = getMergeMethod(job.method);
   const inputs = job.base ? [job.base, ...job.models] : job.models;
-  arena.reset(inputs.reduce((total, input) => total + input.elements * 4 + 16, 0));
-  const base = job.base ? loadFloat(reader, buffers, arena, job.base, job.nonFinite, warnings) : undefined;
-  const models = job.models.map((m) => loadFloat(reader, buffers, arena, m, job.nonFinite, warnings));
+  const outElements = job.shape.reduce((a, b) => a * b, 1);
+  const permuted = job.embedding ? inputs.length * (outElements * 4 + 16) : 0;
+  arena.reset(inputs.reduce((total, input) => total + input.elements * 4 + 16, 0) + permuted);
+  let base = job.base ? loadFloat(reader, buffers, arena, job.base, job.nonFinite, warnings) : undefined;
+  let models = job.models.map((m) => loadFloat(reader, buffers, arena, m, job.nonFinite, warnings));
+  if (job.embedding) {
+    const read = base ? [base, ...models] : models;
+    const width = outElements / job.embedding.rows;
+    const laidOut = read.map((_, i) => permuteRows(job.embedding!, i, read, width, arena.floats(outElements)));
+    if (job.embedding.slerpT !== undefined) {
+      const merged = slerpEmbedding(job.embedding, laidOut, read, width);
+      return finish(job, merged, buffers, warnings);
+    }
+    [base, models] = base ? [laidOut[0], laidOut.slice(1)] : [undefined, laidOut];
+  }
   const merged = method.mergeTensor({
     name: job.name,
     shape: job.shape,
@@ -209,6 +225,29 @@ export function runTensorJob(job: TensorJob, context: JobContext): TensorResult 
     rowParameters: job.rowParameters,
     halfOutput: job.outDtype === 'F16' || job.outDtype === 'BF16',
   });
+  return finish(job, merged, buffers, warnings);
+}
+
+/**
+ * mergekit's embed_slerp: SLERP of the base's and the other model's rows in the output's order,
+ * a token a model lacks being a zero row there (so the angle is mergekit's); the rows that not
+ * both have (or that a tokens: entry forces) then take their fallback, as its linear fill does.
+ */
+function slerpEmbedding(embedding: EmbeddingRows, laidOut: Float32Array[], read: Float32Array[], width: number): Float32Array {
+  laidOut.forEach((values, i) => {
+    const own = embedding.sourceRows[i];
+    for (let r = 0; r < embedding.rows; r++) if (own[r] < 0) values.fill(0, r * width, r * width + width);
+  });
+  const merged = slerp(embedding.slerpT!, laidOut[0], laidOut[1], new Float32Array(laidOut[0].length));
+  for (let r = 0; r < embedding.rows; r++) {
+    if (embedding.forced[r] === 0 && embedding.sourceRows.every((rows) => rows[r] >= 0)) continue;
+    fallbackInto(embedding, r, read, width, merged, r * width);
+  }
+  return merged;
+}
+
+/** Checks and encodes a merged tensor into a buffer of its own. */
+function finish(job: TensorJob, merged: Float32Array, buffers: BufferPool, warnings: NonFiniteWarning[]): TensorResult {
   if (!isFloatDtype(job.outDtype)) throw new Error(`tensor "${job.name}": cannot write a merged tensor as ${job.outDtype}`);
   // An input's NaN/Inf (allowed under 'warn') carries into the output; that is reported once, as the input's.
   if (warnings.length === 0) checkMergedOutput(job.name, merged, job.nonFinite, warnings, job.outDtype);
