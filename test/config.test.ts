@@ -81,7 +81,7 @@ describe('merge config parsing', () => {
 
 describe('merge config errors name the field', () => {
   it.each([
-    ['an unsupported top-level key', 'merge_method: ties\nbase_model: b\nmodels: [{model: a}]\ntokenizer_source: union\n', 'tokenizer_source', /unsupported key/],
+    ['an unsupported top-level key', 'merge_method: ties\nbase_model: b\nmodels: [{model: a}]\nchat_template: chatml\n', 'chat_template', /unsupported key/],
     ['an empty slices list', 'merge_method: linear\nslices: []\n', 'slices', /must be a non-empty list/],
     ['an unknown method', 'merge_method: frankenmerge\nmodels: [{model: a}]\n', 'merge_method', /unknown merge method "frankenmerge"/],
     ['a missing base for ties', 'merge_method: ties\nmodels: [{model: a}]\n', 'base_model', /is required by merge_method ties/],
@@ -97,7 +97,6 @@ describe('merge config errors name the field', () => {
     ['a bad dtype', 'merge_method: linear\nmodels: [{model: a}]\ndtype: int4\n', 'dtype', /not one of float32, float16, bfloat16/],
     ['a negative seed', 'merge_method: linear\nmodels: [{model: a}]\nseed: -1\n', 'seed', /non-negative integer/],
     ['two adapters on one model', 'merge_method: linear\nmodels: [{model: a+lora+more}]\n', 'models[0].model', /one adapter at most/],
-    ['an adapter in a slice', 'merge_method: passthrough\nslices: [{sources: [{model: a+lora, layer_range: [0, 1]}]}]\n', 'slices[0].sources[0].model', /cannot be sliced yet/],
     ['a duplicate key', 'merge_method: linear\nmerge_method: ties\n', '(yaml)', /unique/i],
     ['a condition without value', 'merge_method: linear\nmodels: [{model: a, parameters: {weight: [{filter: x}]}}]\n', 'models[0].parameters.weight[0]', /has no value/],
     ['slerp of three models', 'merge_method: slerp\nbase_model: b\nmodels: [{model: b}, {model: a}, {model: c}]\nparameters: {t: 0.5}\n', 'models', /^slerp merges exactly two models, the base_model and one other; got 2 besides the base$/],

@@ -1,8 +1,9 @@
 /**
  * LoRA/PEFT adapters as fine-tunes, from files: an adapter directory merged against its base, and
  * mergekit's MODEL+ADAPTER, give base + scale·B·A (the transpose for embeddings), computed here by
- * hand; rsLoRA's scale; inline and threaded merges agree; and every adapter that does not fit is
- * an error naming the file, field or tensor, with nothing written.
+ * hand; rsLoRA's scale; modules_to_save copies; adapters inside slices; inline and threaded merges
+ * agree; and every adapter that does not fit is an error naming the file, field or tensor, with
+ * nothing written.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -88,6 +89,32 @@ describe('LoRA adapters', () => {
     close(read(out, Q), base[Q].values.map((v, i) => v + (6 / Math.sqrt(2)) * q[i]));
   });
 
+  it('takes modules_to_save copies whole, in place of the base\'s tensor', async () => {
+    writeAdapter(join(root, 'saves-norm'), { peft_type: 'LORA', r: 2, lora_alpha: 2, modules_to_save: ['norm'] }, {
+      ...adapterTensors,
+      'base_model.model.model.norm.weight': { shape: [4], values: [2, 3, 4, 5] },
+    });
+    const out = join(root, 'saved');
+    await runMerge(planMerge(parseMergeConfig('merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: saves-norm\n    parameters: {weight: 1}\n', 'merge.yml', root)), out, { threads: 2 });
+    close(read(out, 'model.norm.weight'), [2, 3, 4, 5]);
+    const q = product(B, A, 4, 2, 4);
+    close(read(out, Q), base[Q].values.map((v, i) => v + q[i]));
+  });
+
+  it('merges adapters inside slices: MODEL+ADAPTER, and an adapter alone against base_model', async () => {
+    const yaml = (model: string) => `merge_method: passthrough\nbase_model: base\nslices:\n  - sources: [{model: ${model}, layer_range: [0, 1]}]\n  - sources: [{model: base, layer_range: [0, 1]}]\n`;
+    const q = product(B, A, 4, 2, 4);
+    for (const model of ['base+adapter', 'adapter']) {
+      const out = join(root, `sliced-${model.replace('+', '-')}`);
+      await runMerge(planMerge(parseMergeConfig(yaml(model), 'merge.yml', root)), out, { threads: 0 });
+      // Layer 0 from the adapted model, layer 1 the base's own; embeddings come from the first slice's source.
+      close(read(out, Q), base[Q].values.map((v, i) => v + 3 * q[i]));
+      close(read(out, 'model.layers.1.self_attn.q_proj.weight'), base[Q].values);
+      const e = product(EB, EA, 4, 2, 6);
+      close(read(out, EMBED), base[EMBED].values.map((v, idx) => v + 3 * e[(idx % 4) * 6 + Math.floor(idx / 4)]));
+    }
+  });
+
   it('refuses adapters that do not fit, naming file, field or tensor, and writes nothing', async () => {
     const plan = (yaml: string) => () => planMerge(parseMergeConfig(yaml, 'merge.yml', root));
     expect(plan('merge_method: linear\nmodels:\n  - model: adapter\n    parameters: {weight: 1}\n')).toThrow(new MergeInputError(`models[0]: ${join(root, 'adapter')} is a LoRA adapter; give base_model (the model it adapts), or write MODEL+ADAPTER`));
@@ -107,6 +134,9 @@ describe('LoRA adapters', () => {
     expectError(bad('half', { r: 2 }, withoutB), /has A but no B matrix for module "model.layers.0.self_attn.q_proj"/);
     expectError(bad('elsewhere', { r: 2 }, { 'base_model.model.model.layers.7.mlp.lora_A.weight': { shape: [2, 4], values: A }, 'base_model.model.model.layers.7.mlp.lora_B.weight': { shape: [4, 2], values: B } }), /adapts "model.layers.7.mlp.weight", which .*base does not have/);
     expectError(bad('misfit', { r: 2 }, { 'base_model.model.model.norm.lora_A.weight': { shape: [2, 4], values: A }, 'base_model.model.model.norm.lora_B.weight': { shape: [4, 2], values: B } }), /B·A is \[4,4\], but "model.norm.weight" of .*base is \[4\]/);
+    expectError(bad('unlisted', { r: 2 }, { ...adapterTensors, 'base_model.model.model.norm.weight': { shape: [4], values: [1, 2, 3, 4] } }), /tensor "base_model.model.model.norm.weight": is neither a LoRA A or B matrix nor a tensor of a module listed in adapter_config.json's modules_to_save \(none\)/);
+    expectError(bad('wrong-save', { r: 2, modules_to_save: ['norm'] }, { ...adapterTensors, 'base_model.model.model.norm.weight': { shape: [5], values: [1, 2, 3, 4, 5] } }), /is saved whole \(modules_to_save\) as \[5\], but "model.norm.weight" of .*base is \[4\]/);
+    expectError(bad('bad-list', { r: 2, modules_to_save: 'norm' }), /modules_to_save: must be a list of module names, got "norm"/);
     mkdirSync(join(root, 'broken'), { recursive: true });
     writeFileSync(join(root, 'broken', 'adapter_config.json'), '{"r": ');
     expectError(plan('merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: broken\n    parameters: {weight: 1}\n'), /broken\/adapter_config\.json: is not valid JSON/);

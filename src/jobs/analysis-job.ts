@@ -16,6 +16,7 @@ import { transitionJob } from '../store/jobs';
 import { checkpointPath } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
 import { runAttempt } from './job-runner';
+import { runnableModel } from './model-reference';
 
 export const ARTIFACT_NAME = 'importance.safetensors';
 
@@ -24,7 +25,7 @@ export async function runAnalysisJob(context: JobContext, attempt: JobAttempt, s
   await runAttempt(context, 'analysis', attempt, stop, async ({ outDir, recorder, signal, lease, checkLease, pass }) => {
     const analysis = await context.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id }, include: { model: { include: { checkpoint: true } }, baseModel: { include: { checkpoint: true } }, task: true } });
     if (!analysis.baseModel) throw new Error(`analysis ${id} has no base model`);
-    const modelPath = checkpointPath(analysis.model.checkpoint.uri);
+    const modelPath = await runnableModel(context.prisma, analysis.model);
     const basePath = checkpointPath(analysis.baseModel.checkpoint.uri);
     const probePath = checkpointPath(analysis.task.dataUri);
     const estimator = analysis.estimator as 'exact' | 'gradient';

@@ -4,24 +4,24 @@
  * writes the scores (replacing earlier ones of the same task, split and metric) and marks the run
  * COMPLETED. It writes no files. See job-runner.ts for what every attempt shares.
  */
-import { openCheckpoint } from '../engine/checkpoint/checkpoint';
 import { Prisma } from '../store/generated/client';
 import { transitionJob } from '../store/jobs';
-import { checkpointPath, RegistryError } from '../store/registry';
+import { RegistryError } from '../store/registry';
 import { JobAttempt, JobContext } from './context';
 import { runAttempt } from './job-runner';
 import { scorableTasks, scoreOnTasks } from './scoring';
+import { runnableModel } from './model-reference';
 
 export async function runEvaluationJob(context: JobContext, attempt: JobAttempt, stop: AbortController): Promise<void> {
   const id = attempt.id;
   await runAttempt(context, 'evaluation', attempt, stop, async ({ recorder, signal, lease, pass }) => {
     const run = await context.prisma.evaluationRun.findUniqueOrThrow({ where: { id }, include: { model: { include: { checkpoint: true } } } });
-    const directory = openCheckpoint(checkpointPath(run.model.checkpoint.uri)).directory;
-    const found = await scorableTasks(context.prisma, directory, run.taskId ?? undefined);
+    const reference = await runnableModel(context.prisma, run.model);
+    const found = await scorableTasks(context.prisma, reference, run.taskId ?? undefined);
     // Checked when it was requested; a task or file changed since then fails the run, not a retry.
     if ('reason' in found) throw new RegistryError('BAD_USER_INPUT', `"${run.model.name}" cannot be evaluated: ${found.reason}`);
     const started = performance.now();
-    const scores = await scoreOnTasks(directory, found.tasks, recorder.onProgress, signal);
+    const scores = await scoreOnTasks(reference, found.tasks, recorder.onProgress, signal);
     const seconds = (performance.now() - started) / 1000;
     await recorder.flush();
     await pass('computed');

@@ -5,14 +5,16 @@
  */
 import { PgBoss } from 'pg-boss';
 import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { splitModelReference } from '../engine/checkpoint/lora';
 import { DataRoot } from '../store/data-roots';
 import { Model, Prisma, PrismaClient } from '../store/generated/client';
 import { insertJobEvent } from '../store/events';
 import { TRANSACTION_LIMITS } from '../store/jobs';
-import { checkpointPath, registerModel, RegisterModelInput, Registrant, RegistryError } from '../store/registry';
+import { registerModel, RegisterModelInput, Registrant, RegistryError } from '../store/registry';
 import { enqueueJob } from './queue';
 import { checkActiveJobs, Requester, SERVER } from './requests';
 import { scorableTasks } from './scoring';
+import { runnableModel } from './model-reference';
 
 export interface EvaluationRequest {
   modelId: string;
@@ -29,14 +31,14 @@ async function queueEvaluation(tx: Prisma.TransactionClient, boss: PgBoss, model
 }
 
 /** What `model` can be scored on, or a BAD_USER_INPUT saying why it cannot. */
-async function tasksToScore(prisma: Pick<PrismaClient, 'task'>, model: { name: string; checkpoint: { uri: string } }, taskId?: string) {
-  let directory: string;
+async function tasksToScore(prisma: Pick<PrismaClient, 'task' | 'lineageEdge'>, model: { id: string; name: string; checkpoint: { uri: string } }, taskId?: string) {
+  const reference = await runnableModel(prisma, model);
   try {
-    directory = openCheckpoint(checkpointPath(model.checkpoint.uri)).directory;
+    openCheckpoint(splitModelReference(reference).checkpoint);
   } catch (err) {
     throw new RegistryError('BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${(err as Error).message}`);
   }
-  const found = await scorableTasks(prisma, directory, taskId);
+  const found = await scorableTasks(prisma, reference, taskId);
   if ('reason' in found) throw new RegistryError(found.missing ? 'NOT_FOUND' : 'BAD_USER_INPUT', `"${model.name}" cannot be evaluated: ${found.reason}`);
   return found.tasks.map(({ task }) => task);
 }

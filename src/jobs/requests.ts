@@ -9,8 +9,8 @@ import { Listener, listenOn } from '../store/notifications';
 import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { getMergeMethod } from '../engine/methods/registry';
-import { modelFamilyOf, readModelConfig } from '../engine/families/model';
-import { openCheckpoint } from '../engine/checkpoint/checkpoint';
+import { modelFamilyOfReference } from '../engine/families/model';
+import { runnableModel } from './model-reference';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
 import { JobStatus } from '../store/generated/enums';
@@ -87,7 +87,7 @@ async function checkMergeInputs(prisma: PrismaClient, request: MergeRequest): Pr
     if (input.probeTaskId) {
       const task = await prisma.task.findUnique({ where: { id: input.probeTaskId } });
       if (!task) throw new RegistryError('NOT_FOUND', `models[${i}].probeTaskId: task ${input.probeTaskId} does not exist`);
-      const family = modelFamilyOfCheckpoint(model.checkpoint.uri);
+      const family = modelFamilyOfCheckpoint(await runnableModel(prisma, model));
       if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: "${model.name}" cannot be scored on probe data: ${family.unknown}`);
       const heads = family.config.tasks as Record<string, number>;
       if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
@@ -97,9 +97,9 @@ async function checkMergeInputs(prisma: PrismaClient, request: MergeRequest): Pr
   }
 }
 
-const modelFamilyOfCheckpoint = (uri: string) => {
+const modelFamilyOfCheckpoint = (reference: string) => {
   try {
-    return modelFamilyOf(openCheckpoint(checkpointPath(uri)).directory);
+    return modelFamilyOfReference(reference);
   } catch (err) {
     throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   }
@@ -184,14 +184,17 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
   const baseModelId = request.baseModelId ?? (await baseOf(prisma, model.id));
   const base = await prisma.model.findUnique({ where: { id: baseModelId }, include: { checkpoint: true } }).catch(() => null);
   if (!base) throw new RegistryError('NOT_FOUND', `base model ${baseModelId} does not exist`);
+  const reference = await runnableModel(prisma, model);
   try {
-    const found = readModelConfig(openCheckpoint(checkpointPath(model.checkpoint.uri)).directory);
+    const family = modelFamilyOfReference(reference);
+    if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" cannot be analysed: ${family.unknown}`);
+    const found = family;
     const heads = found.config.tasks as Record<string, number>;
     if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
     if (heads[task.name] !== task.classes) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}"'s head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}`);
     const mismatch = inputsMismatch(found, task, ['probe']);
     if (mismatch) throw new RegistryError('BAD_USER_INPUT', `taskId: ${mismatch}`);
-    planMerge(parseMergeConfig(`merge_method: task_arithmetic\nbase_model: ${JSON.stringify(checkpointPath(base.checkpoint.uri))}\nmodels:\n  - model: ${JSON.stringify(checkpointPath(model.checkpoint.uri))}\n    parameters: { weight: 1 }\n`, 'the analysis request', '/'));
+    planMerge(parseMergeConfig(`merge_method: task_arithmetic\nbase_model: ${JSON.stringify(checkpointPath(base.checkpoint.uri))}\nmodels:\n  - model: ${JSON.stringify(reference)}\n    parameters: { weight: 1 }\n`, 'the analysis request', '/'));
   } catch (err) {
     // Headers, config.json and homology: whatever is wrong there is the caller's input.
     if (err instanceof RegistryError) throw err;

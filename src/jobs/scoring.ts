@@ -5,7 +5,7 @@
  */
 import { getSplit, loadTaskData, TaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
-import { loadModel, modelFamilyOf } from '../engine/families/model';
+import { loadModel, modelFamilyOfReference } from '../engine/families/model';
 import { FamilyConfig, ModelFamily } from '../engine/families/types';
 import { ProgressCallback, ProgressTracker } from '../engine/progress';
 import { evaluate } from '../engine/train/evaluate';
@@ -56,12 +56,12 @@ export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; confi
 }
 
 /**
- * The registered tasks a model's checkpoint directory can be scored on (only `taskId`, when
- * given), or why there are none: a family the engine cannot run, no head for the task, a head of
- * another size than the task's classes.
+ * The registered tasks a model (a checkpoint, or MODEL+ADAPTER: see runnableModel) can be scored
+ * on (only `taskId`, when given), or why there are none: a family the engine cannot run, no head
+ * for the task, a head of another size than the task's classes.
  */
-export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, directory: string, taskId?: string): Promise<{ tasks: ScorableTask[] } | { reason: string; missing?: true }> {
-  const found = modelFamilyOf(directory);
+export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, model: string, taskId?: string): Promise<{ tasks: ScorableTask[] } | { reason: string; missing?: true }> {
+  const found = modelFamilyOfReference(model);
   if ('unknown' in found) return { reason: found.unknown };
   const heads = found.config.tasks as Record<string, number>;
   const names = Object.keys(heads);
@@ -82,9 +82,9 @@ export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, director
   return { tasks };
 }
 
-/** Accuracy of the model in `directory` on the test and OOD splits of each task, as progress of phase "evaluate". */
-export async function scoreOnTasks(directory: string, tasks: readonly ScorableTask[], onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
-  const model = loadModel(directory);
+/** Accuracy of `reference` (a checkpoint, or MODEL+ADAPTER) on the test and OOD splits of each task, as progress of phase "evaluate". */
+export async function scoreOnTasks(reference: string, tasks: readonly ScorableTask[], onProgress: ProgressCallback, signal: AbortSignal): Promise<Score[]> {
+  const model = loadModel(reference);
   const tracker = new ProgressTracker('evaluate', tasks.length, onProgress);
   tracker.report(0, `scoring on ${tasks.map(({ task }) => task.name).join(', ')}`);
   const scores: Score[] = [];

@@ -29,10 +29,25 @@ export interface LoraAdapter {
   scale: number;
   /** Base tensor name → its low-rank update. */
   targets: Map<string, LoraTarget>;
+  /** PEFT's `modules_to_save`: whole tensors that replace (or add to) the base's, by name. */
+  saved: Map<string, TensorLocation>;
 }
 
 export function isLoraAdapter(path: string): boolean {
   return existsSync(join(path, ADAPTER_CONFIG));
+}
+
+/** mergekit's model reference: a checkpoint, or CHECKPOINT+ADAPTER. */
+export function splitModelReference(reference: string): { checkpoint: string; adapter?: string } {
+  const [checkpoint, adapter] = reference.split('+');
+  return adapter === undefined ? { checkpoint } : { checkpoint, adapter };
+}
+
+/** The reference of a model to run: an adapter alone adapts `base` (it has no weights of its own to run). */
+export function runnableReference(model: string, adapter: string | undefined, base: string | undefined): string {
+  if (adapter) return `${model}+${adapter}`;
+  if (base && isLoraAdapter(model)) return `${base}+${model}`;
+  return model;
 }
 
 /** "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" → module "model.layers.0.self_attn.q_proj", part A. */
@@ -61,11 +76,23 @@ export function readLoraAdapter(path: string): LoraAdapter {
   if (config.use_dora === true) fail('use_dora', 'DoRA adapters are not supported');
   const scale = (alpha as number) / (config.use_rslora === true ? Math.sqrt(rank as number) : (rank as number));
   const fanInFanOut = config.fan_in_fan_out === true;
+  const toSave = config.modules_to_save ?? [];
+  if (!Array.isArray(toSave) || !toSave.every((m) => typeof m === 'string')) fail('modules_to_save', `must be a list of module names, got ${JSON.stringify(toSave)}`);
   const weights = openCheckpoint(join(path, ADAPTER_WEIGHTS));
   const parts = new Map<string, { a?: TensorLocation; b?: TensorLocation; embedding: boolean }>();
+  const saved = new Map<string, TensorLocation>();
   for (const name of weights.names) {
     const match = LORA_TENSOR.exec(name);
-    if (!match) throw new CheckpointError(weights.tensors.get(name)!.file, 'is not a LoRA A or B matrix (modules_to_save copies are not supported yet)', name);
+    if (!match) {
+      // PEFT saves a modules_to_save copy under the module's own name ("base_model.model.score.weight").
+      const tensor = name.replace(/^base_model\.model\./, '');
+      const module = tensor.slice(0, tensor.lastIndexOf('.'));
+      if (!(toSave as string[]).some((m) => module === m || module.endsWith(`.${m}`))) {
+        throw new CheckpointError(weights.tensors.get(name)!.file, `is neither a LoRA A or B matrix nor a tensor of a module listed in ${ADAPTER_CONFIG}'s modules_to_save (${(toSave as string[]).join(', ') || 'none'})`, name);
+      }
+      saved.set(tensor, weights.tensors.get(name)!);
+      continue;
+    }
     const entry = parts.get(match[1]) ?? { embedding: match[2].startsWith('lora_embedding') };
     if (match[2].endsWith('A')) entry.a = weights.tensors.get(name);
     else entry.b = weights.tensors.get(name);
@@ -82,11 +109,35 @@ export function readLoraAdapter(path: string): LoraAdapter {
     targets.set(`${module}.weight`, { a, b, scale, transpose: embedding || fanInFanOut });
   }
   if (targets.size === 0) throw new CheckpointError(join(path, ADAPTER_WEIGHTS), 'holds no LoRA matrices');
-  return { path, rank: rank as number, scale, targets };
+  for (const name of saved.keys()) if (targets.has(name)) throw new CheckpointError(saved.get(name)!.file, `is both adapted (LoRA) and saved whole (modules_to_save)`, name);
+  return { path, rank: rank as number, scale, targets, saved };
 }
 
-/** Checks every adapted module against the base it will be added to: the tensor exists, and B·A has its shape. */
+/**
+ * The model an adapter makes of its base, as a checkpoint: the base's tensors, the modules_to_save
+ * copies in their place (or added), and — when the adapter directory has a config.json of its own
+ * (the adapted model's) — that directory as where config.json is read. The LoRA updates themselves
+ * are added as each tensor is read (`adapter.targets`).
+ */
+export function adaptedCheckpoint(base: Checkpoint, adapter: LoraAdapter, label: string): Checkpoint {
+  const tensors = new Map(base.tensors);
+  const names = [...base.names];
+  for (const [name, location] of adapter.saved) {
+    if (!tensors.has(name)) names.push(name);
+    tensors.set(name, location);
+  }
+  const directory = existsSync(join(adapter.path, 'config.json')) ? adapter.path : base.directory;
+  return { ...base, path: label, directory, names, tensors };
+}
+
+/** Checks every adapted module against the base it will be added to: the tensor exists, and B·A has its shape; a saved module replacing a base tensor has its shape. */
 export function checkAdapterFits(adapter: LoraAdapter, base: Checkpoint): void {
+  for (const [name, location] of adapter.saved) {
+    const tensor = base.tensors.get(name);
+    if (tensor && JSON.stringify(tensor.shape) !== JSON.stringify(location.shape)) {
+      throw new CheckpointError(location.file, `is saved whole (modules_to_save) as ${JSON.stringify(location.shape)}, but "${name}" of ${base.path} is ${JSON.stringify(tensor.shape)}`, location.name);
+    }
+  }
   for (const [name, target] of adapter.targets) {
     const tensor = base.tensors.get(name);
     if (!tensor) throw new CheckpointError(target.a.file, `adapts "${name}", which ${base.path} does not have`, target.a.name);

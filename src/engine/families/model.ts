@@ -11,6 +11,7 @@ import { decodeToFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { createStagingDirectory, publishDirectory } from '../checkpoint/files';
 import { CheckpointWriter, fsyncFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
+import { adaptedCheckpoint, addLowRank, checkAdapterFits, LoraAdapter, readLoraAdapter, splitModelReference } from '../checkpoint/lora';
 import { familyForConfig, isKnownModelType, knownModelTypes } from './registry';
 import { FamilyConfig, ModelFamily, ParamLookup } from './types';
 
@@ -63,8 +64,24 @@ export function modelFamilyOf(directory: string): { family: ModelFamily<FamilyCo
   return { family, config: family.parseConfig(json, file) };
 }
 
+/** The family of a model reference (a checkpoint, or MODEL+ADAPTER: an adapter runs as the model it adapts). */
+export function modelFamilyOfReference(reference: string): ReturnType<typeof modelFamilyOf> {
+  const { checkpoint, adapter } = splitModelReference(reference);
+  // An adapter directory with a config.json of its own (the adapted model's) speaks for it.
+  if (adapter && existsSync(join(adapter, 'config.json'))) return modelFamilyOf(adapter);
+  return modelFamilyOf(openCheckpoint(checkpoint).directory);
+}
+
+/**
+ * Loads a model: a checkpoint, or mergekit's MODEL+ADAPTER — the checkpoint with a LoRA adapter's
+ * scale · B·A added to each module it adapts (checked to fit, module by module, first).
+ */
 export function loadModel(path: string): Model {
-  const checkpoint = openCheckpoint(path);
+  const { checkpoint: checkpointPath, adapter: adapterPath } = splitModelReference(path);
+  const adapter = adapterPath ? readLoraAdapter(adapterPath) : undefined;
+  const base = openCheckpoint(checkpointPath);
+  if (adapter) checkAdapterFits(adapter, base);
+  const checkpoint = adapter ? adaptedCheckpoint(base, adapter, path) : base;
   const { family, config } = readModelConfig(checkpoint.directory);
   const expected = [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))];
   const params = new Map<string, Float32Array>();
@@ -82,13 +99,25 @@ export function loadModel(path: string): Model {
       params.set(name, decodeToFloat32(reader.read(location), location.dtype as FloatDtype));
       shapes.set(name, shape);
     }
+    if (adapter) addAdapterUpdates(params, adapter, reader, family.name);
   } finally {
     reader.close();
   }
   // Integer buffers Hugging Face may save alongside the weights (position_ids) are not parameters.
-  const extra = checkpoint.names.filter((n) => !params.has(n) && isFloatDtype(checkpoint.tensors.get(n)!.dtype));
+  // An adapted model runs on its base, whose other tensors (the base's own heads) it does not use.
+  const extra = adapter ? [] : checkpoint.names.filter((n) => !params.has(n) && isFloatDtype(checkpoint.tensors.get(n)!.dtype));
   if (extra.length > 0) throw new CheckpointError(checkpoint.path, `tensors the ${family.name} config does not describe: ${extra.slice(0, 5).join(', ')}`);
   return { path, family, config, params, shapes };
+}
+
+/** params (the base's) += scale · B·A for each module the adapter adapts. */
+function addAdapterUpdates(params: Map<string, Float32Array>, adapter: LoraAdapter, reader: TensorReader, familyName: string): void {
+  for (const [name, target] of adapter.targets) {
+    const values = params.get(name);
+    if (!values) throw new CheckpointError(target.a.file, `adapts "${name}", which the ${familyName} model does not use`, target.a.name);
+    const [a, b] = [target.a, target.b].map((m) => decodeToFloat32(reader.read(m), m.dtype as FloatDtype));
+    addLowRank(values, a, b, adapter.rank, target.scale, target.transpose, target.a.shape[1]);
+  }
 }
 
 /** Writes a model directory atomically (staging, fsync, rename). */

@@ -153,7 +153,9 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     // The models merged: every source that is not the base, once, in the order first listed.
     models = [];
     for (const source of slices.flatMap((slice) => slice.sources)) {
-      if (source.model !== baseModel && !models.some((m) => m.model === source.model)) models.push({ model: source.model, given: source.given, parameters: source.parameters });
+      if ((source.model !== baseModel || source.lora) && !models.some((m) => m.model === source.model && m.lora === source.lora)) {
+        models.push({ model: source.model, ...(source.lora ? { lora: source.lora } : {}), given: source.given, parameters: source.parameters });
+      }
     }
   } else {
     if (!Array.isArray(root.models) || root.models.length === 0) fail('models', 'must be a non-empty list');
@@ -297,7 +299,6 @@ function parseSlices(
     if (!Array.isArray(list) || list.length === 0) return fail(`${field}.sources`, 'must be a non-empty list');
     const sources = list.map((entry, j): SliceSource => {
       const { record, ...model } = sourceEntry(entry, `${field}.sources[${j}]`);
-      if (model.lora) fail(`${field}.sources[${j}].model`, 'LoRA adapters cannot be sliced yet; merge the adapter into its model first');
       const range = record.layer_range;
       const rangeField = `${field}.sources[${j}].layer_range`;
       if (!Array.isArray(range) || range.length !== 2 || !range.every((v) => Number.isInteger(v) && v >= 0)) return fail(rangeField, `must be [from, to], two non-negative integers, got ${JSON.stringify(range)}`);

@@ -10,9 +10,9 @@ import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
 import type * as ModelModule from '../families/model';
 import { layerPositions, MergeConfig, ModelEntry, resolveParameters } from './config';
-import { TensorInput, TensorJob } from './tensor-job';
-import { checkAdapterFits, isLoraAdapter, LoraAdapter, readLoraAdapter } from '../checkpoint/lora';
-import { copyJob, PlanOptions, readArchitecture, toInput } from './plan-inputs';
+import { TensorJob } from './tensor-job';
+import { isLoraAdapter } from '../checkpoint/lora';
+import { adaptedSource, copyJob, ModelSource, PlanOptions, readArchitecture, toInput, withLora } from './plan-inputs';
 import { planSlices } from './slices';
 import { applyVocabulary, sameBesidesRows } from './embeddings';
 import { MergedVocabulary } from '../vocabulary/merge-vocabulary';
@@ -82,39 +82,17 @@ function familyOf(checkpoint: Checkpoint): ReturnType<typeof ModelModule.readMod
   return arch && typeof arch.apl_family === 'string' ? (require('../families/model') as typeof ModelModule).readModelConfig(checkpoint.directory) : undefined;
 }
 
-/** A model to merge: a checkpoint, or a checkpoint with a LoRA adapter applied to it. */
-interface ModelSource {
-  checkpoint: Checkpoint;
-  adapter?: LoraAdapter;
-  /** How messages name it. */
-  label: string;
-}
-
 /**
  * Opens a model entry: a checkpoint; MODEL+ADAPTER; or an adapter alone, which adapts the base.
  * An adapter must fit the checkpoint it is applied to, module by module.
  */
 function openSource(entry: ModelEntry, base: Checkpoint | undefined, index: number): ModelSource {
-  if (entry.lora) {
-    const checkpoint = openCheckpoint(entry.model);
-    const adapter = readLoraAdapter(entry.lora);
-    checkAdapterFits(adapter, checkpoint);
-    return { checkpoint, adapter, label: `${entry.model}+${entry.lora}` };
-  }
+  if (entry.lora) return adaptedSource(openCheckpoint(entry.model), entry.lora, `${entry.model}+${entry.lora}`);
   if (isLoraAdapter(entry.model)) {
     if (!base) throw new MergeInputError(`models[${index}]: ${entry.model} is a LoRA adapter; give base_model (the model it adapts), or write MODEL+ADAPTER`);
-    const adapter = readLoraAdapter(entry.model);
-    checkAdapterFits(adapter, base);
-    return { checkpoint: base, adapter, label: entry.model };
+    return adaptedSource(base, entry.model, entry.model);
   }
   return { checkpoint: openCheckpoint(entry.model), label: entry.model };
-}
-
-/** The input with its model's LoRA update for this tensor, when the adapter has one. */
-function withLora(input: TensorInput, source: ModelSource): TensorInput {
-  const target = source.adapter?.targets.get(input.name);
-  if (!target) return input;
-  return { ...input, lora: { a: toInput(source.label, target.a), b: toInput(source.label, target.b), rank: source.adapter!.rank, scale: target.scale, transpose: target.transpose } };
 }
 
 export function planMerge(config: MergeConfig, options: PlanOptions = {}): MergePlan {
@@ -177,8 +155,11 @@ export function planMerge(config: MergeConfig, options: PlanOptions = {}): Merge
         owner.set(task, model.path);
         tasks[task] = classes;
       }
-      for (const name of model.names.filter(unmerged)) {
-        const location = model.tensors.get(name)!;
+      // The heads of the model's own tasks (an adapted model also has its base's, unused).
+      const ownHeads = Object.keys(modelFamily.config.tasks).flatMap((task) => modelFamily.family.headShapes(modelFamily.config, task).map((s) => s.name));
+      for (const name of ownHeads) {
+        const location = model.tensors.get(name);
+        if (!location) throw new MergeInputError(`${model.path}: has no tensor "${name}", the head its config.json's tasks name`);
         jobs.push({ ...copyJob(name, toInput(model.path, location), options) });
         specs.push({ name, dtype: location.dtype, shape: location.shape });
         inputBytes += location.byteLength;

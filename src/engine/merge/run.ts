@@ -13,6 +13,7 @@ import { AbortError, MergeInputError, writingTo } from '../errors';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { modelCard } from './model-card';
 import { withVocabSize } from './embeddings';
+import { runnableReference } from '../checkpoint/lora';
 import { TOKENIZER_FILES } from '../vocabulary/tokenizer-json';
 import { tokenizerFiles } from '../vocabulary/output-files';
 import { MergePlan } from './plan';
@@ -63,7 +64,7 @@ async function prepare(plan: MergePlan, options: RunOptions): Promise<Record<str
   if (!method.prepare || !first) return undefined;
   const prepared = await method.prepare({
     baseModel: plan.config.baseModel,
-    models: plan.config.models.map((m) => m.model),
+    models: plan.config.models.map((m) => runnableReference(m.model, m.lora, plan.config.baseModel)),
     global: first.globalParameters,
     perModel: first.modelParameters,
     seed: plan.config.seed,

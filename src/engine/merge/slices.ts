@@ -14,8 +14,10 @@ import { TensorSpec } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
 import { MergeConfig, resolveParameters, SliceEntry, SliceSource } from './config';
 import type { MergePlan } from './plan';
-import { copyJob, PlanOptions, toInput } from './plan-inputs';
+import { adaptedSource, copyJob, ModelSource, PlanOptions, toInput, withLora } from './plan-inputs';
 import { TensorJob } from './tensor-job';
+
+import { isLoraAdapter, splitModelReference } from '../checkpoint/lora';
 import { applyVocabulary, sameBesidesRows } from './embeddings';
 
 /** "model.layers.12.mlp.up_proj.weight" → head "model.layers.", layer 12, tail ".mlp.up_proj.weight". */
@@ -59,11 +61,22 @@ function readConfigJson(checkpoint: Checkpoint): Record<string, unknown> | undef
 }
 
 export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], options: PlanOptions): MergePlan {
-  const opened = new Map<string, Checkpoint>();
-  const open = (path: string) => {
-    if (!opened.has(path)) opened.set(path, openCheckpoint(path));
-    return opened.get(path)!;
+  // Opened by reference: a checkpoint, MODEL+ADAPTER, or an adapter alone (which adapts the base).
+  const sources = new Map<string, ModelSource>();
+  const sourceOf = (reference: string): ModelSource => {
+    if (!sources.has(reference)) {
+      const { checkpoint, adapter } = splitModelReference(reference);
+      let source: ModelSource;
+      if (adapter) source = adaptedSource(openCheckpoint(checkpoint), adapter, reference);
+      else if (isLoraAdapter(reference)) {
+        if (!config.baseModel) throw new MergeInputError(`slices: ${reference} is a LoRA adapter; give base_model (the model it adapts), or write MODEL+ADAPTER`);
+        source = adaptedSource(openCheckpoint(config.baseModel), reference, reference);
+      } else source = { checkpoint: openCheckpoint(reference), label: reference };
+      sources.set(reference, source);
+    }
+    return sources.get(reference)!;
   };
+  const open = (reference: string) => sourceOf(reference).checkpoint;
   const layouts = new Map<string, Layout>();
   const layout = (path: string) => {
     if (!layouts.has(path)) layouts.set(path, layoutOf(open(path)));
@@ -81,8 +94,8 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   const addJob = (outName: string, slice: SliceEntry, nameIn: (source: SliceSource) => string, position: number, field: (j: number) => string) => {
     const sources = slice.sources;
     const locations: TensorLocation[] = sources.map((source, j) => {
-      const location = open(source.model).tensors.get(nameIn(source));
-      if (!location) throw new MergeInputError(`${field(j)}: ${source.model} has no tensor "${nameIn(source)}"`);
+      const location = open(referenceOf(source)).tensors.get(nameIn(source));
+      if (!location) throw new MergeInputError(`${field(j)}: ${referenceOf(source)} has no tensor "${nameIn(source)}"`);
       return location;
     });
     const reference = locations[0];
@@ -101,7 +114,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
       jobs.push({ ...copyJob(outName, toInput(sources[0].model, reference), options), name: outName });
       return;
     }
-    const baseIndex = baseSeparate ? sources.findIndex((source) => source.model === config.baseModel) : -1;
+    const baseIndex = baseSeparate ? sources.findIndex((source) => source.model === config.baseModel && !source.lora) : -1;
     const merged = sources.map((source, j) => ({ source, location: locations[j] })).filter((_, j) => j !== baseIndex);
     const { global, perModel } = resolveParameters({ ...config, parameters: { ...config.parameters, ...slice.parameters }, models: merged.map(({ source }) => source) }, outName, position);
     jobs.push({
@@ -109,7 +122,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
       shape: reference.shape,
       kind: 'merge',
       base: baseIndex >= 0 ? toInput(config.baseModel!, locations[baseIndex]) : undefined,
-      models: merged.map(({ source, location }) => toInput(source.model, location)),
+      models: merged.map(({ source, location }) => withLora(toInput(referenceOf(source), location), sourceOf(referenceOf(source)))),
       method: method.name,
       globalParameters: global,
       modelParameters: perModel,
@@ -120,7 +133,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   };
 
   const first = slices[0];
-  const referencePath = first.sources[0].model;
+  const referencePath = referenceOf(first.sources[0]);
   const others = layout(referencePath).others;
   // Tensors before the first layer (embeddings) go first, those after (norm, heads) last, as in the input.
   const firstLayered = open(referencePath).names.findIndex((name) => LAYERED.test(name));
@@ -132,7 +145,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   slices.forEach((slice, s) => {
     const length = slice.sources[0].layers[1] - slice.sources[0].layers[0];
     slice.sources.forEach((source, j) => {
-      const available = layout(source.model).layers;
+      const available = layout(referenceOf(source)).layers;
       const [from, to] = source.layers;
       if (!available.has(to - 1)) {
         throw new MergeInputError(`slices[${s}].sources[${j}].layer_range: [${from}, ${to}] goes past the ${available.size} layer(s) of ${source.model}`);
@@ -143,7 +156,7 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
       const position = total > 1 ? k / (total - 1) : 0;
       const sourceLayer = slice.sources[0].layers[0] + offset;
       const shapes = new Map<string, readonly number[]>();
-      for (const { head, tail } of layout(referenceOf(slice)).layers.get(sourceLayer)!) {
+      for (const { head, tail } of layout(referenceOf(slice.sources[0])).layers.get(sourceLayer)!) {
         const outName = `${head}${k}${tail}`;
         addJob(outName, slice, (source) => `${head}${source.layers[0] + offset}${tail}`, position, (j) => `slices[${s}].sources[${j}]`);
         shapes.set(tail, specs[specs.length - 1].shape);
@@ -158,14 +171,15 @@ export function planSlices(config: MergeConfig, slices: readonly SliceEntry[], o
   const reference = open(referencePath);
   const metadata: Record<string, string> = { format: 'pt', ...(reference.metadata ?? {}), merge_method: method.name };
   if (method.stochastic) metadata.merge_seed = String(config.seed);
-  const models = config.models.map((m) => open(m.model));
+  const models = config.models.map((m) => open(referenceOf(m)));
   const base = config.baseModel ? open(config.baseModel) : undefined;
   const plan: MergePlan = { config, outputConfig, base, models, jobs, specs, metadata, inputBytes, outputBytes };
   plan.vocabulary = applyVocabulary(plan, base ? [base, ...models] : models);
   return plan;
 }
 
-const referenceOf = (slice: SliceEntry) => slice.sources[0].model;
+/** How a source is opened: its checkpoint, or MODEL+ADAPTER. */
+const referenceOf = (source: { model: string; lora?: string }) => (source.lora ? `${source.model}+${source.lora}` : source.model);
 
 /**
  * config.json of the output: the layer count follows the slices. Our MLP's layers must chain (each
