@@ -98,6 +98,7 @@ function extractLoraCommand(base: string, finetune: string, flags: { rank: strin
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got "${flags.seed}"`);
   const result = extractLora({ base, finetune, out: flags.out, rank, seed, overwrite: flags.overwrite, log: (line) => console.log(line) });
   console.log(`wrote ${flags.out}: ${result.modules} module(s) at rank ${rank} (seed ${seed}); largest relative error ${result.worstRelativeError.toExponential(2)}`);
+  if (result.saved.length > 0) console.log(`saved whole (modules_to_save): ${result.saved.join(', ')}`);
   if (result.skipped.length > 0) console.log(`not matrices, so not in the adapter (${result.skipped.length}): ${result.skipped.join(', ')}`);
 }
 

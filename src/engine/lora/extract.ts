@@ -3,9 +3,11 @@
  * fine-tune changed, the best rank-r approximation of its task vector, Δ ≈ B·A, by a seeded
  * randomized SVD (a range finder with power iterations, then the exact SVD of the small projected
  * matrix); written as a PEFT adapter (B = U·√S, A = √S·Vᵀ, lora_alpha = r so the scale is 1). Tensors
- * that are not matrices cannot be low-rank and are reported, not written. Read tensor by tensor.
+ * that are not matrices cannot be low-rank and are reported, not written. A fine-tune of one of our
+ * model families brings its task heads whole (PEFT's modules_to_save) and its config.json, so the
+ * adapter runs as the fine-tune does. Read tensor by tensor.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
 import { decodeToFloat32, encodeFromFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
@@ -15,6 +17,8 @@ import { writeSafetensorsFile } from '../checkpoint/writer';
 import { MergeInputError } from '../errors';
 import { Random } from '../kernels/random';
 import { checkHomologous } from '../merge/plan';
+import type * as ModelModule from '../families/model';
+import { readArchitecture } from '../merge/plan-inputs';
 
 /** Symmetric eigen-decomposition by cyclic Jacobi rotations: (values, vectors as columns), largest first. */
 function symmetricEigen(m: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
@@ -159,6 +163,8 @@ export interface ExtractOptions {
 
 export interface ExtractResult {
   modules: number;
+  /** Modules written whole (modules_to_save): the heads of a family fine-tune's tasks. */
+  saved: string[];
   /** Changed tensors that are not matrices, left out. */
   skipped: string[];
   /** Largest relative error ‖Δ − B·A‖ / ‖Δ‖ over the modules. */
@@ -171,16 +177,24 @@ export function extractLora(options: ExtractOptions): ExtractResult {
   const seed = options.seed ?? 0;
   const base = openCheckpoint(options.base);
   const finetune = openCheckpoint(options.finetune);
-  checkHomologous(base, finetune);
+  // A fine-tune of one of our families has heads of its own tasks: they go whole (modules_to_save),
+  // with its config.json, so that the adapter runs as the fine-tune.
+  // Loaded only for family models: extracting from other checkpoints never pays for loading TensorFlow.js.
+  const arch = readArchitecture(finetune) as { apl_family?: unknown } | undefined;
+  const family = typeof arch?.apl_family === 'string' ? (require('../families/model') as typeof ModelModule).modelFamilyOf(finetune.directory) : { unknown: 'not a family model' };
+  const heads = 'unknown' in family ? [] : Object.keys(family.config.tasks).flatMap((task) => family.family.headShapes(family.config, task).map((s) => s.name));
+  const isHead = (name: string) => !('unknown' in family) && family.family.isHeadTensor(name);
+  checkHomologous(base, finetune, isHead);
   const reader = new TensorReader();
   const tensors: Array<{ name: string; dtype: 'F32'; shape: number[]; data: Uint8Array }> = [];
   const skipped: string[] = [];
   const targets = new Set<string>();
+  const saved = new Set<string>();
   let worst = 0;
   try {
     for (const name of base.names) {
       const location = base.tensors.get(name)!;
-      if (!isFloatDtype(location.dtype)) continue;
+      if (!isFloatDtype(location.dtype) || isHead(name)) continue;
       const before = decodeToFloat32(reader.read(location), location.dtype as FloatDtype).slice();
       const other = finetune.tensors.get(name)!;
       const after = decodeToFloat32(reader.read(other), other.dtype as FloatDtype);
@@ -209,19 +223,30 @@ export function extractLora(options: ExtractOptions): ExtractResult {
       tensors.push({ name: `base_model.model.${module}.lora_B.weight`, dtype: 'F32', shape: [rows, r], data: encodeFromFloat32(b, 'F32') });
       options.log?.(`${name}: rank ${r}, relative error ${Math.sqrt(residual / total).toExponential(2)}`);
     }
+    if (tensors.length === 0) throw new MergeInputError(`${options.finetune} changes no matrix of ${options.base}: there is nothing to extract`);
+    for (const name of heads) {
+      const location = finetune.tensors.get(name);
+      if (!location) throw new MergeInputError(`${options.finetune}: has no tensor "${name}", the head its config.json's tasks name`);
+      const values = decodeToFloat32(reader.read(location), location.dtype as FloatDtype);
+      saved.add(name.slice(0, name.lastIndexOf('.')));
+      tensors.push({ name: `base_model.model.${name}`, dtype: 'F32', shape: [...location.shape], data: encodeFromFloat32(values, 'F32') });
+    }
   } finally {
     reader.close();
   }
-  if (tensors.length === 0) throw new MergeInputError(`${options.finetune} changes no matrix of ${options.base}: there is nothing to extract`);
   const staging = createStagingDirectory(options.out);
   try {
     writeSafetensorsFile(join(staging, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
-    const config = { peft_type: 'LORA', r: options.rank, lora_alpha: options.rank, target_modules: [...targets].sort(), base_model_name_or_path: options.base, bias: 'none', fan_in_fan_out: false, use_rslora: false, apl_merge_extract_seed: seed };
+    const config = {
+      peft_type: 'LORA', r: options.rank, lora_alpha: options.rank, target_modules: [...targets].sort(), modules_to_save: saved.size > 0 ? [...saved].sort() : null,
+      base_model_name_or_path: options.base, bias: 'none', fan_in_fan_out: false, use_rslora: false, apl_merge_extract_seed: seed,
+    };
     writeFileSync(join(staging, ADAPTER_CONFIG), JSON.stringify(config, null, 2) + '\n');
+    if (heads.length > 0) copyFileSync(join(finetune.directory, 'config.json'), join(staging, 'config.json'));
     publishDirectory(staging, options.out, options.overwrite ?? false);
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
     throw err;
   }
-  return { modules: tensors.length / 2, skipped, worstRelativeError: worst };
+  return { modules: (tensors.length - heads.length) / 2, saved: [...saved].sort(), skipped, worstRelativeError: worst };
 }

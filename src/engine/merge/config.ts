@@ -165,9 +165,9 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
       return model;
     });
   }
-  if (!slices && baseModel && models.some((m) => m.model === baseModel) && (method.needsBase || method.separateBase)) {
+  if (!slices && baseModel && models.some((m) => m.model === baseModel && !m.lora) && (method.needsBase || method.separateBase)) {
     // mergekit lists the base among the models at times; it contributes a zero task vector, so drop it.
-    const index = models.findIndex((m) => m.model === baseModel);
+    const index = models.findIndex((m) => m.model === baseModel && !m.lora);
     models.splice(index, 1);
     if (models.length === 0) fail('models', 'lists only the base model');
   }
