@@ -84,10 +84,10 @@ describe('apl-merge CLI', () => {
   });
 
   it('exits 1 with a message naming the unsupported key, and writes nothing', () => {
-    writeFileSync(join(root, 'bad.yml'), 'merge_method: ties\nbase_model: models/base\nmodels: [{model: models/finetune-1}]\ntokenizer_source: base\n');
+    writeFileSync(join(root, 'bad.yml'), 'merge_method: ties\nbase_model: models/base\nmodels: [{model: models/finetune-1}]\nchat_template: chatml\n');
     const run = cli(['merge', join(root, 'bad.yml'), join(root, 'never')]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/error: .*bad\.yml: tokenizer_source: unsupported key/);
+    expect(run.stderr).toMatch(/error: .*bad\.yml: chat_template: unsupported key/);
     expect(cli(['inspect', join(root, 'never')]).stderr).toMatch(/never: does not exist/);
   });
 

@@ -5,6 +5,7 @@
  * registration) and analysed by a real worker process. The scores are those of a forward pass
  * written out by hand over a checkpoint this test materialises itself (base + B·A, the saved head),
  * on data whose labels give known accuracies; the analysis equals that of the materialised model.
+ * APL merges an adapter (scored on its probe data as the adapted model) as it merges that model.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +19,11 @@ import { waitFor } from './helpers/graphql';
 import { mlpPredictions } from './helpers/mlp-reference';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { tinyFamily } from './helpers/tiny-models';
+import { useBackend } from '../src/engine/tensors/backend';
+import { parseMergeConfig } from '../src/engine/merge/config';
+import { planMerge } from '../src/engine/merge/plan';
+import { runMerge } from '../src/engine/merge/run';
+import { tempDir } from './helpers/files';
 
 jest.setTimeout(120000);
 let platform: TestPlatform;
@@ -111,4 +117,25 @@ it('evaluates and analyses an extracted adapter of a family fine-tune as the mod
   expect(a.length).toBe(b.length);
   a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThan(1e-5 * Math.max(1, Math.abs(b[i]))));
   expect(ofAdapter.model).toBe(`${join(dir, 'base')}+${adapterDir}`);
+});
+
+it('APL merges an adapter, scored on its probe data as the adapted model, as it merges the materialised model', async () => {
+  await useBackend('wasm');
+  const dir = tempDir();
+  tinyFamily({ seed: 7, dir, tasks: [{ name: 'a', classes: 3 }, { name: 'b', classes: 2 }] });
+  extractLora({ base: join(dir, 'base'), finetune: join(dir, 'a'), out: join(dir, 'a-lora'), rank: 3, seed: 2 });
+  materialise(join(dir, 'base'), join(dir, 'a-lora'), join(dir, 'a-materialised'));
+  const config = (a: string) => `merge_method: apl\nbase_model: base\nmodels:\n  - model: ${a}\n    parameters: {probe: a.safetensors}\n  - model: b\n    parameters: {probe: b.safetensors}\nparameters: {density: 0.5}\n`;
+  const merged = async (a: string) => {
+    const out = join(dir, `merged-${a}`);
+    const result = await runMerge(planMerge(parseMergeConfig(config(a), 'apl.yml', dir)), out, { threads: 0, backend: 'wasm' });
+    return { result, out };
+  };
+  const viaAdapter = await merged('a-lora');
+  const viaMaterialised = await merged('a-materialised');
+  expect((viaAdapter.result.preparation!.sources as Array<{ model: string }>)[0].model).toBe(`${join(dir, 'base')}+${join(dir, 'a-lora')}`);
+  for (const name of openCheckpoint(viaMaterialised.out).names) {
+    const [x, y] = [readTensorValues(viaAdapter.out, name), readTensorValues(viaMaterialised.out, name)];
+    x.forEach((v, i) => expect({ name, i, close: Math.abs(v - y[i]) < 1e-5 }).toEqual({ name, i, close: true }));
+  }
 });
