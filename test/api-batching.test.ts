@@ -63,7 +63,7 @@ it('answers a page of models with nested fields in the same number of statements
   const small = await counted(MODELS, { name: 'small-' });
   const large = await counted(MODELS, { name: 'large-' });
   expect((small.data.models as { models: unknown[] }).models).toHaveLength(6);
-  expect((large.data.models as { models: Array<{ name: string; parents: Array<{ model: { name: string } }> }> }).models.find((m) => m.name === 'large-ft-7')!.parents).toEqual([{ relation: 'finetune', model: { name: 'large-base' } }]);
+  expect((large.data.models as { models: Array<{ name: string; parents: Array<{ model: { name: string } }> }> }).models.find((m) => m.name === 'large-ft-7')!.parents).toEqual([{ relation: 'FINETUNE', model: { name: 'large-base' } }]);
   expect(large.statements).toBe(small.statements);
   // Per model it would have been 4 statements or more: 40 models cost far less than 40.
   // The page, then checkpoints, evaluations with their tasks, parents and children with their models: 8.

@@ -45,6 +45,20 @@ it('keeps schema/schema.graphql current (run npm run emit-schema after changing 
   expect(readFileSync(SCHEMA_FILE, 'utf8')).toBe(await schemaText());
 });
 
+it('names types without a Type suffix and checks enum inputs in the schema: a level or estimator outside its enum is refused before any resolver runs', async () => {
+  const schema = readFileSync(SCHEMA_FILE, 'utf8');
+  for (const type of ['Model', 'Task', 'Evaluation', 'Merge', 'MergeInput', 'ImportanceAnalysis', 'Checkpoint', 'LineageGraph', 'LineageEdge', 'JobEvent', 'MergeMethod', 'MethodParameter', 'Worker']) expect(schema).toContain(`type ${type} {`);
+  expect(schema).not.toMatch(/^type \w+Type \{/m);
+  for (const e of ['PartitionLevel', 'Estimator', 'JobKind', 'LineageRelation', 'OutputDtype']) expect(schema).toContain(`enum ${e} {`);
+  const before = await prisma.importanceAnalysis.count();
+  const wrong = await gql('mutation { startAnalysis(input: { modelId: "m", taskId: "t", level: "row" }) { id } }');
+  expect(wrong.errors![0]).toMatchObject({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } });
+  expect(wrong.errors![0].message).toMatch(/Enum "PartitionLevel" cannot represent non-enum value: "row"/);
+  const unknown = await gql('mutation($i: StartAnalysisInput!) { startAnalysis(input: $i) { id } }', { i: { modelId: 'm', taskId: 't', estimator: 'FAST' } });
+  expect(unknown.errors![0].message).toMatch(/Value "FAST" does not exist in "Estimator" enum/);
+  expect(await prisma.importanceAnalysis.count()).toBe(before);
+});
+
 it('registers a base and its fine-tunes from checkpoint paths, hashed, with lineage', async () => {
   const base = await gql<{ registerModel: { id: string; kind: string; architecture: string; checkpoint: { tensorCount: number; parameterCount: number; sha256: string; dtype: string } } }>(REGISTER, {
     input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') },
@@ -105,7 +119,7 @@ it('registers tasks from validated data files and shows parents, children and ev
     `query($id: ID!) { model(id: $id) { parents { relation model { name } } evaluations { split value task { name } } } }`,
     { id: ft.id },
   );
-  expect(view.data!.model).toEqual({ parents: [{ relation: 'finetune', model: { name: 'base' } }], evaluations: [{ split: 'test', value: 0.9, task: { name: 'digits' } }] });
+  expect(view.data!.model).toEqual({ parents: [{ relation: 'FINETUNE', model: { name: 'base' } }], evaluations: [{ split: 'test', value: 0.9, task: { name: 'digits' } }] });
   const base = await prisma.model.findUniqueOrThrow({ where: { name: 'base' } });
   const children = await gql<{ model: { children: Array<{ model: { name: string } }> } }>(`query($id: ID!) { model(id: $id) { children { model { name } } } }`, { id: base.id });
   expect(children.data!.model.children.map((c) => c.model.name)).toEqual(['ft-1', 'ft-2']);

@@ -124,8 +124,8 @@ it('a worker scores each model on the test and OOD splits of its tasks; the scor
   expect(queued.data!.evaluateModel).toMatchObject({ status: 'QUEUED', task: { name: 'beta' }, model: { name: 'ft-beta' } });
   ids.runB = queued.data!.evaluateModel.id;
   // Cancelled while queued, then retried: it runs as it was asked for.
-  expect((await operator('mutation($id: ID!) { cancelJob(id: $id) { kind status } }', { id: ids.runB })).data).toEqual({ cancelJob: { kind: 'evaluation', status: 'CANCELLED' } });
-  expect((await operator('mutation($id: ID!) { retryJob(id: $id) { kind status } }', { id: ids.runB })).data).toEqual({ retryJob: { kind: 'evaluation', status: 'QUEUED' } });
+  expect((await operator('mutation($id: ID!) { cancelJob(id: $id) { kind status } }', { id: ids.runB })).data).toEqual({ cancelJob: { kind: 'EVALUATION', status: 'CANCELLED' } });
+  expect((await operator('mutation($id: ID!) { retryJob(id: $id) { kind status } }', { id: ids.runB })).data).toEqual({ retryJob: { kind: 'EVALUATION', status: 'QUEUED' } });
   const seen: Array<{ phase: string; status: string }> = [];
   const stream = subscribe<{ jobProgress: { phase: string; status: string } }>(platform.server.url, 'subscription($id: ID!) { jobProgress(jobId: $id) { phase status } }', { id: ids.runA }, (d) => seen.push(d.jobProgress), platform.token);
   const worker = await platform.startWorker();

@@ -32,7 +32,7 @@ const START: Record<JobKind, (tag: string) => Promise<string>> = {
     return result.data!.startMerge.id;
   },
   analysis: async () => {
-    const result = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: "row", estimator: "exact" }) { id } }', { m: ids.ftA, t: ids.taskA });
+    const result = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { id } }', { m: ids.ftA, t: ids.taskA });
     expect(result.errors).toBeUndefined();
     return result.data!.startAnalysis.id;
   },

@@ -133,7 +133,7 @@ it('a job running while the database goes away is retried once it is back, and c
   const base = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-base', kind: 'BASE', path: join(root, 'slow/base') } })).data!.registerModel.id;
   const ft = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'slow/slow'), parentIds: [base] } })).data!.registerModel.id;
   const task = (await gql<{ registerTask: { id: string } }>('mutation($p: String!) { registerTask(input: { name: "slow", path: $p }) { id } }', { p: join(root, 'slow/slow.safetensors') })).data!.registerTask.id;
-  const started = await gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: "row", estimator: "exact" }) { id } }', { m: ft, t: task });
+  const started = await gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { id } }', { m: ft, t: task });
   const id = started.data!.startAnalysis.id;
   await waitFor(async () => (await prisma.jobEvent.count({ where: { jobId: id, phase: { not: 'status' } } })) > 0, 'the first progress event', 30000);
   await prisma.$disconnect();

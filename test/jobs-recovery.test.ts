@@ -78,7 +78,7 @@ function follow(jobId: string) {
 
 const startAnalysis = async () => {
   const result = await gql<{ startAnalysis: { id: string } }>(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
-    input: { modelId: ids.finetune, taskId: ids.task, level: 'row', estimator: 'exact' },
+    input: { modelId: ids.finetune, taskId: ids.task, level: 'ROW', estimator: 'EXACT' },
   });
   expect(result.errors).toBeUndefined();
   return result.data!.startAnalysis.id;
@@ -93,7 +93,7 @@ it('cancels a running analysis: the engine stops, the job ends CANCELLED, nothin
   const job = follow(id);
   await job.firstProgress;
   const cancelled = await cancel(id);
-  expect(cancelled.data!.cancelJob).toEqual({ kind: 'analysis', status: 'CANCELLED' });
+  expect(cancelled.data!.cancelJob).toEqual({ kind: 'ANALYSIS', status: 'CANCELLED' });
   await job.done;
   expect(job.events.at(-1)).toMatchObject({ status: 'CANCELLED', message: 'cancelled on request' });
   // The worker stopped the engine (not merely discarded a finished result).

@@ -113,8 +113,8 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(lineage.data!.lineage.nodes).toContainEqual({ id: mergedId, kind: 'MERGE', depth: 1 });
   const intoMerged = lineage.data!.lineage.edges.filter((e) => e.childId === mergedId);
   expect(intoMerged).toHaveLength(tasks.length + 1);
-  expect(intoMerged.find((e) => e.parentId === ids.base)).toMatchObject({ relation: 'merge-base', weight: null });
-  for (const task of tasks) expect(intoMerged.find((e) => e.parentId === ids.finetunes[task])).toMatchObject({ relation: 'merge', weight: 1 });
+  expect(intoMerged.find((e) => e.parentId === ids.base)).toMatchObject({ relation: 'MERGE_BASE', weight: null });
+  for (const task of tasks) expect(intoMerged.find((e) => e.parentId === ids.finetunes[task])).toMatchObject({ relation: 'MERGE', weight: 1 });
 
   const model = await gql<{ model: { checkpoint: { uri: string; sha256: string }; evaluations: Array<{ split: string; metric: string; value: number; task: { name: string } }>; ancestors: Array<{ id: string }>; merges: Array<{ id: string }> } }>(
     `query($id: ID!) { model(id: $id) { checkpoint { uri sha256 } evaluations { split metric value task { name } } ancestors { id } merges { id } } }`,
@@ -153,7 +153,7 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs), platform.token);
   const started = await gql<{ startAnalysis: { id: string; status: string } }>(
     `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status } }`,
-    { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'layer', estimator: 'exact' } },
+    { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'LAYER', estimator: 'EXACT' } },
   );
   expect(started.errors).toBeUndefined();
   expect(started.data!.startAnalysis.status).toBe('QUEUED');
@@ -164,7 +164,7 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
     { id: ids.finetunes[task] },
   );
   const [analysis] = view.data!.model.analyses;
-  expect(analysis).toMatchObject({ id: started.data!.startAnalysis.id, status: 'COMPLETED', level: 'layer', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
+  expect(analysis).toMatchObject({ id: started.data!.startAnalysis.id, status: 'COMPLETED', level: 'LAYER', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
   expect(analysis.result.partitions).toBeGreaterThan(1);
   expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);
   expect(existsSync(analysis.artifactUri.replace('file://', '').replace(/\.safetensors$/, '.json'))).toBe(true);
@@ -192,8 +192,8 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   await waitFor(() => statuses.some((e) => e.jobId === analysis.id && e.status === 'COMPLETED'), 'the analysis to complete on modelJobs');
   await modelJobs.close();
   expect(statuses.every((e) => e.phase === 'status')).toBe(true);
-  expect(statuses.filter((e) => e.jobId === analysis.id).map((e) => `${e.jobKind} ${e.status}`)).toEqual(['analysis QUEUED', 'analysis RUNNING', 'analysis COMPLETED']);
-  expect(statuses.filter((e) => e.jobKind === 'merge').map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
+  expect(statuses.filter((e) => e.jobId === analysis.id).map((e) => `${e.jobKind} ${e.status}`)).toEqual(['ANALYSIS QUEUED', 'ANALYSIS RUNNING', 'ANALYSIS COMPLETED']);
+  expect(statuses.filter((e) => e.jobKind === 'MERGE').map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
 
   // The analysis then feeds an APL merge in place of probe data.
   const merge = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
@@ -239,7 +239,7 @@ it('rejects bad requests with a code and a precise message, and queues nothing',
   expect(heterologous.errors![0].extensions.code).toBe('BAD_USER_INPUT');
   expect(heterologous.errors![0].message).toMatch(/trunk\.\d+\.weight|shape/);
   const noHead = await gql(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
-    input: { modelId: first, taskId: ids.tasks[zoo.finetunes[1].task], level: 'row', estimator: 'exact' },
+    input: { modelId: first, taskId: ids.tasks[zoo.finetunes[1].task], level: 'ROW', estimator: 'EXACT' },
   });
   expect(noHead.errors![0].extensions.code).toBe('BAD_USER_INPUT');
   expect(noHead.errors![0].message).toMatch(/has no head for task/);

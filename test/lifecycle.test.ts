@@ -70,7 +70,7 @@ it('retries a cancelled merge as it was requested, and a worker completes it; on
   expect((await owner(RETRY, { id })).errors![0]).toMatchObject({ message: `job ${id} is QUEUED; only a FAILED or CANCELLED job can be retried`, extensions: { code: 'CONFLICT' } });
   await owner('mutation($id: ID!) { cancelJob(id: $id) { status } }', { id });
   expect((await stranger(RETRY, { id })).errors![0].extensions.code).toBe('FORBIDDEN');
-  expect((await owner<{ retryJob: { kind: string; status: string } }>(RETRY, { id })).data!.retryJob).toEqual({ kind: 'merge', status: 'QUEUED' });
+  expect((await owner<{ retryJob: { kind: string; status: string } }>(RETRY, { id })).data!.retryJob).toEqual({ kind: 'MERGE', status: 'QUEUED' });
   // Cancelled and retried once more (the database connection a retry used must stay usable).
   expect((await owner('mutation($id: ID!) { cancelJob(id: $id) { status } }', { id })).errors).toBeUndefined();
   expect((await owner(RETRY, { id })).errors).toBeUndefined();

@@ -103,7 +103,7 @@ it('evaluates and analyses an extracted adapter of a family fine-tune as the mod
   expect(scores.map((s) => [s.split, s.value])).toEqual([['ood', 7 / 24], ['test', 19 / 24]]);
 
   const analyse = async (modelId: string) => {
-    const started = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: "layer", estimator: "exact" }) { id } }', { m: modelId, t: taskId });
+    const started = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: LAYER, estimator: EXACT }) { id } }', { m: modelId, t: taskId });
     expect(started.errors).toBeUndefined();
     const id = started.data!.startAnalysis.id;
     await waitFor(async () => (await platform.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the analysis (worker:\n${worker.output()})`, 60000);

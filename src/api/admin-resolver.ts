@@ -40,7 +40,7 @@ class CreateTokenInput {
   @Field(() => String, { nullable: true, description: 'lifetime such as 90m, 12h, 30d or 2w; absent: no expiry' }) expiresIn?: string;
 }
 
-@ObjectType({ description: 'A directory models and tasks may be registered from' })
+@ObjectType('DataRoot', { description: 'A directory models and tasks may be registered from' })
 class DataRootType {
   @Field({ description: 'paths under it are written data://NAME/relative/path' }) name: string;
   @Field({ description: 'the directory (admins only; others see data://NAME)' }) path: string;

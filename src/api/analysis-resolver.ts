@@ -6,6 +6,7 @@ import { JobStatus } from '../store/generated/enums';
 import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
+import { EstimatorEnum, PartitionLevelEnum } from './enums';
 import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType } from './types';
 import { ImportanceArtifact } from '../engine/apl/artifact';
 import type { Loaders } from './loaders';
@@ -16,8 +17,8 @@ import { checkpointPath } from '../store/registry';
 class StartAnalysisInput {
   @Field(() => ID, { description: 'the fine-tune (or merge) to measure' }) modelId: string;
   @Field(() => ID, { description: 'the task whose probe split is used; the model needs a head of that name' }) taskId: string;
-  @Field({ defaultValue: 'row', description: 'partition level: model, layer or row' }) level: string;
-  @Field({ defaultValue: 'exact', description: 'exact (causal intervention) or gradient (approximation)' }) estimator: string;
+  @Field(() => PartitionLevelEnum, { defaultValue: PartitionLevelEnum.ROW }) level: PartitionLevelEnum;
+  @Field(() => EstimatorEnum, { defaultValue: EstimatorEnum.EXACT }) estimator: EstimatorEnum;
   @Field(() => ID, { nullable: true, description: "default: the model's BASE ancestor" }) baseModelId?: string;
 }
 

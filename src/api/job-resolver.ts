@@ -7,14 +7,15 @@ import { JobEventRow } from '../store/events';
 import { jobKindOf, lastEventId, modelStatusEventsAfter } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
+import { JobKindEnum } from './enums';
 import { CancelledJobType, RetriedJobType } from './types';
 
 
-@ObjectType({ description: 'One step of a job: the events of a job are totally ordered by id' })
+@ObjectType('JobEvent', { description: 'One step of a job: the events of a job are totally ordered by id' })
 export class JobEventType {
   @Field(() => ID, { description: 'pass as afterEventId when reconnecting to get what was missed' }) id: string;
   @Field(() => ID) jobId: string;
-  @Field() jobKind: string;
+  @Field(() => JobKindEnum) jobKind: string;
   @Field() phase: string;
   @Field(() => Int) done: number;
   @Field(() => Int) total: number;

@@ -7,6 +7,7 @@ import { JobStatus } from '../store/generated/enums';
 import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
+import { OutputDtypeEnum } from './enums';
 import { MergeInputType, MergeType, ModelType } from './types';
 
 export enum NonFiniteMode {
@@ -31,7 +32,7 @@ class StartMergeInput {
   @Field(() => [MergeModelInput]) models: MergeModelInput[];
   @Field(() => GraphQLJSONObject, { nullable: true, description: "the method's global parameters" }) parameters?: Record<string, unknown>;
   @Field(() => Int, { nullable: true, description: 'seed of every random choice (default 0); recorded with the merge' }) seed?: number;
-  @Field({ nullable: true, description: 'float32, float16 or bfloat16' }) dtype?: string;
+  @Field(() => OutputDtypeEnum, { nullable: true }) dtype?: string;
   @Field({ nullable: true, description: 'merge against a base that is not an ancestor of every model (recorded with the merge); default false' }) allowUnrelatedBase?: boolean;
   @Field(() => NonFiniteMode, { nullable: true, description: 'NaN/Inf in an input or in the merged values: ERROR (default) fails the merge naming the tensor; WARN writes it and records warnings in the result' }) nonFinite?: NonFiniteMode;
 }

@@ -4,7 +4,7 @@ import { GraphQLJSON } from 'graphql-scalars';
 import { MERGE_METHODS } from '../engine/methods/registry';
 import { ParameterDef } from '../engine/methods/types';
 
-@ObjectType({ description: "A parameter of a merge method, as in the YAML config's `parameters`" })
+@ObjectType('MethodParameter', { description: "A parameter of a merge method, as in the YAML config's `parameters`" })
 class MethodParameterType {
   @Field() name: string;
   @Field({ description: 'number, boolean or string' }) type: string;
@@ -15,7 +15,7 @@ class MethodParameterType {
   @Field(() => [String], { nullable: true }) choices: string[] | null;
 }
 
-@ObjectType({ description: 'A merge method of the engine' })
+@ObjectType('MergeMethod', { description: 'A merge method of the engine' })
 class MergeMethodType {
   @Field() name: string;
   @Field() prettyName: string;

@@ -1,12 +1,13 @@
 /** GraphQL object types of the registry (type-graphql). */
 import { Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { EstimatorEnum, JobKindEnum, LineageRelationEnum, PartitionLevelEnum } from './enums';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { JobStatus, ModelKind } from '../store/generated/enums';
 
 registerEnumType(ModelKind, { name: 'ModelKind', description: 'BASE, FINETUNE or MERGE' });
 registerEnumType(JobStatus, { name: 'JobStatus' });
 
-@ObjectType({ description: 'A stored checkpoint: where it is and what it holds' })
+@ObjectType('Checkpoint', { description: 'A stored checkpoint: where it is and what it holds' })
 export class CheckpointType {
   @Field(() => ID) id: string;
   @Field({ description: 'file:// URI for admins; data://ROOT/relative for everyone else' }) uri: string;
@@ -17,7 +18,7 @@ export class CheckpointType {
   @Field(() => Int) tensorCount: number;
 }
 
-@ObjectType({ description: 'A model in the registry' })
+@ObjectType('Model', { description: 'A model in the registry' })
 export class ModelType {
   @Field(() => ID) id: string;
   @Field() name: string;
@@ -31,7 +32,7 @@ export class ModelType {
   checkpointId: string;
 }
 
-@ObjectType({ description: 'A model found by a lineage query, with its distance in generations' })
+@ObjectType('LineageNode', { description: 'A model found by a lineage query, with its distance in generations' })
 export class LineageNodeType {
   @Field(() => ID) id: string;
   @Field() name: string;
@@ -39,15 +40,15 @@ export class LineageNodeType {
   @Field(() => Int) depth: number;
 }
 
-@ObjectType()
+@ObjectType('LineageEdge')
 export class LineageEdgeType {
   @Field(() => ID) parentId: string;
   @Field(() => ID) childId: string;
-  @Field() relation: string;
+  @Field(() => LineageRelationEnum) relation: string;
   @Field(() => Float, { nullable: true }) weight: number | null;
 }
 
-@ObjectType({ description: 'Everything below a base model: nodes and the edges among them' })
+@ObjectType('LineageGraph', { description: 'Everything below a base model: nodes and the edges among them' })
 export class LineageGraphType {
   @Field(() => [LineageNodeType]) nodes: LineageNodeType[];
   @Field(() => [LineageEdgeType]) edges: LineageEdgeType[];
@@ -60,7 +61,7 @@ export class ModelPage {
   @Field(() => ID, { nullable: true, description: 'pass as `after` to get the next page' }) endCursor: string | null;
 }
 
-@ObjectType({ description: 'A task: its classes and where its labelled data is' })
+@ObjectType('Task', { description: 'A task: its classes and where its labelled data is' })
 export class TaskType {
   @Field(() => ID) id: string;
   @Field() name: string;
@@ -70,7 +71,7 @@ export class TaskType {
   @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
 }
 
-@ObjectType({ description: "A model's score on a task's split" })
+@ObjectType('Evaluation', { description: "A model's score on a task's split" })
 export class EvaluationType {
   @Field(() => ID) id: string;
   @Field() split: string;
@@ -79,14 +80,14 @@ export class EvaluationType {
   @Field(() => TaskType) task: TaskType;
 }
 
-@ObjectType({ description: 'A parent or child link of a model' })
+@ObjectType('ModelLink', { description: 'A parent or child link of a model' })
 export class LinkType {
-  @Field() relation: string;
+  @Field(() => LineageRelationEnum) relation: string;
   @Field(() => Float, { nullable: true }) weight: number | null;
   @Field(() => ModelType) model: ModelType;
 }
 
-@ObjectType({ description: 'One input of a merge: a model and its parameters' })
+@ObjectType('MergeInput', { description: 'One input of a merge: a model and its parameters' })
 export class MergeInputType {
   @Field(() => Int) position: number;
   @Field({ description: 'true for the base model the task vectors are taken against' }) isBase: boolean;
@@ -94,7 +95,7 @@ export class MergeInputType {
   @Field(() => ModelType) model: ModelType;
 }
 
-@ObjectType({ description: 'A merge job and, once COMPLETED, the model it produced' })
+@ObjectType('Merge', { description: 'A merge job and, once COMPLETED, the model it produced' })
 export class MergeType {
   @Field(() => ID) id: string;
   @Field() method: string;
@@ -113,11 +114,11 @@ export class MergeType {
   outputModelId: string | null;
 }
 
-@ObjectType({ description: 'An importance analysis of a model on a task, and its artifact once COMPLETED' })
+@ObjectType('ImportanceAnalysis', { description: 'An importance analysis of a model on a task, and its artifact once COMPLETED' })
 export class AnalysisType {
   @Field(() => ID) id: string;
-  @Field({ description: 'model, layer or row' }) level: string;
-  @Field({ description: 'exact or gradient' }) estimator: string;
+  @Field(() => PartitionLevelEnum) level: string;
+  @Field(() => EstimatorEnum) estimator: string;
   @Field(() => JobStatus) status: JobStatus;
   @Field(() => Int) done: number;
   @Field(() => Int) total: number;
@@ -134,27 +135,27 @@ export class AnalysisType {
   baseModelId: string | null;
 }
 
-@ObjectType({ description: 'A job that was cancelled' })
+@ObjectType('CancelledJob', { description: 'A job that was cancelled' })
 export class CancelledJobType {
   @Field(() => ID) id: string;
-  @Field({ description: 'merge, analysis or evaluation' }) kind: string;
+  @Field(() => JobKindEnum) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
-@ObjectType({ description: 'A job queued again' })
+@ObjectType('RetriedJob', { description: 'A job queued again' })
 export class RetriedJobType {
   @Field(() => ID) id: string;
-  @Field({ description: 'merge, analysis or evaluation' }) kind: string;
+  @Field(() => JobKindEnum) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
-@ObjectType({ description: 'A model deleted from the registry (its files stay where they are)' })
+@ObjectType('DeletedModel', { description: 'A model deleted from the registry (its files stay where they are)' })
 export class DeletedModelType {
   @Field(() => ID) id: string;
   @Field() name: string;
 }
 
-@ObjectType({ description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
+@ObjectType('EvaluationRun', { description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
 export class EvaluationRunType {
   @Field(() => ID) id: string;
   @Field(() => JobStatus) status: JobStatus;
@@ -170,13 +171,13 @@ export class EvaluationRunType {
   taskId: string | null;
 }
 
-@ObjectType({ description: "A partition and its score" })
+@ObjectType('PartitionScore', { description: "A partition and its score" })
 export class PartitionScoreType {
   @Field() partition: string;
   @Field(() => Float) value: number;
 }
 
-@ObjectType({ description: "One layer's (tensor group's) partitions: statistics of one importance score, for a heat map" })
+@ObjectType('LayerImportance', { description: "One layer's (tensor group's) partitions: statistics of one importance score, for a heat map" })
 export class LayerImportanceType {
   @Field() layer: string;
   @Field(() => Int) partitions: number;
@@ -187,7 +188,7 @@ export class LayerImportanceType {
   @Field(() => [PartitionScoreType], { description: 'the highest-scoring partitions, highest first' }) top: PartitionScoreType[];
 }
 
-@ObjectType({ description: 'A histogram bin of partition scores: [lower, upper), the last one closed' })
+@ObjectType('HistogramBin', { description: 'A histogram bin of partition scores: [lower, upper), the last one closed' })
 export class HistogramBinType {
   @Field(() => Float) lower: number;
   @Field(() => Float) upper: number;
@@ -202,7 +203,7 @@ export enum ImportanceScore {
 }
 registerEnumType(ImportanceScore, { name: 'ImportanceScore', description: 'loss increase and KL (exact intervention), or the gradient approximation (signed, absolute)' });
 
-@ObjectType({ description: "A model's score on a task beside the best fine-tune's (normalised accuracy)" })
+@ObjectType('LeaderboardScore', { description: "A model's score on a task beside the best fine-tune's (normalised accuracy)" })
 export class LeaderboardScoreType {
   @Field(() => TaskType) task: TaskType;
   @Field(() => Float) value: number;
@@ -211,7 +212,7 @@ export class LeaderboardScoreType {
   taskId: string;
 }
 
-@ObjectType({ description: 'A row of a base\'s leaderboard' })
+@ObjectType('LeaderboardRow', { description: 'A row of a base\'s leaderboard' })
 export class LeaderboardRowType {
   @Field(() => ModelType) model: ModelType;
   @Field(() => [LeaderboardScoreType]) scores: LeaderboardScoreType[];
