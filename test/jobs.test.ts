@@ -106,6 +106,22 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(merge.data!.merge).toMatchObject({ status: 'COMPLETED', attempts: 1, result: { backend: 'wasm' }, outputModel: { name: 'zoo-apl', kind: 'MERGE' } });
   const mergedId = merge.data!.merge.outputModel.id;
 
+  // Timing: queued, started by the worker that said so, finished when the COMPLETED event was written.
+  const timed = await gql<{ merge: { createdAt: string; timing: { queuedAt: string; startedAt: string; finishedAt: string; durationSeconds: number; waitSeconds: number; attempts: number; worker: string } } }>(
+    `query($id: ID!) { merge(id: $id) { createdAt timing { queuedAt startedAt finishedAt durationSeconds waitSeconds attempts worker } } }`,
+    { id: mergeId },
+  );
+  const timing = timed.data!.merge.timing;
+  const [queuedAt, startedAt, finishedAt] = [timing.queuedAt, timing.startedAt, timing.finishedAt].map((t) => new Date(t).getTime());
+  expect(timing.queuedAt).toBe(timed.data!.merge.createdAt);
+  expect(queuedAt <= startedAt && startedAt <= finishedAt).toBe(true);
+  expect(timing.durationSeconds).toBeCloseTo((finishedAt - startedAt) / 1000, 3);
+  expect(timing.waitSeconds).toBeCloseTo((startedAt - queuedAt) / 1000, 3);
+  expect(timing).toMatchObject({ attempts: 1 });
+  const statusEvents = await prisma.jobEvent.findMany({ where: { jobId: mergeId, phase: 'status' }, orderBy: { id: 'asc' } });
+  expect(statusEvents.find((e) => e.status === 'RUNNING')!.message).toBe(`running on ${timing.worker}`);
+  expect(Math.abs(statusEvents.find((e) => e.status === 'COMPLETED')!.createdAt.getTime() - finishedAt)).toBeLessThan(1000);
+
   const lineage = await gql<{ lineage: { nodes: Array<{ id: string; kind: string; depth: number }>; edges: Array<{ parentId: string; childId: string; relation: string; weight: number | null }> } }>(
     `query($id: ID!) { lineage(baseId: $id) { nodes { id kind depth } edges { parentId childId relation weight } } }`,
     { id: ids.base },

@@ -7,7 +7,7 @@ import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { EstimatorEnum, PartitionLevelEnum } from './enums';
-import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType } from './types';
+import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
 import { ImportanceArtifact } from '../engine/apl/artifact';
 import type { Loaders } from './loaders';
 import { histogram, layerImportance, partitionNames } from '../engine/apl/statistics';
@@ -49,6 +49,11 @@ async function artifactScores(analysis: AnalysisType, score: ImportanceScore, lo
 
 @Resolver(() => AnalysisType)
 export class AnalysisResolver {
+  @FieldResolver(() => JobTimingType)
+  timing(@Root() job: Parameters<typeof jobTiming>[0]): JobTimingType {
+    return jobTiming(job);
+  }
+
   @Authorized('OPERATOR')
   @Mutation(() => AnalysisType, { description: 'validates the request, queues the analysis and returns it QUEUED at once' })
   async startAnalysis(@Ctx() context: ApiContext, @Arg('input', () => StartAnalysisInput) input: StartAnalysisInput): Promise<AnalysisType> {

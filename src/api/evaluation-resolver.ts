@@ -6,12 +6,17 @@ import { JobStatus } from '../store/generated/enums';
 import { listEvaluationRuns } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
-import { EvaluationRunType, ModelType, TaskType } from './types';
+import { EvaluationRunType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
 
 export const toEvaluationRun = (row: { result: unknown } & Omit<EvaluationRunType, 'result'>): EvaluationRunType => ({ ...row, result: (row.result as Record<string, unknown> | null) ?? null });
 
 @Resolver(() => EvaluationRunType)
 export class EvaluationResolver {
+  @FieldResolver(() => JobTimingType)
+  timing(@Root() job: Parameters<typeof jobTiming>[0]): JobTimingType {
+    return jobTiming(job);
+  }
+
   @Authorized('OPERATOR')
   @Mutation(() => EvaluationRunType, { description: "queues scoring a model on one task, or on every registered task it has a head for (test and OOD splits); its scores replace the model's earlier ones" })
   async evaluateModel(@Ctx() context: ApiContext, @Arg('modelId', () => ID) modelId: string, @Arg('taskId', () => ID, { nullable: true }) taskId?: string): Promise<EvaluationRunType> {

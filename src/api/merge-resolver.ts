@@ -8,7 +8,7 @@ import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { OutputDtypeEnum } from './enums';
-import { MergeInputType, MergeType, ModelType } from './types';
+import { MergeInputType, MergeType, ModelType, jobTiming, JobTimingType } from './types';
 
 export enum NonFiniteMode {
   ERROR = 'ERROR',
@@ -46,6 +46,11 @@ export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknow
 
 @Resolver(() => MergeType)
 export class MergeResolver {
+  @FieldResolver(() => JobTimingType)
+  timing(@Root() job: Parameters<typeof jobTiming>[0]): JobTimingType {
+    return jobTiming(job);
+  }
+
   @Authorized('OPERATOR')
   @Mutation(() => MergeType, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
   async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<MergeType> {

@@ -155,6 +155,25 @@ export class DeletedModelType {
   @Field() name: string;
 }
 
+@ObjectType('JobTiming', { description: "When a job was queued, started (its latest attempt) and ended, and by which worker" })
+export class JobTimingType {
+  @Field() queuedAt: Date;
+  @Field(() => Date, { nullable: true, description: 'when the latest attempt started (null: not started)' }) startedAt: Date | null;
+  @Field(() => Date, { nullable: true, description: 'when it COMPLETED, FAILED or was CANCELLED' }) finishedAt: Date | null;
+  @Field(() => Float, { nullable: true, description: 'from the latest start to the end (or to now, while RUNNING)' }) durationSeconds: number | null;
+  @Field(() => Float, { description: 'from queued to started (or to now, while QUEUED)' }) waitSeconds: number;
+  @Field(() => Int, { description: 'attempts started' }) attempts: number;
+  @Field(() => String, { nullable: true, description: 'the worker that ran the latest attempt' }) worker: string | null;
+}
+
+/** A job row's timing, as the schema shows it. */
+export function jobTiming(row: { createdAt: Date; startedAt: Date | null; finishedAt: Date | null; attempts: number; lastWorker: string | null; status: string }, now = new Date()): JobTimingType {
+  const end = row.finishedAt ?? (row.status === 'RUNNING' ? now : null);
+  const durationSeconds = row.startedAt && end ? (end.getTime() - row.startedAt.getTime()) / 1000 : null;
+  const waitSeconds = ((row.startedAt ?? row.finishedAt ?? now).getTime() - row.createdAt.getTime()) / 1000;
+  return { queuedAt: row.createdAt, startedAt: row.startedAt, finishedAt: row.finishedAt, durationSeconds, waitSeconds, attempts: row.attempts, worker: row.lastWorker };
+}
+
 @ObjectType('EvaluationRun', { description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
 export class EvaluationRunType {
   @Field(() => ID) id: string;

@@ -22,7 +22,10 @@ interface JobWhere {
   status?: JobStatus | { in: JobStatus[] };
   lease?: string;
 }
-type JobPatch = { status?: JobStatus; done?: number; total?: number; error?: string | null; lease?: string | null; leaseWorker?: string | null; attempts?: { increment: number } };
+type JobPatch = {
+  status?: JobStatus; done?: number; total?: number; error?: string | null; lease?: string | null; leaseWorker?: string | null; attempts?: { increment: number };
+  startedAt?: Date | null; finishedAt?: Date | null; lastWorker?: string | null;
+};
 const JOB_STATE = { status: true, attempts: true, error: true, createdBy: true, leaseWorker: true, done: true, total: true } as const;
 type JobRow = { status: JobStatus; attempts: number; error: string | null; createdBy: string | null; leaseWorker: string | null; done: number; total: number };
 
@@ -73,7 +76,9 @@ export async function transitionJob(
   const run = async (tx: Prisma.TransactionClient) => {
     // Leaving RUNNING ends the lease: nobody owns a job that is not running.
     const endsLease = change.to !== 'RUNNING' ? { lease: null, leaseWorker: null } : {};
-    const row = await updateJob(tx, kind, id, change.from, { status: change.to, ...(change.error !== undefined ? { error: change.error } : {}), ...endsLease }, change.lease);
+    // An ended job has its finish time; one queued again starts its timing afresh.
+    const timing = FINAL_STATUSES.includes(change.to) ? { finishedAt: new Date() } : change.to === 'QUEUED' ? { startedAt: null, finishedAt: null } : {};
+    const row = await updateJob(tx, kind, id, change.from, { status: change.to, ...(change.error !== undefined ? { error: change.error } : {}), ...endsLease, ...timing }, change.lease);
     if (!row) return false;
     await andThen?.(tx);
     await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message: change.message, status: change.to });
@@ -213,7 +218,7 @@ export async function takeLease(prisma: PrismaClient, kind: JobKind, id: string,
     const before = await jobTable(tx, kind).find(id);
     if (!before || FINAL_STATUSES.includes(before.status)) return undefined;
     const lease = randomUUID();
-    const row = await updateJob(tx, kind, id, ['QUEUED', 'RUNNING'], { status: 'RUNNING', lease, leaseWorker: worker });
+    const row = await updateJob(tx, kind, id, ['QUEUED', 'RUNNING'], { status: 'RUNNING', lease, leaseWorker: worker, startedAt: new Date(), finishedAt: null, lastWorker: worker });
     if (!row) return undefined;
     await insertJobEvent(tx, { jobKind: kind, jobId: id, phase: 'status', done: row.done, total: row.total, message, status: 'RUNNING' });
     return { lease, previousWorker: before.status === 'RUNNING' ? before.leaseWorker : null };
