@@ -1,5 +1,5 @@
 /** The GraphQL API over HTTP against a real PostgreSQL: registration, errors with codes, paging, lineage, the schema snapshot. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startApiServer, ApiServer } from '../src/api/server';
 import { schemaText } from '../src/api/schema';
@@ -73,6 +73,20 @@ it('registers a base and its fine-tunes from checkpoint paths, hashed, with line
   }
   const lineage = await gql<{ lineage: { nodes: Array<{ name: string; depth: number }>; edges: unknown[] } }>(`query($id: ID!) { lineage(baseId: $id) { nodes { name depth } edges { parentId childId relation } } }`, { id: baseId });
   expect(lineage.data!.lineage.nodes).toEqual([{ name: 'base', depth: 0 }, { name: 'ft-1', depth: 1 }, { name: 'ft-2', depth: 1 }]);
+
+  // The checkpoint's tensors, a page at a time, from its headers; its model card once it has one.
+  type Tensors = { model: { checkpoint: { modelCard: string | null; tensors: { totalCount: number; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; endCursor: string }; edges: Array<{ node: { name: string; dtype: string; shape: number[]; parameters: number; file: string } }> } } } };
+  const TENSORS = 'query($id: ID!, $after: String, $name: String) { model(id: $id) { checkpoint { modelCard tensors(first: 1, after: $after, nameContains: $name) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { node { name dtype shape parameters file } } } } } }';
+  const first = (await gql<Tensors>(TENSORS, { id: baseId })).data!.model.checkpoint;
+  expect(first.modelCard).toBeNull();
+  expect(first.tensors).toMatchObject({ totalCount: 2, pageInfo: { hasNextPage: true, hasPreviousPage: false }, edges: [{ node: { name: 'layers.0.w', dtype: 'F32', shape: [4, 4], parameters: 16, file: 'model.safetensors' } }] });
+  const second = (await gql<Tensors>(TENSORS, { id: baseId, after: first.tensors.pageInfo.endCursor })).data!.model.checkpoint.tensors;
+  expect(second).toMatchObject({ totalCount: 2, pageInfo: { hasNextPage: false, hasPreviousPage: true }, edges: [{ node: { name: 'layers.1.w' } }] });
+  expect((await gql<Tensors>(TENSORS, { id: baseId, name: '1.w' })).data!.model.checkpoint.tensors).toMatchObject({ totalCount: 1, edges: [{ node: { name: 'layers.1.w' } }] });
+  const badCursor = await gql(TENSORS, { id: baseId, after: 'bm9wZQ' });
+  expect(badCursor.errors![0]).toMatchObject({ message: 'after: "bm9wZQ" is not a cursor of this list', extensions: { code: 'BAD_USER_INPUT' } });
+  writeFileSync(join(root, 'models/base/README.md'), '# base\nA synthetic base model.\n');
+  expect((await gql<Tensors>(TENSORS, { id: baseId })).data!.model.checkpoint.modelCard).toBe('# base\nA synthetic base model.\n');
   expect(lineage.data!.lineage.edges).toHaveLength(2);
   const models = await gql<{ models: { models: Array<{ name: string; ancestors: Array<{ name: string }> }>; hasNextPage: boolean; endCursor: string } }>(`{ models(first: 2, filter: { kind: FINETUNE }) { models { name ancestors { name } } hasNextPage endCursor } }`);
   expect(models.data!.models.models).toEqual([{ name: 'ft-1', ancestors: [{ name: 'base' }] }, { name: 'ft-2', ancestors: [{ name: 'base' }] }]);

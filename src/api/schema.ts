@@ -5,6 +5,7 @@ import { createPubSub } from '@graphql-yoga/subscription';
 import { buildSchema } from 'type-graphql';
 import { AdminResolver } from './admin-resolver';
 import { AnalysisResolver } from './analysis-resolver';
+import { CheckpointResolver } from './checkpoint-resolver';
 import { EvaluationResolver } from './evaluation-resolver';
 import { roleChecker } from './auth';
 import { checkArguments } from './arguments';
@@ -18,7 +19,7 @@ export async function buildApiSchema(): Promise<GraphQLSchema> {
   // Live events come from JobEventHub (Postgres LISTEN) through each subscription's own `subscribe`;
   // type-graphql still requires a PubSub to build subscription fields.
   return buildSchema({
-    resolvers: [ModelResolver, MergeResolver, AnalysisResolver, EvaluationResolver, JobResolver, MethodResolver, AdminResolver, WorkerResolver],
+    resolvers: [ModelResolver, CheckpointResolver, MergeResolver, AnalysisResolver, EvaluationResolver, JobResolver, MethodResolver, AdminResolver, WorkerResolver],
     validate: false,
     pubSub: createPubSub(),
     authChecker: roleChecker,
