@@ -24,7 +24,7 @@ async function main(): Promise<void> {
       { name: `alternating children/parents (${`{ model(id: "${id}") { ${hop(10)} } }`.length} bytes)`, body: JSON.stringify({ query: `{ model(id: "${id}") { ${hop(10)} } }` }) },
       { name: '10,000 aliases', body: JSON.stringify({ query: `{ ${Array.from({ length: 10_000 }, (_, i) => `a${i}: methods { name }`).join(' ')} }` }) },
       { name: '31 aliases', body: JSON.stringify({ query: `{ ${Array.from({ length: 31 }, (_, i) => `a${i}: viewer { role }`).join(' ')} }` }) },
-      { name: 'cost: models(first: 500) { … children { … children } }', body: JSON.stringify({ query: '{ models(first: 500) { models { children { model { children { model { name } } } } } } }' }) },
+      { name: 'cost: models(first: 500) { … children { … children } }', body: JSON.stringify({ query: '{ models(first: 500) { nodes { children { model { children { model { name } } } } } } }' }) },
       { name: 'cyclic introspection (types → fields → type → fields …)', body: JSON.stringify({ query: '{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }' }) },
       { name: 'no token', body: JSON.stringify({ query: '{ viewer { role } }' }), token: null },
       { name: 'unknown token', body: JSON.stringify({ query: '{ viewer { role } }' }), token: 'aplm_not-a-token' },

@@ -130,14 +130,14 @@ async function main(): Promise<void> {
     type Row = { id: string; status: string; attempts: number; outputName: string };
     let rows: Row[] = [];
     await until(async () => {
-      const result = await gql<{ merges: Row[] }>('{ merges(first: 500) { id status attempts outputName } }').catch(() => ({ data: undefined }));
+      const result = await gql<{ merges: Row[] }>('{ merges(first: 500) { nodes { id status attempts outputName } } }').catch(() => ({ data: undefined }));
       rows = result.data?.merges ?? rows;
       return rows.length >= merges && rows.every((r) => ['COMPLETED', 'FAILED', 'CANCELLED'].includes(r.status));
     }, 'every merge to end', 15 * 60_000);
     chaos = false;
     await chaosLoop;
     const seconds = (performance.now() - began) / 1000;
-    const modelsNow = (await gql<{ models: { models: Array<{ name: string }> } }>('{ models(first: 500) { models { name } } }')).data!.models.models;
+    const modelsNow = (await gql<{ models: { nodes: Array<{ name: string }> } }>('{ models(first: 500) { nodes { name } } }')).data!.models.nodes;
     const completed = rows.filter((r) => r.status === 'COMPLETED');
     const duplicates = modelsNow.length - new Set(modelsNow.map((m) => m.name)).size + completed.filter((r) => !modelsNow.some((m) => m.name === r.outputName)).length;
     const outputs = join(dataDir, 'outputs', 'merges');

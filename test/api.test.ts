@@ -47,8 +47,9 @@ it('keeps schema/schema.graphql current (run npm run emit-schema after changing 
 
 it('names types without a Type suffix and checks enum inputs in the schema: a level or estimator outside its enum is refused before any resolver runs', async () => {
   const schema = readFileSync(SCHEMA_FILE, 'utf8');
-  for (const type of ['Model', 'Task', 'Evaluation', 'Merge', 'MergeInput', 'ImportanceAnalysis', 'Checkpoint', 'LineageGraph', 'LineageEdge', 'JobEvent', 'MergeMethod', 'MethodParameter', 'Worker']) expect(schema).toContain(`type ${type} {`);
-  expect(schema).not.toMatch(/^type \w+Type \{/m);
+  for (const type of ['Model', 'Task', 'Evaluation', 'Merge', 'MergeInput', 'ImportanceAnalysis', 'Checkpoint', 'LineageGraph', 'LineageEdge', 'JobEvent', 'MergeMethod', 'MethodParameter', 'Worker']) expect(schema).toMatch(new RegExp(`^type ${type}( implements Node)? \\{`, 'm'));
+  for (const type of ['Model', 'Task', 'Evaluation', 'Merge', 'ImportanceAnalysis', 'Checkpoint', 'EvaluationRun']) expect(schema).toContain(`type ${type} implements Node {`);
+  expect(schema).not.toMatch(/^type \w+Type\b/m);
   for (const e of ['PartitionLevel', 'Estimator', 'JobKind', 'LineageRelation', 'OutputDtype']) expect(schema).toContain(`enum ${e} {`);
   const before = await prisma.importanceAnalysis.count();
   const wrong = await gql('mutation { startAnalysis(input: { modelId: "m", taskId: "t", level: "row" }) { id } }');
@@ -88,12 +89,29 @@ it('registers a base and its fine-tunes from checkpoint paths, hashed, with line
   writeFileSync(join(root, 'models/base/README.md'), '# base\nA synthetic base model.\n');
   expect((await gql<Tensors>(TENSORS, { id: baseId })).data!.model.checkpoint.modelCard).toBe('# base\nA synthetic base model.\n');
   expect(lineage.data!.lineage.edges).toHaveLength(2);
-  const models = await gql<{ models: { models: Array<{ name: string; ancestors: Array<{ name: string }> }>; hasNextPage: boolean; endCursor: string } }>(`{ models(first: 2, filter: { kind: FINETUNE }) { models { name ancestors { name } } hasNextPage endCursor } }`);
-  expect(models.data!.models.models).toEqual([{ name: 'ft-1', ancestors: [{ name: 'base' }] }, { name: 'ft-2', ancestors: [{ name: 'base' }] }]);
-  const all1 = await gql<{ models: { models: Array<{ name: string }>; hasNextPage: boolean; endCursor: string } }>(`{ models(first: 2) { models { name } hasNextPage endCursor } }`);
-  expect(all1.data!.models.hasNextPage).toBe(true);
-  const all2 = await gql<{ models: { models: Array<{ name: string }>; hasNextPage: boolean } }>(`query($after: ID) { models(first: 2, after: $after) { models { name } hasNextPage } }`, { after: all1.data!.models.endCursor });
-  expect(all2.data!.models).toEqual({ models: [{ name: 'ft-2' }], hasNextPage: false });
+  const models = await gql<{ models: { nodes: Array<{ name: string; ancestors: Array<{ name: string }> }> } }>(`{ models(first: 2, filter: { kind: FINETUNE }) { nodes { name ancestors { name } } pageInfo { hasNextPage endCursor } } }`);
+  expect(models.data!.models.nodes).toEqual([{ name: 'ft-1', ancestors: [{ name: 'base' }] }, { name: 'ft-2', ancestors: [{ name: 'base' }] }]);
+  type Page = { models: { totalCount: number; nodes: Array<{ name: string }>; edges: Array<{ cursor: string; node: { name: string } }>; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; endCursor: string } } };
+  const PAGE = 'query($after: String, $order: ModelOrder, $filter: ModelFilterInput) { models(first: 2, after: $after, orderBy: $order, filter: $filter) { totalCount nodes { name } edges { cursor node { name } } pageInfo { hasNextPage hasPreviousPage endCursor } } }';
+  const all1 = (await gql<Page>(PAGE)).data!.models;
+  expect(all1).toMatchObject({ totalCount: 3, nodes: [{ name: 'base' }, { name: 'ft-1' }], pageInfo: { hasNextPage: true, hasPreviousPage: false, endCursor: all1.edges[1].cursor } });
+  expect(all1.edges.map((e) => e.node)).toEqual(all1.nodes);
+  const all2 = (await gql<Page>(PAGE, { after: all1.pageInfo.endCursor })).data!.models;
+  expect(all2).toMatchObject({ totalCount: 3, nodes: [{ name: 'ft-2' }], pageInfo: { hasNextPage: false, hasPreviousPage: true } });
+  // Ordered by name, descending; filtered to the lineage below the base, by name (case-insensitive).
+  expect((await gql<Page>(PAGE, { order: { field: 'NAME', direction: 'DESC' } })).data!.models.nodes).toEqual([{ name: 'ft-2' }, { name: 'ft-1' }]);
+  expect((await gql<Page>(PAGE, { filter: { baseId, nameContains: 'FT-' } })).data!.models).toMatchObject({ totalCount: 2, nodes: [{ name: 'ft-1' }, { name: 'ft-2' }] });
+  expect((await gql<Page>(PAGE, { filter: { createdBy: 'nobody' } })).data!.models).toMatchObject({ totalCount: 0, nodes: [], pageInfo: { hasNextPage: false, endCursor: null } });
+  const foreign = await gql(PAGE, { after: Buffer.from('task:x').toString('base64url') });
+  expect(foreign.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: expect.stringMatching(/^after: .* is not a cursor of this list/) });
+
+  // Any entity by its id, through the Node interface.
+  const node = await gql<{ node: { __typename: string; id: string; name?: string } }>('query($id: ID!) { node(id: $id) { __typename id ... on Model { name } } }', { id: baseId });
+  expect(node.data!.node).toEqual({ __typename: 'Model', id: baseId, name: 'base' });
+  const checkpointId = (await gql<{ model: { checkpoint: { id: string } } }>('query($id: ID!) { model(id: $id) { checkpoint { id } } }', { id: baseId })).data!.model.checkpoint.id;
+  expect((await gql<{ node: { __typename: string; tensorCount: number } }>('query($id: ID!) { node(id: $id) { __typename ... on Checkpoint { tensorCount } } }', { id: checkpointId })).data!.node).toEqual({ __typename: 'Checkpoint', tensorCount: 2 });
+  const missing = await gql('{ node(id: "00000000-0000-0000-0000-000000000000") { id } }');
+  expect(missing.errors![0]).toMatchObject({ message: 'nothing has id 00000000-0000-0000-0000-000000000000', extensions: { code: 'NOT_FOUND' } });
 });
 
 it('answers bad requests with a code and a precise message, and writes no rows', async () => {
@@ -130,10 +148,10 @@ it('registers tasks from validated data files and shows parents, children and ev
   const ft = await prisma.model.findUniqueOrThrow({ where: { name: 'ft-1' } });
   await prisma.evaluation.create({ data: { modelId: ft.id, taskId: task.data!.registerTask.id, split: 'test', metric: 'accuracy', value: 0.9 } });
   const view = await gql<{ model: { parents: Array<{ relation: string; model: { name: string } }>; evaluations: Array<{ split: string; value: number; task: { name: string } }> } }>(
-    `query($id: ID!) { model(id: $id) { parents { relation model { name } } evaluations { split value task { name } } } }`,
+    `query($id: ID!) { model(id: $id) { parents { relation model { name } } evaluations { nodes { split value task { name } } } } }`,
     { id: ft.id },
   );
-  expect(view.data!.model).toEqual({ parents: [{ relation: 'FINETUNE', model: { name: 'base' } }], evaluations: [{ split: 'test', value: 0.9, task: { name: 'digits' } }] });
+  expect(view.data!.model).toEqual({ parents: [{ relation: 'FINETUNE', model: { name: 'base' } }], evaluations: { nodes: [{ split: 'test', value: 0.9, task: { name: 'digits' } }] } });
   const base = await prisma.model.findUniqueOrThrow({ where: { name: 'base' } });
   const children = await gql<{ model: { children: Array<{ model: { name: string } }> } }>(`query($id: ID!) { model(id: $id) { children { model { name } } } }`, { id: base.id });
   expect(children.data!.model.children.map((c) => c.model.name)).toEqual(['ft-1', 'ft-2']);

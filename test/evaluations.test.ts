@@ -129,8 +129,8 @@ it('a worker scores each model on the test and OOD splits of its tasks; the scor
   const seen: Array<{ phase: string; status: string }> = [];
   const stream = subscribe<{ jobProgress: { phase: string; status: string } }>(platform.server.url, 'subscription($id: ID!) { jobProgress(jobId: $id) { phase status } }', { id: ids.runA }, (d) => seen.push(d.jobProgress), platform.token);
   const worker = await platform.startWorker();
-  const SCORES = 'query($id: ID!) { model(id: $id) { evaluations { split metric value task { name } } evaluationRuns { status result } } }';
-  type Scores = { model: { evaluations: Array<{ split: string; metric: string; value: number; task: { name: string } }>; evaluationRuns: Array<{ status: string; result: { scores: unknown[]; backend: string } | null }> } };
+  const SCORES = 'query($id: ID!) { model(id: $id) { evaluations { nodes { split metric value task { name } } } evaluationRuns { status result } } }';
+  type Scores = { model: { evaluations: { nodes: Array<{ split: string; metric: string; value: number; task: { name: string } }> }; evaluationRuns: Array<{ status: string; result: { scores: unknown[]; backend: string } | null }> } };
   const scoresOf = async (id: string) => (await platform.gql<Scores>(SCORES, { id })).data!.model;
   try {
     for (const [id, run] of [[ids.ftA, ids.runA], [ids.ftB, ids.runB]]) {
@@ -144,10 +144,10 @@ it('a worker scores each model on the test and OOD splits of its tasks; the scor
   expect(seen.map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', ...seen.slice(2, -1).map(() => 'RUNNING'), 'COMPLETED']);
   expect(seen.some((e) => e.phase === 'evaluate')).toBe(true);
   const alpha = await scoresOf(ids.ftA);
-  expect(alpha.evaluations.map((e) => [e.task.name, e.split, e.metric, e.value])).toEqual([['alpha', 'ood', 'accuracy', expected.get('alpha/ood')], ['alpha', 'test', 'accuracy', expected.get('alpha/test')]]);
+  expect(alpha.evaluations.nodes.map((e) => [e.task.name, e.split, e.metric, e.value])).toEqual([['alpha', 'ood', 'accuracy', expected.get('alpha/ood')], ['alpha', 'test', 'accuracy', expected.get('alpha/test')]]);
   expect(alpha.evaluationRuns[0]).toMatchObject({ status: 'COMPLETED', result: { backend: 'wasm', scores: [{ task: 'alpha', split: 'test', value: 17 / 24 }, { task: 'alpha', split: 'ood', value: 5 / 24 }] } });
   const beta = await scoresOf(ids.ftB);
-  expect(beta.evaluations.map((e) => [e.task.name, e.split, e.value])).toEqual([['beta', 'ood', expected.get('beta/ood')], ['beta', 'test', expected.get('beta/test')]]);
+  expect(beta.evaluations.nodes.map((e) => [e.task.name, e.split, e.value])).toEqual([['beta', 'ood', expected.get('beta/ood')], ['beta', 'test', expected.get('beta/test')]]);
   // Evaluated again (on request, one task): the scores are replaced, not added.
   const again = await operator<{ evaluateModel: { id: string } }>(EVALUATE, { m: ids.ftA, t: ids.taskA });
   await waitFor(async () => (await platform.prisma.evaluationRun.findUniqueOrThrow({ where: { id: again.data!.evaluateModel.id } })).status === 'COMPLETED', 'the second evaluation', 60000);

@@ -90,7 +90,7 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
   await prisma.$disconnect();
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS false`);
   await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name()}'`);
-  const during = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ models { models { name } } }' }) });
+  const during = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ models { nodes { name } } }' }) });
   expect(during.status).toBe(503);
   expect(await during.json()).toEqual({ errors: [{ message: expect.stringMatching(/the database is unavailable/), extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
   await new Promise((r) => setTimeout(r, 2000));
@@ -98,7 +98,7 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
   expect(worker.child.exitCode).toBeNull();
 
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS true`);
-  await waitFor(async () => (await gql<{ models: { models: unknown[] } }>('{ models { models { name } } }')).data?.models.models.length === 2, 'the API to answer again', 30000);
+  await waitFor(async () => (await gql<{ models: { nodes: unknown[] } }>('{ models { nodes { name } } }')).data?.models.nodes.length === 2, 'the API to answer again', 30000);
   // An event written after the outage reaches the subscriber opened before it.
   prisma = createPrisma(database.url);
   await appendJobEvent(prisma, { jobKind: 'merge', jobId: job.id, phase: 'status', done: 2, total: 2, message: 'after the outage', status: 'COMPLETED' });

@@ -132,8 +132,8 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(intoMerged.find((e) => e.parentId === ids.base)).toMatchObject({ relation: 'MERGE_BASE', weight: null });
   for (const task of tasks) expect(intoMerged.find((e) => e.parentId === ids.finetunes[task])).toMatchObject({ relation: 'MERGE', weight: 1 });
 
-  const model = await gql<{ model: { checkpoint: { uri: string; sha256: string }; evaluations: Array<{ split: string; metric: string; value: number; task: { name: string } }>; ancestors: Array<{ id: string }>; merges: Array<{ id: string }> } }>(
-    `query($id: ID!) { model(id: $id) { checkpoint { uri sha256 } evaluations { split metric value task { name } } ancestors { id } merges { id } } }`,
+  const model = await gql<{ model: { checkpoint: { uri: string; sha256: string }; evaluations: { nodes: Array<{ split: string; metric: string; value: number; task: { name: string } }> }; ancestors: Array<{ id: string }>; merges: { nodes: Array<{ id: string }> } } }>(
+    `query($id: ID!) { model(id: $id) { checkpoint { uri sha256 } evaluations { nodes { split metric value task { name } } } ancestors { id } merges { nodes { id } } } }`,
     { id: mergedId },
   );
   const view = model.data!.model;
@@ -141,10 +141,10 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(view.checkpoint.uri).toBe(`file://${join(outputs, 'merges', mergeId)}`);
   expect(view.checkpoint.sha256).toBe(sha256File(file));
   expect(view.checkpoint.sha256).toBe(merge.data!.merge.result.sha256);
-  expect(view.evaluations.map((e) => `${e.task.name}/${e.split}`).sort()).toEqual(tasks.flatMap((t) => [`${t}/ood`, `${t}/test`]).sort());
+  expect(view.evaluations.nodes.map((e) => `${e.task.name}/${e.split}`).sort()).toEqual(tasks.flatMap((t) => [`${t}/ood`, `${t}/test`]).sort());
   // The recorded scores are those of the checkpoint on disk, re-scored here by a forward pass
   // written out in plain arithmetic (not the engine's evaluate()).
-  for (const e of view.evaluations) {
+  for (const e of view.evaluations.nodes) {
     expect(e.metric).toBe('accuracy');
     const entry = zoo.finetunes.find((f) => f.task === e.task.name)!;
     const split = getSplit(loadTaskData(join(root, 'zoo', entry.data)), e.split);
@@ -152,10 +152,10 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   }
   // The quick zoo's tasks conflict by design (rotated, inverted digits), so the merge loses skill,
   // but it keeps far more than chance (10% on the 10-class tasks, 50% on parity: 20% on average).
-  const testMean = view.evaluations.filter((e) => e.split === 'test').reduce((a, e) => a + e.value, 0) / tasks.length;
+  const testMean = view.evaluations.nodes.filter((e) => e.split === 'test').reduce((a, e) => a + e.value, 0) / tasks.length;
   expect(testMean).toBeGreaterThan(0.3);
   expect(new Set(view.ancestors.map((a) => a.id))).toEqual(new Set([ids.base, ...Object.values(ids.finetunes)]));
-  expect(view.merges).toEqual([{ id: mergeId }]);
+  expect(view.merges.nodes).toEqual([{ id: mergeId }]);
   // Nothing left beside the published output.
   expect(readdirSync(join(outputs, 'merges'))).toEqual([mergeId]);
 });
@@ -175,11 +175,11 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(started.data!.startAnalysis.status).toBe('QUEUED');
   const events = await followJob(started.data!.startAnalysis.id);
   expectMonotone(events);
-  const view = await gql<{ model: { analyses: Array<{ id: string; status: string; level: string; artifactUri: string; summary: { layers?: unknown }; result: { partitions: number; backend: string }; baseModel: { id: string }; task: { name: string } }> } }>(
-    `query($id: ID!) { model(id: $id) { analyses { id status level artifactUri summary result baseModel { id } task { name } } } }`,
+  const view = await gql<{ model: { analyses: { nodes: Array<{ id: string; status: string; level: string; artifactUri: string; summary: { layers?: unknown }; result: { partitions: number; backend: string }; baseModel: { id: string }; task: { name: string } }> } } }>(
+    `query($id: ID!) { model(id: $id) { analyses { nodes { id status level artifactUri summary result baseModel { id } task { name } } } } }`,
     { id: ids.finetunes[task] },
   );
-  const [analysis] = view.data!.model.analyses;
+  const [analysis] = view.data!.model.analyses.nodes;
   expect(analysis).toMatchObject({ id: started.data!.startAnalysis.id, status: 'COMPLETED', level: 'LAYER', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
   expect(analysis.result.partitions).toBeGreaterThan(1);
   expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);

@@ -15,7 +15,7 @@ jest.setTimeout(60000);
 let platform: TestPlatform;
 const ids = { base: '', ft1: '', ft2: '' };
 const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-const names = async (filter: Record<string, unknown> = {}) => (await platform.gql<{ models: { models: Array<{ name: string }> } }>('query($f: ModelFilterInput) { models(filter: $f) { models { name } } }', { f: filter })).data!.models.models.map((m) => m.name);
+const names = async (filter: Record<string, unknown> = {}) => (await platform.gql<{ models: { nodes: Array<{ name: string }> } }>('query($f: ModelFilterInput) { models(filter: $f) { nodes { name } } }', { f: filter })).data!.models.nodes.map((m) => m.name);
 
 beforeAll(async () => {
   platform = await startTestPlatform();

@@ -80,13 +80,13 @@ describe('tokens and roles', () => {
   const missing = '00000000-0000-4000-8000-000000000000';
   /** Every operation, the least role it needs, and a request that changes nothing when allowed (unknown ids, bad paths). */
   const OPERATIONS: Array<{ name: string; needs: Role; query: string; variables?: () => Record<string, unknown> }> = [
-    { name: 'models', needs: 'VIEWER', query: '{ models { models { id } } }' },
+    { name: 'models', needs: 'VIEWER', query: '{ models { nodes { id } } }' },
     { name: 'model', needs: 'VIEWER', query: `{ model(id: "${missing}") { id } }` },
     { name: 'lineage', needs: 'VIEWER', query: '{ lineage(baseId: "ID") { nodes { id } } }', variables: () => ({}) },
-    { name: 'tasks', needs: 'VIEWER', query: '{ tasks { id } }' },
-    { name: 'merges', needs: 'VIEWER', query: '{ merges { id } }' },
+    { name: 'tasks', needs: 'VIEWER', query: '{ tasks { nodes { id } } }' },
+    { name: 'merges', needs: 'VIEWER', query: '{ merges { nodes { id } } }' },
     { name: 'merge', needs: 'VIEWER', query: `{ merge(id: "${missing}") { id } }` },
-    { name: 'analyses', needs: 'VIEWER', query: '{ analyses { id } }' },
+    { name: 'analyses', needs: 'VIEWER', query: '{ analyses { nodes { id } } }' },
     { name: 'analysis', needs: 'VIEWER', query: `{ analysis(id: "${missing}") { id } }` },
     { name: 'methods', needs: 'VIEWER', query: '{ methods { name } }' },
     { name: 'viewer', needs: 'VIEWER', query: '{ viewer { name role } }' },
@@ -156,9 +156,9 @@ describe('tokens and roles', () => {
   });
 
   it('records which token created every model, task, merge and analysis, and operators cancel only their own jobs', async () => {
-    const listed = await graphqlClient(platform.server.url, tokens.VIEWER)<{ models: { models: Array<{ name: string; createdBy: string }> }; tasks: Array<{ createdBy: string }> }>('{ models { models { name createdBy } } tasks { createdBy } }');
-    expect(listed.data!.models.models.map((m) => m.createdBy)).toEqual(['the-admin', 'the-admin', 'the-admin']);
-    expect(listed.data!.tasks[0].createdBy).toBe('the-admin');
+    const listed = await graphqlClient(platform.server.url, tokens.VIEWER)<{ models: { nodes: Array<{ name: string; createdBy: string }> }; tasks: { nodes: Array<{ createdBy: string }> } }>('{ models { nodes { name createdBy } } tasks { nodes { createdBy } } }');
+    expect(listed.data!.models.nodes.map((m) => m.createdBy)).toEqual(['the-admin', 'the-admin', 'the-admin']);
+    expect(listed.data!.tasks.nodes[0].createdBy).toBe('the-admin');
     const operatorA = graphqlClient(platform.server.url, tokens.OPERATOR);
     const operatorB = graphqlClient(platform.server.url, tokens.OPERATOR_B);
     const START = `mutation($ids: [MergeModelInput!]!) { startMerge(input: { method: "linear", models: $ids }) { id createdBy } }`;
@@ -181,7 +181,7 @@ describe('tokens and roles', () => {
   it('--allow-anonymous-read gives requests without a token viewer rights and nothing more', async () => {
     const server = await serverWith({ security: { allowAnonymousRead: true } });
     const anonymous = graphqlClient(server.url);
-    const read = await anonymous<{ models: { models: unknown[] }; viewer: { name: string | null; role: string } }>('{ models { models { id } } viewer { name role } }');
+    const read = await anonymous<{ models: { nodes: unknown[] }; viewer: { name: string | null; role: string } }>('{ models { nodes { id } } viewer { name role } }');
     expect(read.errors).toBeUndefined();
     expect(read.data!.viewer).toEqual({ name: null, role: 'VIEWER' });
     const write = await anonymous(`mutation { cancelJob(id: "${randomUUID()}") { id } }`);
@@ -299,7 +299,7 @@ describe('limits', () => {
   });
 
   it('counts list sizes in the cost, with the variables of each request', async () => {
-    const QUERY = 'query($n: Int!) { models(first: $n) { models { children { model { children { model { name } } } } } } }';
+    const QUERY = 'query($n: Int!) { models(first: $n) { nodes { children { model { children { model { name } } } } } } }';
     const small = await viewer()(QUERY, { n: 2 });
     expect(small.errors).toBeUndefined();
     // The same document again (cached by Apollo) with a larger page: refused for these variables.
@@ -311,9 +311,9 @@ describe('limits', () => {
   it("lets the README's and a dashboard's queries through", async () => {
     const queries = [
       `{ lineage(baseId: "${ids.base}") { nodes { name kind depth } edges { parentId childId relation weight } } }`,
-      '{ models(filter: { kind: MERGE }) { models { name checkpoint { sha256 } evaluations { task { name } split value } } } }',
-      '{ models(first: 50) { models { id name kind architecture createdAt createdBy checkpoint { uri sha256 bytes dtype parameterCount tensorCount } parents { relation weight model { id name } } children { relation weight model { id name } } evaluations { split metric value task { name } } } hasNextPage endCursor } }',
-      '{ merges(first: 50) { id method status done total error outputName attempts createdBy inputs { position isBase parameters model { name } } outputModel { name } } analyses(first: 50) { id status level estimator model { name } task { name } } }',
+      '{ models(filter: { kind: MERGE }) { nodes { name checkpoint { sha256 } evaluations { nodes { task { name } split value } } } } }',
+      '{ models(first: 50) { nodes { id name kind architecture createdAt createdBy checkpoint { uri sha256 bytes dtype parameterCount tensorCount } parents { relation weight model { id name } } children { relation weight model { id name } } evaluations { nodes { split metric value task { name } } } } pageInfo { hasNextPage endCursor } } }',
+      '{ merges(first: 50) { nodes { id method status done total error outputName attempts createdBy inputs { position isBase parameters model { name } } outputModel { name } } } analyses(first: 50) { nodes { id status level estimator model { name } task { name } } } }',
       '{ methods { name prettyName needsBase stochastic globalParameters { name type default description min max choices } modelParameters { name type default } } }',
       '{ __schema { types { name kind fields { name args { name type { name kind ofType { name kind ofType { name kind } } } } type { name kind ofType { name kind ofType { name kind } } } } } } }',
     ];
@@ -390,16 +390,16 @@ describe('exposure', () => {
   it('never shows non-admins an absolute server path: data, errors and job reports', async () => {
     const rootName = namedRoots([platform.root])[0].name;
     await platform.prisma.merge.create({ data: { method: 'linear', parameters: {}, status: 'FAILED', error: `cannot write ${platform.root}/outputs/x/model.safetensors`, result: { outDir: `file://${platform.root}/outputs/x`, files: [`${platform.root}/outputs/x/model.safetensors`] } } });
-    const QUERY = '{ models { models { name checkpoint { uri } } } tasks { dataUri } merges { error result } dataRoots { name path } }';
+    const QUERY = '{ models { nodes { name checkpoint { uri } } } tasks { nodes { dataUri } } merges { nodes { error result } } dataRoots { name path } }';
     for (const role of ['VIEWER', 'OPERATOR'] as Role[]) {
-      const seen = await graphqlClient(platform.server.url, tokens[role])<{ models: { models: Array<{ name: string; checkpoint: { uri: string } }> }; tasks: Array<{ dataUri: string }> }>(QUERY);
+      const seen = await graphqlClient(platform.server.url, tokens[role])<{ models: { nodes: Array<{ name: string; checkpoint: { uri: string } }> }; tasks: { nodes: Array<{ dataUri: string }> } }>(QUERY);
       expect(JSON.stringify(seen)).not.toContain(platform.root);
-      expect(seen.data!.models.models.find((m) => m.name === 'base')!.checkpoint.uri).toBe(`data://${rootName}/models/base`);
-      expect(seen.data!.tasks[0].dataUri).toBe(`data://${rootName}/task.safetensors`);
+      expect(seen.data!.models.nodes.find((m) => m.name === 'base')!.checkpoint.uri).toBe(`data://${rootName}/models/base`);
+      expect(seen.data!.tasks.nodes[0].dataUri).toBe(`data://${rootName}/task.safetensors`);
       expect(JSON.stringify(seen)).toContain(`cannot write data://${rootName}/outputs/x/model.safetensors`);
     }
-    const admin = await graphqlClient(platform.server.url, tokens.ADMIN)<{ tasks: Array<{ dataUri: string }> }>(QUERY);
-    expect(admin.data!.tasks[0].dataUri).toBe(`file://${join(platform.root, 'task.safetensors')}`);
+    const admin = await graphqlClient(platform.server.url, tokens.ADMIN)<{ tasks: { nodes: Array<{ dataUri: string }> } }>(QUERY);
+    expect(admin.data!.tasks.nodes[0].dataUri).toBe(`file://${join(platform.root, 'task.safetensors')}`);
   });
 
   it('registration is no oracle: a missing path, a forbidden one and a non-task file give non-admins one error', async () => {

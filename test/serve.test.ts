@@ -37,11 +37,11 @@ it('migrates, prints the GraphQL URL, answers queries with a token and exits cle
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     });
     expect(output).toMatch(/\d+ migration\(s\) applied/);
-    const query = JSON.stringify({ query: '{ models { models { name } hasNextPage } }' });
+    const query = JSON.stringify({ query: '{ models { nodes { name } pageInfo { hasNextPage } } }' });
     const anonymous = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: query });
     expect(anonymous.status).toBe(401);
     const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: query });
-    expect(await response.json()).toEqual({ data: { models: { models: [], hasNextPage: false } } });
+    expect(await response.json()).toEqual({ data: { models: { nodes: [], pageInfo: { hasNextPage: false } } } });
     // Bodies the server cannot read: JSON errors, and nothing of the body or the token in its output.
     const secret = 'BODY-SECRET-1234';
     const malformed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: `{"query": "${secret}` });

@@ -98,16 +98,16 @@ it('starts an embedded database, registers the demo once and merges it', async (
     const created = await runCli(['token', 'create', '--name', 'reader', '--role', 'viewer', '--data-dir', dataDir], withoutDatabaseUrl());
     const reader = created.trim().split('\n').pop()!;
     expect((await graphqlClient(first.url, reader)<{ viewer: { name: string } }>('{ viewer { name } }')).data!.viewer.name).toBe('reader');
-    type Merged = { models: { models: Array<{ name: string; evaluations: Array<{ split: string }>; ancestors: Array<{ name: string }> }> } };
-    let merged: Merged['models']['models'] = [];
+    type Merged = { models: { nodes: Array<{ name: string; evaluations: { nodes: Array<{ split: string }> }; ancestors: Array<{ name: string }> }> } };
+    let merged: Merged['models']['nodes'] = [];
     await waitFor(async () => {
-      const result = await gql<Merged>(`{ models(filter: { kind: MERGE }) { models { name evaluations { split } ancestors { name } } } }`);
-      merged = result.data?.models.models ?? [];
+      const result = await gql<Merged>(`{ models(filter: { kind: MERGE }) { nodes { name evaluations { nodes { split } } ancestors { name } } } }`);
+      merged = result.data?.models.nodes ?? [];
       return merged.length > 0;
     }, `the demo merge (output so far:\n${first.output()})`, 120000);
     expect(merged[0].name).toBe('demo-apl');
     expect(merged[0].ancestors.map((a) => a.name)).toContain('demo-base');
-    expect(merged[0].evaluations.length).toBeGreaterThan(0);
+    expect(merged[0].evaluations.nodes.length).toBeGreaterThan(0);
     expect(first.output()).toMatch(/try: \{ lineage\(baseId: "[0-9a-f-]+"\)/);
 
     // The supervisor: a worker killed with SIGKILL is replaced.
@@ -131,8 +131,8 @@ it('starts an embedded database, registers the demo once and merges it', async (
     expect(second.output()).toMatch(/embedded PostgreSQL .* \(data in /);
     expect(second.token).toBe(first.token);
     expect(second.output()).toMatch(/admin token reused/);
-    const models = await graphqlClient(second.url, second.token)<{ models: { models: Array<{ name: string }> } }>(`{ models(first: 100) { models { name } } }`);
-    expect(models.data!.models.models.filter((m) => m.name === 'demo-base')).toHaveLength(1);
+    const models = await graphqlClient(second.url, second.token)<{ models: { nodes: Array<{ name: string }> } }>(`{ models(first: 100) { nodes { name } } }`);
+    expect(models.data!.models.nodes.filter((m) => m.name === 'demo-base')).toHaveLength(1);
     expect(second.output()).not.toMatch(/demo: registered/);
   } finally {
     expect(await second.stop()).toBe(0);
@@ -146,8 +146,8 @@ it('uses DATABASE_URL when set, and --no-demo registers nothing', async () => {
   try {
     expect(started.output()).not.toMatch(/embedded/);
     expect(existsSync(join(dataDir, 'postgres'))).toBe(false);
-    const models = await graphqlClient(started.url, started.token)<{ models: { models: unknown[] } }>(`{ models { models { name } } }`);
-    expect(models.data!.models.models).toEqual([]);
+    const models = await graphqlClient(started.url, started.token)<{ models: { nodes: unknown[] } }>(`{ models { nodes { name } } }`);
+    expect(models.data!.models.nodes).toEqual([]);
   } finally {
     expect(await started.stop()).toBe(0);
     await database.drop();

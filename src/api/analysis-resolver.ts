@@ -2,9 +2,10 @@
 import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { requestAnalysis } from '../jobs/requests';
-import { JobStatus } from '../store/generated/enums';
 import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
+import { ImportanceAnalysisConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
+import { Connection, decodeCursor, pageConnection } from './connections';
 import { withErrorCodes } from './errors';
 import { EstimatorEnum, PartitionLevelEnum } from './enums';
 import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
@@ -67,13 +68,15 @@ export class AnalysisResolver {
     return toAnalysis(row);
   }
 
-  @Query(() => [AnalysisType], { description: 'importance analyses, newest first' })
+  @Query(() => ImportanceAnalysisConnection, { description: 'importance analyses, newest first unless ordered otherwise' })
   async analyses(
     @Ctx() { prisma }: ApiContext,
-    @Arg('status', () => JobStatus, { nullable: true }) status: JobStatus | undefined,
-    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
-  ): Promise<AnalysisType[]> {
-    return withErrorCodes(async () => (await listAnalyses(prisma, { status }, first)).map(toAnalysis));
+    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
+    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+  ): Promise<Connection<AnalysisType>> {
+    return withErrorCodes(async () => pageConnection(await listAnalyses(prisma, { ...filter }, { first, after: after && decodeCursor('analysis', after), orderBy: orderOf(orderBy) }), 'analysis', toAnalysis));
   }
 
   @FieldResolver(() => ModelType)

@@ -2,9 +2,10 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { requestEvaluation } from '../jobs/evaluation-requests';
-import { JobStatus } from '../store/generated/enums';
 import { listEvaluationRuns } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
+import { EvaluationRunConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
+import { Connection, decodeCursor, pageConnection } from './connections';
 import { withErrorCodes } from './errors';
 import { EvaluationRunType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
 
@@ -30,13 +31,15 @@ export class EvaluationResolver {
     return toEvaluationRun(row);
   }
 
-  @Query(() => [EvaluationRunType], { description: 'evaluation runs, newest first' })
+  @Query(() => EvaluationRunConnection, { description: 'evaluation runs, newest first unless ordered otherwise' })
   async evaluationRuns(
     @Ctx() { prisma }: ApiContext,
-    @Arg('status', () => JobStatus, { nullable: true }) status: JobStatus | undefined,
-    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
-  ): Promise<EvaluationRunType[]> {
-    return withErrorCodes(async () => (await listEvaluationRuns(prisma, { status }, first)).map(toEvaluationRun));
+    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
+    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+  ): Promise<Connection<EvaluationRunType>> {
+    return withErrorCodes(async () => pageConnection(await listEvaluationRuns(prisma, { ...filter }, { first, after: after && decodeCursor('evaluationRun', after), orderBy: orderOf(orderBy) }), 'evaluationRun', toEvaluationRun));
   }
 
   @FieldResolver(() => ModelType)

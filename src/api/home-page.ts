@@ -19,7 +19,7 @@ pre { background: #f4f4f4; padding: 1rem; overflow: auto; max-height: 30rem; }
 <p>GraphQL API at <code>/graphql</code> (subscriptions over WebSocket on the same path). <span class="who" id="who"></span></p>
 <form id="signin"><label>API token <input id="token" type="password" size="60" autocomplete="off"></label> <button>Sign in</button> <button type="button" id="signout">Sign out</button></form>
 <h2>Query</h2>
-<textarea id="query">{ models(first: 20) { models { id name kind createdBy } hasNextPage } }</textarea>
+<textarea id="query">{ models(first: 20) { nodes { id name kind createdBy } pageInfo { hasNextPage } } }</textarea>
 <p><button id="run">Run</button></p>
 <pre id="out"></pre>
 <script>

@@ -37,8 +37,8 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
 const limitError = (code: string, message: string, limit: number, found?: number) =>
   new GraphQLError(message, { extensions: { code, limit, ...(found !== undefined ? { found } : {}), http: { status: 400 } } });
 
-/** Types holding one page of a list whose length the parent field's `first` argument bounds. */
-const PAGE_TYPES = new Set(['ModelPage']);
+/** Types holding one page of a list whose length the parent field's `first` argument bounds: the connections. */
+const isPageType = (name: string): boolean => name.endsWith('Connection');
 
 const isList = (type: GraphQLOutputType): boolean => isListType(isNonNullType(type) ? type.ofType : type);
 
@@ -73,7 +73,7 @@ export function checkQueryCost(schema: GraphQLSchema, document: DocumentNode, va
           // Introspection is answered from the schema in memory; its size is bounded by checkIntrospection.
           if (type.name.startsWith('__') || field.name.startsWith('__')) return 0;
           // A page's list is as long as the `first` of the field that returned the page, counted there.
-          const size = typeof args.first === 'number' && args.first > 0 ? args.first : isList(field.type) && !PAGE_TYPES.has(type.name) ? limits.assumedListSize : 1;
+          const size = typeof args.first === 'number' && args.first > 0 ? args.first : isList(field.type) && !isPageType(type.name) ? limits.assumedListSize : 1;
           return 1 + size * childComplexity;
         },
       ],

@@ -3,9 +3,10 @@ import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutatio
 import { GraphQLError } from 'graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { requestMerge } from '../jobs/requests';
-import { JobStatus } from '../store/generated/enums';
 import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
+import { JobFilterInput, JobOrder, MergeConnection, orderOf } from './list-types';
+import { Connection, decodeCursor, pageConnection } from './connections';
 import { withErrorCodes } from './errors';
 import { OutputDtypeEnum } from './enums';
 import { MergeInputType, MergeType, ModelType, jobTiming, JobTimingType } from './types';
@@ -64,13 +65,15 @@ export class MergeResolver {
     return toMerge(row);
   }
 
-  @Query(() => [MergeType], { description: 'merges, newest first' })
+  @Query(() => MergeConnection, { description: 'merges, newest first unless ordered otherwise' })
   async merges(
     @Ctx() { prisma }: ApiContext,
-    @Arg('status', () => JobStatus, { nullable: true }) status: JobStatus | undefined,
-    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
-  ): Promise<MergeType[]> {
-    return withErrorCodes(async () => (await listMerges(prisma, { status }, first)).map(toMerge));
+    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
+    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+  ): Promise<Connection<MergeType>> {
+    return withErrorCodes(async () => pageConnection(await listMerges(prisma, { ...filter }, { first, after: after && decodeCursor('merge', after), orderBy: orderOf(orderBy) }), 'merge', toMerge));
   }
 
   @FieldResolver(() => [MergeInputType])

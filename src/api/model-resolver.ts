@@ -3,7 +3,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, InputType, Int, Mutation, Quer
 import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
-import { listModels, registerTask } from '../store/registry';
+import { listModels, listTasks, registerTask } from '../store/registry';
 import { registerAndEvaluate } from '../jobs/evaluation-requests';
 import { archiveModel, deleteModel, updateModel } from '../store/model-lifecycle';
 import { listAnalyses, listEvaluationRuns, listMerges } from '../store/jobs';
@@ -11,18 +11,11 @@ import { toEvaluationRun } from './evaluation-resolver';
 import { toAnalysis } from './analysis-resolver';
 import { ApiContext, dataRoots, requireQueue } from './context';
 import { toMerge } from './merge-resolver';
+import { EvaluationConnection, ImportanceAnalysisConnection, MergeConnection, ModelConnection, ModelFilterInput, ModelOrder, orderOf, TaskConnection, TaskOrder } from './list-types';
+import { Connection, decodeCursor, listConnection, pageConnection } from './connections';
 import { withErrorCodes } from './errors';
-import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LeaderboardRowType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelPage, ModelType, TaskType } from './types';
+import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LeaderboardRowType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelType, TaskType } from './types';
 import { leaderboard } from '../store/leaderboard';
-
-@InputType()
-class ModelFilterInput {
-  @Field(() => ModelKind, { nullable: true }) kind?: ModelKind;
-  @Field({ nullable: true }) nameContains?: string;
-  @Field({ nullable: true }) architecture?: string;
-  @Field(() => [String], { nullable: true, description: 'models with every one of these tags' }) tags?: string[];
-  @Field({ nullable: true, description: 'include archived models (default false)' }) includeArchived?: boolean;
-}
 
 @InputType({ description: 'What to change; fields left out stay as they are' })
 class UpdateModelInput {
@@ -50,7 +43,7 @@ function checkDepth(depth: number): void {
   if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new GraphQLError(`depth must be from 1 to 64, got ${depth}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'depth' } });
 }
 
-const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes: bigint; dtype: string; parameterCount: bigint; tensorCount: number }): CheckpointType => ({
+export const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes: bigint; dtype: string; parameterCount: bigint; tensorCount: number }): CheckpointType => ({
   ...c,
   bytes: Number(c.bytes),
   parameterCount: Number(c.parameterCount),
@@ -58,17 +51,15 @@ const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes: bigin
 
 @Resolver(() => ModelType)
 export class ModelResolver {
-  @Query(() => ModelPage, { description: 'models in registration order, filtered, a page at a time' })
+  @Query(() => ModelConnection, { description: 'models in registration order (or as ordered), filtered, a page at a time' })
   async models(
     @Ctx() { prisma }: ApiContext,
+    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
     @Arg('filter', () => ModelFilterInput, { nullable: true }) filter: ModelFilterInput | undefined,
-    @Arg('first', () => Int, { defaultValue: 50 }) first: number,
-    @Arg('after', () => ID, { nullable: true }) after?: string,
-  ): Promise<ModelPage> {
-    return withErrorCodes(async () => {
-      const page = await listModels(prisma, filter ?? {}, first, after);
-      return { ...page, endCursor: page.models.length > 0 ? page.models[page.models.length - 1].id : null };
-    });
+    @Arg('orderBy', () => ModelOrder, { nullable: true }) orderBy: ModelOrder | undefined,
+  ): Promise<Connection<ModelType>> {
+    return withErrorCodes(async () => pageConnection(await listModels(prisma, { ...filter }, { first, after: after && decodeCursor('model', after), orderBy: orderOf(orderBy) }), 'model', (m) => m));
   }
 
   @Query(() => ModelType)
@@ -132,9 +123,15 @@ export class ModelResolver {
     );
   }
 
-  @Query(() => [TaskType])
-  async tasks(@Ctx() { prisma }: ApiContext): Promise<TaskType[]> {
-    return prisma.task.findMany({ orderBy: { name: 'asc' } });
+  @Query(() => TaskConnection, { description: 'registered tasks, by name unless ordered otherwise' })
+  async tasks(
+    @Ctx() { prisma }: ApiContext,
+    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+    @Arg('nameContains', () => String, { nullable: true }) nameContains: string | undefined,
+    @Arg('orderBy', () => TaskOrder, { nullable: true }) orderBy: TaskOrder | undefined,
+  ): Promise<Connection<TaskType>> {
+    return withErrorCodes(async () => pageConnection(await listTasks(prisma, { nameContains }, { first, after: after && decodeCursor('task', after), orderBy: orderOf(orderBy) }), 'task', (t) => t));
   }
 
   @FieldResolver(() => [LinkType], { description: 'the models this one derives from' })
@@ -147,24 +144,39 @@ export class ModelResolver {
     return (await loaders.children.load(model.id)).map((e) => ({ relation: e.relation, weight: e.weight, model: e.child }));
   }
 
-  @FieldResolver(() => [EvaluationType])
-  async evaluations(@Root() model: ModelType, @Ctx() { loaders }: ApiContext): Promise<EvaluationType[]> {
-    return loaders.evaluations.load(model.id);
+  @FieldResolver(() => EvaluationConnection, { description: 'its scores, by task and split (loaded for every model of a request at once)' })
+  async evaluations(
+    @Root() model: ModelType,
+    @Ctx() { loaders }: ApiContext,
+    @Arg('first', () => Int, { defaultValue: 20, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+  ): Promise<Connection<EvaluationType>> {
+    return withErrorCodes(async () => listConnection(await loaders.evaluations.load(model.id), 'evaluation', (e) => e.id, first, after));
   }
 
-  @FieldResolver(() => [AnalysisType], { description: 'importance analyses of this model, newest first' })
-  async analyses(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<AnalysisType[]> {
-    return withErrorCodes(async () => (await listAnalyses(prisma, { modelId: model.id }, first)).map(toAnalysis));
+  @FieldResolver(() => ImportanceAnalysisConnection, { description: 'importance analyses of this model, newest first' })
+  async analyses(
+    @Root() model: ModelType,
+    @Ctx() { prisma }: ApiContext,
+    @Arg('first', () => Int, { defaultValue: 20, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+  ): Promise<Connection<AnalysisType>> {
+    return withErrorCodes(async () => pageConnection(await listAnalyses(prisma, { modelId: model.id }, { first, after: after && decodeCursor('analysis', after) }), 'analysis', toAnalysis));
   }
 
   @FieldResolver(() => [EvaluationRunType], { description: 'evaluation runs of this model (queued at registration or by evaluateModel), newest first' })
   async evaluationRuns(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<EvaluationRunType[]> {
-    return withErrorCodes(async () => (await listEvaluationRuns(prisma, { modelId: model.id }, first)).map(toEvaluationRun));
+    return withErrorCodes(async () => (await listEvaluationRuns(prisma, { modelId: model.id }, { first })).rows.map(toEvaluationRun));
   }
 
-  @FieldResolver(() => [MergeType], { description: 'merges this model is an input or the output of, newest first' })
-  async merges(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('first', () => Int, { defaultValue: 50 }) first: number): Promise<MergeType[]> {
-    return withErrorCodes(async () => (await listMerges(prisma, { modelId: model.id }, first)).map(toMerge));
+  @FieldResolver(() => MergeConnection, { description: 'merges this model is an input or the output of, newest first' })
+  async merges(
+    @Root() model: ModelType,
+    @Ctx() { prisma }: ApiContext,
+    @Arg('first', () => Int, { defaultValue: 20, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+  ): Promise<Connection<MergeType>> {
+    return withErrorCodes(async () => pageConnection(await listMerges(prisma, { modelId: model.id }, { first, after: after && decodeCursor('merge', after) }), 'merge', toMerge));
   }
 
   @FieldResolver(() => CheckpointType)

@@ -13,13 +13,14 @@ import { JobResolver } from './job-resolver';
 import { MergeResolver } from './merge-resolver';
 import { MethodResolver } from './method-resolver';
 import { ModelResolver } from './model-resolver';
+import { NodeResolver } from './node-resolver';
 import { WorkerResolver } from './worker-resolver';
 
 export async function buildApiSchema(): Promise<GraphQLSchema> {
   // Live events come from JobEventHub (Postgres LISTEN) through each subscription's own `subscribe`;
   // type-graphql still requires a PubSub to build subscription fields.
   return buildSchema({
-    resolvers: [ModelResolver, CheckpointResolver, MergeResolver, AnalysisResolver, EvaluationResolver, JobResolver, MethodResolver, AdminResolver, WorkerResolver],
+    resolvers: [ModelResolver, NodeResolver, CheckpointResolver, MergeResolver, AnalysisResolver, EvaluationResolver, JobResolver, MethodResolver, AdminResolver, WorkerResolver],
     validate: false,
     pubSub: createPubSub(),
     authChecker: roleChecker,

@@ -1,5 +1,6 @@
 /** GraphQL object types of the registry (type-graphql). */
 import { Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { NodeInterface } from './node';
 import { EstimatorEnum, JobKindEnum, LineageRelationEnum, PartitionLevelEnum } from './enums';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { JobStatus, ModelKind } from '../store/generated/enums';
@@ -7,7 +8,7 @@ import { JobStatus, ModelKind } from '../store/generated/enums';
 registerEnumType(ModelKind, { name: 'ModelKind', description: 'BASE, FINETUNE or MERGE' });
 registerEnumType(JobStatus, { name: 'JobStatus' });
 
-@ObjectType('Checkpoint', { description: 'A stored checkpoint: where it is and what it holds' })
+@ObjectType('Checkpoint', { implements: NodeInterface, description: 'A stored checkpoint: where it is and what it holds' })
 export class CheckpointType {
   @Field(() => ID) id: string;
   @Field({ description: 'file:// URI for admins; data://ROOT/relative for everyone else' }) uri: string;
@@ -18,7 +19,7 @@ export class CheckpointType {
   @Field(() => Int) tensorCount: number;
 }
 
-@ObjectType('Model', { description: 'A model in the registry' })
+@ObjectType('Model', { implements: NodeInterface, description: 'A model in the registry' })
 export class ModelType {
   @Field(() => ID) id: string;
   @Field() name: string;
@@ -54,14 +55,7 @@ export class LineageGraphType {
   @Field(() => [LineageEdgeType]) edges: LineageEdgeType[];
 }
 
-@ObjectType()
-export class ModelPage {
-  @Field(() => [ModelType]) models: ModelType[];
-  @Field() hasNextPage: boolean;
-  @Field(() => ID, { nullable: true, description: 'pass as `after` to get the next page' }) endCursor: string | null;
-}
-
-@ObjectType('Task', { description: 'A task: its classes and where its labelled data is' })
+@ObjectType('Task', { implements: NodeInterface, description: 'A task: its classes and where its labelled data is' })
 export class TaskType {
   @Field(() => ID) id: string;
   @Field() name: string;
@@ -71,7 +65,7 @@ export class TaskType {
   @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;
 }
 
-@ObjectType('Evaluation', { description: "A model's score on a task's split" })
+@ObjectType('Evaluation', { implements: NodeInterface, description: "A model's score on a task's split" })
 export class EvaluationType {
   @Field(() => ID) id: string;
   @Field() split: string;
@@ -95,7 +89,7 @@ export class MergeInputType {
   @Field(() => ModelType) model: ModelType;
 }
 
-@ObjectType('Merge', { description: 'A merge job and, once COMPLETED, the model it produced' })
+@ObjectType('Merge', { implements: NodeInterface, description: 'A merge job and, once COMPLETED, the model it produced' })
 export class MergeType {
   @Field(() => ID) id: string;
   @Field() method: string;
@@ -114,7 +108,7 @@ export class MergeType {
   outputModelId: string | null;
 }
 
-@ObjectType('ImportanceAnalysis', { description: 'An importance analysis of a model on a task, and its artifact once COMPLETED' })
+@ObjectType('ImportanceAnalysis', { implements: NodeInterface, description: 'An importance analysis of a model on a task, and its artifact once COMPLETED' })
 export class AnalysisType {
   @Field(() => ID) id: string;
   @Field(() => PartitionLevelEnum) level: string;
@@ -174,7 +168,7 @@ export function jobTiming(row: { createdAt: Date; startedAt: Date | null; finish
   return { queuedAt: row.createdAt, startedAt: row.startedAt, finishedAt: row.finishedAt, durationSeconds, waitSeconds, attempts: row.attempts, worker: row.lastWorker };
 }
 
-@ObjectType('EvaluationRun', { description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
+@ObjectType('EvaluationRun', { implements: NodeInterface, description: 'A job scoring a model on the test and OOD splits of its tasks; COMPLETED, its scores are the model\'s evaluations' })
 export class EvaluationRunType {
   @Field(() => ID) id: string;
   @Field(() => JobStatus) status: JobStatus;

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Prisma, PrismaClient } from './generated/client';
 import { JobStatus } from './generated/enums';
 import { EVENTS_CHANNEL, EVENTS_LOCK, insertJobEvent, JobEventInput, JobEventRow } from './events';
+import { MAX_PAGE, pageOf, PageRequest } from './paging';
 import { RegistryError } from './registry';
 
 export type JobKind = JobEventInput['jobKind'];
@@ -159,23 +160,37 @@ export async function jobKindOf(prisma: PrismaClient, id: string): Promise<{ kin
   return undefined;
 }
 
-function pageSize(first: number): number {
-  if (!Number.isInteger(first) || first < 1 || first > 500) throw new RegistryError('BAD_USER_INPUT', `first must be an integer from 1 to 500, got ${first}`);
-  return first;
+export interface JobFilter {
+  status?: JobStatus;
+  /** Jobs the model takes part in (an input or the output of a merge; the model analysed or evaluated). */
+  modelId?: string;
+  /** Requested by this token's name. */
+  createdBy?: string;
 }
 
-/** Merges, newest first; `modelId` keeps those the model is an input or the output of. */
-export async function listMerges(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
+export type JobOrderField = 'createdAt' | 'updatedAt';
+
+const NEWEST_FIRST = { field: 'createdAt', direction: 'desc' } as const;
+
+/** Merges a page at a time, newest first unless asked otherwise. */
+export async function listMerges(prisma: PrismaClient, filter: JobFilter, request: PageRequest<JobOrderField>) {
   const where: Prisma.MergeWhereInput = {
     status: filter.status,
+    createdBy: filter.createdBy,
     ...(filter.modelId ? { OR: [{ inputs: { some: { modelId: filter.modelId } } }, { outputModelId: filter.modelId }] } : {}),
   };
-  return prisma.merge.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
+  return pageOf({ find: (args) => prisma.merge.findMany({ where, ...args }), count: () => prisma.merge.count({ where }), exists: async (id) => (await prisma.merge.count({ where: { id } })) > 0 }, request, NEWEST_FIRST, 'merge');
 }
 
-/** Analyses, newest first; `modelId` keeps those of that model. */
-export async function listAnalyses(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
-  return prisma.importanceAnalysis.findMany({ where: { status: filter.status, modelId: filter.modelId }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
+/** Analyses a page at a time, newest first unless asked otherwise. */
+export async function listAnalyses(prisma: PrismaClient, filter: JobFilter, request: PageRequest<JobOrderField>) {
+  const where: Prisma.ImportanceAnalysisWhereInput = { status: filter.status, modelId: filter.modelId, createdBy: filter.createdBy };
+  return pageOf(
+    { find: (args) => prisma.importanceAnalysis.findMany({ where, ...args }), count: () => prisma.importanceAnalysis.count({ where }), exists: async (id) => (await prisma.importanceAnalysis.count({ where: { id } })) > 0 },
+    request,
+    NEWEST_FIRST,
+    'analysis',
+  );
 }
 
 /** Status events (phase "status") of the merges, analyses and evaluations a model takes part in, after `afterId`. */
@@ -191,9 +206,26 @@ export async function modelStatusEventsAfter(prisma: PrismaClient, modelId: stri
   return (await prisma.jobEvent.findMany({ where: { id: { gt: afterId }, phase: 'status', jobId: { in: jobIds } }, orderBy: { id: 'asc' } })) as JobEventRow[];
 }
 
-/** Evaluation runs, newest first; `modelId` keeps those of that model. */
-export async function listEvaluationRuns(prisma: PrismaClient, filter: { status?: JobStatus; modelId?: string }, first: number) {
-  return prisma.evaluationRun.findMany({ where: { status: filter.status, modelId: filter.modelId }, orderBy: [{ createdAt: 'desc' }, { id: 'asc' }], take: pageSize(first) });
+/** Evaluation runs a page at a time, newest first unless asked otherwise. */
+export async function listEvaluationRuns(prisma: PrismaClient, filter: JobFilter, request: PageRequest<JobOrderField>) {
+  const where: Prisma.EvaluationRunWhereInput = { status: filter.status, modelId: filter.modelId, createdBy: filter.createdBy };
+  return pageOf(
+    { find: (args) => prisma.evaluationRun.findMany({ where, ...args }), count: () => prisma.evaluationRun.count({ where }), exists: async (id) => (await prisma.evaluationRun.count({ where: { id } })) > 0 },
+    request,
+    NEWEST_FIRST,
+    'evaluation run',
+  );
+}
+
+/** A job's events in order, a page at a time: `after` is the id of the last event of the previous page. */
+export async function listJobEvents(prisma: PrismaClient, jobId: string, first: number, after?: bigint) {
+  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) throw new RegistryError('BAD_USER_INPUT', `first must be an integer from 1 to ${MAX_PAGE}, got ${first}`);
+  const where: Prisma.JobEventWhereInput = { jobId };
+  const [rows, totalCount] = await Promise.all([
+    prisma.jobEvent.findMany({ where: { ...where, ...(after !== undefined ? { id: { gt: after } } : {}) }, orderBy: { id: 'asc' }, take: first + 1 }),
+    prisma.jobEvent.count({ where }),
+  ]);
+  return { rows: rows.slice(0, first) as JobEventRow[], hasNextPage: rows.length > first, hasPreviousPage: after !== undefined, totalCount };
 }
 
 /** The id of the newest event (0 when there is none): where a live-only stream starts. */

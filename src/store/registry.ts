@@ -14,6 +14,8 @@ import { Model, Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
 import { DATA_URI_SCHEME, DataRoot, locateInRoots, pathFromRequest } from './data-roots';
 import { RegistryError } from './registry-error';
+import { descendants } from './lineage';
+import { pageOf, PageRequest } from './paging';
 
 export { RegistryError };
 
@@ -244,29 +246,45 @@ export interface ModelFilter {
   tags?: string[];
   /** Archived models are left out unless this is true. */
   includeArchived?: boolean;
+  /** The base and every model below it. */
+  baseId?: string;
+  /** Registered by this token's name. */
+  createdBy?: string;
 }
 
-/** Cursor pagination in creation order: `after` is the id of the last model of the previous page. */
-export async function listModels(prisma: PrismaClient, filter: ModelFilter, first: number, after?: string) {
-  if (!Number.isInteger(first) || first < 1 || first > 500) throw new RegistryError('BAD_USER_INPUT', `first must be an integer from 1 to 500, got ${first}`);
+export type ModelOrderField = 'createdAt' | 'name';
+
+/** Models a page at a time, in creation order (or by name); `after` is the id of the last model of the previous page. */
+export async function listModels(prisma: PrismaClient, filter: ModelFilter, request: PageRequest<ModelOrderField>) {
+  const inLineage = filter.baseId ? [filter.baseId, ...(await descendants(prisma, filter.baseId, 64)).map((n) => n.id)] : undefined;
   const where: Prisma.ModelWhereInput = {
     kind: filter.kind,
     architecture: filter.architecture,
-    name: filter.nameContains ? { contains: filter.nameContains } : undefined,
+    createdBy: filter.createdBy,
+    name: filter.nameContains ? { contains: filter.nameContains, mode: 'insensitive' } : undefined,
     ...(filter.tags && filter.tags.length > 0 ? { tags: { hasEvery: filter.tags } } : {}),
     ...(filter.includeArchived ? {} : { archivedAt: null }),
+    ...(inLineage ? { id: { in: inLineage } } : {}),
   };
-  if (after) {
-    const cursor = await prisma.model.findUnique({ where: { id: after }, select: { id: true } });
-    if (!cursor) throw new RegistryError('BAD_USER_INPUT', `cursor "${after}" is not a model id`);
-  }
-  const rows = await prisma.model.findMany({
-    where,
-    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-    take: first + 1,
-    ...(after ? { cursor: { id: after }, skip: 1 } : {}),
-  });
-  return { models: rows.slice(0, first), hasNextPage: rows.length > first };
+  return pageOf(
+    { find: (args) => prisma.model.findMany({ where, ...args }), count: () => prisma.model.count({ where }), exists: async (id) => (await prisma.model.count({ where: { id } })) > 0 },
+    request,
+    { field: 'createdAt', direction: 'asc' },
+    'model',
+  );
+}
+
+export type TaskOrderField = 'createdAt' | 'name';
+
+/** Tasks a page at a time, by name (or creation). */
+export async function listTasks(prisma: PrismaClient, filter: { nameContains?: string }, request: PageRequest<TaskOrderField>) {
+  const where: Prisma.TaskWhereInput = filter.nameContains ? { name: { contains: filter.nameContains, mode: 'insensitive' } } : {};
+  return pageOf(
+    { find: (args) => prisma.task.findMany({ where, ...args }), count: () => prisma.task.count({ where }), exists: async (id) => (await prisma.task.count({ where: { id } })) > 0 },
+    request,
+    { field: 'name', direction: 'asc' },
+    'task',
+  );
 }
 
 export interface RegisterTaskInput {
