@@ -4,6 +4,7 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { getMergeMethod } from '../src/engine/methods/registry';
 import { ApiServer } from '../src/api/server';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
@@ -118,6 +119,17 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(timing.durationSeconds).toBeCloseTo((finishedAt - startedAt) / 1000, 3);
   expect(timing.waitSeconds).toBeCloseTo((startedAt - queuedAt) / 1000, 3);
   expect(timing).toMatchObject({ attempts: 1 });
+
+  // The parameters in force: those requested, the method's defaults for the rest.
+  const resolved = await gql<{ merge: { parameters: Record<string, unknown>; resolvedParameters: Record<string, unknown>; inputs: Array<{ isBase: boolean; parameters: Record<string, unknown>; resolvedParameters: Record<string, unknown> }> } }>(
+    'query($id: ID!) { merge(id: $id) { parameters resolvedParameters inputs { isBase parameters resolvedParameters } } }',
+    { id: mergeId },
+  );
+  const aplMethod = getMergeMethod('apl');
+  const defaults = (defs: typeof aplMethod.globalParameters) => Object.fromEntries(defs.filter((d) => d.default !== undefined).map((d) => [d.name, d.default]));
+  expect(resolved.data!.merge.resolvedParameters).toEqual({ ...defaults(aplMethod.globalParameters), ...resolved.data!.merge.parameters });
+  expect(Object.keys(resolved.data!.merge.resolvedParameters).length).toBeGreaterThan(Object.keys(resolved.data!.merge.parameters).length);
+  for (const input of resolved.data!.merge.inputs.filter((i) => !i.isBase)) expect(input.resolvedParameters).toEqual({ ...defaults(aplMethod.modelParameters), ...input.parameters });
   const statusEvents = await prisma.jobEvent.findMany({ where: { jobId: mergeId, phase: 'status' }, orderBy: { id: 'asc' } });
   expect(statusEvents.find((e) => e.status === 'RUNNING')!.message).toBe(`running on ${timing.worker}`);
   expect(Math.abs(statusEvents.find((e) => e.status === 'COMPLETED')!.createdAt.getTime() - finishedAt)).toBeLessThan(1000);

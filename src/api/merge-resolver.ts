@@ -3,6 +3,7 @@ import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutatio
 import { GraphQLError } from 'graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { requestMerge } from '../jobs/requests';
+import { getMergeMethod } from '../engine/methods/registry';
 import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { JobFilterInput, JobOrder, MergeConnection, orderOf } from './list-types';
@@ -45,6 +46,13 @@ export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknow
   result: (row.result as Record<string, unknown> | null) ?? null,
 });
 
+/** Requested parameters over the method's defaults for those not given. */
+function withDefaults(defs: ReadonlyArray<{ name: string; default?: unknown }>, requested: Record<string, unknown>): Record<string, unknown> {
+  const resolved: Record<string, unknown> = {};
+  for (const def of defs) if (def.default !== undefined) resolved[def.name] = def.default;
+  return { ...resolved, ...requested };
+}
+
 @Resolver(() => MergeType)
 export class MergeResolver {
   @FieldResolver(() => JobTimingType)
@@ -76,10 +84,22 @@ export class MergeResolver {
     return withErrorCodes(async () => pageConnection(await listMerges(prisma, { ...filter }, { first, after: after && decodeCursor('merge', after), orderBy: orderOf(orderBy) }), 'merge', toMerge));
   }
 
+  @FieldResolver(() => GraphQLJSONObject, { description: "the method's global parameters in force: those requested, the rest at the method's defaults (per-model ones are on each input)" })
+  resolvedParameters(@Root() merge: MergeType): Record<string, unknown> {
+    return withDefaults(getMergeMethod(merge.method).globalParameters, merge.parameters);
+  }
+
   @FieldResolver(() => [MergeInputType])
   async inputs(@Root() merge: MergeType, @Ctx() { prisma }: ApiContext): Promise<MergeInputType[]> {
     const rows = await prisma.mergeInput.findMany({ where: { mergeId: merge.id }, include: { model: true }, orderBy: { position: 'asc' } });
-    return rows.map((r) => ({ position: r.position, isBase: r.isBase, parameters: r.parameters as Record<string, unknown>, model: r.model }));
+    const method = getMergeMethod(merge.method);
+    return rows.map((r) => ({
+      position: r.position,
+      isBase: r.isBase,
+      parameters: r.parameters as Record<string, unknown>,
+      resolvedParameters: r.isBase ? {} : withDefaults(method.modelParameters, r.parameters as Record<string, unknown>),
+      model: r.model,
+    }));
   }
 
   @FieldResolver(() => ModelType, { nullable: true, description: 'the merged model, once COMPLETED' })

@@ -85,7 +85,8 @@ export class LinkType {
 export class MergeInputType {
   @Field(() => Int) position: number;
   @Field({ description: 'true for the base model the task vectors are taken against' }) isBase: boolean;
-  @Field(() => GraphQLJSONObject) parameters: Record<string, unknown>;
+  @Field(() => GraphQLJSONObject, { description: 'per-model parameters as requested' }) parameters: Record<string, unknown>;
+  @Field(() => GraphQLJSONObject, { description: "per-model parameters in force: those requested, the rest at the method's defaults" }) resolvedParameters: Record<string, unknown>;
   @Field(() => ModelType) model: ModelType;
 }
 
