@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     let registering = true;
     const latencies: number[] = [];
     const started = performance.now();
-    const registration = post('mutation($p: String!) { registerModel(input: { name: "big", kind: BASE, path: $p }) { id } }', { p: dir }).finally(() => (registering = false));
+    const registration = post('mutation($p: String!) { registerModel(input: { name: "big", kind: BASE, path: $p }) { model { id } } }', { p: dir }).finally(() => (registering = false));
     await Promise.all([
       registration,
       ...Array.from({ length: clients }, async () => {

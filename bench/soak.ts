@@ -62,10 +62,10 @@ async function main(): Promise<void> {
     };
     const models = join(dataDir, 'models', 'family');
     writeSyntheticFamily(models, { tensors: [{ name: 'layers.0.w', shape: [64, 64] }, { name: 'layers.1.w', shape: [64, 64] }], fineTunes: 2, seed: 1 });
-    const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-    const base = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(models, 'base') } })).data!.registerModel.id;
+    const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }';
+    const base = (await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(models, 'base') } })).data!.registerModel.model.id;
     const fts: string[] = [];
-    for (const f of [1, 2]) fts.push((await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: join(models, `finetune-${f}`), parentIds: [base] } })).data!.registerModel.id);
+    for (const f of [1, 2]) fts.push((await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: join(models, `finetune-${f}`), parentIds: [base] } })).data!.registerModel.model.id);
     const databaseUrl = runningEmbeddedDatabase(dataDir)!;
     const startSecond = () => (second = spawnLogged([WORKER], { ...env, DATABASE_URL: databaseUrl, APL_MERGE_OUTPUT_DIR: join(dataDir, 'outputs') }, log));
     startSecond();
@@ -110,11 +110,11 @@ async function main(): Promise<void> {
         while (next < merges) {
           const n = next++;
           for (;;) {
-            const result = await gql<{ startMerge: { id: string } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }', {
+            const result = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
               input: { name: `soak-${n}`, method: 'task_arithmetic', baseModelId: base, models: fts.map((modelId) => ({ modelId, parameters: { weight: 0.5 } })) },
             }).catch(() => ({ data: undefined, errors: [{ message: 'connection', extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
             if (result.data) {
-              ids.push(result.data.startMerge.id);
+              ids.push(result.data.startMerge.merge.id);
               break;
             }
             const code = result.errors?.[0]?.extensions.code;

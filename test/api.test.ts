@@ -22,7 +22,7 @@ let root: string;
 
 let gql: ReturnType<typeof graphqlClient>;
 
-const REGISTER = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id name kind architecture checkpoint { sha256 tensorCount parameterCount dtype } } }`;
+const REGISTER = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id name kind architecture checkpoint { sha256 tensorCount parameterCount dtype } } } }`;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -52,22 +52,22 @@ it('names types without a Type suffix and checks enum inputs in the schema: a le
   expect(schema).not.toMatch(/^type \w+Type\b/m);
   for (const e of ['PartitionLevel', 'Estimator', 'JobKind', 'LineageRelation', 'OutputDtype']) expect(schema).toContain(`enum ${e} {`);
   const before = await prisma.importanceAnalysis.count();
-  const wrong = await gql('mutation { startAnalysis(input: { modelId: "m", taskId: "t", level: "row" }) { id } }');
+  const wrong = await gql('mutation { startAnalysis(input: { modelId: "m", taskId: "t", level: "row" }) { analysis { id } } }');
   expect(wrong.errors![0]).toMatchObject({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } });
   expect(wrong.errors![0].message).toMatch(/Enum "PartitionLevel" cannot represent non-enum value: "row"/);
-  const unknown = await gql('mutation($i: StartAnalysisInput!) { startAnalysis(input: $i) { id } }', { i: { modelId: 'm', taskId: 't', estimator: 'FAST' } });
+  const unknown = await gql('mutation($i: StartAnalysisInput!) { startAnalysis(input: $i) { analysis { id } } }', { i: { modelId: 'm', taskId: 't', estimator: 'FAST' } });
   expect(unknown.errors![0].message).toMatch(/Value "FAST" does not exist in "Estimator" enum/);
   expect(await prisma.importanceAnalysis.count()).toBe(before);
 });
 
 it('registers a base and its fine-tunes from checkpoint paths, hashed, with lineage', async () => {
-  const base = await gql<{ registerModel: { id: string; kind: string; architecture: string; checkpoint: { tensorCount: number; parameterCount: number; sha256: string; dtype: string } } }>(REGISTER, {
+  const base = await gql<{ registerModel: { model: { id: string; kind: string; architecture: string; checkpoint: { tensorCount: number; parameterCount: number; sha256: string; dtype: string } } } }>(REGISTER, {
     input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') },
   });
   expect(base.errors).toBeUndefined();
-  expect(base.data!.registerModel.checkpoint).toEqual({ tensorCount: 2, parameterCount: 32, dtype: 'F32', sha256: sha256File(join(root, 'models/base/model.safetensors')) });
-  expect(base.data!.registerModel.architecture).toBe('synthetic');
-  const baseId = base.data!.registerModel.id;
+  expect(base.data!.registerModel.model.checkpoint).toEqual({ tensorCount: 2, parameterCount: 32, dtype: 'F32', sha256: sha256File(join(root, 'models/base/model.safetensors')) });
+  expect(base.data!.registerModel.model.architecture).toBe('synthetic');
+  const baseId = base.data!.registerModel.model.id;
   for (const f of [1, 2]) {
     const ft = await gql(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: join(root, `models/finetune-${f}`), parentIds: [baseId] } });
     expect(ft.errors).toBeUndefined();
@@ -136,17 +136,17 @@ it('registers tasks from validated data files and shows parents, children and ev
   const split = { inputs: new Uint8Array(4 * 4), exampleShape: [2, 2], labels: Int32Array.from([0, 1, 2, 1]), count: 4 };
   const file = join(root, 'digits.safetensors');
   saveTaskData(file, { name: 'digits', classes: 3, description: 'tiny', seed: 1 }, { probe: split, test: split });
-  const task = await gql<{ registerTask: { id: string; classes: number; name: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id name classes } }`, { input: { name: 'digits', path: file } });
+  const task = await gql<{ registerTask: { task: { id: string; classes: number; name: string } } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id name classes } } }`, { input: { name: 'digits', path: file } });
   expect(task.errors).toBeUndefined();
-  expect(task.data!.registerTask).toMatchObject({ name: 'digits', classes: 3 });
+  expect(task.data!.registerTask.task).toMatchObject({ name: 'digits', classes: 3 });
   const noProbe = join(root, 'noprobe.safetensors');
   saveTaskData(noProbe, { name: 'x', classes: 3, description: '', seed: 1 }, { test: split });
-  const rejected = await gql(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: 'x', path: noProbe } });
+  const rejected = await gql(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id } } }`, { input: { name: 'x', path: noProbe } });
   expect(rejected.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
   expect(rejected.errors![0].message).toMatch(/has no "probe" split/);
 
   const ft = await prisma.model.findUniqueOrThrow({ where: { name: 'ft-1' } });
-  await prisma.evaluation.create({ data: { modelId: ft.id, taskId: task.data!.registerTask.id, split: 'test', metric: 'accuracy', value: 0.9 } });
+  await prisma.evaluation.create({ data: { modelId: ft.id, taskId: task.data!.registerTask.task.id, split: 'test', metric: 'accuracy', value: 0.9 } });
   const view = await gql<{ model: { parents: Array<{ relation: string; model: { name: string } }>; evaluations: Array<{ split: string; value: number; task: { name: string } }> } }>(
     `query($id: ID!) { model(id: $id) { parents { relation model { name } } evaluations { nodes { split value task { name } } } } }`,
     { id: ft.id },

@@ -27,19 +27,19 @@ const PAUSES = Object.entries(POINTS).flatMap(([kind, points]) => points.map((p)
 const START: Record<JobKind, (tag: string) => Promise<string>> = {
   merge: async (tag) => {
     const models = [{ modelId: ids.ftA, probeTaskId: ids.taskA, parameters: { weight: 1, density: 0.5 } }, { modelId: ids.ftB, probeTaskId: ids.taskB, parameters: { weight: 1, density: 0.5 } }];
-    const result = await platform.gql<{ startMerge: { id: string } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }', { input: { name: `apl-${tag}`, method: 'apl', baseModelId: ids.base, models, parameters: { level: 'row', estimator: 'exact' } } });
+    const result = await platform.gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', { input: { name: `apl-${tag}`, method: 'apl', baseModelId: ids.base, models, parameters: { level: 'row', estimator: 'exact' } } });
     expect(result.errors).toBeUndefined();
-    return result.data!.startMerge.id;
+    return result.data!.startMerge.merge.id;
   },
   analysis: async () => {
-    const result = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { id } }', { m: ids.ftA, t: ids.taskA });
+    const result = await platform.gql<{ startAnalysis: { analysis: { id: string } } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { analysis { id } } }', { m: ids.ftA, t: ids.taskA });
     expect(result.errors).toBeUndefined();
-    return result.data!.startAnalysis.id;
+    return result.data!.startAnalysis.analysis.id;
   },
   evaluation: async () => {
-    const result = await platform.gql<{ evaluateModel: { id: string } }>('mutation($m: ID!, $t: ID!) { evaluateModel(modelId: $m, taskId: $t) { id } }', { m: ids.ftA, t: ids.taskA });
+    const result = await platform.gql<{ evaluateModel: { evaluationRun: { id: string } } }>('mutation($m: ID!, $t: ID!) { evaluateModel(modelId: $m, taskId: $t) { evaluationRun { id } } }', { m: ids.ftA, t: ids.taskA });
     expect(result.errors).toBeUndefined();
-    return result.data!.evaluateModel.id;
+    return result.data!.evaluateModel.evaluationRun.id;
   },
 };
 
@@ -66,10 +66,10 @@ beforeAll(async () => {
     expect(result.errors).toBeUndefined();
     return result.data!;
   };
-  const task = (name: string, file: string) => gql<{ registerTask: { id: string } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { id } }', { i: { name, path: file } }).then((d) => d.registerTask.id);
+  const task = (name: string, file: string) => gql<{ registerTask: { task: { id: string } } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { task { id } } }', { i: { name, path: file } }).then((d) => d.registerTask.task.id);
   ids.taskA = await task('alpha', family.dataFiles[0]);
   ids.taskB = await task('beta', family.dataFiles[1]);
-  const register = (input: Record<string, unknown>) => gql<{ registerModel: { id: string } }>('mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }', { input }).then((d) => d.registerModel.id);
+  const register = (input: Record<string, unknown>) => gql<{ registerModel: { model: { id: string } } }>('mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }', { input }).then((d) => d.registerModel.model.id);
   ids.base = await register({ name: 'base', kind: 'BASE', path: join(dir, 'base') });
   // Not evaluated on registration: the evaluations below are the ones this test asks for.
   ids.ftA = await register({ name: 'ft-alpha', kind: 'FINETUNE', path: join(dir, 'alpha'), parentIds: [ids.base], evaluate: false });

@@ -77,9 +77,9 @@ afterAll(async () => {
 
 it('keeps the API and the worker up through a database outage, answers SERVICE_UNAVAILABLE meanwhile, and carries on', async () => {
   const gql = graphqlClient(api.url, token);
-  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-  const base = await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') } });
-  const ft = await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(root, 'models/finetune-1'), parentIds: [base.data!.registerModel.id] } });
+  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }';
+  const base = await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(root, 'models/base') } });
+  const ft = await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(root, 'models/finetune-1'), parentIds: [base.data!.registerModel.model.id] } });
   // A subscription opened before the outage, to a job whose events we write ourselves.
   const job = await prisma.merge.create({ data: { method: 'linear', parameters: {} } });
   await appendJobEvent(prisma, { jobKind: 'merge', jobId: job.id, phase: 'status', done: 0, total: 2, message: 'queued', status: 'QUEUED' });
@@ -105,16 +105,16 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
   await stream.done;
   expect(seen).toEqual(['queued', 'after the outage']);
   // The worker still takes jobs.
-  const merge = await gql<{ startMerge: { id: string } }>('mutation($m: ID!) { startMerge(input: { name: "after", method: "linear", models: [{ modelId: $m, parameters: { weight: 1 } }] }) { id } }', { m: ft.data!.registerModel.id });
+  const merge = await gql<{ startMerge: { merge: { id: string } } }>('mutation($m: ID!) { startMerge(input: { name: "after", method: "linear", models: [{ modelId: $m, parameters: { weight: 1 } }] }) { merge { id } } }', { m: ft.data!.registerModel.model.id });
   expect(merge.errors).toBeUndefined();
-  await waitFor(async () => (await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.id } })).status === 'COMPLETED', 'the merge after the outage', 60000).catch(async (err) => {
-    const state = await prisma.$queryRawUnsafe(`SELECT name, state::text, retry_count FROM pgboss.job WHERE id = $1::uuid`, merge.data!.startMerge.id);
-    const row = await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.id } });
+  await waitFor(async () => (await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.merge.id } })).status === 'COMPLETED', 'the merge after the outage', 60000).catch(async (err) => {
+    const state = await prisma.$queryRawUnsafe(`SELECT name, state::text, retry_count FROM pgboss.job WHERE id = $1::uuid`, merge.data!.startMerge.merge.id);
+    const row = await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.merge.id } });
     throw new Error(`${(err as Error).message}: queue ${JSON.stringify(state)}, row ${row.status} ${row.error}; worker:\n${worker.output()}`);
   });
   expect(await prisma.model.count({ where: { name: 'after' } })).toBe(1);
   // Synthetic checkpoints are no model family: merged, registered, and said why they were not evaluated.
-  expect((await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.id } })).result).toMatchObject({ evaluation: expect.stringMatching(/^not evaluated: model_type "synthetic" is not a family the engine runs/) });
+  expect((await prisma.merge.findUniqueOrThrow({ where: { id: merge.data!.startMerge.merge.id } })).result).toMatchObject({ evaluation: expect.stringMatching(/^not evaluated: model_type "synthetic" is not a family the engine runs/) });
   expect(api.child.exitCode).toBeNull();
   expect(worker.child.exitCode).toBeNull();
   expect(api.output()).toMatch(/listener lost its connection; reconnecting/);
@@ -129,12 +129,12 @@ it('a job running while the database goes away is retried once it is back, and c
   mkdirSync(join(root, 'slow'), { recursive: true });
   tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [256, 256, 256, 256], probeSize: 1024, dir: join(root, 'slow') });
   const gql = graphqlClient(api.url, token);
-  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-  const base = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-base', kind: 'BASE', path: join(root, 'slow/base') } })).data!.registerModel.id;
-  const ft = (await gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'slow/slow'), parentIds: [base] } })).data!.registerModel.id;
-  const task = (await gql<{ registerTask: { id: string } }>('mutation($p: String!) { registerTask(input: { name: "slow", path: $p }) { id } }', { p: join(root, 'slow/slow.safetensors') })).data!.registerTask.id;
-  const started = await gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { id } }', { m: ft, t: task });
-  const id = started.data!.startAnalysis.id;
+  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }';
+  const base = (await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'slow-base', kind: 'BASE', path: join(root, 'slow/base') } })).data!.registerModel.model.id;
+  const ft = (await gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'slow/slow'), parentIds: [base] } })).data!.registerModel.model.id;
+  const task = (await gql<{ registerTask: { task: { id: string } } }>('mutation($p: String!) { registerTask(input: { name: "slow", path: $p }) { task { id } } }', { p: join(root, 'slow/slow.safetensors') })).data!.registerTask.task.id;
+  const started = await gql<{ startAnalysis: { analysis: { id: string } } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: ROW, estimator: EXACT }) { analysis { id } } }', { m: ft, t: task });
+  const id = started.data!.startAnalysis.analysis.id;
   await waitFor(async () => (await prisma.jobEvent.count({ where: { jobId: id, phase: { not: 'status' } } })) > 0, 'the first progress event', 30000);
   await prisma.$disconnect();
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS false`);

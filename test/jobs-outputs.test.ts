@@ -20,24 +20,24 @@ let platform: TestPlatform;
 const ids = { base: '', ft: '' };
 /** Worker processes open the queue with these settings too (the last to open it sets them). */
 const WORKER_ENV = { APL_MERGE_HEARTBEAT_SECONDS: '10', APL_MERGE_RETRY_LIMIT: '1', APL_MERGE_SUPERVISE_SECONDS: '1' };
-const START = 'mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }';
+const START = 'mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }';
 
 const finished = (id: string) =>
   waitFor(async () => ['COMPLETED', 'FAILED', 'CANCELLED'].includes((await platform.prisma.merge.findUniqueOrThrow({ where: { id } })).status), `merge ${id} to end`, 60000).then(() => platform.prisma.merge.findUniqueOrThrow({ where: { id } }));
 
 async function start(input: Record<string, unknown>): Promise<string> {
-  const result = await platform.gql<{ startMerge: { id: string } }>(START, { input });
+  const result = await platform.gql<{ startMerge: { merge: { id: string } } }>(START, { input });
   expect(result.errors).toBeUndefined();
-  return result.data!.startMerge.id;
+  return result.data!.startMerge.merge.id;
 }
 
 beforeAll(async () => {
   // Lost jobs noticed after 10 s (pg-boss's least), one retry: a job that always fails ends in the dead-letter queue quickly.
   platform = await startTestPlatform({ heartbeatSeconds: 10, retryLimit: 1, superviseSeconds: 1 });
   writeSyntheticFamily(join(platform.root, 'models'), { tensors: [{ name: 'layers.0.w', shape: [256, 256] }], fineTunes: 1, seed: 4 });
-  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-  ids.base = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(platform.root, 'models/base') } })).data!.registerModel.id;
-  ids.ft = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(platform.root, 'models/finetune-1'), parentIds: [ids.base] } })).data!.registerModel.id;
+  const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }';
+  ids.base = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(platform.root, 'models/base') } })).data!.registerModel.model.id;
+  ids.ft = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(platform.root, 'models/finetune-1'), parentIds: [ids.base] } })).data!.registerModel.model.id;
 });
 
 afterAll(() => platform?.stop());

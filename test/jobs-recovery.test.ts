@@ -54,10 +54,10 @@ beforeAll(async () => {
   // layers after them.)
   mkdirSync(join(root, 'family'), { recursive: true });
   tinyFamily({ seed: 5, tasks: [{ name: 'slow', classes: 4 }], hidden: [256, 256, 256, 256], probeSize: 1024, dir: join(root, 'family') });
-  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
-  ids.base = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'base', kind: 'BASE', path: join(root, 'family/base') } })).data!.registerModel.id;
-  ids.finetune = (await gql<{ registerModel: { id: string } }>(register, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'family/slow'), parentIds: [ids.base] } })).data!.registerModel.id;
-  ids.task = (await gql<{ registerTask: { id: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: 'slow', path: join(root, 'family/slow.safetensors') } })).data!.registerTask.id;
+  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }`;
+  ids.base = (await gql<{ registerModel: { model: { id: string } } }>(register, { input: { name: 'base', kind: 'BASE', path: join(root, 'family/base') } })).data!.registerModel.model.id;
+  ids.finetune = (await gql<{ registerModel: { model: { id: string } } }>(register, { input: { name: 'slow-ft', kind: 'FINETUNE', path: join(root, 'family/slow'), parentIds: [ids.base] } })).data!.registerModel.model.id;
+  ids.task = (await gql<{ registerTask: { task: { id: string } } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id } } }`, { input: { name: 'slow', path: join(root, 'family/slow.safetensors') } })).data!.registerTask.task.id;
 });
 
 afterAll(() => platform?.stop());
@@ -77,11 +77,11 @@ function follow(jobId: string) {
 }
 
 const startAnalysis = async () => {
-  const result = await gql<{ startAnalysis: { id: string } }>(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
+  const result = await gql<{ startAnalysis: { analysis: { id: string } } }>(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id } } }`, {
     input: { modelId: ids.finetune, taskId: ids.task, level: 'ROW', estimator: 'EXACT' },
   });
   expect(result.errors).toBeUndefined();
-  return result.data!.startAnalysis.id;
+  return result.data!.startAnalysis.analysis.id;
 };
 
 const cancel = (id: string) => gql<{ cancelJob: { kind: string; status: string } }>(`mutation($id: ID!) { cancelJob(id: $id) { kind status } }`, { id });
@@ -129,11 +129,11 @@ it('cancels a queued analysis before any worker runs it', async () => {
 it('retries the job of a worker killed mid-merge on another worker, and registers the merge exactly once', async () => {
   for (const worker of workers) await worker.stop();
   const doomed = await startWorker();
-  const started = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
+  const started = await gql<{ startMerge: { merge: { id: string } } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }`, {
     input: { name: 'survivor', method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetune, probeTaskId: ids.task }], parameters: { level: 'row', estimator: 'exact' }, seed: 3 },
   });
   expect(started.errors).toBeUndefined();
-  const id = started.data!.startMerge.id;
+  const id = started.data!.startMerge.merge.id;
   const job = follow(id);
   await job.firstProgress;
   // The API says who runs it.

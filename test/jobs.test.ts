@@ -34,17 +34,17 @@ beforeAll(async () => {
   zoo = await buildVisionZoo({ out: join(root, 'zoo'), quick: true, seed: 3 });
   await platform.startWorker();
 
-  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
-  const base = await gql<{ registerModel: { id: string } }>(register, { input: { name: 'zoo-base', kind: 'BASE', path: join(root, 'zoo', zoo.base) } });
+  const register = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }`;
+  const base = await gql<{ registerModel: { model: { id: string } } }>(register, { input: { name: 'zoo-base', kind: 'BASE', path: join(root, 'zoo', zoo.base) } });
   expect(base.errors).toBeUndefined();
-  ids.base = base.data!.registerModel.id;
+  ids.base = base.data!.registerModel.model.id;
   for (const entry of zoo.finetunes) {
-    const ft = await gql<{ registerModel: { id: string } }>(register, { input: { name: `zoo-${entry.task}`, kind: 'FINETUNE', path: join(root, 'zoo', entry.model), parentIds: [ids.base] } });
+    const ft = await gql<{ registerModel: { model: { id: string } } }>(register, { input: { name: `zoo-${entry.task}`, kind: 'FINETUNE', path: join(root, 'zoo', entry.model), parentIds: [ids.base] } });
     expect(ft.errors).toBeUndefined();
-    ids.finetunes[entry.task] = ft.data!.registerModel.id;
-    const task = await gql<{ registerTask: { id: string } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }`, { input: { name: entry.task, path: join(root, 'zoo', entry.data) } });
+    ids.finetunes[entry.task] = ft.data!.registerModel.model.id;
+    const task = await gql<{ registerTask: { task: { id: string } } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id } } }`, { input: { name: entry.task, path: join(root, 'zoo', entry.data) } });
     expect(task.errors).toBeUndefined();
-    ids.tasks[entry.task] = task.data!.registerTask.id;
+    ids.tasks[entry.task] = task.data!.registerTask.task.id;
   }
 });
 
@@ -77,8 +77,8 @@ function expectMonotone(events: Progress[]): void {
 
 it('runs an APL merge started by mutation: live progress to COMPLETED, then the merged model in the lineage with evaluations', async () => {
   const tasks = zoo.finetunes.map((f) => f.task);
-  const started = await gql<{ startMerge: { id: string; status: string; seed: number } }>(
-    `mutation($input: StartMergeInput!) { startMerge(input: $input) { id status seed } }`,
+  const started = await gql<{ startMerge: { merge: { id: string; status: string; seed: number } } }>(
+    `mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id status seed } } }`,
     {
       input: {
         name: 'zoo-apl',
@@ -91,8 +91,8 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
     },
   );
   expect(started.errors).toBeUndefined();
-  expect(started.data!.startMerge).toMatchObject({ status: 'QUEUED', seed: 7 });
-  const mergeId = started.data!.startMerge.id;
+  expect(started.data!.startMerge.merge).toMatchObject({ status: 'QUEUED', seed: 7 });
+  const mergeId = started.data!.startMerge.merge.id;
 
   const events = await followJob(mergeId);
   expect(events.at(-1)).toMatchObject({ status: 'COMPLETED' });
@@ -179,20 +179,20 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   type StatusEvent = { jobId: string; jobKind: string; status: string; phase: string };
   const statuses: StatusEvent[] = [];
   const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs), platform.token);
-  const started = await gql<{ startAnalysis: { id: string; status: string } }>(
-    `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status } }`,
+  const started = await gql<{ startAnalysis: { analysis: { id: string; status: string } } }>(
+    `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id status } } }`,
     { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'LAYER', estimator: 'EXACT' } },
   );
   expect(started.errors).toBeUndefined();
-  expect(started.data!.startAnalysis.status).toBe('QUEUED');
-  const events = await followJob(started.data!.startAnalysis.id);
+  expect(started.data!.startAnalysis.analysis.status).toBe('QUEUED');
+  const events = await followJob(started.data!.startAnalysis.analysis.id);
   expectMonotone(events);
   const view = await gql<{ model: { analyses: { nodes: Array<{ id: string; status: string; level: string; artifactUri: string; summary: { layers?: unknown }; result: { partitions: number; backend: string }; baseModel: { id: string }; task: { name: string } }> } } }>(
     `query($id: ID!) { model(id: $id) { analyses { nodes { id status level artifactUri summary result baseModel { id } task { name } } } } }`,
     { id: ids.finetunes[task] },
   );
   const [analysis] = view.data!.model.analyses.nodes;
-  expect(analysis).toMatchObject({ id: started.data!.startAnalysis.id, status: 'COMPLETED', level: 'LAYER', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
+  expect(analysis).toMatchObject({ id: started.data!.startAnalysis.analysis.id, status: 'COMPLETED', level: 'LAYER', baseModel: { id: ids.base }, task: { name: task }, result: { backend: 'wasm' } });
   expect(analysis.result.partitions).toBeGreaterThan(1);
   expect(existsSync(analysis.artifactUri.replace('file://', ''))).toBe(true);
   expect(existsSync(analysis.artifactUri.replace('file://', '').replace(/\.safetensors$/, '.json'))).toBe(true);
@@ -224,11 +224,11 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(statuses.filter((e) => e.jobKind === 'MERGE').map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
 
   // The analysis then feeds an APL merge in place of probe data.
-  const merge = await gql<{ startMerge: { id: string } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, {
+  const merge = await gql<{ startMerge: { merge: { id: string } } }>(`mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }`, {
     input: { method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetunes[task], analysisId: analysis.id }], parameters: { level: 'layer', estimator: 'exact' } },
   });
   expect(merge.errors).toBeUndefined();
-  const mergeEvents = await followJob(merge.data!.startMerge.id);
+  const mergeEvents = await followJob(merge.data!.startMerge.merge.id);
   expect(mergeEvents.at(-1)).toMatchObject({ status: 'COMPLETED' });
 });
 
@@ -236,7 +236,7 @@ it('rejects bad requests with a code and a precise message, and queues nothing',
   const mergesBefore = await prisma.merge.count();
   const queued = async () => (await prisma.$queryRawUnsafe<Array<{ n: bigint }>>(`SELECT count(*) AS n FROM pgboss.job WHERE name = $1`, QUEUE_NAMES.merge))[0].n;
   const jobsBefore = await queued();
-  const start = (input: Record<string, unknown>) => gql(`mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }`, { input });
+  const start = (input: Record<string, unknown>) => gql(`mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }`, { input });
   const [first, second] = zoo.finetunes.map((f) => ids.finetunes[f.task]);
   const unknownMethod = await start({ method: 'avg', baseModelId: ids.base, models: [{ modelId: first }] });
   expect(unknownMethod.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
@@ -253,20 +253,20 @@ it('rejects bad requests with a code and a precise message, and queues nothing',
   // A model that is not homologous with the zoo: the error names the tensor whose shape differs.
   mkdirSync(join(root, 'tiny'), { recursive: true });
   const other = tinyFamily({ seed: 1, tasks: [{ name: 'odd', classes: 3 }], dir: join(root, 'tiny') });
-  const REGISTER_MODEL = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }`;
+  const REGISTER_MODEL = `mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }`;
   // Registered as a fine-tune of the zoo's base, it is refused: the tensors they share differ in shape.
   const notAFinetune = await gql(REGISTER_MODEL, { input: { name: 'stranger', kind: 'FINETUNE', path: other.finetunes[0].path, parentIds: [ids.base] } });
   expect(notAFinetune.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
   expect(notAFinetune.errors![0].message).toMatch(/not a fine-tune of "zoo-base": tensor "\S+" has shape \[/);
-  const stranger = await gql<{ registerModel: { id: string } }>(REGISTER_MODEL, { input: { name: 'stranger', kind: 'BASE', path: other.finetunes[0].path } });
+  const stranger = await gql<{ registerModel: { model: { id: string } } }>(REGISTER_MODEL, { input: { name: 'stranger', kind: 'BASE', path: other.finetunes[0].path } });
   // Its base is not the zoo's: refused unless the request allows it, and then refused for its shapes.
-  const unrelated = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
+  const unrelated = await start({ method: 'ties', baseModelId: ids.base, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.model.id }] });
   expect(unrelated.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
   expect(unrelated.errors![0].message).toMatch(/models\[1\]: the base \S+ is not an ancestor of "stranger"; merge against its base, or pass allowUnrelatedBase: true/);
-  const heterologous = await start({ method: 'ties', baseModelId: ids.base, allowUnrelatedBase: true, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.id }] });
+  const heterologous = await start({ method: 'ties', baseModelId: ids.base, allowUnrelatedBase: true, models: [{ modelId: first }, { modelId: stranger.data!.registerModel.model.id }] });
   expect(heterologous.errors![0].extensions.code).toBe('BAD_USER_INPUT');
   expect(heterologous.errors![0].message).toMatch(/trunk\.\d+\.weight|shape/);
-  const noHead = await gql(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id } }`, {
+  const noHead = await gql(`mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id } } }`, {
     input: { modelId: first, taskId: ids.tasks[zoo.finetunes[1].task], level: 'ROW', estimator: 'EXACT' },
   });
   expect(noHead.errors![0].extensions.code).toBe('BAD_USER_INPUT');

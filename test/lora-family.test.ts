@@ -27,7 +27,7 @@ import { tempDir } from './helpers/files';
 
 jest.setTimeout(120000);
 let platform: TestPlatform;
-const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id evaluationRuns { id status } } }';
+const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id evaluationRuns { id status } } } }';
 
 /** base + scale·B·A for each adapted matrix, the adapter's saved tensors, the rest the base's: by hand. */
 function materialise(baseDir: string, adapterDir: string, out: string): void {
@@ -85,27 +85,27 @@ it('evaluates and analyses an extracted adapter of a family fine-tune as the mod
   };
   const test = split(19);
   saveTaskData(join(dir, 'alpha-eval.safetensors'), { name: 'alpha', classes: 3, description: 'adapter evaluation', seed: 9 }, { probe: test, validation: test, test, ood: split(7) });
-  const taskId = (await platform.gql<{ registerTask: { id: string } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { id } }', { i: { name: 'alpha', path: join(dir, 'alpha-eval.safetensors') } })).data!.registerTask.id;
+  const taskId = (await platform.gql<{ registerTask: { task: { id: string } } }>('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { task { id } } }', { i: { name: 'alpha', path: join(dir, 'alpha-eval.safetensors') } })).data!.registerTask.task.id;
 
-  const base = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(dir, 'base') } })).data!.registerModel.id;
-  const adapter = await platform.gql<{ registerModel: { id: string; evaluationRuns: Array<{ id: string; status: string }> } }>(REGISTER, { input: { name: 'alpha-lora', kind: 'FINETUNE', path: adapterDir, parentIds: [base] } });
+  const base = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(dir, 'base') } })).data!.registerModel.model.id;
+  const adapter = await platform.gql<{ registerModel: { model: { id: string; evaluationRuns: Array<{ id: string; status: string }> } } }>(REGISTER, { input: { name: 'alpha-lora', kind: 'FINETUNE', path: adapterDir, parentIds: [base] } });
   expect(adapter.errors).toBeUndefined();
   // Queued at registration, like any fine-tune's.
-  expect(adapter.data!.registerModel.evaluationRuns).toEqual([{ id: expect.any(String), status: 'QUEUED' }]);
-  const adapterId = adapter.data!.registerModel.id;
-  const reference = await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'materialised', kind: 'FINETUNE', path: materialised, parentIds: [base], evaluate: false } });
-  const referenceId = reference.data!.registerModel.id;
+  expect(adapter.data!.registerModel.model.evaluationRuns).toEqual([{ id: expect.any(String), status: 'QUEUED' }]);
+  const adapterId = adapter.data!.registerModel.model.id;
+  const reference = await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'materialised', kind: 'FINETUNE', path: materialised, parentIds: [base], evaluate: false } });
+  const referenceId = reference.data!.registerModel.model.id;
 
   const worker = await platform.startWorker();
-  const run = adapter.data!.registerModel.evaluationRuns[0].id;
+  const run = adapter.data!.registerModel.model.evaluationRuns[0].id;
   await waitFor(async () => (await platform.prisma.evaluationRun.findUniqueOrThrow({ where: { id: run } })).status === 'COMPLETED', `the adapter's evaluation (worker:\n${worker.output()})`, 60000);
   const scores = await platform.prisma.evaluation.findMany({ where: { modelId: adapterId }, orderBy: { split: 'asc' } });
   expect(scores.map((s) => [s.split, s.value])).toEqual([['ood', 7 / 24], ['test', 19 / 24]]);
 
   const analyse = async (modelId: string) => {
-    const started = await platform.gql<{ startAnalysis: { id: string } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: LAYER, estimator: EXACT }) { id } }', { m: modelId, t: taskId });
+    const started = await platform.gql<{ startAnalysis: { analysis: { id: string } } }>('mutation($m: ID!, $t: ID!) { startAnalysis(input: { modelId: $m, taskId: $t, level: LAYER, estimator: EXACT }) { analysis { id } } }', { m: modelId, t: taskId });
     expect(started.errors).toBeUndefined();
-    const id = started.data!.startAnalysis.id;
+    const id = started.data!.startAnalysis.analysis.id;
     await waitFor(async () => (await platform.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the analysis (worker:\n${worker.output()})`, 60000);
     const row = await platform.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id } });
     return loadImportance(row.artifactUri!.replace('file://', ''));

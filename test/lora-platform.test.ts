@@ -15,7 +15,7 @@ import { startTestPlatform, TestPlatform } from './helpers/platform';
 
 jest.setTimeout(90000);
 let platform: TestPlatform;
-const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id kind architecture checkpoint { sha256 tensorCount } } }';
+const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id kind architecture checkpoint { sha256 tensorCount } } } }';
 const Q = 'model.layers.0.self_attn.q_proj.weight';
 const BASE_Q = Array.from({ length: 16 }, (_, i) => i / 8 - 1);
 const A = [1, 0, -1, 2, 0.5, 0.5, 0, 1]; // [2, 4]
@@ -39,8 +39,8 @@ afterAll(() => platform?.stop());
 
 it('registers an adapter as a fine-tune of its base, refuses it otherwise, and merges it through the API', async () => {
   const models = join(platform.root, 'models');
-  const base = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(models, 'base') } })).data!.registerModel.id;
-  const narrow = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'narrow', kind: 'BASE', path: join(models, 'narrow') } })).data!.registerModel.id;
+  const base = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(models, 'base') } })).data!.registerModel.model.id;
+  const narrow = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'narrow', kind: 'BASE', path: join(models, 'narrow') } })).data!.registerModel.model.id;
   const count = await platform.prisma.model.count();
   const asBase = await platform.gql(REGISTER, { input: { name: 'adapter-base', kind: 'BASE', path: join(models, 'adapter') } });
   expect(asBase.errors![0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
@@ -48,13 +48,13 @@ it('registers an adapter as a fine-tune of its base, refuses it otherwise, and m
   const misfit = await platform.gql(REGISTER, { input: { name: 'adapter-narrow', kind: 'FINETUNE', path: join(models, 'adapter'), parentIds: [narrow] } });
   expect(misfit.errors![0].message).toMatch(/^not an adapter of "narrow": .*B·A is \[4,4\], but "model\.layers\.0\.self_attn\.q_proj\.weight" of .* is \[4,2\]/);
   expect(await platform.prisma.model.count()).toBe(count);
-  const registered = await platform.gql<{ registerModel: { id: string; kind: string; architecture: string; checkpoint: { sha256: string; tensorCount: number } } }>(REGISTER, { input: { name: 'adapter', kind: 'FINETUNE', path: join(models, 'adapter'), parentIds: [base] } });
+  const registered = await platform.gql<{ registerModel: { model: { id: string; kind: string; architecture: string; checkpoint: { sha256: string; tensorCount: number } } } }>(REGISTER, { input: { name: 'adapter', kind: 'FINETUNE', path: join(models, 'adapter'), parentIds: [base] } });
   expect(registered.errors).toBeUndefined();
-  expect(registered.data!.registerModel).toMatchObject({ kind: 'FINETUNE', architecture: 'lora (r 2)', checkpoint: { sha256: sha256File(join(models, 'adapter', 'adapter_model.safetensors')), tensorCount: 2 } });
-  const started = await platform.gql<{ startMerge: { id: string } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }', { input: { name: 'with-adapter', method: 'task_arithmetic', baseModelId: base, models: [{ modelId: registered.data!.registerModel.id, parameters: { weight: 1 } }] } });
+  expect(registered.data!.registerModel.model).toMatchObject({ kind: 'FINETUNE', architecture: 'lora (r 2)', checkpoint: { sha256: sha256File(join(models, 'adapter', 'adapter_model.safetensors')), tensorCount: 2 } });
+  const started = await platform.gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', { input: { name: 'with-adapter', method: 'task_arithmetic', baseModelId: base, models: [{ modelId: registered.data!.registerModel.model.id, parameters: { weight: 1 } }] } });
   expect(started.errors).toBeUndefined();
   const worker = await platform.startWorker();
-  const id = started.data!.startMerge.id;
+  const id = started.data!.startMerge.merge.id;
   await waitFor(async () => (await platform.prisma.merge.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the merge (worker:\n${worker.output()})`, 60000);
   const merge = await platform.prisma.merge.findUniqueOrThrow({ where: { id }, include: { outputModel: { include: { checkpoint: true } } } });
   const merged = readTensorValues(merge.outputModel!.checkpoint.uri.replace('file://', ''), Q);

@@ -53,12 +53,12 @@ beforeAll(async () => {
   const split = { inputs: new Uint8Array(4 * 4), exampleShape: [2, 2], labels: Int32Array.from([0, 1, 2, 1]), count: 4 };
   saveTaskData(join(platform.root, 'task.safetensors'), { name: 'digits', classes: 3, description: 'tiny', seed: 1 }, { probe: split, test: split });
   mkdirSync(join(platform.root, '..x'), { recursive: true });
-  const base = await platform.gql<{ registerModel: { id: string } }>('mutation($p: String!) { registerModel(input: { name: "base", kind: BASE, path: $p }) { id } }', { p: join(platform.root, 'models/base') });
-  realIds.push(base.data!.registerModel.id);
-  const ft = await platform.gql<{ registerModel: { id: string } }>('mutation($p: String!, $b: ID!) { registerModel(input: { name: "ft", kind: FINETUNE, path: $p, parentIds: [$b] }) { id } }', { p: join(platform.root, 'models/finetune-1'), b: realIds[0] });
-  realIds.push(ft.data!.registerModel.id);
-  const merge = await platform.gql<{ startMerge: { id: string } }>('mutation($m: ID!) { startMerge(input: { method: "linear", models: [{ modelId: $m, parameters: { weight: 1 } }] }) { id } }', { m: realIds[1] });
-  realIds.push(merge.data!.startMerge.id);
+  const base = await platform.gql<{ registerModel: { model: { id: string } } }>('mutation($p: String!) { registerModel(input: { name: "base", kind: BASE, path: $p }) { model { id } } }', { p: join(platform.root, 'models/base') });
+  realIds.push(base.data!.registerModel.model.id);
+  const ft = await platform.gql<{ registerModel: { model: { id: string } } }>('mutation($p: String!, $b: ID!) { registerModel(input: { name: "ft", kind: FINETUNE, path: $p, parentIds: [$b] }) { model { id } } }', { p: join(platform.root, 'models/finetune-1'), b: realIds[0] });
+  realIds.push(ft.data!.registerModel.model.id);
+  const merge = await platform.gql<{ startMerge: { merge: { id: string } } }>('mutation($m: ID!) { startMerge(input: { method: "linear", models: [{ modelId: $m, parameters: { weight: 1 } }] }) { merge { id } } }', { m: realIds[1] });
+  realIds.push(merge.data!.startMerge.merge.id);
   server = await startApiServer({
     prisma: platform.prisma,
     dataRoots: namedRoots([platform.root]),

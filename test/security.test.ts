@@ -24,7 +24,7 @@ const tokens: Record<string, string> = {};
 const extraServers: ApiServer[] = [];
 const ids: { base: string; finetunes: string[]; task: string } = { base: '', finetunes: [], task: '' };
 
-const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id createdBy } }';
+const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id createdBy } } }';
 
 async function serverWith(options: Partial<ApiServerOptions>): Promise<ApiServer> {
   const server = await startApiServer({ prisma: platform.prisma, dataRoots: namedRoots([platform.root]), databaseUrl: platform.databaseUrl, queue: platform.queue, ...options });
@@ -56,15 +56,15 @@ beforeAll(async () => {
   tokens.REVOKED = await testToken(platform.prisma, 'ADMIN', 'revoked');
   await revokeToken(platform.prisma, 'revoked');
   const admin = graphqlClient(platform.server.url, tokens.ADMIN);
-  const base = await admin<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(platform.root, 'models/base') } });
-  ids.base = base.data!.registerModel.id;
+  const base = await admin<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(platform.root, 'models/base') } });
+  ids.base = base.data!.registerModel.model.id;
   for (const f of [1, 2]) {
-    const ft = await admin<{ registerModel: { id: string } }>(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: `data://${namedRoots([platform.root])[0].name}/models/finetune-${f}`, parentIds: [ids.base] } });
+    const ft = await admin<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: `ft-${f}`, kind: 'FINETUNE', path: `data://${namedRoots([platform.root])[0].name}/models/finetune-${f}`, parentIds: [ids.base] } });
     expect(ft.errors).toBeUndefined();
-    ids.finetunes.push(ft.data!.registerModel.id);
+    ids.finetunes.push(ft.data!.registerModel.model.id);
   }
-  const task = await admin<{ registerTask: { id: string } }>('mutation($input: RegisterTaskInput!) { registerTask(input: $input) { id } }', { input: { name: 'digits', path: join(platform.root, 'task.safetensors') } });
-  ids.task = task.data!.registerTask.id;
+  const task = await admin<{ registerTask: { task: { id: string } } }>('mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id } } }', { input: { name: 'digits', path: join(platform.root, 'task.safetensors') } });
+  ids.task = task.data!.registerTask.task.id;
   // Let the one-second token expire.
   await new Promise((r) => setTimeout(r, 1100));
 });
@@ -92,20 +92,20 @@ describe('tokens and roles', () => {
     { name: 'viewer', needs: 'VIEWER', query: '{ viewer { name role } }' },
     { name: 'dataRoots', needs: 'VIEWER', query: '{ dataRoots { name path } }' },
     { name: 'workers', needs: 'VIEWER', query: '{ workers(all: true) { id name alive currentJob } }' },
-    { name: 'startMerge', needs: 'OPERATOR', query: `mutation { startMerge(input: { method: "linear", models: [{ modelId: "${missing}" }] }) { id } }` },
-    { name: 'startAnalysis', needs: 'OPERATOR', query: `mutation { startAnalysis(input: { modelId: "${missing}", taskId: "${missing}" }) { id } }` },
+    { name: 'startMerge', needs: 'OPERATOR', query: `mutation { startMerge(input: { method: "linear", models: [{ modelId: "${missing}" }] }) { merge { id } } }` },
+    { name: 'startAnalysis', needs: 'OPERATOR', query: `mutation { startAnalysis(input: { modelId: "${missing}", taskId: "${missing}" }) { analysis { id } } }` },
     { name: 'cancelJob', needs: 'OPERATOR', query: `mutation { cancelJob(id: "${missing}") { id } }` },
     { name: 'retryJob', needs: 'OPERATOR', query: `mutation { retryJob(id: "${missing}") { id } }` },
-    { name: 'updateModel', needs: 'ADMIN', query: `mutation { updateModel(id: "${missing}", input: { description: "x" }) { id } }` },
-    { name: 'archiveModel', needs: 'ADMIN', query: `mutation { archiveModel(id: "${missing}") { id } }` },
+    { name: 'updateModel', needs: 'ADMIN', query: `mutation { updateModel(id: "${missing}", input: { description: "x" }) { model { id } } }` },
+    { name: 'archiveModel', needs: 'ADMIN', query: `mutation { archiveModel(id: "${missing}") { model { id } } }` },
     { name: 'deleteModel', needs: 'ADMIN', query: `mutation { deleteModel(id: "${missing}") { id } }` },
-    { name: 'registerTask', needs: 'OPERATOR', query: 'mutation { registerTask(input: { name: "t", path: "/nowhere/t.safetensors" }) { id } }' },
-    { name: 'registerModel', needs: 'ADMIN', query: 'mutation { registerModel(input: { name: "m", kind: BASE, path: "/nowhere" }) { id } }' },
+    { name: 'registerTask', needs: 'OPERATOR', query: 'mutation { registerTask(input: { name: "t", path: "/nowhere/t.safetensors" }) { task { id } } }' },
+    { name: 'registerModel', needs: 'ADMIN', query: 'mutation { registerModel(input: { name: "m", kind: BASE, path: "/nowhere" }) { model { id } } }' },
     { name: 'tokens', needs: 'ADMIN', query: '{ tokens { name } }' },
     { name: 'createToken', needs: 'ADMIN', query: 'mutation { createToken(input: { name: "bad name!", role: VIEWER }) { token } }' },
-    { name: 'revokeToken', needs: 'ADMIN', query: 'mutation { revokeToken(name: "no-such-token") { name } }' },
-    { name: 'addDataRoot', needs: 'ADMIN', query: 'mutation { addDataRoot(name: "x", path: "/nowhere") { name } }' },
-    { name: 'removeDataRoot', needs: 'ADMIN', query: 'mutation { removeDataRoot(name: "no-such-root") { name } }' },
+    { name: 'revokeToken', needs: 'ADMIN', query: 'mutation { revokeToken(name: "no-such-token") { apiToken { name } } }' },
+    { name: 'addDataRoot', needs: 'ADMIN', query: 'mutation { addDataRoot(name: "x", path: "/nowhere") { dataRoot { name } } }' },
+    { name: 'removeDataRoot', needs: 'ADMIN', query: 'mutation { removeDataRoot(name: "no-such-root") { dataRoot { name } } }' },
   ];
   const RANK: Record<Role, number> = { VIEWER: 0, OPERATOR: 1, ADMIN: 2 };
   const header = (caller: Caller): Record<string, string> => (caller === 'none' ? {} : { authorization: `Bearer ${caller === 'garbage' ? 'aplm_not-a-real-token' : tokens[caller]}` });
@@ -161,21 +161,21 @@ describe('tokens and roles', () => {
     expect(listed.data!.tasks.nodes[0].createdBy).toBe('the-admin');
     const operatorA = graphqlClient(platform.server.url, tokens.OPERATOR);
     const operatorB = graphqlClient(platform.server.url, tokens.OPERATOR_B);
-    const START = `mutation($ids: [MergeModelInput!]!) { startMerge(input: { method: "linear", models: $ids }) { id createdBy } }`;
+    const START = `mutation($ids: [MergeModelInput!]!) { startMerge(input: { method: "linear", models: $ids }) { merge { id createdBy } } }`;
     const models = ids.finetunes.map((modelId) => ({ modelId, parameters: { weight: 1 } }));
-    const started = await operatorA<{ startMerge: { id: string; createdBy: string } }>(START, { ids: models });
+    const started = await operatorA<{ startMerge: { merge: { id: string; createdBy: string } } }>(START, { ids: models });
     expect(started.errors).toBeUndefined();
-    expect(started.data!.startMerge.createdBy).toBe('the-operator');
-    const analysis = await operatorA<{ startAnalysis: { id: string; createdBy: string } }>(`mutation { startAnalysis(input: { modelId: "${ids.finetunes[0]}", taskId: "${ids.task}", baseModelId: "${ids.base}" }) { id createdBy } }`);
+    expect(started.data!.startMerge.merge.createdBy).toBe('the-operator');
+    const analysis = await operatorA<{ startAnalysis: { analysis: { id: string; createdBy: string } } }>(`mutation { startAnalysis(input: { modelId: "${ids.finetunes[0]}", taskId: "${ids.task}", baseModelId: "${ids.base}" }) { analysis { id createdBy } } }`);
     // The synthetic family has no heads: refused before anything is written, and not for want of rights.
     expect(analysis.errors![0].extensions.code).toBe('BAD_USER_INPUT');
     const CANCEL = 'mutation($id: ID!) { cancelJob(id: $id) { status } }';
-    const byOther = await operatorB(CANCEL, { id: started.data!.startMerge.id });
+    const byOther = await operatorB(CANCEL, { id: started.data!.startMerge.merge.id });
     expect(byOther.errors![0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     expect(byOther.errors![0].message).toMatch(/started by token "the-operator"; only its owner or an admin may cancel it/);
-    expect((await operatorA(CANCEL, { id: started.data!.startMerge.id })).errors).toBeUndefined();
-    const second = await operatorA<{ startMerge: { id: string } }>(START, { ids: models });
-    expect((await graphqlClient(platform.server.url, tokens.ADMIN)(CANCEL, { id: second.data!.startMerge.id })).errors).toBeUndefined();
+    expect((await operatorA(CANCEL, { id: started.data!.startMerge.merge.id })).errors).toBeUndefined();
+    const second = await operatorA<{ startMerge: { merge: { id: string } } }>(START, { ids: models });
+    expect((await graphqlClient(platform.server.url, tokens.ADMIN)(CANCEL, { id: second.data!.startMerge.merge.id })).errors).toBeUndefined();
   });
 
   it('--allow-anonymous-read gives requests without a token viewer rights and nothing more', async () => {
@@ -337,16 +337,16 @@ describe('limits', () => {
     const server = await serverWith({ security: { maxActiveJobsPerToken: 1 } });
     const token = await testToken(platform.prisma, 'OPERATOR', 'one-job-at-a-time');
     const gql = graphqlClient(server.url, token);
-    const START = `mutation($ids: [MergeModelInput!]!) { startMerge(input: { method: "linear", models: $ids }) { id } }`;
+    const START = `mutation($ids: [MergeModelInput!]!) { startMerge(input: { method: "linear", models: $ids }) { merge { id } } }`;
     const models = ids.finetunes.map((modelId) => ({ modelId, parameters: { weight: 1 } }));
-    const first = await gql<{ startMerge: { id: string } }>(START, { ids: models });
+    const first = await gql<{ startMerge: { merge: { id: string } } }>(START, { ids: models });
     expect(first.errors).toBeUndefined();
     const before = await platform.prisma.merge.count();
     const second = await gql(START, { ids: models });
     expect(second.errors![0].extensions.code).toBe('RATE_LIMITED');
     expect(second.errors![0].message).toMatch(/already has 1 queued or running job/);
     expect(await platform.prisma.merge.count()).toBe(before);
-    await gql('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: first.data!.startMerge.id });
+    await gql('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: first.data!.startMerge.merge.id });
     expect((await gql(START, { ids: models })).errors).toBeUndefined();
   });
 
@@ -406,7 +406,7 @@ describe('exposure', () => {
     const operator = graphqlClient(platform.server.url, tokens.OPERATOR);
     mkdirSync(join(platform.root, 'notes'), { recursive: true });
     writeFileSync(join(platform.root, 'notes', 'secret.txt'), 'SECRETSECRETSECRET');
-    const register = async (path: string) => (await operator('mutation($p: String!) { registerTask(input: { name: "t", path: $p }) { id } }', { p: path })).errors![0];
+    const register = async (path: string) => (await operator('mutation($p: String!) { registerTask(input: { name: "t", path: $p }) { task { id } } }', { p: path })).errors![0];
     const answers = await Promise.all(['/etc/passwd', '/no/such/file.safetensors', join(platform.root, 'notes', 'secret.txt'), join(platform.root, 'nothing-here.safetensors')].map(register));
     for (const answer of answers) {
       expect(answer.extensions.code).toBe('BAD_USER_INPUT');
@@ -414,7 +414,7 @@ describe('exposure', () => {
       expect(answer.message).not.toContain('SECRET');
     }
     // Admins get the precise reason.
-    const admin = await graphqlClient(platform.server.url, tokens.ADMIN)('mutation { registerTask(input: { name: "t", path: "/etc/passwd" }) { id } }');
+    const admin = await graphqlClient(platform.server.url, tokens.ADMIN)('mutation { registerTask(input: { name: "t", path: "/etc/passwd" }) { task { id } } }');
     expect(admin.errors![0]).toMatchObject({ extensions: { code: 'FORBIDDEN' } });
     expect(admin.errors![0].message).toMatch(/outside the configured data roots/);
   });

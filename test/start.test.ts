@@ -92,7 +92,7 @@ it('starts an embedded database, registers the demo once and merges it', async (
     const withOldPassword = new Client({ connectionString: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres` });
     await expect(withOldPassword.connect()).rejects.toThrow(/password authentication failed/);
     // The data directory is not a data root: its database files cannot be registered.
-    const register = await gql('mutation($p: String!) { registerModel(input: { name: "x", kind: BASE, path: $p }) { id } }', { p: join(dataDir, 'postgres') });
+    const register = await gql('mutation($p: String!) { registerModel(input: { name: "x", kind: BASE, path: $p }) { model { id } } }', { p: join(dataDir, 'postgres') });
     expect(register.errors![0].message).toMatch(/outside the configured data roots/);
     // A token created from the command line while the platform runs (through its postmaster.pid).
     const created = await runCli(['token', 'create', '--name', 'reader', '--role', 'viewer', '--data-dir', dataDir], withoutDatabaseUrl());

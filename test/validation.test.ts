@@ -11,8 +11,8 @@ import { startTestPlatform, TestPlatform } from './helpers/platform';
 
 let platform: TestPlatform;
 const ids = { base: '', ft: '', other: '', task: '' };
-const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { id } }';
-const START = 'mutation($input: StartMergeInput!) { startMerge(input: $input) { id } }';
+const REGISTER = 'mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }';
+const START = 'mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }';
 
 const counts = () => Promise.all([platform.prisma.model.count(), platform.prisma.checkpoint.count(), platform.prisma.lineageEdge.count(), platform.prisma.merge.count(), platform.prisma.mergeInput.count(), platform.prisma.jobEvent.count()]);
 
@@ -30,14 +30,14 @@ beforeAll(async () => {
   // A data root folder whose name starts with two dots is still inside the root.
   writeSyntheticFamily(join(root, '..models'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }], fineTunes: 1, seed: 2 });
   writeSyntheticFamily(join(root, 'other'), { tensors: [{ name: 'layers.0.w', shape: [4, 4] }], fineTunes: 1, seed: 3 });
-  const base = await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(root, '..models/base') } });
+  const base = await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'base', kind: 'BASE', path: join(root, '..models/base') } });
   expect(base.errors).toBeUndefined();
-  ids.base = base.data!.registerModel.id;
-  ids.ft = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(root, '..models/finetune-1'), parentIds: [ids.base] } })).data!.registerModel.id;
-  ids.other = (await platform.gql<{ registerModel: { id: string } }>(REGISTER, { input: { name: 'other', kind: 'BASE', path: join(root, 'other/base') } })).data!.registerModel.id;
+  ids.base = base.data!.registerModel.model.id;
+  ids.ft = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'ft', kind: 'FINETUNE', path: join(root, '..models/finetune-1'), parentIds: [ids.base] } })).data!.registerModel.model.id;
+  ids.other = (await platform.gql<{ registerModel: { model: { id: string } } }>(REGISTER, { input: { name: 'other', kind: 'BASE', path: join(root, 'other/base') } })).data!.registerModel.model.id;
   const split = { inputs: new Uint8Array(4 * 4), exampleShape: [2, 2], labels: Int32Array.from([0, 1, 2, 1]), count: 4 };
   saveTaskData(join(root, 'task.safetensors'), { name: 'digits', classes: 3, description: '', seed: 1 }, { probe: split });
-  ids.task = (await platform.gql<{ registerTask: { id: string } }>('mutation($p: String!) { registerTask(input: { name: "digits", path: $p }) { id } }', { p: join(root, 'task.safetensors') })).data!.registerTask.id;
+  ids.task = (await platform.gql<{ registerTask: { task: { id: string } } }>('mutation($p: String!) { registerTask(input: { name: "digits", path: $p }) { task { id } } }', { p: join(root, 'task.safetensors') })).data!.registerTask.task.id;
 });
 
 afterAll(() => platform?.stop());
@@ -82,20 +82,20 @@ it('startMerge names a missing base alone, refuses an unrelated base, a probe ta
   expect(body.errors[0].message).toMatch(/^input\.models\[0\]\.parameters\.weight: Infinity is not a finite number/);
   expect(await counts()).toEqual(before);
   // allowUnrelatedBase lets an unrelated base through, and is recorded with the merge.
-  const allowed = await platform.gql<{ startMerge: { id: string } }>(START, { input: { method: 'task_arithmetic', baseModelId: ids.other, allowUnrelatedBase: true, models: [{ modelId: ids.ft, parameters: { weight: 1 } }] } });
+  const allowed = await platform.gql<{ startMerge: { merge: { id: string } } }>(START, { input: { method: 'task_arithmetic', baseModelId: ids.other, allowUnrelatedBase: true, models: [{ modelId: ids.ft, parameters: { weight: 1 } }] } });
   expect(allowed.errors).toBeUndefined();
-  expect((await platform.prisma.merge.findUniqueOrThrow({ where: { id: allowed.data!.startMerge.id } })).parameters).toMatchObject({ allowUnrelatedBase: true });
+  expect((await platform.prisma.merge.findUniqueOrThrow({ where: { id: allowed.data!.startMerge.merge.id } })).parameters).toMatchObject({ allowUnrelatedBase: true });
 });
 
 it('reserves an output name when the merge is requested: of two concurrent requests for one name, one queues', async () => {
   await refused(START, { input: { name: '', method: 'linear', models: [{ modelId: ids.ft, parameters: { weight: 1 } }] } }, 'BAD_USER_INPUT', /^name must not be empty$/);
   const input = { name: 'contested', method: 'linear', models: [{ modelId: ids.ft, parameters: { weight: 1 } }] };
-  const results = await Promise.all(Array.from({ length: 4 }, () => platform.gql<{ startMerge: { id: string } }>(START, { input })));
+  const results = await Promise.all(Array.from({ length: 4 }, () => platform.gql<{ startMerge: { merge: { id: string } } }>(START, { input })));
   expect(results.filter((r) => r.errors === undefined)).toHaveLength(1);
   for (const r of results.filter((r) => r.errors)) expect(r.errors![0]).toMatchObject({ extensions: { code: 'CONFLICT' } });
   expect(await platform.prisma.merge.count({ where: { outputName: 'contested' } })).toBe(1);
   // Once that merge is cancelled, the name is free again.
-  const winner = results.find((r) => r.errors === undefined)!.data!.startMerge.id;
+  const winner = results.find((r) => r.errors === undefined)!.data!.startMerge.merge.id;
   expect((await platform.gql('mutation($id: ID!) { cancelJob(id: $id) { id } }', { id: winner })).errors).toBeUndefined();
   expect((await platform.gql(START, { input })).errors).toBeUndefined();
 });

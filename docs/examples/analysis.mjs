@@ -3,10 +3,10 @@ import { follow, gql } from './client.mjs';
 
 const { models } = await gql('{ models(filter: { nameContains: "ft-alpha" }) { nodes { id } } }');
 const { tasks } = await gql('{ tasks(nameContains: "alpha") { nodes { id name } } }');
-const { startAnalysis } = await gql('mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { id status level estimator } }', {
+const { startAnalysis: { analysis: started } } = await gql('mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id status level estimator } } }', {
   input: { modelId: models.nodes[0].id, taskId: tasks.nodes[0].id, level: 'ROW', estimator: 'EXACT' },
 });
-console.log('started', JSON.stringify(startAnalysis));
-console.log('ended', await follow(startAnalysis.id));
-const { analysis } = await gql('query($id: ID!) { analysis(id: $id) { status layers(top: 1) { layer partitions mean max top { partition value } } histogram(bins: 4) { lower upper count } } }', { id: startAnalysis.id });
+console.log('started', JSON.stringify(started));
+console.log('ended', await follow(started.id));
+const { analysis } = await gql('query($id: ID!) { analysis(id: $id) { status layers(top: 1) { layer partitions mean max top { partition value } } histogram(bins: 4) { lower upper count } } }', { id: started.id });
 console.log(JSON.stringify(analysis, null, 1));

@@ -3,7 +3,7 @@ import { follow, gql } from './client.mjs';
 
 const { models } = await gql('{ models(orderBy: { field: NAME, direction: ASC }) { nodes { id name kind } } }');
 const id = (name) => models.nodes.find((m) => m.name === name).id;
-const { startMerge } = await gql('mutation($input: StartMergeInput!) { startMerge(input: $input) { id status method } }', {
+const { startMerge: { merge: started } } = await gql('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id status method } } }', {
   input: {
     name: 'ties-alpha-beta',
     method: 'ties',
@@ -11,7 +11,7 @@ const { startMerge } = await gql('mutation($input: StartMergeInput!) { startMerg
     models: [{ modelId: id('ft-alpha'), parameters: { weight: 1, density: 0.5 } }, { modelId: id('ft-beta'), parameters: { weight: 1, density: 0.5 } }],
   },
 });
-console.log('started', JSON.stringify(startMerge));
-console.log('ended', await follow(startMerge.id));
-const { merge } = await gql('query($id: ID!) { merge(id: $id) { status timing { attempts } outputModel { name kind parents { relation weight model { name } } evaluations { nodes { task { name } split value } } } } }', { id: startMerge.id });
+console.log('started', JSON.stringify(started));
+console.log('ended', await follow(started.id));
+const { merge } = await gql('query($id: ID!) { merge(id: $id) { status timing { attempts } outputModel { name kind parents { relation weight model { name } } evaluations { nodes { task { name } split value } } } } }', { id: started.id });
 console.log(JSON.stringify(merge, null, 1));

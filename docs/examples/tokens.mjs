@@ -7,7 +7,7 @@ console.log(JSON.stringify(createToken.apiToken));
 const reader = createToken.token; // the secret, shown once: store it
 console.log(JSON.stringify((await gql('{ viewer { name role } models { totalCount } }', {}, reader))));
 try {
-  await gql('mutation { startMerge(input: { method: "linear", models: [] }) { id } }', {}, reader);
+  await gql('mutation { startMerge(input: { method: "linear", models: [] }) { merge { id } } }', {}, reader);
 } catch (err) {
   console.log(err.message);
 }

@@ -4,6 +4,7 @@ import { Role } from '../store/generated/enums';
 import { addDataRoot, allDataRoots, DataRoot, removeDataRoot } from '../store/data-roots';
 import { createToken, listTokens, parseDuration, revokeToken, TokenInfo } from '../store/tokens';
 import { ApiContext } from './context';
+import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 
 registerEnumType(Role, { name: 'Role', description: 'VIEWER reads; OPERATOR also starts and cancels jobs and registers tasks; ADMIN also registers models from server paths and manages tokens and data roots' });
@@ -27,7 +28,7 @@ class ApiToken {
   @Field(() => String, { nullable: true, description: 'the token that created it' }) createdBy: string | null;
 }
 
-@ObjectType()
+@ObjectType('CreateTokenPayload')
 class CreatedToken {
   @Field({ description: 'the secret: shown this once, stored only as a hash' }) token: string;
   @Field(() => ApiToken) apiToken: ApiToken;
@@ -49,6 +50,10 @@ class DataRootType {
 
 const toToken = (t: TokenInfo): ApiToken => ({ ...t });
 const toRoot = (r: DataRoot): DataRootType => ({ ...r });
+
+const RevokeTokenPayload = payloadType('RevokeToken', 'apiToken', ApiToken, 'The token, revoked');
+const AddDataRootPayload = payloadType('AddDataRoot', 'dataRoot', DataRootType, 'The data root added');
+const RemoveDataRootPayload = payloadType('RemoveDataRoot', 'dataRoot', DataRootType, 'The data root removed');
 
 @Resolver()
 export class AdminResolver {
@@ -74,9 +79,9 @@ export class AdminResolver {
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => ApiToken, { description: 'revokes a token (admin): its requests are refused and its WebSockets closed' })
-  async revokeToken(@Ctx() { prisma }: ApiContext, @Arg('name') name: string): Promise<ApiToken> {
-    return withErrorCodes(async () => toToken(await revokeToken(prisma, name)));
+  @Mutation(() => RevokeTokenPayload, { description: 'revokes a token (admin): its requests are refused and its WebSockets closed' })
+  async revokeToken(@Ctx() { prisma }: ApiContext, @Arg('name') name: string): Promise<{ apiToken: ApiToken }> {
+    return withErrorCodes(async () => ({ apiToken: toToken(await revokeToken(prisma, name)) }));
   }
 
   @Query(() => [DataRootType], { description: 'the data roots in force' })
@@ -85,14 +90,14 @@ export class AdminResolver {
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => DataRootType, { description: 'adds a directory of the server to the data roots (admin)' })
-  async addDataRoot(@Ctx() { prisma, configuredRoots, viewer }: ApiContext, @Arg('name') name: string, @Arg('path') path: string): Promise<DataRootType> {
-    return withErrorCodes(async () => toRoot(await addDataRoot(prisma, configuredRoots, { name, path, createdBy: viewer.name })));
+  @Mutation(() => AddDataRootPayload, { description: 'adds a directory of the server to the data roots (admin)' })
+  async addDataRoot(@Ctx() { prisma, configuredRoots, viewer }: ApiContext, @Arg('name') name: string, @Arg('path') path: string): Promise<{ dataRoot: DataRootType }> {
+    return withErrorCodes(async () => ({ dataRoot: toRoot(await addDataRoot(prisma, configuredRoots, { name, path, createdBy: viewer.name })) }));
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => DataRootType, { description: 'removes a data root added with addDataRoot (admin); models registered from it stay registered' })
-  async removeDataRoot(@Ctx() { prisma, configuredRoots }: ApiContext, @Arg('name') name: string): Promise<DataRootType> {
-    return withErrorCodes(async () => toRoot(await removeDataRoot(prisma, configuredRoots, name)));
+  @Mutation(() => RemoveDataRootPayload, { description: 'removes a data root added with addDataRoot (admin); models registered from it stay registered' })
+  async removeDataRoot(@Ctx() { prisma, configuredRoots }: ApiContext, @Arg('name') name: string): Promise<{ dataRoot: DataRootType }> {
+    return withErrorCodes(async () => ({ dataRoot: toRoot(await removeDataRoot(prisma, configuredRoots, name)) }));
   }
 }

@@ -6,6 +6,7 @@ import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { ImportanceAnalysisConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
 import { Connection, decodeCursor, pageConnection } from './connections';
+import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { EstimatorEnum, PartitionLevelEnum } from './enums';
 import { AnalysisType, HistogramBinType, ImportanceScore, LayerImportanceType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
@@ -48,6 +49,8 @@ async function artifactScores(analysis: AnalysisType, score: ImportanceScore, lo
   return { names, values };
 }
 
+const StartAnalysisPayload = payloadType('StartAnalysis', 'analysis', AnalysisType, 'The analysis, QUEUED');
+
 @Resolver(() => AnalysisType)
 export class AnalysisResolver {
   @FieldResolver(() => JobTimingType)
@@ -56,9 +59,9 @@ export class AnalysisResolver {
   }
 
   @Authorized('OPERATOR')
-  @Mutation(() => AnalysisType, { description: 'validates the request, queues the analysis and returns it QUEUED at once' })
-  async startAnalysis(@Ctx() context: ApiContext, @Arg('input', () => StartAnalysisInput) input: StartAnalysisInput): Promise<AnalysisType> {
-    return withErrorCodes(async () => toAnalysis(await requestAnalysis(context.prisma, requireQueue(context), input, requesterOf(context))));
+  @Mutation(() => StartAnalysisPayload, { description: 'validates the request, queues the analysis and returns it QUEUED at once' })
+  async startAnalysis(@Ctx() context: ApiContext, @Arg('input', () => StartAnalysisInput) input: StartAnalysisInput): Promise<{ analysis: AnalysisType }> {
+    return withErrorCodes(async () => ({ analysis: toAnalysis(await requestAnalysis(context.prisma, requireQueue(context), input, requesterOf(context))) }));
   }
 
   @Query(() => AnalysisType)

@@ -6,10 +6,13 @@ import { listEvaluationRuns } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { EvaluationRunConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
 import { Connection, decodeCursor, pageConnection } from './connections';
+import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { EvaluationRunType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
 
 export const toEvaluationRun = (row: { result: unknown } & Omit<EvaluationRunType, 'result'>): EvaluationRunType => ({ ...row, result: (row.result as Record<string, unknown> | null) ?? null });
+
+const EvaluateModelPayload = payloadType('EvaluateModel', 'evaluationRun', EvaluationRunType, 'The evaluation run, QUEUED');
 
 @Resolver(() => EvaluationRunType)
 export class EvaluationResolver {
@@ -19,9 +22,9 @@ export class EvaluationResolver {
   }
 
   @Authorized('OPERATOR')
-  @Mutation(() => EvaluationRunType, { description: "queues scoring a model on one task, or on every registered task it has a head for (test and OOD splits); its scores replace the model's earlier ones" })
-  async evaluateModel(@Ctx() context: ApiContext, @Arg('modelId', () => ID) modelId: string, @Arg('taskId', () => ID, { nullable: true }) taskId?: string): Promise<EvaluationRunType> {
-    return withErrorCodes(async () => toEvaluationRun(await requestEvaluation(context.prisma, requireQueue(context), { modelId, taskId: taskId ?? undefined }, requesterOf(context))));
+  @Mutation(() => EvaluateModelPayload, { description: "queues scoring a model on one task, or on every registered task it has a head for (test and OOD splits); its scores replace the model's earlier ones" })
+  async evaluateModel(@Ctx() context: ApiContext, @Arg('modelId', () => ID) modelId: string, @Arg('taskId', () => ID, { nullable: true }) taskId?: string): Promise<{ evaluationRun: EvaluationRunType }> {
+    return withErrorCodes(async () => ({ evaluationRun: toEvaluationRun(await requestEvaluation(context.prisma, requireQueue(context), { modelId, taskId: taskId ?? undefined }, requesterOf(context))) }));
   }
 
   @Query(() => EvaluationRunType)

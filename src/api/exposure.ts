@@ -5,18 +5,23 @@
  * other `file://` URI as its file name only. Applied to whole responses (data and errors, over
  * HTTP and WebSocket), so a field added later cannot leak a path by being forgotten here.
  */
-import { DataRoot, DATA_URI_SCHEME, redactRootPaths } from '../store/data-roots';
+import { DataRoot, DATA_URI_SCHEME, PathReplacement, redactRootPaths, rootReplacements } from '../store/data-roots';
 
 const OTHER_FILE_URI = /file:\/\/\/[^\s"'`,;)]*/g;
 
 export class PathRedactor {
+  private readonly replacements: PathReplacement[];
+
   constructor(
     private readonly roots: readonly DataRoot[],
     private readonly hidden: readonly string[],
-  ) {}
+  ) {
+    this.replacements = rootReplacements(roots, hidden);
+  }
 
   text(text: string): string {
-    return redactRootPaths(text, this.roots, this.hidden).replace(OTHER_FILE_URI, (uri) => `${DATA_URI_SCHEME}(outside the data roots)/${uri.split('/').pop()}`);
+    if (!text.includes('/')) return text;
+    return redactRootPaths(text, this.roots, this.hidden, this.replacements).replace(OTHER_FILE_URI, (uri) => `${DATA_URI_SCHEME}(outside the data roots)/${uri.split('/').pop()}`);
   }
 
   /** A copy of a JSON value with every string redacted (object keys too: reports may be keyed by file). */

@@ -8,6 +8,7 @@ import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { JobFilterInput, JobOrder, MergeConnection, orderOf } from './list-types';
 import { Connection, decodeCursor, pageConnection } from './connections';
+import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { OutputDtypeEnum } from './enums';
 import { MergeInputType, MergeType, ModelType, jobTiming, JobTimingType } from './types';
@@ -46,6 +47,8 @@ export const toMerge = (row: { seed: bigint; parameters: unknown; result: unknow
   result: (row.result as Record<string, unknown> | null) ?? null,
 });
 
+const StartMergePayload = payloadType('StartMerge', 'merge', MergeType, 'The merge, QUEUED');
+
 /** Requested parameters over the method's defaults for those not given. */
 function withDefaults(defs: ReadonlyArray<{ name: string; default?: unknown }>, requested: Record<string, unknown>): Record<string, unknown> {
   const resolved: Record<string, unknown> = {};
@@ -61,9 +64,9 @@ export class MergeResolver {
   }
 
   @Authorized('OPERATOR')
-  @Mutation(() => MergeType, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
-  async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<MergeType> {
-    return withErrorCodes(async () => toMerge(await requestMerge(context.prisma, requireQueue(context), { ...input, nonFinite: input.nonFinite === NonFiniteMode.WARN ? 'warn' : undefined }, requesterOf(context))));
+  @Mutation(() => StartMergePayload, { description: 'validates the merge from headers, queues it and returns it QUEUED at once' })
+  async startMerge(@Ctx() context: ApiContext, @Arg('input', () => StartMergeInput) input: StartMergeInput): Promise<{ merge: MergeType }> {
+    return withErrorCodes(async () => ({ merge: toMerge(await requestMerge(context.prisma, requireQueue(context), { ...input, nonFinite: input.nonFinite === NonFiniteMode.WARN ? 'warn' : undefined }, requesterOf(context))) }));
   }
 
   @Query(() => MergeType)

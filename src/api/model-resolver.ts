@@ -13,6 +13,7 @@ import { ApiContext, dataRoots, requireQueue } from './context';
 import { toMerge } from './merge-resolver';
 import { EvaluationConnection, ImportanceAnalysisConnection, MergeConnection, ModelConnection, ModelFilterInput, ModelOrder, orderOf, TaskConnection, TaskOrder } from './list-types';
 import { Connection, decodeCursor, listConnection, pageConnection } from './connections';
+import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { AnalysisType, CheckpointType, DeletedModelType, EvaluationRunType, EvaluationType, LeaderboardRowType, LineageGraphType, LineageNodeType, LinkType, MergeType, ModelType, TaskType } from './types';
 import { leaderboard } from '../store/leaderboard';
@@ -48,6 +49,11 @@ export const toCheckpoint = (c: { id: string; uri: string; sha256: string; bytes
   bytes: Number(c.bytes),
   parameterCount: Number(c.parameterCount),
 });
+
+const RegisterModelPayload = payloadType('RegisterModel', 'model', ModelType, 'The model registered');
+const UpdateModelPayload = payloadType('UpdateModel', 'model', ModelType, 'The model as changed');
+const ArchiveModelPayload = payloadType('ArchiveModel', 'model', ModelType, 'The model, archived (or brought back)');
+const RegisterTaskPayload = payloadType('RegisterTask', 'task', TaskType, 'The task registered');
 
 @Resolver(() => ModelType)
 export class ModelResolver {
@@ -86,24 +92,24 @@ export class ModelResolver {
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => ModelType, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first; a fine-tune is queued for evaluation on its tasks (see evaluationRuns)' })
-  async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<ModelType> {
+  @Mutation(() => RegisterModelPayload, { description: 'register a checkpoint on the server as a model (admin); its header is validated and hashed first; a fine-tune is queued for evaluation on its tasks (see evaluationRuns)' })
+  async registerModel(@Ctx() context: ApiContext, @Arg('input', () => RegisterModelInput) input: RegisterModelInput): Promise<{ model: ModelType }> {
     return withErrorCodes(async () => {
       const queue = input.evaluate ? requireQueue(context) : context.queue;
-      return registerAndEvaluate(context.prisma, queue, await dataRoots(context), input, { createdBy: context.viewer.name });
+      return { model: await registerAndEvaluate(context.prisma, queue, await dataRoots(context), input, { createdBy: context.viewer.name }) };
     });
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => ModelType, { description: "changes a model's name, description or tags (admin)" })
-  async updateModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('input', () => UpdateModelInput) input: UpdateModelInput): Promise<ModelType> {
-    return withErrorCodes(() => updateModel(prisma, id, input));
+  @Mutation(() => UpdateModelPayload, { description: "changes a model's name, description or tags (admin)" })
+  async updateModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('input', () => UpdateModelInput) input: UpdateModelInput): Promise<{ model: ModelType }> {
+    return withErrorCodes(async () => ({ model: await updateModel(prisma, id, input) }));
   }
 
   @Authorized('ADMIN')
-  @Mutation(() => ModelType, { description: 'archives a model (admin): hidden from listings, lineage kept; archived: false brings it back' })
-  async archiveModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('archived', { defaultValue: true }) archived: boolean): Promise<ModelType> {
-    return withErrorCodes(() => archiveModel(prisma, id, archived));
+  @Mutation(() => ArchiveModelPayload, { description: 'archives a model (admin): hidden from listings, lineage kept; archived: false brings it back' })
+  async archiveModel(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string, @Arg('archived', { defaultValue: true }) archived: boolean): Promise<{ model: ModelType }> {
+    return withErrorCodes(async () => ({ model: await archiveModel(prisma, id, archived) }));
   }
 
   @Authorized('ADMIN')
@@ -116,11 +122,11 @@ export class ModelResolver {
   }
 
   @Authorized('OPERATOR')
-  @Mutation(() => TaskType, { description: 'register a task from its data file (operator), validated first' })
-  async registerTask(@Ctx() context: ApiContext, @Arg('input', () => RegisterTaskInput) input: RegisterTaskInput): Promise<TaskType> {
-    return withErrorCodes(async () =>
-      registerTask(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name, precisePathErrors: context.viewer.role === 'ADMIN' }),
-    );
+  @Mutation(() => RegisterTaskPayload, { description: 'register a task from its data file (operator), validated first' })
+  async registerTask(@Ctx() context: ApiContext, @Arg('input', () => RegisterTaskInput) input: RegisterTaskInput): Promise<{ task: TaskType }> {
+    return withErrorCodes(async () => ({
+      task: await registerTask(context.prisma, await dataRoots(context), input, { createdBy: context.viewer.name, precisePathErrors: context.viewer.role === 'ADMIN' }),
+    }));
   }
 
   @Query(() => TaskConnection, { description: 'registered tasks, by name unless ordered otherwise' })

@@ -130,21 +130,21 @@ export class AnalysisType {
   baseModelId: string | null;
 }
 
-@ObjectType('CancelledJob', { description: 'A job that was cancelled' })
+@ObjectType('CancelJobPayload', { description: 'A job that was cancelled' })
 export class CancelledJobType {
   @Field(() => ID) id: string;
   @Field(() => JobKindEnum) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
-@ObjectType('RetriedJob', { description: 'A job queued again' })
+@ObjectType('RetryJobPayload', { description: 'A job queued again' })
 export class RetriedJobType {
   @Field(() => ID) id: string;
   @Field(() => JobKindEnum) kind: string;
   @Field(() => JobStatus) status: JobStatus;
 }
 
-@ObjectType('DeletedModel', { description: 'A model deleted from the registry (its files stay where they are)' })
+@ObjectType('DeleteModelPayload', { description: 'A model deleted from the registry (its files stay where they are)' })
 export class DeletedModelType {
   @Field(() => ID) id: string;
   @Field() name: string;

@@ -100,14 +100,25 @@ export function publicPath(path: string, roots: readonly DataRoot[]): string {
   return `${DATA_URI_SCHEME}${found.root.name}${found.relativePath ? `/${found.relativePath}` : ''}`;
 }
 
+export interface PathReplacement {
+  from: string;
+  to: string;
+}
+
+/** What redactRootPaths replaces, longest first (so a root inside another is replaced as itself): build once, redact many strings. */
+export function rootReplacements(roots: readonly DataRoot[], hidden: readonly string[] = []): PathReplacement[] {
+  return [...roots.map((r) => ({ from: r.path, to: `${DATA_URI_SCHEME}${r.name}` })), ...hidden.map((h) => ({ from: h, to: '(server path)' }))]
+    .filter(({ from }) => from && from !== '/')
+    .sort((a, b) => b.from.length - a.from.length);
+}
+
 /** Replaces every root directory named in free text (messages, reports) with its `data://` name. */
-export function redactRootPaths(text: string, roots: readonly DataRoot[], hidden: readonly string[] = []): string {
+export function redactRootPaths(text: string, roots: readonly DataRoot[], hidden: readonly string[] = [], replacements = rootReplacements(roots, hidden)): string {
+  // Every path is absolute: a string without a slash names none (ids, names, most of an answer).
+  if (!text.includes('/')) return text;
   let out = text;
-  // Longest first, so a root inside another is replaced as itself.
-  const prefixes = [...roots.map((r) => ({ from: r.path, to: `${DATA_URI_SCHEME}${r.name}` })), ...hidden.map((h) => ({ from: h, to: '(server path)' }))].sort((a, b) => b.from.length - a.from.length);
-  for (const { from, to } of prefixes) {
-    if (!from || from === '/') continue;
-    out = out.split(`file://${from}`).join(to).split(from).join(to);
+  for (const { from, to } of replacements) {
+    if (out.includes(from)) out = out.split(`file://${from}`).join(to).split(from).join(to);
   }
   return out;
 }
