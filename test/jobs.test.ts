@@ -120,6 +120,21 @@ it('runs an APL merge started by mutation: live progress to COMPLETED, then the 
   expect(timing.waitSeconds).toBeCloseTo((startedAt - queuedAt) / 1000, 3);
   expect(timing).toMatchObject({ attempts: 1 });
 
+  // The job's history, a page at a time, in order: every event once.
+  type Events = { jobEvents: { totalCount: number; nodes: Array<{ id: string; status: string; phase: string }>; pageInfo: { hasNextPage: boolean; endCursor: string | null } } };
+  const history: Array<{ id: string; status: string; phase: string }> = [];
+  let cursor: string | null = null;
+  for (;;) {
+    const page: Events = (await gql<Events>('query($id: ID!, $after: String) { jobEvents(jobId: $id, first: 3, after: $after) { totalCount nodes { id status phase } pageInfo { hasNextPage endCursor } } }', { id: mergeId, after: cursor })).data!;
+    history.push(...page.jobEvents.nodes);
+    expect(page.jobEvents.totalCount).toBe(await prisma.jobEvent.count({ where: { jobId: mergeId } }));
+    if (!page.jobEvents.pageInfo.hasNextPage) break;
+    cursor = page.jobEvents.pageInfo.endCursor;
+  }
+  const stored = await prisma.jobEvent.findMany({ where: { jobId: mergeId }, orderBy: { id: 'asc' } });
+  expect(history).toEqual(stored.map((e) => ({ id: e.id.toString(), status: e.status, phase: e.phase })));
+  expect((await gql('{ jobEvents(jobId: "00000000-0000-0000-0000-000000000000") { totalCount } }')).errors![0]).toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+
   // The parameters in force: those requested, the method's defaults for the rest.
   const resolved = await gql<{ merge: { parameters: Record<string, unknown>; resolvedParameters: Record<string, unknown>; inputs: Array<{ isBase: boolean; parameters: Record<string, unknown>; resolvedParameters: Record<string, unknown> }> } }>(
     'query($id: ID!) { merge(id: $id) { parameters resolvedParameters inputs { isBase parameters resolvedParameters } } }',

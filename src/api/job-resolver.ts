@@ -1,10 +1,11 @@
 /** Live job progress over graphql-ws, replaying what a reconnecting client missed. */
-import { Arg, Authorized, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
+import { Arg, Authorized, Ctx, Field, Float, ID, Int, Mutation, ObjectType, Query, Resolver, Root, Subscription } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { cancelJob, retryJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { JobEventRow } from '../store/events';
-import { jobKindOf, lastEventId, modelStatusEventsAfter } from '../store/jobs';
+import { jobKindOf, lastEventId, listJobEvents, modelStatusEventsAfter } from '../store/jobs';
+import { Connection, connectionType, decodeCursor, pageConnection } from './connections';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
 import { JobKindEnum } from './enums';
@@ -33,6 +34,8 @@ function parseAfter(value: string | undefined): bigint | undefined {
 
 const toEvent = (event: JobEventRow): JobEventType => ({ ...event, id: event.id.toString(), etaSeconds: event.etaSeconds ?? null });
 
+const JobEventConnection = connectionType(JobEventType, 'JobEvent', "A job's events in order");
+
 function hubOf(context: ApiContext) {
   if (!context.events) throw new GraphQLError('live events are not available on this server', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   return context.events;
@@ -50,6 +53,22 @@ export class JobResolver {
   @Mutation(() => RetriedJobType, { description: 'queues a FAILED or CANCELLED merge, analysis or evaluation again, as it was requested (operator: their own jobs; admin: any)' })
   async retryJob(@Ctx() context: ApiContext, @Arg('id', () => ID) id: string): Promise<RetriedJobType> {
     return withErrorCodes(async () => ({ id, kind: await retryJob(context.prisma, requireQueue(context), id, { ...requesterOf(context), anyJob: context.viewer.role === 'ADMIN' }), status: 'QUEUED' as JobStatus }));
+  }
+
+  @Query(() => JobEventConnection, { description: "a job's events in order, a page at a time (the history a live page shows before subscribing from its last id)" })
+  async jobEvents(
+    @Ctx() { prisma }: ApiContext,
+    @Arg('jobId', () => ID) jobId: string,
+    @Arg('first', () => Int, { defaultValue: 100, description: '1 to 500' }) first: number,
+    @Arg('after', () => String, { nullable: true }) after: string | undefined,
+  ): Promise<Connection<JobEventType>> {
+    return withErrorCodes(async () => {
+      if (!(await jobKindOf(prisma, jobId))) throw new GraphQLError(`no merge, analysis or evaluation has id ${jobId}`, { extensions: { code: 'NOT_FOUND' } });
+      const afterId = after ? decodeCursor('event', after) : undefined;
+      if (afterId !== undefined && !/^\d+$/.test(afterId)) throw new GraphQLError(`after: "${after}" is not a cursor of this list`, { extensions: { code: 'BAD_USER_INPUT', argument: 'after' } });
+      const page = await listJobEvents(prisma, jobId, first, afterId === undefined ? undefined : BigInt(afterId));
+      return pageConnection({ ...page, rows: page.rows.map((row) => ({ ...row, id: row.id.toString() })) }, 'event', (row) => toEvent({ ...row, id: BigInt(row.id) }));
+    });
   }
 
   @Subscription(() => JobEventType, {
