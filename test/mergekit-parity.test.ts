@@ -9,12 +9,10 @@
  * trim or sign decision would differ by orders of magnitude more.
  */
 import { join } from 'node:path';
-import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32 } from '../src/engine/checkpoint/dtype';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
-import { removeTempDirs, tempDir } from './helpers/files';
+import { readAllTensors as tensors, removeTempDirs, tempDir } from './helpers/files';
 
 afterAll(removeTempDirs);
 
@@ -170,14 +168,6 @@ models:
     parameters: {scale: 0.5}
 `,
 };
-
-function tensors(path: string): Map<string, Float32Array> {
-  const checkpoint = openCheckpoint(path);
-  const reader = new TensorReader();
-  const result = new Map(checkpoint.names.map((n) => [n, decodeToFloat32(reader.read(checkpoint.tensors.get(n)!), 'F32')]));
-  reader.close();
-  return result;
-}
 
 /** One unit in the last place of float32 at magnitude `x`. */
 function ulpAt(x: number): number {

@@ -11,12 +11,11 @@
 import { copyFileSync, cpSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as TokenizersJs } from '@huggingface/tokenizers';
-import { openCheckpoint, TensorReader } from '../src/engine/checkpoint/checkpoint';
-import { decodeToFloat32 } from '../src/engine/checkpoint/dtype';
+import { openCheckpoint } from '../src/engine/checkpoint/checkpoint';
 import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
-import { removeTempDirs, tempDir } from './helpers/files';
+import { readAllTensors as tensors, removeTempDirs, tempDir } from './helpers/files';
 
 afterAll(removeTempDirs);
 
@@ -59,14 +58,6 @@ models:
   - {model: other, parameters: {weight: 0.2}}
 `,
 };
-
-function tensors(path: string): Map<string, Float32Array> {
-  const checkpoint = openCheckpoint(path);
-  const reader = new TensorReader();
-  const result = new Map(checkpoint.names.map((n) => [n, decodeToFloat32(reader.read(checkpoint.tensors.get(n)!), 'F32')]));
-  reader.close();
-  return result;
-}
 
 function shapes(path: string): Record<string, number[]> {
   const checkpoint = openCheckpoint(path);

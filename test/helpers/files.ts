@@ -64,3 +64,14 @@ export function readTensorValues(path: string, name: string): number[] {
     reader.close();
   }
 }
+
+/** Every F32 tensor of a checkpoint, by name. */
+export function readAllTensors(path: string): Map<string, Float32Array> {
+  const checkpoint = openCheckpoint(path);
+  const reader = new TensorReader();
+  try {
+    return new Map(checkpoint.names.map((n) => [n, decodeToFloat32(reader.read(checkpoint.tensors.get(n)!), 'F32')]));
+  } finally {
+    reader.close();
+  }
+}

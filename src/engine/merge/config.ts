@@ -175,7 +175,7 @@ export function parseMergeConfig(text: string, source: string, baseDirectory: st
     const countProblem = method.checkModels?.(models.length);
     if (countProblem) fail('models', countProblem);
   }
-  const { embedSlerp, rest: topParameters } = parseEmbedSlerp(root.parameters, method, allParameters, fail, baseDirectory);
+  const { embedSlerp, rest: topParameters } = parseEmbedSlerp(root.parameters, allParameters, fail, baseDirectory);
   const parameters = parseParameters(topParameters, 'parameters', allParameters, fail, baseDirectory);
   const tokenizer = parseTokenizer(root, resolvePath, fail);
   if (embedSlerp !== undefined && !tokenizer) fail('parameters.embed_slerp', 'applies with tokenizer_source (or tokenizer:) only: it is how the re-laid-out embeddings are merged');
@@ -209,13 +209,7 @@ const SLERP_T: ParameterDef = { name: 't', type: 'number', min: 0, max: 1, descr
  * of the method's parameters; when true it needs `t`, which a method without a `t` of its own
  * may then be given for it. Returns t (raw), and the parameters left for the method.
  */
-function parseEmbedSlerp(
-  raw: unknown,
-  method: MergeMethod,
-  known: Map<string, ParameterDef>,
-  fail: (f: string, r: string) => never,
-  baseDirectory: string,
-): { embedSlerp: RawParameter | undefined; rest: unknown } {
+function parseEmbedSlerp(raw: unknown, known: Map<string, ParameterDef>, fail: (f: string, r: string) => never, baseDirectory: string): { embedSlerp: RawParameter | undefined; rest: unknown } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !('embed_slerp' in raw)) return { embedSlerp: undefined, rest: raw };
   const { embed_slerp: flag, ...rest } = raw as Record<string, unknown>;
   if (typeof flag !== 'boolean') fail('parameters.embed_slerp', `must be true or false, got ${shown(flag)}`);
@@ -224,7 +218,6 @@ function parseEmbedSlerp(
   if (rest.t === undefined) fail('parameters.t', 'is required by embed_slerp');
   const t = parseParameters({ t: rest.t }, 'parameters', new Map([['t', known.get('t') ?? SLERP_T]]), fail, baseDirectory).t;
   if (!ownT) delete rest.t;
-  void method;
   return { embedSlerp: t, rest };
 }
 
