@@ -1,5 +1,19 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** dist/web of this project when the dashboard has been built (npm run build), else undefined. */
+export function dashboardDirectory(): string | undefined {
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json'))) {
+    if (dirname(dir) === dir) return undefined;
+    dir = dirname(dir);
+  }
+  const built = join(dir, 'dist', 'web');
+  return existsSync(join(built, 'index.html')) ? built : undefined;
+}
+
 /**
- * The page served at `/`: self-contained (no CDN, no external asset), it signs the browser in
+ * The page served at `/` when the dashboard has not been built: self-contained (no CDN, no external asset), it signs the browser in
  * from the `#token=…` fragment that `apl-merge start` prints (a fragment never reaches the
  * server's request line or logs), keeps the token in this browser's local storage, and runs
  * GraphQL queries against /graphql with it.

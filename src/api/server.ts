@@ -32,7 +32,7 @@ import { PathRedactor } from './exposure';
 import { checkDocument, DEFAULT_QUERY_LIMITS, QueryLimits } from './limits';
 import { DEFAULT_MUTATION_RATE, MutationRateLimiter, RateLimitSettings } from './rate-limit';
 import { buildApiSchema } from './schema';
-import { homePage } from './home-page';
+import { dashboardDirectory, homePage } from './home-page';
 
 export interface ApiServer {
   url: string;
@@ -128,10 +128,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (!originAllowed(req.headers.origin, req.headers.host, settings.allowedOrigins)) return jsonError(res, 403, 'FORBIDDEN', `origin ${req.headers.origin} is not allowed (see --allowed-origins)`);
     next();
   });
-  app.get('/', (_req, res) => {
-    res.set('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; connect-src 'self'");
-    res.type('html').send(homePage());
-  });
+  // The dashboard (src/web, built into dist/web by npm run build): every asset from this server, nothing inline.
+  const dashboard = dashboardDirectory();
+  if (dashboard) {
+    app.use('/', (_req, res, next) => {
+      res.set('content-security-policy', "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+      next();
+    }, express.static(dashboard, { index: 'index.html', fallthrough: true }));
+  } else {
+    app.get('/', (_req, res) => {
+      res.set('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; connect-src 'self'");
+      res.type('html').send(homePage());
+    });
+  }
 
   // --- WebSocket (graphql-ws) ---
   const wss = new WebSocketServer({

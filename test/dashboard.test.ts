@@ -1,0 +1,132 @@
+/**
+ * The dashboard in a real headless Chromium (Debian's, driven by playwright-core) against a real
+ * API server, PostgreSQL and worker process: signing in from the `#token=` address, the models
+ * table (search, filter), a model's page (checkpoint, tensors), a merge's live page reaching
+ * COMPLETED, cancel and retry, and a viewer who is offered neither. No console errors.
+ * Without /usr/bin/chromium the suite is skipped (saying so) unless APL_MERGE_REQUIRE_BROWSER=1,
+ * which CI sets after installing it.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Browser, chromium, Page } from 'playwright-core';
+import { startTestPlatform, TestPlatform } from './helpers/platform';
+import { tinyFamily } from './helpers/tiny-models';
+import { testToken } from './helpers/tokens';
+import { WorkerProcess } from './helpers/worker-process';
+
+const CHROMIUM = '/usr/bin/chromium';
+const HAS_BROWSER = existsSync(CHROMIUM);
+if (!HAS_BROWSER && process.env.APL_MERGE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing, and APL_MERGE_REQUIRE_BROWSER=1 requires it (apt-get install chromium)`);
+const suite = HAS_BROWSER ? describe : describe.skip;
+jest.setTimeout(120000);
+
+suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM} (apt-get install chromium)`, () => {
+  let platform: TestPlatform;
+  let browser: Browser;
+  let worker: WorkerProcess | undefined;
+  let origin: string;
+  const problems: string[] = [];
+  const ids: Record<string, string> = {};
+
+  const open = async (token?: string): Promise<Page> => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+    page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
+    await page.goto(token ? `${origin}/#token=${token}` : `${origin}/`);
+    return page;
+  };
+
+  beforeAll(async () => {
+    platform = await startTestPlatform();
+    origin = platform.server.url.replace(/\/graphql$/, '');
+    const dir = join(platform.root, 'models');
+    tinyFamily({ seed: 3, dir, tasks: [{ name: 'alpha', classes: 3 }, { name: 'beta', classes: 2 }] });
+    const register = async (name: string, kind: string, path: string, parentIds?: string[]) =>
+      (await platform.gql<{ registerModel: { model: { id: string } } }>('mutation($input: RegisterModelInput!) { registerModel(input: $input) { model { id } } }', { input: { name, kind, path, parentIds, evaluate: false } })).data!.registerModel.model.id;
+    ids.base = await register('base', 'BASE', join(dir, 'base'));
+    ids.alpha = await register('ft-alpha', 'FINETUNE', join(dir, 'alpha'), [ids.base]);
+    ids.beta = await register('ft-beta', 'FINETUNE', join(dir, 'beta'), [ids.base]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await worker?.stop();
+    await platform?.stop();
+  });
+
+  const startMerge = async (name: string) =>
+    (await platform.gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
+      input: { name, method: 'ties', baseModelId: ids.base, models: [{ modelId: ids.alpha, parameters: { weight: 1, density: 0.5 } }, { modelId: ids.beta, parameters: { weight: 1, density: 0.5 } }] },
+    })).data!.startMerge.merge.id;
+
+  it('signs in from the #token= address and lists, searches and filters the models', async () => {
+    const token = await testToken(platform.prisma, 'ADMIN', 'dash-admin');
+    const page = await open(token);
+    await page.getByText('Signed in as dash-admin (admin)').waitFor();
+    // The token left the address bar.
+    expect(page.url()).not.toContain(token);
+    await page.getByRole('link', { name: 'ft-alpha' }).waitFor();
+    expect(await page.locator('tbody tr').count()).toBe(3);
+    await page.getByLabel('Search').fill('beta');
+    await page.getByText('1 model(s)').waitFor();
+    expect(await page.locator('tbody tr').allInnerTexts()).toEqual([expect.stringContaining('ft-beta')]);
+    await page.getByLabel('Search').fill('');
+    await page.getByLabel('Kind').selectOption('BASE');
+    await page.getByText('1 model(s)').waitFor();
+    expect(await page.locator('tbody tr').allInnerTexts()).toEqual([expect.stringContaining('base')]);
+    await page.context().close();
+  });
+
+  it("opens a model's page: checkpoint, parents, tensors", async () => {
+    const page = await open(await testToken(platform.prisma, 'VIEWER', 'dash-viewer-1'));
+    await page.getByRole('link', { name: 'ft-alpha' }).click();
+    await page.getByRole('heading', { name: 'ft-alpha' }).waitFor();
+    await page.getByText('trunk.layers.0.weight').waitFor();
+    expect(await page.getByRole('link', { name: 'base' }).count()).toBe(1);
+    await page.context().close();
+  });
+
+  it("follows a merge live to COMPLETED on the job's page", async () => {
+    worker = await platform.startWorker();
+    const id = await startMerge('dash-ties');
+    const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator'));
+    await page.goto(`${origin}/#/jobs/${id}`);
+    await page.getByTestId('job-status').getByText('COMPLETED').waitFor({ timeout: 60000 });
+    const events = await page.getByTestId('events').locator('li').allInnerTexts();
+    expect(events[0]).toMatch(/^QUEUED status/);
+    expect(events.at(-1)).toMatch(/^COMPLETED status .*output model dash-ties/);
+    // Every event once, in order.
+    const stored = await platform.prisma.jobEvent.count({ where: { jobId: id } });
+    expect(events).toHaveLength(stored);
+    await page.goto(`${origin}/#/jobs`);
+    await page.getByRole('link', { name: 'dash-ties' }).waitFor();
+    await page.context().close();
+  });
+
+  it('offers cancel and retry to an operator, and neither to a viewer', async () => {
+    await worker!.stop();
+    worker = undefined;
+    const id = await startMerge('dash-queued');
+    const viewer = await open(await testToken(platform.prisma, 'VIEWER', 'dash-viewer-2'));
+    await viewer.goto(`${origin}/#/jobs/${id}`);
+    await viewer.getByTestId('job-status').getByText('QUEUED').waitFor();
+    expect(await viewer.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
+    const operator = await open(await testToken(platform.prisma, 'ADMIN', 'dash-admin-2'));
+    await operator.goto(`${origin}/#/jobs/${id}`);
+    await operator.getByRole('button', { name: 'Cancel' }).click();
+    await operator.getByTestId('job-status').getByText('CANCELLED').waitFor();
+    await operator.getByRole('button', { name: 'Retry' }).waitFor();
+    await viewer.getByTestId('job-status').getByText('CANCELLED').waitFor();
+    expect(await viewer.getByRole('button', { name: 'Retry' }).count()).toBe(0);
+    await viewer.context().close();
+    await operator.context().close();
+  });
+
+  it('raised no console error on any page', () => {
+    expect(problems).toEqual([]);
+  });
+});
