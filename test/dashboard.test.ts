@@ -18,6 +18,10 @@ const CHROMIUM = '/usr/bin/chromium';
 const HAS_BROWSER = existsSync(CHROMIUM);
 if (!HAS_BROWSER && process.env.APL_MERGE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing, and APL_MERGE_REQUIRE_BROWSER=1 requires it (apt-get install chromium)`);
 const suite = HAS_BROWSER ? describe : describe.skip;
+/** APL_MERGE_UPDATE_DOCS=1 also writes the README's screenshots (docs/dashboard-*.png) from this run. */
+const screenshot = async (page: Page, name: string) => {
+  if (process.env.APL_MERGE_UPDATE_DOCS === '1') await page.screenshot({ path: join(__dirname, '..', 'docs', `dashboard-${name}.png`) });
+};
 jest.setTimeout(120000);
 
 suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM} (apt-get install chromium)`, () => {
@@ -29,7 +33,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
   const ids: Record<string, string> = {};
 
   const open = async (token?: string): Promise<Page> => {
-    const context = await browser.newContext();
+    const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
     const page = await context.newPage();
     page.on('console', (message) => {
       if (message.type() === 'error') problems.push(`console: ${message.text()}`);
@@ -71,6 +75,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     expect(page.url()).not.toContain(token);
     await page.getByRole('link', { name: 'ft-alpha' }).waitFor();
     expect(await page.locator('tbody tr').count()).toBe(3);
+    await screenshot(page, 'models');
     await page.getByLabel('Search').fill('beta');
     await page.getByText('1 model(s)').waitFor();
     expect(await page.locator('tbody tr').allInnerTexts()).toEqual([expect.stringContaining('ft-beta')]);
@@ -86,6 +91,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.getByRole('link', { name: 'ft-alpha' }).click();
     await page.getByRole('heading', { name: 'ft-alpha' }).waitFor();
     await page.getByText('trunk.layers.0.weight').waitFor();
+    await screenshot(page, 'model');
     expect(await page.getByRole('link', { name: 'base' }).count()).toBe(1);
     await page.context().close();
   });
@@ -102,6 +108,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     // Every event once, in order.
     const stored = await platform.prisma.jobEvent.count({ where: { jobId: id } });
     expect(events).toHaveLength(stored);
+    await screenshot(page, 'job');
     await page.goto(`${origin}/#/jobs`);
     await page.getByRole('link', { name: 'dash-ties' }).waitFor();
     await page.context().close();
