@@ -91,6 +91,8 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.getByRole('link', { name: 'ft-alpha' }).click();
     await page.getByRole('heading', { name: 'ft-alpha' }).waitFor();
     await page.getByText('trunk.layers.0.weight').waitFor();
+    // A viewer is not offered the merge form.
+    expect(await page.getByRole('link', { name: 'New merge' }).count()).toBe(0);
     await screenshot(page, 'model');
     expect(await page.getByRole('link', { name: 'base' }).count()).toBe(1);
     await page.context().close();
@@ -112,6 +114,39 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.goto(`${origin}/#/jobs`);
     await page.getByRole('link', { name: 'dash-ties' }).waitFor();
     await page.context().close();
+  });
+
+  it('starts an APL merge through the form (a server error shown by its field first), watches it to COMPLETED and opens the merged model', async () => {
+    worker ??= await platform.startWorker();
+    const dir = join(platform.root, 'models');
+    for (const task of ['alpha', 'beta']) await platform.gql('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { task { id } } }', { i: { name: task, path: join(dir, `${task}.safetensors`) } });
+    const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator-2'));
+    await page.getByRole('link', { name: 'New merge' }).click();
+    await page.locator('#method').selectOption('apl');
+    await page.locator('#base').selectOption({ label: 'base' });
+    await page.locator('#name').fill('dash-apl');
+    await page.locator('#model-0').selectOption({ label: 'ft-alpha' });
+    // No probe task yet: the server's refusal is shown next to the model it names.
+    await page.getByRole('button', { name: 'Start merge' }).click();
+    const refusal = page.locator('fieldset', { hasText: 'Model 1' }).getByRole('alert');
+    await refusal.waitFor();
+    expect(await refusal.innerText()).toMatch(/models\[0\].*apl needs per-model "probe"/);
+    await page.locator('#probe-0').selectOption({ label: 'alpha' });
+    await page.getByRole('button', { name: 'Add a model' }).click();
+    await page.locator('#model-1').selectOption({ label: 'ft-beta' });
+    await page.locator('#probe-1').selectOption({ label: 'beta' });
+    await page.locator('#model-0-density').fill('0.5');
+    await page.getByRole('button', { name: 'Start merge' }).click();
+    await page.waitForURL(/#\/jobs\//);
+    await page.getByTestId('job-status').getByText('COMPLETED').waitFor({ timeout: 90000 });
+    await page.getByRole('link', { name: 'dash-apl' }).click();
+    await page.getByRole('heading', { name: 'dash-apl' }).waitFor();
+    expect(await page.getByRole('link', { name: 'ft-alpha' }).count()).toBe(1);
+    await page.context().close();
+    const merge = await platform.prisma.merge.findFirstOrThrow({ where: { outputName: 'dash-apl' }, include: { inputs: true } });
+    expect(merge).toMatchObject({ method: 'apl', status: 'COMPLETED' });
+    const taskId = async (name: string) => (await platform.prisma.task.findUniqueOrThrow({ where: { name } })).id;
+    expect(merge.inputs.filter((i) => !i.isBase).map((i) => i.parameters)).toEqual([{ density: 0.5, probeTaskId: await taskId('alpha') }, { probeTaskId: await taskId('beta') }]);
   });
 
   it('offers cancel and retry to an operator, and neither to a viewer', async () => {

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'react';
 import { gql, storeToken, storedToken } from './api';
 import { JobPage, JobsPage } from './jobs';
 import { ModelPage, ModelsPage } from './models';
+import { NewMergePage } from './new-merge';
 
 export interface Viewer {
   name: string | null;
@@ -73,6 +74,7 @@ export function App() {
         <strong>apl-merge</strong>
         {link('models', 'Models')}
         {link('jobs', 'Jobs')}
+        {viewer.role !== 'VIEWER' && link('new-merge', 'New merge')}
         <span className="who">
           Signed in as {viewer.name ?? 'an anonymous reader'} ({viewer.role.toLowerCase()}){' '}
           <button
@@ -89,6 +91,7 @@ export function App() {
       {page === 'models' && id && <ModelPage id={id} />}
       {page === 'jobs' && !id && <JobsPage />}
       {page === 'jobs' && id && <JobPage id={id} viewer={viewer} />}
+      {page === 'new-merge' && (viewer.role !== 'VIEWER' ? <NewMergePage /> : <main><p>Starting merges needs the operator role.</p></main>)}
     </>
   );
 }

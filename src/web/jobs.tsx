@@ -75,6 +75,13 @@ export function JobPage({ id, viewer }: { id: string; viewer: Viewer }) {
   }, [id, generation]);
   const latest = events[events.length - 1];
   const status = [...events].reverse().find((e) => e.phase === 'status')?.status ?? latest?.status;
+  const [output, setOutput] = useState<{ id: string; name: string } | null>(null);
+  useEffect(() => {
+    if (status !== 'COMPLETED') return;
+    gql<{ node: { outputModel?: { id: string; name: string } | null } }>('query($id: ID!) { node(id: $id) { ... on Merge { outputModel { id name } } } }', { id })
+      .then(({ node }) => setOutput(node.outputModel ?? null))
+      .catch(() => undefined);
+  }, [status, id]);
   const act = async (mutation: 'cancelJob' | 'retryJob') => {
     try {
       await gql(`mutation($id: ID!) { ${mutation}(id: $id) { id status } }`, { id });
@@ -96,6 +103,11 @@ export function JobPage({ id, viewer }: { id: string; viewer: Viewer }) {
           </>
         )}
       </p>
+      {output && (
+        <p>
+          Merged model: <a href={`#/models/${output.id}`}>{output.name}</a>
+        </p>
+      )}
       {mayAct && (
         <div className="toolbar">
           {status && !FINAL.includes(status) && <button onClick={() => act('cancelJob')}>Cancel</button>}
