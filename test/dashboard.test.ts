@@ -94,7 +94,8 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     // A viewer is not offered the merge form.
     expect(await page.getByRole('link', { name: 'New merge' }).count()).toBe(0);
     await screenshot(page, 'model');
-    expect(await page.getByRole('link', { name: 'base' }).count()).toBe(1);
+    expect(await page.getByRole('link', { name: 'base', exact: true }).count()).toBe(1);
+    expect(await page.getByRole('link', { name: 'below base' }).count()).toBe(1);
     await page.context().close();
   });
 
@@ -147,6 +148,43 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     expect(merge).toMatchObject({ method: 'apl', status: 'COMPLETED' });
     const taskId = async (name: string) => (await platform.prisma.task.findUniqueOrThrow({ where: { name } })).id;
     expect(merge.inputs.filter((i) => !i.isBase).map((i) => i.parameters)).toEqual([{ density: 0.5, probeTaskId: await taskId('alpha') }, { probeTaskId: await taskId('beta') }]);
+  });
+
+  it('draws the lineage graph below a base, highlights a model\'s relatives, and shows importance, the leaderboard and the workers', async () => {
+    const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator-3'));
+    await page.goto(`${origin}/#/lineage/${ids.base}`);
+    const graph = page.getByRole('img', { name: 'lineage graph' });
+    await graph.waitFor();
+    // base, two fine-tunes and the two merges so far.
+    expect(await graph.getByRole('button').count()).toBe(await platform.prisma.model.count());
+    await graph.getByRole('button', { name: 'ft-alpha (finetune)' }).click();
+    const merges = await platform.prisma.lineageEdge.count({ where: { parent: { name: 'ft-alpha' } } });
+    expect(await page.getByTestId('selection').innerText()).toBe(`Selected ft-alpha: 1 ancestor(s), ${merges} descendant(s)`);
+    await screenshot(page, 'lineage');
+    await graph.getByRole('button', { name: 'dash-apl (merge)' }).dblclick();
+    await page.getByRole('heading', { name: 'dash-apl' }).waitFor();
+
+    // An analysis started from the Importance page, then its charts.
+    await page.getByRole('link', { name: 'Importance' }).click();
+    await page.locator('#analysis-modelId').selectOption({ label: 'ft-alpha' });
+    await page.locator('#analysis-taskId').selectOption({ label: 'alpha' });
+    await page.locator('#analysis-level').selectOption('LAYER');
+    await page.getByRole('button', { name: 'Start analysis' }).click();
+    await page.waitForURL(/#\/jobs\//);
+    const analysisId = page.url().split('/').pop()!;
+    await page.getByTestId('job-status').getByText('COMPLETED').waitFor({ timeout: 60000 });
+    await page.goto(`${origin}/#/analyses/${analysisId}`);
+    const bars = page.getByRole('img', { name: 'mean importance per layer' });
+    await bars.waitFor();
+    expect(await bars.locator('rect').count()).toBe(2);
+    expect(await page.getByRole('img', { name: 'histogram of partition importance' }).locator('rect').count()).toBeGreaterThan(0);
+    await screenshot(page, 'importance');
+
+    await page.goto(`${origin}/#/leaderboard/${ids.base}`);
+    await page.getByRole('link', { name: 'dash-apl' }).waitFor();
+    await page.goto(`${origin}/#/workers`);
+    await page.locator('tbody tr', { hasText: 'yes' }).first().waitFor();
+    await page.context().close();
   });
 
   it('offers cancel and retry to an operator, and neither to a viewer', async () => {

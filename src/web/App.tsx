@@ -4,6 +4,10 @@ import { gql, storeToken, storedToken } from './api';
 import { JobPage, JobsPage } from './jobs';
 import { ModelPage, ModelsPage } from './models';
 import { NewMergePage } from './new-merge';
+import { AnalysesPage, AnalysisPage } from './analyses';
+import { LeaderboardPage } from './leaderboard';
+import { BasesPage, LineagePage } from './lineage';
+import { WorkersPage } from './workers';
 
 export interface Viewer {
   name: string | null;
@@ -73,7 +77,10 @@ export function App() {
       <header>
         <strong>apl-merge</strong>
         {link('models', 'Models')}
+        {link('lineage', 'Lineage')}
+        {link('analyses', 'Importance')}
         {link('jobs', 'Jobs')}
+        {link('workers', 'Workers')}
         {viewer.role !== 'VIEWER' && link('new-merge', 'New merge')}
         <span className="who">
           Signed in as {viewer.name ?? 'an anonymous reader'} ({viewer.role.toLowerCase()}){' '}
@@ -91,6 +98,12 @@ export function App() {
       {page === 'models' && id && <ModelPage id={id} />}
       {page === 'jobs' && !id && <JobsPage />}
       {page === 'jobs' && id && <JobPage id={id} viewer={viewer} />}
+      {page === 'lineage' && !id && <BasesPage />}
+      {page === 'lineage' && id && <LineagePage baseId={id} />}
+      {page === 'leaderboard' && id && <LeaderboardPage baseId={id} />}
+      {page === 'analyses' && !id && <AnalysesPage viewer={viewer} />}
+      {page === 'analyses' && id && <AnalysisPage id={id} />}
+      {page === 'workers' && <WorkersPage />}
       {page === 'new-merge' && (viewer.role !== 'VIEWER' ? <NewMergePage /> : <main><p>Starting merges needs the operator role.</p></main>)}
     </>
   );

@@ -91,6 +91,7 @@ interface ModelDetail {
   parents: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>;
   children: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>;
   evaluations: { nodes: Array<{ split: string; value: number; task: { name: string } }> };
+  ancestors: Array<{ id: string; name: string; kind: string }>;
 }
 
 export function ModelPage({ id }: { id: string }) {
@@ -98,7 +99,7 @@ export function ModelPage({ id }: { id: string }) {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     gql<{ model: ModelDetail }>(
-      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape } } } parents { relation weight model { id name } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } } }',
+      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape } } } parents { relation weight model { id name } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } ancestors(depth: 64) { id name kind } } }',
       { id },
     )
       .then(({ model }) => setModel(model))
@@ -118,6 +119,12 @@ export function ModelPage({ id }: { id: string }) {
         <dt>Parameters</dt><dd>{model.checkpoint.parameterCount.toLocaleString()} in {model.checkpoint.tensorCount} tensors ({model.checkpoint.dtype})</dd>
       </dl>
       <h2>Lineage</h2>
+      <p>
+        Lineage graph:{' '}
+        {(model.kind === 'BASE' ? [{ id: model.id, name: model.name }] : model.ancestors.filter((a) => a.kind === 'BASE')).map((b) => (
+          <a key={b.id} href={`#/lineage/${b.id}`}>below {b.name}</a>
+        ))}
+      </p>
       <h3>Parents</h3>
       <ul>{links(model.parents)}</ul>
       <h3>Children</h3>
