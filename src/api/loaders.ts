@@ -30,7 +30,7 @@ export function createLoaders(prisma: PrismaClient) {
     task: new DataLoader<string, Task>(async (ids) => byId('task', ids, await prisma.task.findMany({ where: { id: { in: [...ids] } } }))),
     checkpoint: new DataLoader<string, Checkpoint>(async (ids) => byId('checkpoint', ids, await prisma.checkpoint.findMany({ where: { id: { in: [...ids] } } }))),
     evaluations: new DataLoader<string, Array<Evaluation & { task: Task }>>(async (modelIds) =>
-      grouped(modelIds, await prisma.evaluation.findMany({ where: { modelId: { in: [...modelIds] } }, include: { task: true }, orderBy: [{ taskId: 'asc' }, { split: 'asc' }] }), (e) => e.modelId),
+      grouped(modelIds, await prisma.evaluation.findMany({ where: { modelId: { in: [...modelIds] } }, include: { task: true }, orderBy: [{ task: { name: 'asc' } }, { split: 'asc' }] }), (e) => e.modelId),
     ),
     parents: new DataLoader<string, Array<EdgeWith<'parent'>>>(async (childIds) =>
       grouped(childIds, await prisma.lineageEdge.findMany({ where: { childId: { in: [...childIds] } }, include: { parent: true }, orderBy: { createdAt: 'asc' } }), (e) => e.childId),
