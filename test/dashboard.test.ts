@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
+import { Random } from '../src/engine/kernels/random';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { tinyFamily } from './helpers/tiny-models';
 import { testToken } from './helpers/tokens';
@@ -204,6 +205,51 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     expect(await viewer.getByRole('button', { name: 'Retry' }).count()).toBe(0);
     await viewer.context().close();
     await operator.context().close();
+  });
+
+  it('stays usable with 1,000 more models and a lineage of 300 (times printed, not asserted)', async () => {
+    // Rows written straight to the store, as a registry that size would hold them.
+    const seeded = new Random(7, 'dashboard-lineage');
+    const random = (n: number) => seeded.nextUint32() % n;
+    const checkpoint = (await platform.prisma.model.findUniqueOrThrow({ where: { id: ids.base } })).checkpointId;
+    const big = await platform.prisma.model.create({ data: { name: 'big-base', kind: 'BASE', architecture: 'mlp', checkpointId: checkpoint } });
+    const tree = [big.id];
+    for (let i = 0; i < 1000; i++) {
+      const inTree = i < 299;
+      const model = await platform.prisma.model.create({ data: { name: `bulk-${String(i).padStart(4, '0')}`, kind: inTree && i % 10 === 9 ? 'MERGE' : 'FINETUNE', architecture: 'mlp', checkpointId: checkpoint } });
+      if (!inTree) continue;
+      await platform.prisma.lineageEdge.create({ data: { parentId: tree[random(tree.length)], childId: model.id, relation: 'finetune' } });
+      tree.push(model.id);
+    }
+    const page = await open(await testToken(platform.prisma, 'VIEWER', 'dash-viewer-big'));
+    const timed = async (what: () => Promise<unknown>) => {
+      const started = Date.now();
+      await what();
+      return Date.now() - started;
+    };
+    const table = await timed(async () => {
+      await page.goto(`${origin}/#/models`);
+      await page.getByRole('link', { name: 'bulk-0000' }).waitFor();
+    });
+    const search = await timed(async () => {
+      await page.getByLabel('Search').fill('bulk-0999');
+      await page.getByText('1 model(s)').waitFor();
+    });
+    const lineage = await timed(async () => {
+      await page.goto(`${origin}/#/lineage/${big.id}`);
+      await page.getByText('300 models, 299 edges').waitFor();
+    });
+    const graph = page.getByRole('img', { name: 'lineage graph' });
+    const select = await timed(async () => {
+      await graph.getByRole('button', { name: 'bulk-0000 (finetune)' }).click();
+      await page.getByTestId('selection').waitFor();
+    });
+    const zoom = await timed(async () => {
+      await page.getByRole('button', { name: 'Zoom in' }).click();
+      await page.getByRole('button', { name: 'Reset view' }).click();
+    });
+    process.stdout.write(`dashboard at 1,000+ models, 300-node lineage: models table ${table} ms, search ${search} ms, lineage graph ${lineage} ms, select a node ${select} ms, zoom and reset ${zoom} ms\n`);
+    await page.context().close();
   });
 
   it('raised no console error on any page', () => {
