@@ -101,9 +101,13 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
   });
 
   it("follows a merge live to COMPLETED on the job's page", async () => {
+    const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator'));
+    // The jobs list is open before the job exists: it appears, and its status changes stream in.
+    await page.goto(`${origin}/#/jobs`);
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
     worker = await platform.startWorker();
     const id = await startMerge('dash-ties');
-    const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator'));
+    await page.getByTestId(`status-${id}`).getByText('COMPLETED').waitFor({ timeout: 60000 });
     await page.goto(`${origin}/#/jobs/${id}`);
     await page.getByTestId('job-status').getByText('COMPLETED').waitFor({ timeout: 60000 });
     const events = await page.getByTestId('events').locator('li').allInnerTexts();
@@ -113,8 +117,6 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     const stored = await platform.prisma.jobEvent.count({ where: { jobId: id } });
     expect(events).toHaveLength(stored);
     await screenshot(page, 'job');
-    await page.goto(`${origin}/#/jobs`);
-    await page.getByRole('link', { name: 'dash-ties' }).waitFor();
     await page.context().close();
   });
 

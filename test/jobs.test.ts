@@ -194,6 +194,9 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   type StatusEvent = { jobId: string; jobKind: string; status: string; phase: string };
   const statuses: StatusEvent[] = [];
   const modelJobs = subscribe<{ modelJobs: StatusEvent }>(server.url, `subscription($id: ID!) { modelJobs(modelId: $id, afterEventId: "0") { jobId jobKind status phase } }`, { id: ids.finetunes[task] }, (data) => statuses.push(data.modelJobs), platform.token);
+  // Status changes of every job, from the first event on, then live: what a dashboard's job list follows.
+  const everyJob: Array<StatusEvent & { id: string }> = [];
+  const jobStatuses = subscribe<{ jobStatuses: StatusEvent & { id: string } }>(server.url, 'subscription { jobStatuses(afterEventId: "0") { id jobId jobKind status phase } }', {}, (data) => everyJob.push(data.jobStatuses), platform.token);
   const started = await gql<{ startAnalysis: { analysis: { id: string; status: string } } }>(
     `mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id status } } }`,
     { input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'LAYER', estimator: 'EXACT' } },
@@ -234,6 +237,11 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect((await gql('query($id: ID!) { analysis(id: $id) { histogram(bins: 0) { count } } }', { id: analysis.id })).errors![0].extensions.code).toBe('BAD_USER_INPUT');
   await waitFor(() => statuses.some((e) => e.jobId === analysis.id && e.status === 'COMPLETED'), 'the analysis to complete on modelJobs');
   await modelJobs.close();
+  await waitFor(() => everyJob.some((e) => e.jobId === analysis.id && e.status === 'COMPLETED'), 'the analysis to complete on jobStatuses');
+  await jobStatuses.close();
+  expect(everyJob.filter((e) => e.jobId === analysis.id).map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);
+  const stored = await prisma.jobEvent.findMany({ where: { id: { gte: BigInt(everyJob[0].id) }, phase: 'status' }, orderBy: { id: 'asc' } });
+  expect(everyJob.map((e) => e.id)).toEqual(stored.slice(0, everyJob.length).map((e) => e.id.toString()));
   expect(statuses.every((e) => e.phase === 'status')).toBe(true);
   expect(statuses.filter((e) => e.jobId === analysis.id).map((e) => `${e.jobKind} ${e.status}`)).toEqual(['ANALYSIS QUEUED', 'ANALYSIS RUNNING', 'ANALYSIS COMPLETED']);
   expect(statuses.filter((e) => e.jobKind === 'MERGE').map((e) => e.status)).toEqual(['QUEUED', 'RUNNING', 'COMPLETED']);

@@ -4,7 +4,7 @@ import { GraphQLError } from 'graphql';
 import { cancelJob, retryJob } from '../jobs/requests';
 import { JobStatus } from '../store/generated/enums';
 import { JobEventRow } from '../store/events';
-import { jobKindOf, lastEventId, listJobEvents, modelStatusEventsAfter } from '../store/jobs';
+import { jobKindOf, lastEventId, listJobEvents, modelStatusEventsAfter, statusEventsAfter } from '../store/jobs';
 import { Connection, connectionType, decodeCursor, pageConnection } from './connections';
 import { ApiContext, requesterOf, requireQueue } from './context';
 import { withErrorCodes } from './errors';
@@ -89,6 +89,19 @@ export class JobResolver {
     @Arg('afterEventId', () => ID, { nullable: true }) _afterEventId?: string,
   ): JobEventType {
     void _modelId;
+    void _afterEventId;
+    return toEvent(event);
+  }
+
+  @Subscription(() => JobEventType, {
+    description: 'status changes of every merge, analysis and evaluation, from afterEventId on (live only when absent): what a list of jobs follows',
+    subscribe: async function* ({ args, context }) {
+      const { prisma } = context as ApiContext;
+      const after = parseAfter(args.afterEventId as string | undefined) ?? (await lastEventId(prisma));
+      yield* hubOf(context as ApiContext).streamAll(after, (last) => statusEventsAfter(prisma, last));
+    },
+  })
+  jobStatuses(@Root() event: JobEventRow, @Arg('afterEventId', () => ID, { nullable: true }) _afterEventId?: string): JobEventType {
     void _afterEventId;
     return toEvent(event);
   }

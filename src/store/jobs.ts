@@ -206,6 +206,11 @@ export async function modelStatusEventsAfter(prisma: PrismaClient, modelId: stri
   return (await prisma.jobEvent.findMany({ where: { id: { gt: afterId }, phase: 'status', jobId: { in: jobIds } }, orderBy: { id: 'asc' } })) as JobEventRow[];
 }
 
+/** Status events (phase "status") of every job after `afterId`, oldest first: what a live list of jobs follows. */
+export async function statusEventsAfter(prisma: PrismaClient, afterId: bigint): Promise<JobEventRow[]> {
+  return (await prisma.jobEvent.findMany({ where: { id: { gt: afterId }, phase: 'status' }, orderBy: { id: 'asc' }, take: 500 })) as JobEventRow[];
+}
+
 /** Evaluation runs a page at a time, newest first unless asked otherwise. */
 export async function listEvaluationRuns(prisma: PrismaClient, filter: JobFilter, request: PageRequest<JobOrderField>) {
   const where: Prisma.EvaluationRunWhereInput = { status: filter.status, modelId: filter.modelId, createdBy: filter.createdBy };

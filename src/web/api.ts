@@ -57,19 +57,18 @@ export interface JobEvent {
 }
 
 /**
- * A job's events from after `afterEventId` (all of them without one), then live: after a dropped
- * connection graphql-ws subscribes again and `onEvent`'s caller passes the last id it has, so no
- * event is lost or repeated.
+ * A subscription that resumes: after a dropped connection it subscribes again from after the last
+ * event its caller has (`lastEventId`), so no event is lost or repeated.
  */
-export function followJob(jobId: string, lastEventId: () => string | undefined, onEvent: (event: JobEvent) => void, onError: (message: string) => void): () => void {
+function resumable<T>(query: string, variables: (after: string | null) => Record<string, unknown>, pick: (data: Record<string, T>) => T, onEvent: (event: T) => void, onError: (message: string) => void, lastEventId: () => string | undefined): () => void {
   let stopped = false;
   let unsubscribe: () => void = () => undefined;
   const start = () => {
     if (stopped) return;
-    unsubscribe = wsClient().subscribe<{ jobProgress: JobEvent }>(
-      { query: 'subscription($id: ID!, $after: ID) { jobProgress(jobId: $id, afterEventId: $after) { id status phase done total etaSeconds message } }', variables: { id: jobId, after: lastEventId() ?? null } },
+    unsubscribe = wsClient().subscribe<Record<string, T>>(
+      { query, variables: variables(lastEventId() ?? null) },
       {
-        next: ({ data }) => data && onEvent(data.jobProgress),
+        next: ({ data }) => data && onEvent(pick(data)),
         error: (err) => {
           onError(err instanceof Error ? err.message : Array.isArray(err) ? String((err[0] as { message?: string }).message) : 'connection lost');
           setTimeout(start, 1000);
@@ -83,4 +82,16 @@ export function followJob(jobId: string, lastEventId: () => string | undefined, 
     stopped = true;
     unsubscribe();
   };
+}
+
+const EVENT_FIELDS = 'id status phase done total etaSeconds message';
+
+/** A job's events from after `lastEventId()` (all of them at first), then live, until it ends. */
+export function followJob(jobId: string, lastEventId: () => string | undefined, onEvent: (event: JobEvent) => void, onError: (message: string) => void): () => void {
+  return resumable<JobEvent>(`subscription($id: ID!, $after: ID) { jobProgress(jobId: $id, afterEventId: $after) { ${EVENT_FIELDS} } }`, (after) => ({ id: jobId, after }), (d) => d.jobProgress, onEvent, onError, lastEventId);
+}
+
+/** Status changes of every job, live (from after `lastEventId()` when resuming). */
+export function followStatuses(lastEventId: () => string | undefined, onEvent: (event: JobEvent & { jobId: string }) => void, onError: (message: string) => void): () => void {
+  return resumable<JobEvent & { jobId: string }>(`subscription($after: ID) { jobStatuses(afterEventId: $after) { jobId ${EVENT_FIELDS} } }`, (after) => ({ after }), (d) => d.jobStatuses, onEvent, onError, lastEventId);
 }

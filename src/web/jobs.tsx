@@ -1,31 +1,63 @@
-/** Merges as a list that refreshes itself, and a job's live page: progress, phase, ETA, events, cancel and retry. */
+/** Every job as a live list, and a job's live page: progress, phase, ETA, events, cancel and retry. */
 import { useEffect, useRef, useState } from 'react';
 import type { Viewer } from './App';
-import { followJob, gql, type JobEvent } from './api';
+import { followJob, followStatuses, gql, type JobEvent } from './api';
 
-interface MergeRow {
+interface JobRow {
   id: string;
-  method: string;
+  kind: 'merge' | 'analysis' | 'evaluation';
+  what: string;
   status: string;
-  outputName: string | null;
   createdBy: string | null;
   createdAt: string;
 }
 
+const JOBS = `{
+  merges(first: 50) { nodes { id method status outputName createdBy createdAt } }
+  analyses(first: 50) { nodes { id status estimator level createdBy createdAt model { name } task { name } } }
+  evaluationRuns(first: 50) { nodes { id status createdBy createdAt model { name } } }
+}`;
+
+interface JobsAnswer {
+  merges: { nodes: Array<{ id: string; method: string; status: string; outputName: string | null; createdBy: string | null; createdAt: string }> };
+  analyses: { nodes: Array<{ id: string; status: string; estimator: string; level: string; createdBy: string | null; createdAt: string; model: { name: string }; task: { name: string } }> };
+  evaluationRuns: { nodes: Array<{ id: string; status: string; createdBy: string | null; createdAt: string; model: { name: string } }> };
+}
+
+function rowsOf(answer: JobsAnswer): JobRow[] {
+  return [
+    ...answer.merges.nodes.map((m) => ({ id: m.id, kind: 'merge' as const, what: `${m.method} → ${m.outputName ?? m.id.slice(0, 8)}`, status: m.status, createdBy: m.createdBy, createdAt: m.createdAt })),
+    ...answer.analyses.nodes.map((a) => ({ id: a.id, kind: 'analysis' as const, what: `${a.estimator.toLowerCase()} importance of ${a.model.name} on ${a.task.name} (${a.level.toLowerCase()})`, status: a.status, createdBy: a.createdBy, createdAt: a.createdAt })),
+    ...answer.evaluationRuns.nodes.map((e) => ({ id: e.id, kind: 'evaluation' as const, what: `evaluation of ${e.model.name}`, status: e.status, createdBy: e.createdBy, createdAt: e.createdAt })),
+  ].sort((x, y) => y.createdAt.localeCompare(x.createdAt));
+}
+
+/** Every job, newest first; status changes stream in (jobStatuses), a job not listed yet reloads the list. */
 export function JobsPage() {
-  const [merges, setMerges] = useState<MergeRow[]>([]);
+  const [jobs, setJobs] = useState<JobRow[]>([]);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     let stopped = false;
+    let known = new Set<string>();
     const load = () =>
-      gql<{ merges: { nodes: MergeRow[] } }>('{ merges(first: 50) { nodes { id method status outputName createdBy createdAt } } }')
-        .then(({ merges }) => !stopped && setMerges(merges.nodes))
+      gql<JobsAnswer>(JOBS)
+        .then((answer) => {
+          if (stopped) return;
+          const rows = rowsOf(answer);
+          known = new Set(rows.map((r) => r.id));
+          setJobs(rows);
+        })
         .catch((err: Error) => !stopped && setError(err.message));
     void load();
-    const timer = setInterval(load, 2000);
+    let last: string | undefined;
+    const stop = followStatuses(() => last, (event) => {
+      last = event.id;
+      if (!known.has(event.jobId)) void load();
+      else setJobs((rows) => rows.map((r) => (r.id === event.jobId ? { ...r, status: event.status } : r)));
+    }, (message) => setError(`${message} (reconnecting…)`));
     return () => {
       stopped = true;
-      clearInterval(timer);
+      stop();
     };
   }, []);
   return (
@@ -33,15 +65,15 @@ export function JobsPage() {
       <h1>Jobs</h1>
       {error && <p className="error" role="alert">{error}</p>}
       <table>
-        <thead><tr><th>Merge</th><th>Method</th><th>Status</th><th>Requested by</th><th>Queued</th></tr></thead>
+        <thead><tr><th>Job</th><th>Kind</th><th>Status</th><th>Requested by</th><th>Queued</th></tr></thead>
         <tbody>
-          {merges.map((m) => (
-            <tr key={m.id}>
-              <td><a href={`#/jobs/${m.id}`}>{m.outputName ?? m.id}</a></td>
-              <td>{m.method}</td>
-              <td className={`status-${m.status}`}>{m.status}</td>
-              <td>{m.createdBy ?? '—'}</td>
-              <td>{new Date(m.createdAt).toLocaleString()}</td>
+          {jobs.map((j) => (
+            <tr key={j.id}>
+              <td><a href={`#/jobs/${j.id}`}>{j.what}</a></td>
+              <td>{j.kind}</td>
+              <td className={`status-${j.status}`} data-testid={`status-${j.id}`}>{j.status}</td>
+              <td>{j.createdBy ?? '—'}</td>
+              <td>{new Date(j.createdAt).toLocaleString()}</td>
             </tr>
           ))}
         </tbody>
