@@ -146,6 +146,10 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.getByRole('link', { name: 'dash-apl' }).click();
     await page.getByRole('heading', { name: 'dash-apl' }).waitFor();
     expect(await page.getByRole('link', { name: 'ft-alpha' }).count()).toBe(1);
+    // Its scores beside its parents': a column per parent, a row per task and split the merge was scored on.
+    await page.getByRole('columnheader', { name: 'ft-alpha (merge)' }).waitFor();
+    const scored = await platform.prisma.evaluation.count({ where: { model: { name: 'dash-apl' } } });
+    expect(await page.locator('table').first().locator('tbody tr').count()).toBe(scored);
     await page.context().close();
     const merge = await platform.prisma.merge.findFirstOrThrow({ where: { outputName: 'dash-apl' }, include: { inputs: true } });
     expect(merge).toMatchObject({ method: 'apl', status: 'COMPLETED' });

@@ -88,10 +88,12 @@ interface ModelDetail {
   architecture: string;
   description: string;
   checkpoint: { uri: string; sha256: string; dtype: string; parameterCount: number; tensorCount: number; modelCard: string | null; tensors: { totalCount: number; nodes: Array<{ name: string; dtype: string; shape: number[] }> } };
-  parents: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>;
+  parents: Array<{ relation: string; weight: number | null; model: { id: string; name: string; evaluations: { nodes: Array<{ split: string; value: number; task: { name: string } }> } } }>;
   children: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>;
   evaluations: { nodes: Array<{ split: string; value: number; task: { name: string } }> };
   ancestors: Array<{ id: string; name: string; kind: string }>;
+  analyses: { nodes: Array<{ id: string; status: string; level: string; estimator: string; task: { name: string } }> };
+  merges: { nodes: Array<{ id: string; status: string; method: string; outputName: string | null }> };
 }
 
 export function ModelPage({ id }: { id: string }) {
@@ -99,7 +101,7 @@ export function ModelPage({ id }: { id: string }) {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     gql<{ model: ModelDetail }>(
-      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape } } } parents { relation weight model { id name } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } ancestors(depth: 64) { id name kind } } }',
+      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape } } } parents { relation weight model { id name evaluations(first: 100) { nodes { split value task { name } } } } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } ancestors(depth: 64) { id name kind } analyses(first: 20) { nodes { id status level estimator task { name } } } merges(first: 20) { nodes { id status method outputName } } } }',
       { id },
     )
       .then(({ model }) => setModel(model))
@@ -107,7 +109,7 @@ export function ModelPage({ id }: { id: string }) {
   }, [id]);
   if (error) return <main><p className="error" role="alert">{error}</p></main>;
   if (!model) return <main><p>Loading…</p></main>;
-  const links = (list: ModelDetail['parents']) => list.map((l) => <li key={l.model.id}><a href={`#/models/${l.model.id}`}>{l.model.name}</a> ({l.relation.toLowerCase()}{l.weight !== null ? `, weight ${l.weight}` : ''})</li>);
+  const links = (list: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>) => list.map((l) => <li key={l.model.id}><a href={`#/models/${l.model.id}`}>{l.model.name}</a> ({l.relation.toLowerCase()}{l.weight !== null ? `, weight ${l.weight}` : ''})</li>);
   return (
     <main>
       <h1>{model.name}</h1>
@@ -131,13 +133,33 @@ export function ModelPage({ id }: { id: string }) {
       <ul>{links(model.children)}</ul>
       <h2>Evaluations</h2>
       <table>
-        <thead><tr><th>Task</th><th>Split</th><th>Accuracy</th></tr></thead>
+        <thead>
+          <tr><th>Task</th><th>Split</th><th>{model.name}</th>{model.parents.map((p) => <th key={p.model.id}>{p.model.name} ({p.relation.toLowerCase()})</th>)}</tr>
+        </thead>
         <tbody>
           {model.evaluations.nodes.map((e) => (
-            <tr key={`${e.task.name}/${e.split}`}><td>{e.task.name}</td><td>{e.split}</td><td>{e.value.toFixed(3)}</td></tr>
+            <tr key={`${e.task.name}/${e.split}`}>
+              <td>{e.task.name}</td><td>{e.split}</td><td>{e.value.toFixed(3)}</td>
+              {model.parents.map((p) => {
+                const theirs = p.model.evaluations.nodes.find((x) => x.task.name === e.task.name && x.split === e.split);
+                return <td key={p.model.id}>{theirs ? theirs.value.toFixed(3) : '—'}</td>;
+              })}
+            </tr>
           ))}
         </tbody>
       </table>
+      <h2>Analyses</h2>
+      <ul>
+        {model.analyses.nodes.map((a) => (
+          <li key={a.id}><a href={a.status === 'COMPLETED' ? `#/analyses/${a.id}` : `#/jobs/${a.id}`}>{a.estimator.toLowerCase()} importance on {a.task.name} ({a.level.toLowerCase()})</a> — {a.status}</li>
+        ))}
+      </ul>
+      <h2>Merges</h2>
+      <ul>
+        {model.merges.nodes.map((m) => (
+          <li key={m.id}><a href={`#/jobs/${m.id}`}>{m.method} → {m.outputName ?? m.id.slice(0, 8)}</a> — {m.status}</li>
+        ))}
+      </ul>
       <h2>Tensors ({model.checkpoint.tensors.totalCount})</h2>
       <table>
         <thead><tr><th>Name</th><th>dtype</th><th>Shape</th></tr></thead>
