@@ -149,6 +149,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     // Its scores beside its parents': a column per parent, a row per task and split the merge was scored on.
     await page.getByRole('columnheader', { name: 'ft-alpha (merge)' }).waitFor();
     const scored = await platform.prisma.evaluation.count({ where: { model: { name: 'dash-apl' } } });
+    expect(scored).toBeGreaterThan(0);
     expect(await page.locator('table').first().locator('tbody tr').count()).toBe(scored);
     await page.context().close();
     const merge = await platform.prisma.merge.findFirstOrThrow({ where: { outputName: 'dash-apl' }, include: { inputs: true } });
