@@ -84,6 +84,14 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.getByLabel('Kind').selectOption('BASE');
     await page.getByText('1 model(s)').waitFor();
     expect(await page.locator('tbody tr').allInnerTexts()).toEqual([expect.stringContaining('base')]);
+    await page.getByLabel('Kind').selectOption('');
+    await page.getByLabel('Below').selectOption({ label: 'base' });
+    await page.getByText('3 model(s)').waitFor();
+    await page.getByLabel('Created by').fill('nobody');
+    await page.getByText('0 model(s)').waitFor();
+    await page.getByLabel('Created by').fill('');
+    await page.getByLabel('Tags').fill('no-such-tag');
+    await page.getByText('0 model(s)').waitFor();
     await page.context().close();
   });
 

@@ -23,19 +23,29 @@ const PAGE_SIZE = 50;
 export function ModelsPage() {
   const [search, setSearch] = useState('');
   const [kind, setKind] = useState('');
+  const [baseId, setBaseId] = useState('');
+  const [tags, setTags] = useState('');
+  const [createdBy, setCreatedBy] = useState('');
+  const [bases, setBases] = useState<Array<{ id: string; name: string }>>([]);
+  useEffect(() => {
+    gql<{ models: { nodes: Array<{ id: string; name: string }> } }>('{ models(first: 500, filter: { kind: BASE }, orderBy: { field: NAME, direction: ASC }) { nodes { id name } } }')
+      .then(({ models }) => setBases(models.nodes))
+      .catch(() => undefined);
+  }, []);
   const [cursors, setCursors] = useState<Array<string | null>>([null]);
   const [page, setPage] = useState<Page | null>(null);
   const [error, setError] = useState<string | null>(null);
   const after = cursors[cursors.length - 1];
   useEffect(() => {
-    const filter = { ...(search ? { nameContains: search } : {}), ...(kind ? { kind } : {}) };
+    const tagList = tags.split(',').map((t) => t.trim()).filter(Boolean);
+    const filter = { ...(search ? { nameContains: search } : {}), ...(kind ? { kind } : {}), ...(baseId ? { baseId } : {}), ...(tagList.length ? { tags: tagList } : {}), ...(createdBy ? { createdBy } : {}) };
     gql<{ models: Page }>('query($first: Int!, $after: String, $filter: ModelFilterInput) { models(first: $first, after: $after, filter: $filter) { totalCount nodes { id name kind architecture tags createdBy createdAt } pageInfo { hasNextPage endCursor } } }', { first: PAGE_SIZE, after, filter })
       .then(({ models }) => {
         setPage(models);
         setError(null);
       })
       .catch((err: Error) => setError(err.message));
-  }, [search, kind, after]);
+  }, [search, kind, baseId, tags, createdBy, after]);
   const restart = () => setCursors([null]);
   return (
     <main>
@@ -52,6 +62,19 @@ export function ModelsPage() {
             <option value="FINETUNE">fine-tune</option>
             <option value="MERGE">merge</option>
           </select>
+        </label>
+        <label>
+          Below{' '}
+          <select value={baseId} onChange={(e) => { setBaseId(e.target.value); restart(); }}>
+            <option value="">any base</option>
+            {bases.map((b) => <option key={b.id} value={b.id}>{b.name}</option>)}
+          </select>
+        </label>
+        <label>
+          Tags <input value={tags} onChange={(e) => { setTags(e.target.value); restart(); }} placeholder="a, b" size={10} />
+        </label>
+        <label>
+          Created by <input value={createdBy} onChange={(e) => { setCreatedBy(e.target.value); restart(); }} placeholder="token name" size={10} />
         </label>
         {page && <span aria-live="polite">{page.totalCount} model(s)</span>}
       </div>
@@ -87,7 +110,7 @@ interface ModelDetail {
   kind: string;
   architecture: string;
   description: string;
-  checkpoint: { uri: string; sha256: string; dtype: string; parameterCount: number; tensorCount: number; modelCard: string | null; tensors: { totalCount: number; nodes: Array<{ name: string; dtype: string; shape: number[] }> } };
+  checkpoint: { uri: string; sha256: string; dtype: string; parameterCount: number; tensorCount: number; modelCard: string | null; tensors: { totalCount: number; nodes: Array<{ name: string; dtype: string; shape: number[]; file: string }> } };
   parents: Array<{ relation: string; weight: number | null; model: { id: string; name: string; evaluations: { nodes: Array<{ split: string; value: number; task: { name: string } }> } } }>;
   children: Array<{ relation: string; weight: number | null; model: { id: string; name: string } }>;
   evaluations: { nodes: Array<{ split: string; value: number; task: { name: string } }> };
@@ -101,7 +124,7 @@ export function ModelPage({ id }: { id: string }) {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     gql<{ model: ModelDetail }>(
-      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape } } } parents { relation weight model { id name evaluations(first: 100) { nodes { split value task { name } } } } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } ancestors(depth: 64) { id name kind } analyses(first: 20) { nodes { id status level estimator task { name } } } merges(first: 20) { nodes { id status method outputName } } } }',
+      'query($id: ID!) { model(id: $id) { id name kind architecture description checkpoint { uri sha256 dtype parameterCount tensorCount modelCard tensors(first: 200) { totalCount nodes { name dtype shape file } } } parents { relation weight model { id name evaluations(first: 100) { nodes { split value task { name } } } } } children { relation weight model { id name } } evaluations(first: 100) { nodes { split value task { name } } } ancestors(depth: 64) { id name kind } analyses(first: 20) { nodes { id status level estimator task { name } } } merges(first: 20) { nodes { id status method outputName } } } }',
       { id },
     )
       .then(({ model }) => setModel(model))
@@ -162,10 +185,10 @@ export function ModelPage({ id }: { id: string }) {
       </ul>
       <h2>Tensors ({model.checkpoint.tensors.totalCount})</h2>
       <table>
-        <thead><tr><th>Name</th><th>dtype</th><th>Shape</th></tr></thead>
+        <thead><tr><th>Name</th><th>dtype</th><th>Shape</th><th>File</th></tr></thead>
         <tbody>
           {model.checkpoint.tensors.nodes.map((t) => (
-            <tr key={t.name}><td><code>{t.name}</code></td><td>{t.dtype}</td><td>[{t.shape.join(', ')}]</td></tr>
+            <tr key={t.name}><td><code>{t.name}</code></td><td>{t.dtype}</td><td>[{t.shape.join(', ')}]</td><td>{t.file}</td></tr>
           ))}
         </tbody>
       </table>
