@@ -6,18 +6,15 @@
  * Without /usr/bin/chromium the suite is skipped (saying so) unless APL_MERGE_REQUIRE_BROWSER=1,
  * which CI sets after installing it.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Browser, chromium, Page } from 'playwright-core';
+import { Browser, Page } from 'playwright-core';
+import { CHROMIUM, HAS_BROWSER, launchBrowser } from './helpers/browser';
 import { Random } from '../src/engine/kernels/random';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 import { tinyFamily } from './helpers/tiny-models';
 import { testToken } from './helpers/tokens';
 import { WorkerProcess } from './helpers/worker-process';
 
-const CHROMIUM = '/usr/bin/chromium';
-const HAS_BROWSER = existsSync(CHROMIUM);
-if (!HAS_BROWSER && process.env.APL_MERGE_REQUIRE_BROWSER === '1') throw new Error(`${CHROMIUM} is missing, and APL_MERGE_REQUIRE_BROWSER=1 requires it (apt-get install chromium)`);
 const suite = HAS_BROWSER ? describe : describe.skip;
 /** APL_MERGE_UPDATE_DOCS=1 also writes the README's screenshots (docs/dashboard-*.png) from this run. */
 const screenshot = async (page: Page, name: string) => {
@@ -54,7 +51,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     ids.base = await register('base', 'BASE', join(dir, 'base'));
     ids.alpha = await register('ft-alpha', 'FINETUNE', join(dir, 'alpha'), [ids.base]);
     ids.beta = await register('ft-beta', 'FINETUNE', join(dir, 'beta'), [ids.base]);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await launchBrowser();
   });
 
   afterAll(async () => {

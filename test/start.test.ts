@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { createTestDatabase } from './helpers/database';
 import { removeTempDirs, tempDir } from './helpers/files';
 import { graphqlClient, waitFor } from './helpers/graphql';
+import { HAS_BROWSER, launchBrowser } from './helpers/browser';
 
 jest.setTimeout(240000);
 afterAll(removeTempDirs);
@@ -109,6 +110,19 @@ it('starts an embedded database, registers the demo once and merges it', async (
     expect(merged[0].ancestors.map((a) => a.name)).toContain('demo-base');
     expect(merged[0].evaluations.nodes.length).toBeGreaterThan(0);
     expect(first.output()).toMatch(/try: \{ lineage\(baseId: "[0-9a-f-]+"\)/);
+    // The printed address signs a browser in to the dashboard, which shows the demo merge.
+    if (HAS_BROWSER) {
+      const browser = await launchBrowser();
+      try {
+        const page = await browser.newPage();
+        await page.goto(/open (http:\/\/\S+\/#token=\S+)/.exec(first.output())![1]);
+        await page.getByText(/^Signed in as admin(-\d+)? \(admin\)/).waitFor();
+        await page.getByRole('link', { name: 'demo-apl' }).click();
+        await page.getByRole('heading', { name: 'demo-apl' }).waitFor();
+      } finally {
+        await browser.close();
+      }
+    }
 
     // The supervisor: a worker killed with SIGKILL is replaced.
     const workerPid = Number(/worker: worker [^:\s]+:(\d+) \(backend/.exec(first.output())![1]);
