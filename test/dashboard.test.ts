@@ -6,6 +6,7 @@
  * Without /usr/bin/chromium the suite is skipped (saying so) unless APL_MERGE_REQUIRE_BROWSER=1,
  * which CI sets after installing it.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { CHROMIUM, HAS_BROWSER, launchBrowser } from './helpers/browser';
@@ -16,6 +17,16 @@ import { testToken } from './helpers/tokens';
 import { WorkerProcess } from './helpers/worker-process';
 
 const suite = HAS_BROWSER ? describe : describe.skip;
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+/** axe-core's WCAG 2 A/AA rules (contrast, labels, names, …) on the page as it is: the violations, by rule and element. */
+const accessibilityProblems = async (page: Page): Promise<string[]> => {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(async () => {
+    const page = globalThis as unknown as { document: unknown; axe: { run: (context: unknown, options: unknown) => Promise<{ violations: Array<{ id: string; nodes: Array<{ target: string[] }> }> }> } };
+    return page.axe.run(page.document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+  });
+  return result.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(' ')}`));
+};
 /** APL_MERGE_UPDATE_DOCS=1 also writes the README's screenshots (docs/dashboard-*.png) from this run. */
 const screenshot = async (page: Page, name: string) => {
   if (process.env.APL_MERGE_UPDATE_DOCS === '1') await page.screenshot({ path: join(__dirname, '..', 'docs', `dashboard-${name}.png`) });
@@ -28,6 +39,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
   let worker: WorkerProcess | undefined;
   let origin: string;
   const problems: string[] = [];
+  const accessibility: string[] = [];
   const ids: Record<string, string> = {};
 
   const open = async (token?: string): Promise<Page> => {
@@ -74,6 +86,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.getByRole('link', { name: 'ft-alpha' }).waitFor();
     expect(await page.locator('tbody tr').count()).toBe(3);
     await screenshot(page, 'models');
+    accessibility.push(...(await accessibilityProblems(page)).map((p) => `models: ${p}`));
     await page.getByLabel('Search').fill('beta');
     await page.getByText('1 model(s)').waitFor();
     expect(await page.locator('tbody tr').allInnerTexts()).toEqual([expect.stringContaining('ft-beta')]);
@@ -100,6 +113,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     // A viewer is not offered the merge form.
     expect(await page.getByRole('link', { name: 'New merge' }).count()).toBe(0);
     await screenshot(page, 'model');
+    accessibility.push(...(await accessibilityProblems(page)).map((p) => `model: ${p}`));
     expect(await page.getByRole('link', { name: 'base', exact: true }).count()).toBe(1);
     expect(await page.getByRole('link', { name: 'below base' }).count()).toBe(1);
     await page.context().close();
@@ -122,6 +136,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     const stored = await platform.prisma.jobEvent.count({ where: { jobId: id } });
     expect(events).toHaveLength(stored);
     await screenshot(page, 'job');
+    accessibility.push(...(await accessibilityProblems(page)).map((p) => `job: ${p}`));
     await page.context().close();
   });
 
@@ -166,7 +181,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
   it('draws the lineage graph below a base, highlights a model\'s relatives, and shows importance, the leaderboard and the workers', async () => {
     const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator-3'));
     await page.goto(`${origin}/#/lineage/${ids.base}`);
-    const graph = page.getByRole('img', { name: 'lineage graph' });
+    const graph = page.getByRole('group', { name: 'lineage graph' });
     await graph.waitFor();
     // base, two fine-tunes and the two merges so far.
     expect(await graph.getByRole('button').count()).toBe(await platform.prisma.model.count());
@@ -174,7 +189,12 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     const merges = await platform.prisma.lineageEdge.count({ where: { parent: { name: 'ft-alpha' } } });
     expect(await page.getByTestId('selection').innerText()).toBe(`Selected ft-alpha: 1 ancestor(s), ${merges} descendant(s)`);
     await screenshot(page, 'lineage');
-    await graph.getByRole('button', { name: 'dash-apl (merge)' }).dblclick();
+    accessibility.push(...(await accessibilityProblems(page)).map((p) => `lineage: ${p}`));
+    // By keyboard: a node takes the focus, Space selects it, Enter opens it.
+    await graph.getByRole('button', { name: 'dash-apl (merge)' }).focus();
+    await page.keyboard.press(' ');
+    await page.getByTestId('selection').getByText('Selected dash-apl').waitFor();
+    await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'dash-apl' }).waitFor();
 
     // An analysis started from the Importance page, then its charts.
@@ -192,6 +212,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     expect(await bars.locator('rect').count()).toBe(2);
     expect(await page.getByRole('img', { name: 'histogram of partition importance' }).locator('rect').count()).toBeGreaterThan(0);
     await screenshot(page, 'importance');
+    accessibility.push(...(await accessibilityProblems(page)).map((p) => `importance: ${p}`));
 
     await page.goto(`${origin}/#/leaderboard/${ids.base}`);
     await page.getByRole('link', { name: 'dash-apl' }).waitFor();
@@ -251,7 +272,7 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
       await page.goto(`${origin}/#/lineage/${big.id}`);
       await page.getByText('300 models, 299 edges').waitFor();
     });
-    const graph = page.getByRole('img', { name: 'lineage graph' });
+    const graph = page.getByRole('group', { name: 'lineage graph' });
     const select = await timed(async () => {
       await graph.getByRole('button', { name: 'bulk-0000 (finetune)' }).click();
       await page.getByTestId('selection').waitFor();
@@ -264,7 +285,8 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     await page.context().close();
   });
 
-  it('raised no console error on any page', () => {
+  it('raised no console error on any page, and axe-core found no WCAG 2 A/AA violation on the main pages', () => {
     expect(problems).toEqual([]);
+    expect(accessibility).toEqual([]);
   });
 });

@@ -110,7 +110,7 @@ export function LineagePage({ baseId }: { baseId: string }) {
       </div>
       <svg
         className="lineage"
-        role="img"
+        role="group"
         aria-label="lineage graph"
         viewBox={`0 0 ${Math.max(layout.width, 400)} ${Math.max(layout.height, 200)}`}
         onWheel={(e) => zoom(e.deltaY < 0 ? 1.1 : 0.9)}
