@@ -8,7 +8,8 @@
  * The written tokenizer.json is also loaded by another implementation (tokenizers.js) and must
  * encode texts as the tokenizers library's output does.
  */
-import { copyFileSync, cpSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { buildVocabulary } from '../src/engine/vocabulary/merge-vocabulary';
 import { join } from 'node:path';
 import { Tokenizer as TokenizersJs } from '@huggingface/tokenizers';
 import { openCheckpoint } from '../src/engine/checkpoint/checkpoint';
@@ -199,6 +200,17 @@ describe('tokenizer_source in detail', () => {
     cpSync(join(FIXTURES, 'other'), join(dir, 'bare'), { recursive: true, filter: (src) => !src.endsWith('tokenizer.json') });
     const yaml = 'merge_method: linear\nparameters: {weight: 1}\ntokenizer_source: union\nmodels:\n  - model: base\n  - model: bare\n';
     expect(() => planMerge(parseMergeConfig(yaml, 'x.yml', dir))).toThrow(/bare: has no tokenizer.json, and its 58 embedding rows differ from the 60 of/);
+  });
+
+  it('builds the vocabulary of a Llama-3-sized tokenizer (150,000 pieces) and appends to it', () => {
+    const dir = tempDir();
+    const vocab = Object.fromEntries(Array.from({ length: 150000 }, (_, i) => [`p${i}`, i]));
+    mkdirSync(join(dir, 'big'), { recursive: true });
+    writeFileSync(join(dir, 'big', 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab, merges: [] }, added_tokens: [] }));
+    const settings = { source: { kind: 'base' as const }, tokens: new Map([['<new>', { source: { kind: 'zero' as const }, force: false }]]) };
+    const merged = buildVocabulary(settings, [{ directory: join(dir, 'big'), rows: 150000 }], { directory: join(dir, 'big'), rows: 150000 });
+    expect(merged.size).toBe(150001);
+    expect(merged.tokenizer.vocabulary.get('<new>')).toBe(150000);
   });
 
   it('a base without tokenizer.json is an error saying tokenizer_source needs it', () => {

@@ -14,7 +14,7 @@
  * the same merge always gives the same vocabulary.
  */
 import { MergeInputError } from '../errors';
-import { addTokens, AddedToken, plainAddedToken, readTokenizer, stripTokenizer, Tokenizer } from './tokenizer-json';
+import { addTokens, AddedToken, largestId, plainAddedToken, readTokenizer, stripTokenizer, Tokenizer } from './tokenizer-json';
 
 export type TokenizerSource = { kind: 'base' } | { kind: 'union' } | { kind: 'model'; model: string };
 
@@ -94,8 +94,7 @@ export function buildVocabulary(settings: TokenizerSettings, models: readonly Vo
   }
   output = addTokens(output, [...settings.tokens.keys()].map(plainAddedToken));
 
-  const ids = [...output.vocabulary.values()];
-  const size = Math.max(-1, ...ids) + 1;
+  const size = largestId(output.vocabulary.values()) + 1;
   const tokens: string[] = new Array<string>(size).fill('');
   for (const [token, id] of output.vocabulary) tokens[id] = token;
   const pad = settings.padToMultipleOf ?? 1;

@@ -95,6 +95,13 @@ export function stripTokenizer(tokenizer: Tokenizer, rows: number): Tokenizer {
   return { path: tokenizer.path, json, vocabulary: vocabularyOf(json, tokenizer.path) };
 }
 
+/** The largest id, or -1 for none: a loop, since spreading a 150,000-token vocabulary into Math.max overflows the stack. */
+export function largestId(ids: Iterable<number>): number {
+  let largest = -1;
+  for (const id of ids) if (id > largest) largest = id;
+  return largest;
+}
+
 /** A token added the way transformers' add_tokens adds a plain string: normalised, not special. */
 export function plainAddedToken(content: string): Omit<AddedToken, 'id'> {
   return { content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false };
@@ -108,7 +115,7 @@ export function plainAddedToken(content: string): Omit<AddedToken, 'id'> {
 export function addTokens(tokenizer: Tokenizer, tokens: ReadonlyArray<Omit<AddedToken, 'id'>>): Tokenizer {
   const added = [...(tokenizer.json.added_tokens ?? [])];
   const vocabulary = new Map(tokenizer.vocabulary);
-  let next = Math.max(-1, ...vocabulary.values()) + 1;
+  let next = largestId(vocabulary.values()) + 1;
   for (const token of tokens) {
     // The tokenizers library replaces an added token's settings when it is added again.
     const earlier = added.findIndex((t) => t.content === token.content);
