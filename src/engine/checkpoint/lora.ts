@@ -126,8 +126,12 @@ export function adaptedCheckpoint(base: Checkpoint, adapter: LoraAdapter, label:
     if (!tensors.has(name)) names.push(name);
     tensors.set(name, location);
   }
-  const directory = existsSync(join(adapter.path, 'config.json')) ? adapter.path : base.directory;
-  return { ...base, path: label, directory, names, tensors };
+  return { ...base, path: label, directory: configDirectory(adapter.path, base.directory), names, tensors };
+}
+
+/** Where an adapted model's config.json is read: the adapter's own (the adapted model's), else its base's. */
+export function configDirectory(adapterPath: string, baseDirectory: string): string {
+  return existsSync(join(adapterPath, 'config.json')) ? adapterPath : baseDirectory;
 }
 
 /** Checks every adapted module against the base it will be added to: the tensor exists, and B·A has its shape; a saved module replacing a base tensor has its shape. */

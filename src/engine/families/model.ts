@@ -11,7 +11,7 @@ import { decodeToFloat32, FloatDtype, isFloatDtype } from '../checkpoint/dtype';
 import { createStagingDirectory, publishDirectory } from '../checkpoint/files';
 import { CheckpointWriter, fsyncFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
-import { adaptedCheckpoint, addLowRank, checkAdapterFits, LoraAdapter, readLoraAdapter, splitModelReference } from '../checkpoint/lora';
+import { adaptedCheckpoint, addLowRank, checkAdapterFits, configDirectory, LoraAdapter, readLoraAdapter, splitModelReference } from '../checkpoint/lora';
 import { familyForConfig, isKnownModelType, knownModelTypes } from './registry';
 import { FamilyConfig, ModelFamily, ParamLookup } from './types';
 
@@ -67,9 +67,8 @@ export function modelFamilyOf(directory: string): { family: ModelFamily<FamilyCo
 /** The family of a model reference (a checkpoint, or MODEL+ADAPTER: an adapter runs as the model it adapts). */
 export function modelFamilyOfReference(reference: string): ReturnType<typeof modelFamilyOf> {
   const { checkpoint, adapter } = splitModelReference(reference);
-  // An adapter directory with a config.json of its own (the adapted model's) speaks for it.
-  if (adapter && existsSync(join(adapter, 'config.json'))) return modelFamilyOf(adapter);
-  return modelFamilyOf(openCheckpoint(checkpoint).directory);
+  const directory = openCheckpoint(checkpoint).directory;
+  return modelFamilyOf(adapter ? configDirectory(adapter, directory) : directory);
 }
 
 /**

@@ -3,14 +3,14 @@
  * over a planned merge that lays their rows out in the output vocabulary's order (the jobs carry
  * the row maps; the rows are moved as each tensor is read, in tensor-job.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint';
 import { dtypeSize } from '../checkpoint/dtype';
 import { MergeInputError } from '../errors';
 import { buildVocabulary, embeddingRows, MergedVocabulary, TokenEmbeddingSource, VocabularyModel } from '../vocabulary/merge-vocabulary';
 import type { MergePlan } from './plan';
 import { TensorJob } from './tensor-job';
+import { readArchitecture } from './plan-inputs';
 import { layerPositions, resolveRaw } from './config';
 
 /**
@@ -37,17 +37,10 @@ export function sameBesidesRows(name: string, a: readonly number[], b: readonly 
   return isEmbeddingTensor(name) && a.length === b.length && a.length >= 1 && a.slice(1).every((d, i) => d === b[i + 1]);
 }
 
-function vocabSizeOf(checkpoint: Checkpoint): number | undefined {
-  const path = join(checkpoint.directory, 'config.json');
-  if (!existsSync(path)) return undefined;
-  const size = (JSON.parse(readFileSync(path, 'utf8')) as { vocab_size?: unknown }).vocab_size;
-  return typeof size === 'number' ? size : undefined;
-}
-
 /** A model's embedding rows: config.json vocab_size, or the rows of its first embedding tensor. */
 function rowsOf(checkpoint: Checkpoint): number {
-  const fromConfig = vocabSizeOf(checkpoint);
-  if (fromConfig !== undefined) return fromConfig;
+  const fromConfig = (readArchitecture(checkpoint) as { vocab_size?: unknown } | undefined)?.vocab_size;
+  if (typeof fromConfig === 'number') return fromConfig;
   const name = checkpoint.names.find(isEmbeddingTensor);
   if (!name) throw new MergeInputError(`${checkpoint.path}: tokenizer_source needs the token embeddings, and no tensor is one (looked for ${EMBEDDING_TENSOR.map((p) => p.source).join(', ')})`);
   return checkpoint.tensors.get(name)!.shape[0];
