@@ -1,11 +1,11 @@
 /** Importance analyses: start one, list them, follow their model, task and base. */
-import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { requestAnalysis } from '../jobs/requests';
 import { listAnalyses } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
-import { ImportanceAnalysisConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
-import { Connection, decodeCursor, pageConnection } from './connections';
+import { ImportanceAnalysisConnection, jobPage, JobListArgs } from './list-types';
+import { Connection, pageConnection } from './connections';
 import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { EstimatorEnum, PartitionLevelEnum } from './enums';
@@ -74,12 +74,9 @@ export class AnalysisResolver {
   @Query(() => ImportanceAnalysisConnection, { description: 'importance analyses, newest first unless ordered otherwise' })
   async analyses(
     @Ctx() { prisma }: ApiContext,
-    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
-    @Arg('after', () => String, { nullable: true }) after: string | undefined,
-    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
-    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+    @Args() args: JobListArgs,
   ): Promise<Connection<AnalysisType>> {
-    return withErrorCodes(async () => pageConnection(await listAnalyses(prisma, { ...filter }, { first, after: after && decodeCursor('analysis', after), orderBy: orderOf(orderBy) }), 'analysis', toAnalysis));
+    return withErrorCodes(async () => pageConnection(await listAnalyses(prisma, { ...args.filter }, jobPage(args, 'analysis')), 'analysis', toAnalysis));
   }
 
   @FieldResolver(() => ModelType)

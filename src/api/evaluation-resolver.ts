@@ -1,11 +1,11 @@
 /** Evaluation runs: ask for one, read them, follow their model and task. */
-import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { requestEvaluation } from '../jobs/evaluation-requests';
 import { listEvaluationRuns } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
-import { EvaluationRunConnection, JobFilterInput, JobOrder, orderOf } from './list-types';
-import { Connection, decodeCursor, pageConnection } from './connections';
+import { EvaluationRunConnection, jobPage, JobListArgs } from './list-types';
+import { Connection, pageConnection } from './connections';
 import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { EvaluationRunType, ModelType, TaskType, jobTiming, JobTimingType } from './types';
@@ -37,12 +37,9 @@ export class EvaluationResolver {
   @Query(() => EvaluationRunConnection, { description: 'evaluation runs, newest first unless ordered otherwise' })
   async evaluationRuns(
     @Ctx() { prisma }: ApiContext,
-    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
-    @Arg('after', () => String, { nullable: true }) after: string | undefined,
-    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
-    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+    @Args() args: JobListArgs,
   ): Promise<Connection<EvaluationRunType>> {
-    return withErrorCodes(async () => pageConnection(await listEvaluationRuns(prisma, { ...filter }, { first, after: after && decodeCursor('evaluationRun', after), orderBy: orderOf(orderBy) }), 'evaluationRun', toEvaluationRun));
+    return withErrorCodes(async () => pageConnection(await listEvaluationRuns(prisma, { ...args.filter }, jobPage(args, 'evaluationRun')), 'evaluationRun', toEvaluationRun));
   }
 
   @FieldResolver(() => ModelType)

@@ -2,9 +2,9 @@
  * The lists of the API as Relay connections, with their orderings and filters: models, tasks,
  * merges, analyses, evaluation runs, evaluations and job events.
  */
-import { Field, ID, InputType, registerEnumType } from 'type-graphql';
+import { ArgsType, Field, ID, InputType, Int, registerEnumType } from 'type-graphql';
 import { JobStatus, ModelKind } from '../store/generated/enums';
-import { connectionType } from './connections';
+import { connectionType, decodeCursor } from './connections';
 import { AnalysisType, EvaluationRunType, EvaluationType, MergeType, ModelType, TaskType } from './types';
 
 export enum OrderDirection {
@@ -75,3 +75,15 @@ export const EvaluationConnection = connectionType(EvaluationType, 'Evaluation',
 
 /** A model-facing order as the store's. */
 export const orderOf = <F extends string>(order: { field: F; direction: OrderDirection } | undefined) => (order ? { field: order.field, direction: order.direction } : undefined);
+
+/** The arguments every list of jobs takes. */
+@ArgsType()
+export class JobListArgs {
+  @Field(() => Int, { defaultValue: 50, description: '1 to 500' }) first: number;
+  @Field(() => String, { nullable: true }) after?: string;
+  @Field(() => JobFilterInput, { nullable: true }) filter?: JobFilterInput;
+  @Field(() => JobOrder, { nullable: true }) orderBy?: JobOrder;
+}
+
+/** A job list's arguments as the store's page request, its cursor decoded for `kind`. */
+export const jobPage = (args: JobListArgs, kind: string) => ({ first: args.first, after: args.after && decodeCursor(kind, args.after), orderBy: orderOf(args.orderBy) });

@@ -1,13 +1,13 @@
 /** Merges: start one (any engine method, APL included), list them, follow their inputs and output. */
-import { Arg, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, registerEnumType, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Authorized, Ctx, Field, FieldResolver, ID, InputType, Int, Mutation, Query, registerEnumType, Resolver, Root } from 'type-graphql';
 import { GraphQLError } from 'graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { requestMerge } from '../jobs/requests';
 import { getMergeMethod } from '../engine/methods/registry';
 import { listMerges } from '../store/jobs';
 import { ApiContext, requesterOf, requireQueue } from './context';
-import { JobFilterInput, JobOrder, MergeConnection, orderOf } from './list-types';
-import { Connection, decodeCursor, pageConnection } from './connections';
+import { jobPage, JobListArgs, MergeConnection } from './list-types';
+import { Connection, pageConnection } from './connections';
 import { payloadType } from './payloads';
 import { withErrorCodes } from './errors';
 import { OutputDtypeEnum } from './enums';
@@ -79,12 +79,9 @@ export class MergeResolver {
   @Query(() => MergeConnection, { description: 'merges, newest first unless ordered otherwise' })
   async merges(
     @Ctx() { prisma }: ApiContext,
-    @Arg('first', () => Int, { defaultValue: 50, description: '1 to 500' }) first: number,
-    @Arg('after', () => String, { nullable: true }) after: string | undefined,
-    @Arg('filter', () => JobFilterInput, { nullable: true }) filter: JobFilterInput | undefined,
-    @Arg('orderBy', () => JobOrder, { nullable: true }) orderBy: JobOrder | undefined,
+    @Args() args: JobListArgs,
   ): Promise<Connection<MergeType>> {
-    return withErrorCodes(async () => pageConnection(await listMerges(prisma, { ...filter }, { first, after: after && decodeCursor('merge', after), orderBy: orderOf(orderBy) }), 'merge', toMerge));
+    return withErrorCodes(async () => pageConnection(await listMerges(prisma, { ...args.filter }, jobPage(args, 'merge')), 'merge', toMerge));
   }
 
   @FieldResolver(() => GraphQLJSONObject, { description: "the method's global parameters in force: those requested, the rest at the method's defaults (per-model ones are on each input)" })
