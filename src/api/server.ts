@@ -13,6 +13,7 @@ import { ApolloServer, ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
+import { join } from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
 import { ExecutionArgs, getOperationAST, GraphQLError, GraphQLFormattedError, GraphQLSchema, validate } from 'graphql';
 import { CloseCode } from 'graphql-ws';
@@ -131,10 +132,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // The dashboard (src/web, built into dist/web by npm run build): every asset from this server, nothing inline.
   const dashboard = dashboardDirectory();
   if (dashboard) {
-    app.use('/', (_req, res, next) => {
+    // Only `/` and the bundle's assets: GraphQL requests never look at the file system.
+    const dashboardPolicy = (_req: Request, res: Response, next: NextFunction) => {
       res.set('content-security-policy', "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
       next();
-    }, express.static(dashboard, { index: 'index.html', fallthrough: true }));
+    };
+    app.get('/', dashboardPolicy, (_req, res) => res.sendFile(join(dashboard, 'index.html')));
+    app.use('/assets', dashboardPolicy, express.static(join(dashboard, 'assets'), { fallthrough: false }));
   } else {
     app.get('/', (_req, res) => {
       res.set('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; connect-src 'self'");
