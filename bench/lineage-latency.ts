@@ -9,7 +9,7 @@
  */
 import { Client } from 'pg';
 import { Random } from '../src/engine/kernels/random';
-import { flag, freshDatabase, percentile, startServer } from './lib/platform';
+import { cpuSecondsOfCommand, cpuSecondsOfTree, flag, freshDatabase, percentile, startServer } from './lib/platform';
 
 interface Node {
   id: string;
@@ -97,6 +97,7 @@ async function main(): Promise<void> {
     // Warm-up: connections, plans, JIT.
     await Promise.all(Array.from({ length: 200 }, (_, i) => post(i % 2 ? ANCESTORS : LINEAGE, i % 2 ? deep[i % deep.length].id : bases[i % bases.length].id)));
     const started = Date.now();
+    const cpuBefore = { server: cpuSecondsOfTree(server.child.pid!), database: cpuSecondsOfCommand('postgres'), client: process.cpuUsage() };
     await Promise.all(
       Array.from({ length: clients }, async (_, c) => {
         const mine = new Random(c, 'client');
@@ -111,6 +112,13 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = (Date.now() - started) / 1000;
+    const clientUsage = process.cpuUsage(cpuBefore.client);
+    const perRequest = (cpuSeconds: number) => ((cpuSeconds * 1000) / requests).toFixed(2);
+    const cpu = {
+      server: perRequest(cpuSecondsOfTree(server.child.pid!) - cpuBefore.server),
+      database: perRequest(cpuSecondsOfCommand('postgres') - cpuBefore.database),
+      client: perRequest((clientUsage.user + clientUsage.system) / 1e6),
+    };
     console.log('| query | requests | p50 ms | p99 ms | max ms |');
     console.log('| --- | --- | --- | --- | --- |');
     for (const [kind, values] of Object.entries(latencies)) {
@@ -118,6 +126,7 @@ async function main(): Promise<void> {
       console.log(`| ${kind} | ${values.length} | ${percentile(values, 50).toFixed(1)} | ${percentile(values, 99).toFixed(1)} | ${values[values.length - 1].toFixed(1)} |`);
     }
     console.log(`throughput: ${(requests / seconds).toFixed(0)} requests/s over ${seconds.toFixed(1)} s`);
+    console.log(`CPU per request: API server ${cpu.server} ms, PostgreSQL ${cpu.database} ms, load generator ${cpu.client} ms`);
   } finally {
     await server.stop();
     if (process.argv.includes('--keep')) console.log(`kept ${database.url}`);

@@ -306,6 +306,10 @@ describe('limits', () => {
     const large = await viewer()(QUERY, { n: 500 });
     expect(large.errors![0].extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 20_000 });
     expect(large.errors![0].message).toMatch(/estimated \d+/);
+    // Checks are remembered per document and numbers: the small page is still let through, and a string variable does not matter.
+    expect((await viewer()(QUERY, { n: 2 })).errors).toBeUndefined();
+    const ID_QUERY = 'query($id: ID!, $n: Int!) { model(id: $id) { children { model { name } } } models(first: $n) { nodes { children { model { children { model { name } } } } } } }';
+    for (const id of [ids.base, ids.base.replace(/^./, '0')]) expect((await viewer()(ID_QUERY, { id, n: 500 })).errors![0].extensions.code).toBe('QUERY_TOO_COMPLEX');
   });
 
   it("lets the README's and a dashboard's queries through", async () => {

@@ -1,5 +1,6 @@
 /** Shared by the platform benchmarks: a fresh database, a real `apl-merge serve` process, percentiles. */
 import { ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createPrisma, DEFAULT_DATABASE_URL } from '../../src/store/client';
 import { Role } from '../../src/store/generated/enums';
@@ -51,4 +52,47 @@ export function percentile(sorted: readonly number[], p: number): number {
 export function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/**
+ * CPU seconds (user + system) used so far by a process and its descendants, from /proc (Linux):
+ * what each request costs the server, steadier on a shared machine than requests per second.
+ */
+export function cpuSecondsOfTree(rootPid: number): number {
+  const stats = processStats();
+  let ticks = 0;
+  const pending = [rootPid];
+  while (pending.length > 0) {
+    const pid = pending.pop()!;
+    ticks += stats.get(pid)?.ticks ?? 0;
+    for (const [child, stat] of stats) if (stat.parent === pid) pending.push(child);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** CPU seconds used so far by every process running `command` (e.g. postgres: the database's share). */
+export function cpuSecondsOfCommand(command: string): number {
+  let ticks = 0;
+  for (const stat of processStats().values()) if (stat.command === command) ticks += stat.ticks;
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** USER_HZ: 100 on every Linux we run on. */
+const TICKS_PER_SECOND = 100;
+
+function processStats(): Map<number, { parent: number; ticks: number; command: string }> {
+  const stats = new Map<number, { parent: number; ticks: number; command: string }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces), "(...)": state ppid … utime(14) stime(15).
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      const command = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      stats.set(Number(entry), { parent: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), command });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return stats;
 }

@@ -24,12 +24,41 @@ export class PathRedactor {
     return redactRootPaths(text, this.roots, this.hidden, this.replacements).replace(OTHER_FILE_URI, (uri) => `${DATA_URI_SCHEME}(outside the data roots)/${uri.split('/').pop()}`);
   }
 
-  /** A copy of a JSON value with every string redacted (object keys too: reports may be keyed by file). */
+  /**
+   * The JSON value with every string redacted (object keys too: reports may be keyed by file). Parts
+   * with nothing to redact are returned as they are, not copied: most answers (ids, names, numbers)
+   * hold no path, and copying each one cost more than the query behind it.
+   */
   value<T>(value: T): T {
     if (typeof value === 'string') return this.text(value) as T;
-    if (Array.isArray(value)) return value.map((v) => this.value(v)) as T;
+    if (Array.isArray(value)) {
+      let copy: unknown[] | undefined;
+      for (let i = 0; i < value.length; i++) {
+        const item: unknown = value[i];
+        const redacted = this.value(item);
+        if (redacted !== item && !copy) copy = value.slice(0, i);
+        copy?.push(redacted);
+      }
+      return (copy ?? value) as T;
+    }
     if (value && typeof value === 'object' && !(value instanceof Date)) {
-      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [this.text(k), this.value(v)])) as T;
+      const record = value as Record<string, unknown>;
+      let copy: Record<string, unknown> | undefined;
+      for (const key in record) {
+        if (!Object.hasOwn(record, key)) continue;
+        const item = record[key];
+        const redactedKey = this.text(key);
+        const redacted = this.value(item);
+        if (!copy && (redactedKey !== key || redacted !== item)) {
+          copy = {};
+          for (const earlier in record) {
+            if (earlier === key) break;
+            if (Object.hasOwn(record, earlier)) copy[this.text(earlier)] = record[earlier];
+          }
+        }
+        if (copy) copy[redactedKey] = redacted;
+      }
+      return (copy ?? value) as T;
     }
     return value;
   }

@@ -11,6 +11,7 @@ import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
 import { ComplexityEstimatorArgs, getComplexity } from 'graphql-query-complexity';
+import { BoundedMap } from '../store/batching';
 
 export interface QueryLimits {
   /** Lexical tokens in a document (refused while parsing). */
@@ -117,11 +118,8 @@ export function checkIntrospection(document: DocumentNode): GraphQLError | undef
 
 export type CheckedDocument = { document: DocumentNode } | { refused: GraphQLError } | { syntaxError: GraphQLError };
 
-/**
- * Parses a request's document (stopping at the token limit) and checks it against every limit, with
- * the request's variables: what the HTTP and WebSocket paths both run before anything else.
- */
-export function checkDocument(schema: GraphQLSchema, query: string, variables: Record<string, unknown> | undefined, limits: QueryLimits, operationName?: string): CheckedDocument {
+/** Parses a document (stopping at the token limit) and checks its shape: what depends on the text alone. */
+function parseAndCheckShape(schema: GraphQLSchema, query: string, limits: QueryLimits): CheckedDocument {
   let document: DocumentNode;
   try {
     document = parse(query, { maxTokens: limits.maxTokens });
@@ -130,6 +128,53 @@ export function checkDocument(schema: GraphQLSchema, query: string, variables: R
     if (/Document contains more th(?:an|at) \d+ tokens/.test((err as Error).message)) return { refused: limitError('QUERY_TOO_LARGE', `Query token limit of ${limits.maxTokens} exceeded: parsing stopped`, limits.maxTokens) };
     return { syntaxError: new GraphQLError((err as Error).message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } }) };
   }
-  const refused = checkQueryShape(schema, document, limits) ?? checkQueryCost(schema, document, variables, limits, operationName);
+  const refused = checkQueryShape(schema, document, limits);
   return refused ? { refused } : { document };
+}
+
+/**
+ * Parses a request's document (stopping at the token limit) and checks it against every limit, with
+ * the request's variables: what the HTTP and WebSocket paths both run before anything else.
+ */
+export function checkDocument(schema: GraphQLSchema, query: string, variables: Record<string, unknown> | undefined, limits: QueryLimits, operationName?: string): CheckedDocument {
+  const shaped = parseAndCheckShape(schema, query, limits);
+  if (!('document' in shaped)) return shaped;
+  const refused = checkQueryCost(schema, shaped.document, variables, limits, operationName);
+  return refused ? { refused } : shaped;
+}
+
+/** Documents and variables larger than this are checked afresh each time rather than remembered. */
+const MAX_REMEMBERED_CHARS = 8192;
+
+/**
+ * checkDocument with its answers remembered, for one schema and one set of limits: clients send
+ * the same few documents again and again, and parsing and walking them was a tenth of what a
+ * lineage request cost. The shape's answer depends on the text alone; the cost's on the text and
+ * on the variables' numbers and booleans (a list's `first`, an `@include`), never on their strings
+ * (ids, names), which are left out of its key. Parsed documents are shared, never changed.
+ */
+export class DocumentChecker {
+  private readonly shapes = new BoundedMap<string, CheckedDocument>(500);
+  private readonly costs = new BoundedMap<string, GraphQLError | null>(2000);
+
+  constructor(
+    private readonly schema: GraphQLSchema,
+    private readonly limits: QueryLimits,
+  ) {}
+
+  check(query: string, variables: Record<string, unknown> | undefined, operationName?: string): CheckedDocument {
+    if (query.length > MAX_REMEMBERED_CHARS) return checkDocument(this.schema, query, variables, this.limits, operationName);
+    let shaped = this.shapes.get(query);
+    if (!shaped) this.shapes.set(query, (shaped = parseAndCheckShape(this.schema, query, this.limits)));
+    if (!('document' in shaped)) return shaped;
+    const numbers = JSON.stringify(variables ?? null, (_key, value: unknown) => (typeof value === 'string' ? '' : value));
+    if (numbers.length > MAX_REMEMBERED_CHARS) {
+      const refused = checkQueryCost(this.schema, shaped.document, variables, this.limits, operationName);
+      return refused ? { refused } : shaped;
+    }
+    const key = `${operationName ?? ''}\u0000${numbers}\u0000${query}`;
+    let refused = this.costs.get(key);
+    if (refused === undefined) this.costs.set(key, (refused = checkQueryCost(this.schema, shaped.document, variables, this.limits, operationName) ?? null));
+    return refused ? { refused } : shaped;
+  }
 }

@@ -3,7 +3,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, InputType, Int, Mutation, Quer
 import { GraphQLError } from 'graphql';
 import { ModelKind } from '../store/generated/enums';
 import { ancestors, descendants, lineageGraph } from '../store/lineage';
-import { listModels, listTasks, registerTask } from '../store/registry';
+import { findModel, listModels, listTasks, registerTask } from '../store/registry';
 import { registerAndEvaluate } from '../jobs/evaluation-requests';
 import { archiveModel, deleteModel, updateModel } from '../store/model-lifecycle';
 import { listAnalyses, listEvaluationRuns, listMerges } from '../store/jobs';
@@ -70,7 +70,7 @@ export class ModelResolver {
 
   @Query(() => ModelType)
   async model(@Ctx() { prisma }: ApiContext, @Arg('id', () => ID) id: string): Promise<ModelType> {
-    const model = await prisma.model.findUnique({ where: { id } }).catch(() => null);
+    const model = await findModel(prisma, id);
     if (!model) throw new GraphQLError(`model ${id} does not exist`, { extensions: { code: 'NOT_FOUND' } });
     return model;
   }

@@ -8,7 +8,7 @@ import { AnalysisResolver } from './analysis-resolver';
 import { CheckpointResolver } from './checkpoint-resolver';
 import { EvaluationResolver } from './evaluation-resolver';
 import { roleChecker } from './auth';
-import { checkArguments } from './arguments';
+import { checkArgumentsOf } from './arguments';
 import { JobResolver } from './job-resolver';
 import { MergeResolver } from './merge-resolver';
 import { MethodResolver } from './method-resolver';
@@ -19,15 +19,15 @@ import { WorkerResolver } from './worker-resolver';
 export async function buildApiSchema(): Promise<GraphQLSchema> {
   // Live events come from JobEventHub (Postgres LISTEN) through each subscription's own `subscribe`;
   // type-graphql still requires a PubSub to build subscription fields.
-  return buildSchema({
+  const schema = await buildSchema({
     resolvers: [ModelResolver, NodeResolver, CheckpointResolver, MergeResolver, AnalysisResolver, EvaluationResolver, JobResolver, MethodResolver, AdminResolver, WorkerResolver],
     validate: false,
     pubSub: createPubSub(),
     authChecker: roleChecker,
-    globalMiddlewares: [checkArguments],
     // A field without @Authorized needs only a valid token (or anonymous reads), which every request has by then.
     authMode: 'error',
   });
+  return checkArgumentsOf(schema);
 }
 
 export async function schemaText(): Promise<string> {

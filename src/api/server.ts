@@ -26,11 +26,12 @@ import { allDataRoots, DataRoot } from '../store/data-roots';
 import { listenOn, Listener } from '../store/notifications';
 import { TOKEN_REVOKED_CHANNEL } from '../store/tokens';
 import { ANONYMOUS, authenticate, Principal } from './auth';
+import { TokenCache } from './token-cache';
 import { createLoaders } from './loaders';
 import { ApiContext } from './context';
 import { JobEventHub } from './event-hub';
 import { PathRedactor } from './exposure';
-import { checkDocument, DEFAULT_QUERY_LIMITS, QueryLimits } from './limits';
+import { DEFAULT_QUERY_LIMITS, DocumentChecker, QueryLimits } from './limits';
 import { DEFAULT_MUTATION_RATE, MutationRateLimiter, RateLimitSettings } from './rate-limit';
 import { buildApiSchema } from './schema';
 import { dashboardDirectory, homePage } from './home-page';
@@ -102,6 +103,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const schema: GraphQLSchema = await buildApiSchema();
   const events = options.databaseUrl ? await JobEventHub.start(options.databaseUrl) : undefined;
   const limiter = new MutationRateLimiter(settings.mutationRate);
+  const tokens = new TokenCache();
+  const documents = new DocumentChecker(schema, settings.queryLimits);
   const { prisma } = options;
   const hidden = options.hiddenPaths ?? [];
   const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken, loaders: createLoaders(prisma) });
@@ -123,6 +126,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const app = express();
   app.disable('x-powered-by');
   const http: Server = createServer(app);
+  // Idle keep-alive connections are closed by the client first: with Node's 5 s default a client
+  // (undici's pool keeps sockets 4 s) could send a request on a socket the server was closing
+  // that instant, and get ECONNRESET for a request the server never saw.
+  http.keepAliveTimeout = 65_000;
+  http.headersTimeout = 66_000;
 
   // Browsers send Origin on cross-site requests; only the server's own pages (and configured origins) may call it.
   app.use((req: Request, res: Response, next: NextFunction) => {
@@ -175,11 +183,20 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         options.databaseUrl,
         TOKEN_REVOKED_CHANNEL,
         (tokenId) => {
+          tokens.revoked(tokenId);
           for (const [socket, connection] of connections) if (connection.viewer.tokenId === tokenId) closeFor(socket, CloseCode.Unauthorized, 'token revoked');
         },
-        { onReconnect: () => void recheckConnections() },
+        {
+          onDisconnect: () => tokens.setListening(false),
+          onReconnect: () => {
+            tokens.setListening(true);
+            void recheckConnections();
+          },
+        },
       )
     : undefined;
+  // Verified tokens are answered from memory only while revocations can be heard.
+  if (revocations) tokens.setListening(true);
   type WsExtra = { socket: WebSocket; request: IncomingMessage };
   const connectionOf = (extra: WsExtra): Connection => {
     const connection = connections.get(extra.socket);
@@ -192,7 +209,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       context: (ctx) => context(connectionOf(ctx.extra).viewer),
       onConnect: async (ctx) => {
         try {
-          const viewer = await authenticate(prisma, ctx.connectionParams?.authorization, settings.allowAnonymousRead);
+          const viewer = await authenticate(prisma, ctx.connectionParams?.authorization, settings.allowAnonymousRead, tokens);
           const connection: Connection = { viewer, subscriptions: new Set() };
           if (viewer.expiresAt) {
             const ms = Math.max(0, viewer.expiresAt.getTime() - Date.now());
@@ -218,7 +235,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         // The token is checked again: one revoked or expired since the connection opened stops here.
         if (connection.viewer.tokenId) {
           try {
-            connection.viewer = await authenticate(prisma, ctx.connectionParams?.authorization, false);
+            connection.viewer = await authenticate(prisma, ctx.connectionParams?.authorization, false, tokens);
           } catch (err) {
             if (isDatabaseUnavailable(err)) return [new GraphQLError(DATABASE_UNAVAILABLE, { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             closeFor(ctx.extra.socket, CloseCode.Unauthorized, (err as Error).message.slice(0, 120));
@@ -228,7 +245,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         if (connection.subscriptions.size >= settings.maxSubscriptionsPerConnection) {
           return [new GraphQLError(`at most ${settings.maxSubscriptionsPerConnection} subscriptions per connection`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS', limit: settings.maxSubscriptionsPerConnection } })];
         }
-        const checked = checkDocument(schema, payload.query, payload.variables ?? undefined, settings.queryLimits, payload.operationName ?? undefined);
+        const checked = documents.check(payload.query, payload.variables ?? undefined, payload.operationName ?? undefined);
         if (!('document' in checked)) return ['refused' in checked ? checked.refused : checked.syntaxError];
         const { document } = checked;
         const errors = validate(schema, document);
@@ -275,8 +292,16 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         },
         async willSendResponse({ response, contextValue }) {
           if (response.body.kind !== 'single') return;
-          const redactor = await redactorFor(contextValue.viewer);
           const result = response.body.singleResult;
+          // Nothing answered because the database is away: the same 503 the token check gives then,
+          // whichever step found it missing (a token known from before is checked in memory).
+          if (result.errors?.length && result.errors.every((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE') && Object.values(result.data ?? {}).every((v) => v === null)) {
+            response.body.singleResult = { errors: [{ message: DATABASE_UNAVAILABLE, extensions: { code: 'SERVICE_UNAVAILABLE' } }] };
+            response.http.status = 503;
+            response.http.headers.set('retry-after', '2');
+            return;
+          }
+          const redactor = await redactorFor(contextValue.viewer);
           if (redactor) {
             if (result.data) result.data = redactor.value(result.data);
             if (result.errors) result.errors = redactor.value(result.errors);
@@ -320,7 +345,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     },
     async (req: Request, res: Response, next: NextFunction) => {
       try {
-        res.locals.viewer = await authenticate(prisma, bearerOf(req), settings.allowAnonymousRead);
+        res.locals.viewer = await authenticate(prisma, bearerOf(req), settings.allowAnonymousRead, tokens);
         next();
       } catch (err) {
         if (err instanceof GraphQLError && err.extensions.code === 'UNAUTHENTICATED') {
@@ -346,7 +371,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       } catch {
         return next();
       }
-      const checked = checkDocument(schema, query, vars ?? undefined, settings.queryLimits, typeof operationName === 'string' ? operationName : undefined);
+      const checked = documents.check(query, vars ?? undefined, typeof operationName === 'string' ? operationName : undefined);
       // A syntax error is Apollo's to report, in its own words.
       if ('refused' in checked) return res.status(400).json({ errors: [formatLimit(checked.refused)] });
       next();

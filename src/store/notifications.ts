@@ -14,6 +14,8 @@ export interface Listener {
 export interface ListenOptions {
   /** Called after a lost connection is back and listening again. */
   onReconnect?: () => void;
+  /** Called when the connection is lost (notifications sent from now until onReconnect are missed). */
+  onDisconnect?: () => void;
   log?: (line: string) => void;
   /** First and largest wait between reconnection attempts. */
   backoffMs?: { first: number; max: number };
@@ -39,6 +41,7 @@ export async function listenOn(url: string, channel: string, onPayload: (payload
     next.on('end', () => {
       if (closed || client !== next) return;
       client = undefined;
+      options.onDisconnect?.();
       log(`database: the ${channel} listener lost its connection; reconnecting`);
       schedule(backoff.first);
     });

@@ -16,6 +16,7 @@ import { DATA_URI_SCHEME, DataRoot, locateInRoots, pathFromRequest } from './dat
 import { RegistryError } from './registry-error';
 import { descendants } from './lineage';
 import { pageOf, PageRequest } from './paging';
+import { batchKey, turnBatcher } from './batching';
 
 export { RegistryError };
 
@@ -236,6 +237,21 @@ async function checkHomologous(prisma: PrismaClient, path: string, parentIds: re
       }
     }
   }
+}
+
+/** A model by id, or null when there is none; lookups made in one turn of the event loop share one statement. */
+export async function findModel(prisma: PrismaClient, id: string): Promise<Model | null> {
+  let key: string;
+  try {
+    key = batchKey(id, 'model');
+  } catch {
+    return null;
+  }
+  const loader = turnBatcher<string, Model | null>(prisma, 'model-by-id', async (ids) => {
+    const found = new Map((await prisma.model.findMany({ where: { id: { in: [...ids] } } })).map((m) => [m.id, m]));
+    return ids.map((i) => found.get(i) ?? null);
+  });
+  return loader.load(key);
 }
 
 export interface ModelFilter {

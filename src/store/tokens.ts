@@ -94,14 +94,24 @@ export type TokenCheck = { ok: true; token: TokenInfo } | { ok: false; reason: s
 /** How often last_used_at is written for one token, at most (a write per request would be a write per query). */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+/** Whether a token row found by its hash may be used now: not revoked, not expired. */
+export function tokenStanding(found: TokenInfo, now = Date.now()): TokenCheck {
+  if (found.revokedAt) return { ok: false, reason: `token "${found.name}" was revoked` };
+  if (found.expiresAt && found.expiresAt.getTime() <= now) return { ok: false, reason: `token "${found.name}" expired at ${found.expiresAt.toISOString()}` };
+  return { ok: true, token: found };
+}
+
+/** Whether a live token's last_used_at is due to be written again. */
+export const lastUsedIsStale = (token: TokenInfo, now = Date.now()): boolean => !token.lastUsedAt || now - token.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS;
+
 /** Finds a live token by its text; says why when there is none (unknown, revoked, expired). */
 export async function verifyToken(prisma: PrismaClient, token: string): Promise<TokenCheck> {
   if (!token.startsWith(TOKEN_MARKER)) return { ok: false, reason: 'not an apl-merge API token' };
   const found = await prisma.apiToken.findUnique({ where: { hash: hashToken(token) }, select: INFO });
   if (!found) return { ok: false, reason: 'unknown token' };
-  if (found.revokedAt) return { ok: false, reason: `token "${found.name}" was revoked` };
-  if (found.expiresAt && found.expiresAt.getTime() <= Date.now()) return { ok: false, reason: `token "${found.name}" expired at ${found.expiresAt.toISOString()}` };
-  if (!found.lastUsedAt || Date.now() - found.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
+  const standing = tokenStanding(found);
+  if (!standing.ok) return standing;
+  if (lastUsedIsStale(found)) {
     const now = new Date();
     await prisma.apiToken.update({ where: { id: found.id }, data: { lastUsedAt: now } });
     found.lastUsedAt = now;
