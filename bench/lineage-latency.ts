@@ -5,11 +5,11 @@
  * random deep model or the lineage graph of a random base, back to back. Reports p50/p99 latency
  * per query and the throughput.
  *
- *   npm run build && node dist/bench/lineage-latency.js [--models 10000 --trees 100 --clients 100 --requests 20000 --workers 1]
+ *   npm run build && node dist/bench/lineage-latency.js [--models 10000 --trees 100 --clients 100 --requests 20000 --workers 1] [--fetch]
  */
 import { Client } from 'pg';
 import { Random } from '../src/engine/kernels/random';
-import { cpuSecondsOfCommand, cpuSecondsOfTree, flag, freshDatabase, percentile, startServer } from './lib/platform';
+import { cpuSecondsOfCommand, cpuSecondsOfTree, flag, freshDatabase, graphqlPoster, percentile, startServer } from './lib/platform';
 
 interface Node {
   id: string;
@@ -76,6 +76,8 @@ async function main(): Promise<void> {
   const requests = flag('requests', 20000);
   // API processes of the server (serve --workers N).
   const serverProcesses = flag('workers', 1);
+  // The load generator's HTTP client (lib/platform.ts graphqlPoster): http (default) or fetch.
+  const loadClient = process.argv.includes('--fetch') ? 'fetch' : 'http';
   const random = new Random(1, 'lineage-bench');
   const { bases, all } = buildTrees(models, trees, random);
   const deep = all.filter((n) => n.depth >= 5);
@@ -86,14 +88,11 @@ async function main(): Promise<void> {
   });
   try {
     await load(database.url, all);
-    console.log(`${all.length} models in ${trees} trees (max depth ${Math.max(...all.map((n) => n.depth))}, ${all.filter((n) => n.parents.length > 1).length} merges); ${clients} clients, ${requests} requests`);
+    console.log(`${all.length} models in ${trees} trees (max depth ${Math.max(...all.map((n) => n.depth))}, ${all.filter((n) => n.parents.length > 1).length} merges); ${clients} clients (${loadClient}), ${requests} requests`);
     const latencies: Record<'ancestors' | 'lineage', number[]> = { ancestors: [], lineage: [] };
     let sent = 0;
-    const post = async (query: string, id: string) => {
-      const response = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${server.token}` }, body: JSON.stringify({ query, variables: { id } }) });
-      const body = (await response.json()) as { errors?: unknown };
-      if (body.errors) throw new Error(JSON.stringify(body.errors));
-    };
+    const send = graphqlPoster(server.url, server.token, loadClient, clients);
+    const post = (query: string, id: string) => send(query, { id });
     // Warm-up: connections, plans, JIT.
     await Promise.all(Array.from({ length: 200 }, (_, i) => post(i % 2 ? ANCESTORS : LINEAGE, i % 2 ? deep[i % deep.length].id : bases[i % bases.length].id)));
     const started = Date.now();

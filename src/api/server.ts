@@ -302,14 +302,24 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
             return;
           }
           const redactor = await redactorFor(contextValue.viewer);
-          if (redactor) {
-            if (result.data) result.data = redactor.value(result.data);
-            if (result.errors) result.errors = redactor.value(result.errors);
+          if (!redactor) return;
+          if (result.data && !result.errors && !result.extensions) {
+            // Redaction only ever changes text with a slash in it: an answer whose JSON has none is sent
+            // as it is, and the JSON written here is the one sent (stringifyResult), not made twice.
+            const text = JSON.stringify({ data: result.data });
+            if (!text.includes('/')) {
+              writtenAnswers.set(result.data, text);
+              return;
+            }
           }
+          if (result.data) result.data = redactor.value(result.data);
+          if (result.errors) result.errors = redactor.value(result.errors);
         },
       };
     },
   };
+  // Answers' JSON already written by the redaction check, by their data object.
+  const writtenAnswers = new WeakMap<object, string>();
   const apollo = new ApolloServer<ApiContext>({
     schema,
     // Introspection stays on: dashboards and scripts discover the schema with it (behind a token).
@@ -320,7 +330,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     parseOptions: { maxTokens: settings.queryLimits.maxTokens },
     formatError: (formatted, error) => maskInternal(formatted, error),
     // Compact JSON: Apollo's default indents every answer, which makes a lineage graph half again as many bytes to write.
-    stringifyResult: (value) => JSON.stringify(value),
+    stringifyResult: (value) => (value.data && !value.errors && !value.extensions && writtenAnswers.get(value.data)) || JSON.stringify(value),
     // The process that starts the server stops it, in its own order; Apollo must not act on signals itself.
     stopOnTerminationSignals: false,
     plugins: [
