@@ -149,3 +149,19 @@ it('answers a verified token from memory only while revocations can be heard, an
   expect(tokenReads()).toBe(2);
   expect(tokens.size).toBe(0);
 });
+
+it('shares the last version read with requests that began before it, and reads again for one that began after a change', async () => {
+  const requestBegan = performance.now();
+  await lineageGraph(prisma, ids.base);
+  statements.length = 0;
+  // A request that began before that read: the read shows the registry during the request, so it is shared.
+  await lineageGraph(prisma, ids.base, undefined, { since: requestBegan });
+  await ancestors(prisma, ids.merged, 10, { since: requestBegan });
+  expect(versionReads()).toBe(0);
+  // A change, then a request that began after it: the version is read again and the change is seen.
+  await other.query("UPDATE models SET name = 'base-renamed' WHERE id = $1", [ids.base]);
+  const laterRequest = performance.now();
+  expect((await lineageGraph(prisma, ids.base, undefined, { since: laterRequest })).nodes[0].name).toBe('base-renamed');
+  expect(versionReads()).toBe(1);
+  await other.query("UPDATE models SET name = 'base' WHERE id = $1", [ids.base]);
+});

@@ -22,6 +22,11 @@ export interface ApiContext {
   maxActiveJobsPerToken: number;
   /** This request's batching loaders (see loaders.ts). */
   loaders: Loaders;
+  /**
+   * When an HTTP request began (performance.now()): reads shared with other requests are no older
+   * than this (store/lineage.ts). Absent for subscriptions, whose events are answered as of each event.
+   */
+  startedAt?: number;
 }
 
 export function requireQueue(context: ApiContext): PgBoss {

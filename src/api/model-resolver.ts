@@ -76,11 +76,10 @@ export class ModelResolver {
   }
 
   @Query(() => LineageGraphType, { description: 'the graph below a base model' })
-  async lineage(@Ctx() { prisma }: ApiContext, @Arg('baseId', () => ID) baseId: string): Promise<LineageGraphType> {
-    const graph = await lineageGraph(prisma, baseId).catch((err: Error) => {
+  async lineage(@Ctx() { prisma, startedAt }: ApiContext, @Arg('baseId', () => ID) baseId: string): Promise<LineageGraphType> {
+    return lineageGraph(prisma, baseId, undefined, { since: startedAt }).catch((err: Error) => {
       throw new GraphQLError(err.message, { extensions: { code: 'NOT_FOUND' } });
     });
-    return { nodes: graph.nodes.map((n) => ({ ...n, kind: n.kind as ModelKind })), edges: graph.edges };
   }
 
   @Query(() => [LeaderboardRowType], { description: "every model below a base (and the base) with its scores on a split beside the best fine-tune's, ranked by mean normalised score" })
@@ -191,14 +190,14 @@ export class ModelResolver {
   }
 
   @FieldResolver(() => [LineageNodeType])
-  async ancestors(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<LineageNodeType[]> {
+  async ancestors(@Root() model: ModelType, @Ctx() { prisma, startedAt }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<readonly LineageNodeType[]> {
     checkDepth(depth);
-    return (await ancestors(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
+    return ancestors(prisma, model.id, depth, { since: startedAt });
   }
 
   @FieldResolver(() => [LineageNodeType])
-  async descendants(@Root() model: ModelType, @Ctx() { prisma }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<LineageNodeType[]> {
+  async descendants(@Root() model: ModelType, @Ctx() { prisma, startedAt }: ApiContext, @Arg('depth', () => Int, { defaultValue: 10, description: 'generations, 1 to 64' }) depth: number): Promise<readonly LineageNodeType[]> {
     checkDepth(depth);
-    return (await descendants(prisma, model.id, depth)).map((n) => ({ ...n, kind: n.kind as ModelKind }));
+    return descendants(prisma, model.id, depth, { since: startedAt });
   }
 }

@@ -34,6 +34,7 @@ import { PathRedactor } from './exposure';
 import { DEFAULT_QUERY_LIMITS, DocumentChecker, QueryLimits } from './limits';
 import { DEFAULT_MUTATION_RATE, MutationRateLimiter, RateLimitSettings } from './rate-limit';
 import { buildApiSchema } from './schema';
+import { compiledExecutionGateway } from './compiled-execution';
 import { dashboardDirectory, homePage } from './home-page';
 
 export interface ApiServer {
@@ -107,7 +108,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const documents = new DocumentChecker(schema, settings.queryLimits);
   const { prisma } = options;
   const hidden = options.hiddenPaths ?? [];
-  const context = (viewer: Principal): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken, loaders: createLoaders(prisma) });
+  // startedAt only for one-shot requests: a subscription's context answers events long after it began.
+  const context = (viewer: Principal, startedAt?: number): ApiContext => ({ prisma, viewer, configuredRoots: options.dataRoots, events, queue: options.queue, maxActiveJobsPerToken: settings.maxActiveJobsPerToken, loaders: createLoaders(prisma), startedAt });
   // Every answer to a non-admin (each event pushed to each subscriber too) is redacted against the
   // data roots: they are read at most every ROOTS_TTL_MS, not once per answer.
   let roots: { at: number; value: Promise<DataRoot[]> } | undefined;
@@ -125,6 +127,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   const app = express();
   app.disable('x-powered-by');
+  // No ETag on GraphQL answers: a POST is never revalidated, and hashing each answer cost as much as writing it.
+  app.set('etag', false);
   const http: Server = createServer(app);
   // Idle keep-alive connections are closed by the client first: with Node's 5 s default a client
   // (undici's pool keeps sockets 4 s) could send a request on a socket the server was closing
@@ -321,7 +325,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // Answers' JSON already written by the redaction check, by their data object.
   const writtenAnswers = new WeakMap<object, string>();
   const apollo = new ApolloServer<ApiContext>({
-    schema,
+    gateway: compiledExecutionGateway(schema),
     // Introspection stays on: dashboards and scripts discover the schema with it (behind a token).
     introspection: true,
     // Every document is checked against the limits before Apollo sees it; hash-only (persisted) queries would skip that.
@@ -386,7 +390,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if ('refused' in checked) return res.status(400).json({ errors: [formatLimit(checked.refused)] });
       next();
     },
-    expressMiddleware(apollo, { context: async ({ res }) => context((res.locals.viewer as Principal | undefined) ?? ANONYMOUS) }),
+    expressMiddleware(apollo, { context: async ({ res }) => context((res.locals.viewer as Principal | undefined) ?? ANONYMOUS, performance.now()) }),
   );
   // Anything else thrown in a handler: a JSON error with an id to find it in the log, never a stack.
   app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {

@@ -51,8 +51,8 @@ export class LineageEdgeType {
 
 @ObjectType('LineageGraph', { description: 'Everything below a base model: nodes and the edges among them' })
 export class LineageGraphType {
-  @Field(() => [LineageNodeType]) nodes: LineageNodeType[];
-  @Field(() => [LineageEdgeType]) edges: LineageEdgeType[];
+  @Field(() => [LineageNodeType]) nodes: readonly LineageNodeType[];
+  @Field(() => [LineageEdgeType]) edges: readonly LineageEdgeType[];
 }
 
 @ObjectType('Task', { implements: NodeInterface, description: 'A task: its classes and where its labelled data is' })

@@ -38,3 +38,35 @@ export class BoundedMap<K, V> extends Map<K, V> {
     return super.set(key, value);
   }
 }
+
+/**
+ * A value read over and over (a version counter), for callers that each need a read made no
+ * earlier than their request began (`since`, performance.now()). Any read that began at or after
+ * `since` shows the database as it was at some moment of that request — all a read of its own would
+ * show — so callers share: the newest finished read if it is recent enough, else the first one in
+ * flight that is, else a new one.
+ */
+export class SharedReads<T> {
+  private finished?: { startedAt: number; value: T };
+  private inFlight: Array<{ startedAt: number; value: Promise<T> }> = [];
+
+  constructor(private readonly read: () => Promise<T>) {}
+
+  get(since: number): Promise<T> {
+    if (this.finished && this.finished.startedAt >= since) return Promise.resolve(this.finished.value);
+    const waiting = this.inFlight.find((read) => read.startedAt >= since);
+    if (waiting) return waiting.value;
+    // Taken before the read is sent: it shows the database at startedAt or later.
+    const read = { startedAt: performance.now(), value: this.read() };
+    this.inFlight.push(read);
+    const done = () => (this.inFlight = this.inFlight.filter((r) => r !== read));
+    read.value.then(
+      (value) => {
+        done();
+        if (!this.finished || this.finished.startedAt < read.startedAt) this.finished = { startedAt: read.startedAt, value };
+      },
+      done,
+    );
+    return read.value;
+  }
+}

@@ -7,14 +7,15 @@
  * the requests of one turn of the event loop, instead of a recursive walk. Answers are shared
  * between callers: read them, do not change them.
  */
-import { BoundedMap, batchKey, turnBatcher } from './batching';
+import { BoundedMap, batchKey, SharedReads, turnBatcher } from './batching';
 import { isPooledClient, readRows } from './client';
 import { PrismaClient } from './generated/client';
+import { ModelKind } from './generated/enums';
 
 export interface LineageNode {
   id: string;
   name: string;
-  kind: string;
+  kind: ModelKind;
   depth: number;
 }
 
@@ -69,27 +70,42 @@ const GRAPH = `${reachedFrom('parent_id', 'child_id')}, graph_nodes AS (
     LEFT JOIN (SELECT start, json_agg(json_build_object('parentId', parent_id::text, 'childId', child_id::text, 'relation', relation, 'weight', weight) ORDER BY parent_id, child_id) AS edges FROM graph_edges GROUP BY start) g
       ON g.start = n.start`;
 
-type Graph = { nodes: LineageNode[]; edges: LineageEdgeRow[] };
+type Graph = { nodes: readonly LineageNode[]; edges: readonly LineageEdgeRow[] };
 
 type WalkRow = LineageNode & { start: string };
 
-/** The lineage version now (a string: BIGINT), or undefined where the table has no row. */
-function lineageVersion(prisma: PrismaClient): Promise<string | undefined> {
-  const loader = turnBatcher<string, string | undefined>(prisma, 'lineage-version', async (keys) => {
-    const [row] = await readRows<{ version: string }>(prisma, 'lineage_version', 'SELECT version::text AS version FROM lineage_version WHERE id = 1', []);
-    return keys.map(() => row?.version);
-  });
-  return loader.load('');
+/**
+ * The lineage version for a caller whose request began at `since` (performance.now()): reads are
+ * shared between requests (batching.ts SharedReads), so under load nearly every request finds one
+ * made during it by another and waits for no round trip of its own.
+ */
+function lineageVersion(prisma: PrismaClient, since: number): Promise<string | undefined> {
+  let reads = versionReads.get(prisma);
+  if (!reads) {
+    const loader = turnBatcher<string, string | undefined>(prisma, 'lineage-version', async (keys) => {
+      const [row] = await readRows<{ version: string }>(prisma, 'lineage_version', 'SELECT version::text AS version FROM lineage_version WHERE id = 1', []);
+      return keys.map(() => row?.version);
+    });
+    versionReads.set(prisma, (reads = new SharedReads(() => loader.load(''))));
+  }
+  return reads.get(since);
 }
+
+const versionReads = new WeakMap<object, SharedReads<string | undefined>>();
 
 const answers = new WeakMap<object, BoundedMap<string, { version: string; value: unknown }>>();
 
+/** When the caller's request began (performance.now(); default: now): what it is answered is no older than that. */
+export interface LineageReadOptions {
+  since?: number;
+}
+
 /** `read()`'s answer, or the one remembered under `key` if it was read at the current lineage version. */
-async function remembered<T>(prisma: PrismaClient, key: string, read: () => Promise<T>): Promise<T> {
+async function remembered<T>(prisma: PrismaClient, key: string, since: number, read: () => Promise<T>): Promise<T> {
   // A transaction's client sees its own uncommitted writes: nothing it reads is remembered.
   if (!isPooledClient(prisma)) return read();
   // The version is read before the answer: an answer read later is at least as new as its version says.
-  const version = await lineageVersion(prisma);
+  const version = await lineageVersion(prisma, since);
   if (version === undefined) return read();
   let mine = answers.get(prisma);
   if (!mine) answers.set(prisma, (mine = new BoundedMap(5000)));
@@ -105,7 +121,7 @@ async function remembered<T>(prisma: PrismaClient, key: string, read: () => Prom
  * with `includeStart` the model itself comes first, at depth 0. A model reached by several paths
  * (merges have several parents) appears once, at its nearest depth.
  */
-async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, direction: 'up' | 'down', includeStart = false): Promise<LineageNode[]> {
+async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, direction: 'up' | 'down', options: LineageReadOptions, includeStart = false): Promise<readonly LineageNode[]> {
   checkDepth(maxDepth);
   const start = batchKey(modelId, 'model');
   const from = includeStart ? 0 : 1;
@@ -123,21 +139,21 @@ async function walk(prisma: PrismaClient, modelId: string, maxDepth: number, dir
       return starts.map((s) => byStart.get(s) ?? []);
     },
   );
-  return [...(await remembered(prisma, `walk:${direction}:${maxDepth}:${from}:${start}`, () => loader.load(start)))];
+  return remembered(prisma, `walk:${direction}:${maxDepth}:${from}:${start}`, options.since ?? performance.now(), () => loader.load(start));
 }
 
 /** Models the given one descends from, nearest first, up to `maxDepth` generations. */
-export function ancestors(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
-  return walk(prisma, modelId, maxDepth, 'up');
+export function ancestors(prisma: PrismaClient, modelId: string, maxDepth = 10, options: LineageReadOptions = {}): Promise<readonly LineageNode[]> {
+  return walk(prisma, modelId, maxDepth, 'up', options);
 }
 
 /** Models derived from the given one, nearest first, up to `maxDepth` generations. */
-export function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10): Promise<LineageNode[]> {
-  return walk(prisma, modelId, maxDepth, 'down');
+export function descendants(prisma: PrismaClient, modelId: string, maxDepth = 10, options: LineageReadOptions = {}): Promise<readonly LineageNode[]> {
+  return walk(prisma, modelId, maxDepth, 'down', options);
 }
 
 /** The graph below a base: the base and every descendant as nodes, and every edge among them. */
-export async function lineageGraph(prisma: PrismaClient, baseId: string, maxDepth = MAX_DEPTH): Promise<Graph> {
+export async function lineageGraph(prisma: PrismaClient, baseId: string, maxDepth = MAX_DEPTH, options: LineageReadOptions = {}): Promise<Graph> {
   checkDepth(maxDepth);
   const start = batchKey(baseId, 'model');
   const loader = turnBatcher<string, Graph>(
@@ -150,7 +166,7 @@ export async function lineageGraph(prisma: PrismaClient, baseId: string, maxDept
       return starts.map((s) => byStart.get(s) ?? { nodes: [], edges: [] });
     },
   );
-  const { nodes, edges } = await remembered(prisma, `graph:${maxDepth}:${start}`, () => loader.load(start));
+  const { nodes, edges } = await remembered(prisma, `graph:${maxDepth}:${start}`, options.since ?? performance.now(), () => loader.load(start));
   if (nodes.length === 0 || nodes[0].id !== start) throw new Error(`model ${baseId} does not exist`);
-  return { nodes: [...nodes], edges: [...edges] };
+  return { nodes, edges };
 }
