@@ -94,5 +94,24 @@ export function product(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 
 /** a·bᵀ over the last two axes: x·Wᵀ for a weight stored [out, in], or q·kᵀ. */
 export function productTransposed(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  linearInputObserver?.(a, b);
   return run(PRODUCT_TRANSPOSED, a, b);
+}
+
+/** Told of every x·Wᵀ's operands while `observeLinearInputs` runs (RegMean collects the inputs of each linear map). */
+let linearInputObserver: ((input: tf.Tensor, weight: tf.Tensor) => void) | undefined;
+
+/**
+ * Runs `forward` with `observer` told of both operands of every a·bᵀ it computes — for a linear
+ * layer x·Wᵀ, its input x and its weight W, whichever family the layer belongs to (the observer
+ * tells weights from other operands, such as attention's keys, by the tensors it was given).
+ */
+export function observeLinearInputs<T>(observer: (input: tf.Tensor, weight: tf.Tensor) => void, forward: () => T): T {
+  if (linearInputObserver) throw new Error('linear inputs are already being observed');
+  linearInputObserver = observer;
+  try {
+    return forward();
+  } finally {
+    linearInputObserver = undefined;
+  }
 }

@@ -11,6 +11,7 @@ import { dareLinear } from './dare-linear';
 import { dareTies } from './dare-ties';
 import { della } from './della';
 import { dellaLinear } from './della-linear';
+import { fisher } from './fisher';
 import { linear } from './linear';
 import { karcher } from './karcher';
 import { magnitude } from './magnitude';
@@ -23,6 +24,7 @@ import { nearswap } from './nearswap';
 import { slerpMethod } from './slerp';
 import { taskArithmetic } from './task-arithmetic';
 import { ties } from './ties';
+import { regmean } from './regmean';
 import { MergeMethod } from './types';
 
 export const MERGE_METHODS: readonly MergeMethod[] = [
@@ -46,6 +48,8 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   arceeFusion,
   passthrough,
   apl,
+  fisher,
+  regmean,
 ];
 
 const byName = new Map(MERGE_METHODS.map((m) => [m.name, m]));
