@@ -255,6 +255,24 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(mergeEvents.at(-1)).toMatchObject({ status: 'COMPLETED' });
 });
 
+it.each(['fisher', 'regmean'])('runs the data-aware baseline %s with each model\'s probe task, started by mutation, to COMPLETED with what it read', async (method) => {
+  const tasks = zoo.finetunes.map((f) => f.task);
+  const started = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
+    input: { name: `zoo-${method}`, method, models: tasks.map((task) => ({ modelId: ids.finetunes[task], probeTaskId: ids.tasks[task] })) },
+  });
+  expect(started.errors).toBeUndefined();
+  const events = await followJob(started.data!.startMerge.merge.id);
+  expect({ status: events.at(-1)!.status, message: events.at(-1)!.status === 'COMPLETED' ? '' : events.at(-1)!.message }).toEqual({ status: 'COMPLETED', message: '' });
+  expectMonotone(events);
+  const merge = await gql<{ merge: { result: { preparation: { sources: Array<{ task: string; examples: number }> } }; outputModel: { kind: string } } }>('query($id: ID!) { merge(id: $id) { result outputModel { kind } } }', { id: started.data!.startMerge.merge.id });
+  expect(merge.data!.merge.outputModel.kind).toBe('MERGE');
+  const probeSizes = tasks.map((task) => getSplit(loadTaskData(join(root, 'zoo', zoo.finetunes.find((f) => f.task === task)!.data)), 'probe').count);
+  expect(merge.data!.merge.result.preparation.sources.map((s) => [s.task, s.examples])).toEqual(tasks.map((task, i) => [task, probeSizes[i]]));
+  // Without probe data the request is refused before anything is queued, naming the model.
+  const refused = await gql('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', { input: { method, models: tasks.map((task) => ({ modelId: ids.finetunes[task] })) } });
+  expect(refused.errors![0]).toMatchObject({ message: expect.stringContaining(`${method} needs per-model "probe"`), extensions: { code: 'BAD_USER_INPUT' } });
+});
+
 it('rejects bad requests with a code and a precise message, and queues nothing', async () => {
   const mergesBefore = await prisma.merge.count();
   const queued = async () => (await prisma.$queryRawUnsafe<Array<{ n: bigint }>>(`SELECT count(*) AS n FROM pgboss.job WHERE name = $1`, QUEUE_NAMES.merge))[0].n;
