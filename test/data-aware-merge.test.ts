@@ -172,6 +172,31 @@ describe('RegMean, per linear map', () => {
     const itself = regmean.mergeTensor(job([2, 3], [same, same], [{ gram }, { gram }], { alpha: 0.9 }));
     same.forEach((v, k) => expect(itself[k]).toBeCloseTo(v, 5));
   });
+  it('with fewer probe rows than inputs (a singular Gram matrix) fits what the rows determine and averages the rest', () => {
+    const [out, n] = [2, 4];
+    const weights = [matrix(out, n), matrix(out, n)];
+    // One input row per model: rank 1 each, 2 together, of 4.
+    const rowsOf = [
+      [1, 2, 0, 0],
+      [0, 1, 3, 0],
+    ];
+    const merged = regmean.mergeTensor(job([out, n], weights, rowsOf.map((x) => ({ gram: gramFrom(x, 1, n) })), { alpha: 1 }));
+    const apply = (w: ArrayLike<number>, x: number[], r: number) => x.reduce((s, v, i) => s + v * w[r * n + i], 0);
+    // The normal equations where the rows reach: Σ_t (W·x_t − W_t·x_t) x_t = 0.
+    for (let r = 0; r < out; r++) {
+      for (let j = 0; j < n; j++) {
+        const residual = [0, 1].reduce((s, t) => s + (apply(merged, rowsOf[t], r) - apply(weights[t], rowsOf[t], r)) * rowsOf[t][j], 0);
+        expect(Math.abs(residual)).toBeLessThan(1e-3);
+      }
+    }
+    // Directions neither row reaches ([6, −3, 1, 0] is orthogonal to both; so is the last axis): mapped as the average maps them.
+    for (const direction of [
+      [6, -3, 1, 0],
+      [0, 0, 0, 1],
+    ]) {
+      for (let r = 0; r < out; r++) expect(apply(merged, direction, r)).toBeCloseTo((apply(weights[0], direction, r) + apply(weights[1], direction, r)) / 2, 3);
+    }
+  });
   it('Cholesky solves A·x = b and refuses a matrix that is not positive definite', () => {
     const a = Float64Array.from([4, 2, 2, 3]);
     const factor = cholesky(a, 2);

@@ -2,7 +2,8 @@
  * The merging benchmark: does APL beat the baselines on the same inputs?
  *
  * Rows: each fine-tune alone (oracle), weight averaging, task arithmetic, TIES, DARE+TA,
- * DARE+TIES, magnitude pruning, APL-exact, APL-gradient. Every method gets the same search budget
+ * DARE+TIES, magnitude pruning, APL-exact, APL-gradient, and the data-aware baselines Fisher
+ * merging and RegMean (which read the same probe splits as APL). Every method gets the same search budget
  * (at most BUDGET configurations), chosen on the validation split only by mean accuracy; the
  * chosen configuration is then scored on the in-domain and out-of-domain test splits. Repeated
  * for each seed (seeds change the random drops); rows report the mean and spread over seeds.
@@ -36,13 +37,19 @@ export interface MethodSpec {
   /** Per-model parameters added for every model. */
   perModel?: (task: string) => Record<string, string>;
   seeded: boolean;
+  /** Averages the fine-tunes themselves: no base_model, a weight per model (linear, Fisher, RegMean). */
+  withoutBase?: boolean;
 }
 
 const grid = (densities: number[], lambdas: number[], extra: Record<string, number | string | boolean> = {}) =>
   densities.flatMap((density) => lambdas.map((lambda) => ({ density, lambda, ...extra })));
 
-/** Sum-combining methods add T task vectors: their useful λ is near 1/T; TIES averages (λ near 1). */
-export function methodSpecs(tasks: number, importanceDir: string): MethodSpec[] {
+/**
+ * Sum-combining methods add T task vectors: their useful λ is near 1/T; TIES averages (λ near 1).
+ * The data-aware rows (APL, Fisher, RegMean) read each fine-tune's probe split (`dataFile`) or the
+ * importance measured on it; the others see no data.
+ */
+export function methodSpecs(tasks: number, importanceDir: string, dataFile: (task: string) => string): MethodSpec[] {
   const sum = [0.6, 1.0, 1.4].map((x) => +(x / tasks).toFixed(3));
   const mean = [0.6, 0.8, 1.0];
   const densities = [0.2, 0.5];
@@ -53,8 +60,9 @@ export function methodSpecs(tasks: number, importanceDir: string): MethodSpec[] 
     perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`) }),
     seeded: true,
   });
+  const probe = (task: string) => ({ probe: dataFile(task) });
   return [
-    { row: 'weight averaging', method: 'linear', candidates: [{}], seeded: false },
+    { row: 'weight averaging', method: 'linear', candidates: [{}], seeded: false, withoutBase: true },
     { row: 'task arithmetic', method: 'task_arithmetic', candidates: [0.4, 0.7, 1.0, 1.3, 1.6, 2.0].map((x) => ({ lambda: +(x / tasks).toFixed(3) })), seeded: false },
     { row: 'TIES', method: 'ties', candidates: grid(densities, mean), seeded: false },
     { row: 'DARE+TA', method: 'dare_linear', candidates: grid(densities, sum), seeded: true },
@@ -62,6 +70,15 @@ export function methodSpecs(tasks: number, importanceDir: string): MethodSpec[] 
     { row: 'magnitude', method: 'magnitude', candidates: grid(densities, sum), seeded: false },
     apl('exact'),
     apl('gradient'),
+    {
+      row: 'Fisher merging',
+      method: 'fisher',
+      candidates: (['expected', 'empirical'] as const).flatMap((fisher) => [true, false].map((normalize_fisher) => ({ fisher, normalize_fisher }))),
+      perModel: probe,
+      seeded: false,
+      withoutBase: true,
+    },
+    { row: 'RegMean', method: 'regmean', candidates: [0.1, 0.3, 0.5, 0.7, 0.9, 1].map((alpha) => ({ alpha })), perModel: probe, seeded: false, withoutBase: true },
   ];
 }
 
@@ -226,7 +243,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     for (const t of tasks) accuracy[t] = (await evaluate(model, t, getSplit(data.get(t)!, split))).accuracy;
     return accuracy;
   };
-  const specs = methodSpecs(tasks.length, join(work, 'importance'));
+  const specs = methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data));
   const totalMerges = specs.reduce((acc, s) => acc + s.candidates.length * (s.seeded ? seeds.length : 1), 0);
   const progress = new ProgressTracker('bench', totalMerges, options.onProgress);
   let merges = 0;
@@ -256,15 +273,15 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
         throwIfAborted(options.signal);
         const models = tasks
           .map((t) => {
-            const own = { ...(spec.method === 'linear' ? { weight: 1 } : {}), ...(spec.perModel?.(t) ?? {}) };
+            const own = { ...(spec.withoutBase ? { weight: 1 } : {}), ...(spec.perModel?.(t) ?? {}) };
             const parameters = Object.entries(own).map(([k, v]) => `${k}: ${yamlValue(v)}`).join(', ');
             return `  - model: ${JSON.stringify(join(zoo, manifest.finetunes.find((f) => f.task === t)!.model))}\n    parameters: {${parameters}}`;
           })
           .join('\n');
-        const globals = Object.entries({ ...(spec.method === 'linear' ? {} : { weight: 1 }), ...candidate }).map(([k, v]) => `  ${k}: ${yamlValue(v)}`);
+        const globals = Object.entries({ ...(spec.withoutBase ? {} : { weight: 1 }), ...candidate }).map(([k, v]) => `  ${k}: ${yamlValue(v)}`);
         const text = [
           `merge_method: ${spec.method}`,
-          ...(spec.method === 'linear' ? [] : [`base_model: ${JSON.stringify(join(zoo, manifest.base))}`]),
+          ...(spec.withoutBase ? [] : [`base_model: ${JSON.stringify(join(zoo, manifest.base))}`]),
           'models:',
           models,
           ...(globals.length > 0 ? ['parameters:', ...globals] : []),

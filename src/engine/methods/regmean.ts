@@ -4,8 +4,8 @@
  * solution of Σ_t ‖X_t Wᵀ − X_t W_tᵀ‖², W = (Σ_t w_t W_t G_t)(Σ_t w_t G_t)⁻¹ with G_t = X_tᵀX_t
  * (the Gram matrix of the inputs, from probe data) — with the off-diagonal of each G_t scaled by
  * `alpha` (the paper's regularisation towards plain averaging). Everything that is not a linear
- * map (biases, embeddings, norms) is averaged by weight. An input no probe example ever sets
- * (a blank pixel) says nothing about its column: that column is averaged by weight too.
+ * map (biases, embeddings, norms) is averaged by weight. Directions of the input the probe data
+ * does not reach (a pixel that is always blank) say nothing about W: there it is averaged by weight too.
  * The Gram matrices are collected in the preparation (../data-aware/prepare.ts).
  */
 import type * as PrepareModule from '../data-aware/prepare';
@@ -14,8 +14,8 @@ import { cholesky, choleskySolveRows } from '../kernels/cholesky';
 import { PROBE_PARAMETERS, probeRequired } from './fisher';
 import { MergeMethod, TensorMergeInput, WEIGHT } from './types';
 
-/** Relative ridge added to the summed Gram matrix so that its factorisation never meets a zero pivot from rounding. */
-const RIDGE = 1e-8;
+/** The ridge towards the average, relative to the mean input variance: small enough to leave every direction the probe data determines as it is. */
+const RIDGE = 1e-6;
 
 function regmeanTensor(input: TensorMergeInput): Float32Array {
   const weights = input.modelParameters.map((p) => p.weight as number);
@@ -42,23 +42,26 @@ function regmeanTensor(input: TensorMergeInput): Float32Array {
       }
     }
   }
-  // Inputs no model ever saw: their row and column of A are zero; the solution's column is the weighted average.
+  // Where the inputs do not determine W (fewer probe rows than inputs; an input no model ever saw),
+  // the solution falls back to the weighted average W̄: a ridge towards it, (A + εI)·Wᵀ = Bᵀ + ε·W̄ᵀ,
+  // grown until the factorisation succeeds (float32 Gram matrices of rank below n are only nearly
+  // positive semi-definite).
   let trace = 0;
   for (let i = 0; i < n; i++) trace += a[i * n + i];
   const weightSum = weights.reduce((s, w) => s + w, 0);
-  for (let i = 0; i < n; i++) {
-    if (a[i * n + i] > 0) continue;
-    a[i * n + i] = 1;
-    for (let r = 0; r < rows; r++) {
-      let average = 0;
-      for (let t = 0; t < input.models.length; t++) average += weights[t] * input.models[t][r * n + i];
-      b[r * n + i] = average / weightSum;
-    }
+  const average = new Float64Array(rows * n);
+  for (let t = 0; t < input.models.length; t++) for (let k = 0; k < average.length; k++) average[k] += (weights[t] * input.models[t][k]) / weightSum;
+  const scale = trace > 0 ? trace / n : 1;
+  let factor: ReturnType<typeof cholesky> = { failedAt: -1 };
+  let ridge = 0;
+  for (let attempt = 0; attempt < 6 && 'failedAt' in factor; attempt++) {
+    ridge = scale * RIDGE * 100 ** attempt;
+    const regularised = Float64Array.from(a);
+    for (let i = 0; i < n; i++) regularised[i * n + i] += ridge;
+    factor = cholesky(regularised, n);
   }
-  const ridge = (RIDGE * trace) / n;
-  for (let i = 0; i < n; i++) a[i * n + i] += ridge;
-  const factor = cholesky(a, n);
-  if ('failedAt' in factor) throw new Error(`tensor "${input.name}": the inputs' Gram matrix is not positive definite at column ${factor.failedAt} (weights must be positive)`);
+  if ('failedAt' in factor) throw new Error(`tensor "${input.name}": the inputs' Gram matrix is not positive semi-definite at column ${factor.failedAt} (weights must be positive)`);
+  for (let k = 0; k < b.length; k++) b[k] += ridge * average[k];
   // W·A = B ⇔ A·Wᵀ = Bᵀ, and A is symmetric: each row of W solves A·w = (row of B).
   const solution = choleskySolveRows(factor.lower, n, b, rows);
   const out = input.models[0];
