@@ -233,6 +233,30 @@ ${extra}`;
     ]);
   });
 
+  it('APL with combine: regmean is RegMean of the dropped fine-tunes: with nothing dropped, RegMean itself', async () => {
+    const aplText = (density: number) => `merge_method: apl
+base_model: base
+models:
+  - model: a
+    parameters: {probe: a.safetensors, density: ${density}}
+  - model: b
+    parameters: {probe: b.safetensors, density: ${density}}
+parameters: {combine: regmean, regmean_alpha: 0.7}
+seed: 1
+`;
+    await merge(aplText(1), 'apl-regmean-keep-all');
+    await merge(config('regmean', 'parameters: {alpha: 0.7}'), 'regmean-0.7');
+    const [hybrid, plain] = [loadModel(join(dir, 'apl-regmean-keep-all')), loadModel(join(dir, 'regmean-0.7'))];
+    for (const [name, want] of plain.params) hybrid.params.get(name)!.forEach((v, k) => expect(Math.abs(v - want[k])).toBeLessThanOrEqual(1e-5 * (Math.abs(want[k]) + 1)));
+    // Half of each task vector dropped: a different merge, still of the trunk only.
+    await merge(aplText(0.5), 'apl-regmean-half');
+    const half = loadModel(join(dir, 'apl-regmean-half'));
+    expect(Array.from(half.params.get('trunk.layers.0.weight')!)).not.toEqual(Array.from(plain.params.get('trunk.layers.0.weight')!));
+    expect(Array.from(half.params.get('heads.a.weight')!)).toEqual(Array.from(plain.params.get('heads.a.weight')!));
+    // It needs the probe inputs themselves, not only a saved importance.
+    await expect(merge(aplText(0.5).replace('{probe: b.safetensors, density: 0.5}', '{importance: none.safetensors, density: 0.5}'), 'apl-regmean-no-probe')).rejects.toThrow(/combine: regmean needs per-model "probe"/);
+  });
+
   it('names the model and the missing probe data, and writes nothing', async () => {
     await expect(merge(config('fisher').replace(/\{probe: b\.safetensors\}/, '{}'), 'no-probe')).rejects.toThrow(/fisher needs per-model "probe"/);
     await expect(merge(config('regmean').replace('b.safetensors', 'missing.safetensors'), 'bad-probe')).rejects.toThrow(/missing\.safetensors/);

@@ -9,7 +9,8 @@ import { ProgressCallback } from '../progress';
 import { ScoreName } from './artifact';
 import { exactImportance, gradientImportance } from './importance';
 import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
-import { singleTask, trunkShapesOf } from './prepare';
+import { trunkShapesOf } from './prepare';
+import { singleTask } from '../data-aware/probe-inputs';
 
 export interface AnalysisInputs {
   basePath: string;

@@ -14,19 +14,11 @@ import { loadImportance, ScoreName } from './artifact';
 import { keepRates, mergeWeights } from './calibrate';
 import { exactImportance, gradientImportance } from './importance';
 import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
+import { linearInputGrams } from '../data-aware/input-grams';
+import { probedModels, singleTask } from '../data-aware/probe-inputs';
 
 export function trunkShapesOf(model: Model): Map<string, number[]> {
   return new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
-}
-
-export function singleTask(model: Model, given: string | undefined): string {
-  const tasks = Object.keys(model.config.tasks);
-  if (given) {
-    if (!tasks.includes(given)) throw new MergeInputError(`${model.path}: has no head for task "${given}" (heads: ${tasks.join(', ')})`);
-    return given;
-  }
-  if (tasks.length !== 1) throw new MergeInputError(`${model.path}: has ${tasks.length} heads (${tasks.join(', ')}); name one with the "task" parameter`);
-  return tasks[0];
 }
 
 export interface ScoreChoice {
@@ -60,6 +52,16 @@ export async function computeScore(
   }
   const gradient = await gradientImportance(inputs, choice.gradientAt, signal);
   return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds, ...(gradient.fused ? { wgslKernels: true } : {}) };
+}
+
+/** Per fine-tune, the Gram matrix of each linear map's inputs on its probe data (data-aware/input-grams.ts). */
+async function regmeanInputs(context: PrepareContext): Promise<Array<Map<string, Float32Array>>> {
+  const grams: Array<Map<string, Float32Array>> = [];
+  for (const probed of probedModels(context, 'apl with combine: regmean')) {
+    const { byWeight } = await linearInputGrams(probed, context.signal);
+    grams.push(new Map([...byWeight].map(([name, gram]) => [name, Float32Array.from(gram)])));
+  }
+  return grams;
 }
 
 export async function prepareApl(context: PrepareContext): Promise<Prepared> {
@@ -109,6 +111,8 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   }
   const rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
   const weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
+  // combine: regmean also needs each fine-tune's linear-map input statistics, from its probe data.
+  const grams = global.combine === 'regmean' ? await regmeanInputs(context) : undefined;
   const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
   for (const [name, rows] of scheme.rows) {
     rowParameters.set(
@@ -116,6 +120,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       scores.map((_, t) => ({
         keep_rate: Float32Array.from(rows, (k) => rates[t][k]),
         weight: Float32Array.from(rows, (k) => weights[t][k]),
+        ...(grams?.[t].has(name) ? { gram: grams[t].get(name)! } : {}),
       })),
     );
   }

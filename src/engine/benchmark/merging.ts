@@ -79,6 +79,14 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       withoutBase: true,
     },
     { row: 'RegMean', method: 'regmean', candidates: [0.1, 0.3, 0.5, 0.7, 0.9, 1].map((alpha) => ({ alpha })), perModel: probe, seeded: false, withoutBase: true },
+    {
+      // APL's drops (row importance, τ1 = 1), then RegMean's solve of what is kept.
+      row: 'APL-gradient + RegMean',
+      method: 'apl',
+      candidates: [0.5, 0.8, 0.95].flatMap((density) => [0.5, 0.9].map((regmean_alpha) => ({ density, regmean_alpha, combine: 'regmean', estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
+      perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
+      seeded: true,
+    },
   ];
 }
 

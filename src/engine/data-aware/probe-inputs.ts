@@ -7,7 +7,17 @@ import { getSplit, loadTaskData, TaskSplit } from '../data/task-data';
 import { MergeInputError } from '../errors';
 import { loadModel, Model } from '../families/model';
 import { PrepareContext } from '../methods/types';
-import { singleTask } from '../apl/prepare';
+
+/** The head a model is scored with: the one named, or its only one. */
+export function singleTask(model: Model, given: string | undefined): string {
+  const tasks = Object.keys(model.config.tasks);
+  if (given) {
+    if (!tasks.includes(given)) throw new MergeInputError(`${model.path}: has no head for task "${given}" (heads: ${tasks.join(', ')})`);
+    return given;
+  }
+  if (tasks.length !== 1) throw new MergeInputError(`${model.path}: has ${tasks.length} heads (${tasks.join(', ')}); name one with the "task" parameter`);
+  return tasks[0];
+}
 
 export interface ProbedModel {
   model: Model;

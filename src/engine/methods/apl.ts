@@ -6,9 +6,10 @@
  * The preparation (importance → rates and weights) is in ../apl/prepare.ts; here is the tensor math.
  */
 import type * as PrepareModule from '../apl/prepare';
-import { ConsensusMethod } from '../kernels/combine';
+import { ConsensusMethod, subtractInPlace, weightedSum } from '../kernels/combine';
 import { dropKey } from '../kernels/random';
-import { runRecipe, TaskVectorRecipe } from '../kernels/recipe';
+import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe } from '../kernels/recipe';
+import { regmeanCombine } from '../kernels/regmean';
 import { recipeInput } from './task-vector-merge';
 import { CONSENSUS, DENSITY, LAMBDA, MergeMethod, ParameterDef, RecipeInput, TensorMergeInput, WEIGHT } from './types';
 
@@ -31,6 +32,29 @@ function aplRecipe(input: RecipeInput): TaskVectorRecipe {
   };
 }
 
+/**
+ * combine: regmean — each fine-tune with its task vector dropped and weighted per row as APL
+ * decides (θ0 + drop(δ)), then the linear maps solved for by RegMean from each fine-tune's probe
+ * inputs, and every other tensor averaged: APL locates what to keep, RegMean resolves the conflicts
+ * between what is kept.
+ */
+function droppedRegmean(input: TensorMergeInput): Float32Array {
+  const recipe = aplRecipe(recipeInput(input));
+  const base = input.base!;
+  const dropped = input.models.map((theta, t) => {
+    const delta = Float32Array.from(theta);
+    subtractInPlace(delta, base);
+    applyDrop(delta, recipe.models[t].drop, input.shape);
+    if (recipe.models[t].rowWeights) scaleRows(delta, recipe.models[t].rowWeights!);
+    for (let j = 0; j < delta.length; j++) delta[j] += base[j];
+    return delta;
+  });
+  const weights = input.modelParameters.map((p) => p.weight as number);
+  const grams = input.rowParameters!.map((p) => p.gram);
+  if (input.shape.length !== 2 || grams.some((g) => !g)) return weightedSum(dropped, weights, true, input.models[0], input.halfOutput);
+  return regmeanCombine(input.name, input.shape, dropped, weights, grams, input.globalParameters.regmean_alpha as number, input.models[0], input.halfOutput);
+}
+
 export const apl: MergeMethod = {
   name: 'apl',
   prettyName: 'APL (Activated Parameter Locating)',
@@ -47,7 +71,8 @@ export const apl: MergeMethod = {
     { name: 'competition', type: 'boolean', default: false, description: 'weight tasks per partition by softmax of importance (τ2)' },
     num('weight_temperature', 1, 1e-6, 'τ2 of the task competition'),
     str('drop', 'stochastic', ['stochastic', 'deterministic'], 'Bernoulli drop with rescale, or keep the largest |δ| in each partition'),
-    str('combine', 'task_arithmetic', ['task_arithmetic', 'ties'], 'how dropped, weighted task vectors are combined'),
+    str('combine', 'task_arithmetic', ['task_arithmetic', 'ties', 'regmean'], 'how dropped, weighted task vectors are combined; regmean: the dropped fine-tunes solved for by RegMean on their probe inputs (lambda unused)'),
+    { name: 'regmean_alpha', type: 'number', default: 0.9, min: 0, max: 1, description: "combine: regmean: scale of the Gram matrices' off-diagonal" },
     { ...CONSENSUS },
     { name: 'normalize', type: 'boolean', default: false, description: 'divide by the weights that took part' },
     LAMBDA,
@@ -59,15 +84,18 @@ export const apl: MergeMethod = {
     { name: 'importance', type: 'string', default: '', path: true, description: 'a saved importance analysis to use instead of probe data' },
     { name: 'task', type: 'string', default: '', description: "the model's head to score (default: its only one)" },
   ],
-  checkParameters(_global, perModel) {
+  checkParameters(global, perModel) {
     if (!perModel.probe && !perModel.importance) return 'apl needs per-model "probe" (task data) or "importance" (a saved analysis)';
+    if (global.combine === 'regmean' && !perModel.probe) return 'apl with combine: regmean needs per-model "probe": the inputs it solves for come from the probe data';
     return undefined;
   },
   // Loaded on first use: merge worker threads import every method, and must not pay for
   // loading TensorFlow.js, which only the preparation needs.
   prepare: (context) => (require('../apl/prepare') as typeof PrepareModule).prepareApl(context),
-  recipe: aplRecipe,
+  // RegMean's solve is not a task-vector recipe: those merges run on the CPU.
+  recipe: (input) => (input.globalParameters.combine === 'regmean' ? undefined : aplRecipe(input)),
   mergeTensor(input: TensorMergeInput): Float32Array {
+    if (input.globalParameters.combine === 'regmean') return droppedRegmean(input);
     return runRecipe(aplRecipe(recipeInput(input)), input.base!, input.models, input.shape, input.halfOutput);
   },
 };

@@ -93,9 +93,9 @@ export interface MergeMethod {
   /**
    * The tensor's merge as data (kernels/recipe.ts). Task-vector methods' mergeTensor runs it on
    * the CPU (linear computes its weighted sum directly); the GPU runs the same recipe with its own
-   * kernels.
+   * kernels. Undefined where a configuration of the method is not a task-vector recipe (it then runs on the CPU).
    */
-  recipe?(input: RecipeInput): TaskVectorRecipe;
+  recipe?(input: RecipeInput): TaskVectorRecipe | undefined;
 }
 
 export const WEIGHT: ParameterDef = {
