@@ -65,7 +65,7 @@ describe('apl-merge zoo build and importance', () => {
     const written = JSON.parse(readFileSync(report, 'utf8'));
     expect(written).toMatchObject({ suite: 'vision', seeds: [4], backend: 'wasm' });
     const methods = written.rows.map((r: { method: string }) => r.method);
-    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'Fisher merging', 'RegMean', 'APL-gradient + RegMean']);
+    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'APL-fisher', 'Fisher merging', 'RegMean', 'APL-gradient + RegMean']);
     const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8')) as { finetunes: Array<{ task: string; accuracy: { test: number; ood: number } }> };
     for (const f of manifest.finetunes) expect(written.rows[0].perTask[f.task]).toMatchObject({ test: f.accuracy.test, ood: f.accuracy.ood, normalized: 1 });
     // Every merge is scored on every task, as a fraction, and the table printed says the same.
@@ -108,6 +108,7 @@ describe('merging benchmark', () => {
       'magnitude',
       'APL-exact',
       'APL-gradient',
+      'APL-fisher',
       'Fisher merging',
       'RegMean',
       'APL-gradient + RegMean',
@@ -125,6 +126,9 @@ describe('merging benchmark', () => {
     const row = report.fidelity.find((f) => f.level === 'row')!;
     expect(row.partitions).toBe(2 * 16);
     expect(row.spearman).toBeGreaterThan(0);
+    // The Fisher estimate ranks partitions like the exact loss increase, too (row level only).
+    expect(row.spearmanFisher).toBeGreaterThan(0);
+    expect(report.fidelity.find((f) => f.level === 'layer')!.spearmanFisher).toBeUndefined();
     expect(Number.isFinite(row.timeRatio) && row.exactPartitionsPerSecond > 0 && row.forwardsPerPartition > 0).toBe(true);
   });
 });

@@ -7,6 +7,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { fisherImportance } from '../src/engine/apl/importance';
+import { buildPartitions } from '../src/engine/apl/partitions';
+import { trunkShapesOf } from '../src/engine/apl/prepare';
 import { diagonalFisher } from '../src/engine/data-aware/fisher-information';
 import { linearInputGrams } from '../src/engine/data-aware/input-grams';
 import { ProbedModel } from '../src/engine/data-aware/probe-inputs';
@@ -76,6 +79,26 @@ describe('Fisher information', () => {
         expect({ tensor, index, close: Math.abs(got - expected) <= 0.03 * Math.abs(expected) + 1e-6 }).toEqual({ tensor, index, close: true });
       }
     }
+  });
+});
+
+describe('APL importance by the Fisher estimate', () => {
+  it('is ½ Σ F·δ² over each partition: a weight row with its bias entry', async () => {
+    const input = probed('a');
+    const base = loadModel(join(dir, 'base'));
+    const scheme = buildPartitions('row', trunkShapesOf(input.model));
+    const { score, backwardPasses } = await fisherImportance({ base, finetune: input.model, task: 'a', probe: input.probe, scheme });
+    const fisher = await diagonalFisher(input, 'expected');
+    expect(backwardPasses).toBe(12 * 3);
+    // Partition 2: row 2 of the first layer (16 weights) and its bias.
+    const half = (name: string, from: number, to: number) => {
+      let sum = 0;
+      for (let j = from; j < to; j++) sum += 0.5 * fisher.byTensor.get(name)![j] * (input.model.params.get(name)![j] - base.params.get(name)![j]) ** 2;
+      return sum;
+    };
+    expect(score[2]).toBeCloseTo(half('trunk.layers.0.weight', 32, 48) + half('trunk.layers.0.bias', 2, 3), 10);
+    expect(score.length).toBe(6 + 5);
+    expect(Math.min(...score)).toBeGreaterThanOrEqual(0);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * An importance analysis on disk: `<name>.safetensors` with one F32 vector per score over the
- * partitions (loss_increase, kl, gradient_signed, gradient_absolute, and the partition sizes),
+ * partitions (loss_increase, kl, gradient_signed, gradient_absolute, fisher — whichever were
+ * measured — and the partition sizes),
  * and `<name>.json`, a summary per tensor group (mean, spread, top partitions) for people.
  */
 import { writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { writeSafetensorsFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
 import { PartitionLevel, PartitionScheme, PARTITION_LEVELS } from './partitions';
 
-export const SCORE_NAMES = ['loss_increase', 'kl', 'gradient_signed', 'gradient_absolute'] as const;
+export const SCORE_NAMES = ['loss_increase', 'kl', 'gradient_signed', 'gradient_absolute', 'fisher'] as const;
 export type ScoreName = (typeof SCORE_NAMES)[number];
 
 export interface ImportanceArtifact {

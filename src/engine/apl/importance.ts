@@ -22,6 +22,7 @@ import { fusedRowStage, mlpGradientInputs, scoringKernels } from './gpu-scoring'
 import { LinearRowStage } from './row-stage';
 import { ProgressCallback, ProgressTracker } from '../progress';
 import { PartitionScheme } from './partitions';
+import { diagonalFisher } from '../data-aware/fisher-information';
 
 export interface ImportanceInputs {
   base: Model;
@@ -457,4 +458,37 @@ async function tfjsGradients({ base, finetune, task, probe, scheme }: Importance
     ft.tensors.forEach((t) => t.dispose());
     bs.tensors.forEach((t) => t.dispose());
   }
+}
+
+export interface FisherImportance {
+  /** ½ Σ F·δ² per partition. */
+  score: Float64Array;
+  backwardPasses: number;
+  seconds: number;
+}
+
+/**
+ * The second-order estimate of what setting a partition back to the base costs: at the fine-tune
+ * (a minimum of its task loss, so the gradient term vanishes) the loss rises by about ½ δᵀFδ, with
+ * F the Fisher information; with its diagonal (data-aware/fisher-information.ts, expected over the
+ * head's classes), ½ Σ_j F_j δ_j² over the partition's parameters. One backward pass per example
+ * and class, where the gradient estimate needs one for the whole probe set.
+ */
+export async function fisherImportance(inputs: ImportanceInputs, signal?: AbortSignal): Promise<FisherImportance> {
+  checkInputs(inputs);
+  const { base, finetune, task, probe, scheme } = inputs;
+  const fisher = await diagonalFisher({ model: finetune, task, probe, probePath: `probe data for "${task}"` }, 'expected', { signal });
+  const score = new Float64Array(scheme.count);
+  for (const [name, rows] of scheme.rows) {
+    const diagonal = fisher.byTensor.get(name)!;
+    const theta = finetune.params.get(name)!;
+    const theta0 = base.params.get(name)!;
+    const rowLength = diagonal.length / rows.length;
+    for (let r = 0; r < rows.length; r++) {
+      let sum = 0;
+      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += diagonal[j] * (theta[j] - theta0[j]) ** 2;
+      score[rows[r]] += 0.5 * sum;
+    }
+  }
+  return { score, backwardPasses: fisher.backwardPasses, seconds: fisher.seconds };
 }

@@ -12,7 +12,7 @@ import { PrepareContext, Prepared } from '../methods/types';
 import { useBackend } from '../tensors/backend';
 import { loadImportance, ScoreName } from './artifact';
 import { keepRates, mergeWeights } from './calibrate';
-import { exactImportance, gradientImportance } from './importance';
+import { exactImportance, fisherImportance, gradientImportance } from './importance';
 import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
 import { linearInputGrams } from '../data-aware/input-grams';
 import { probedModels, singleTask } from '../data-aware/probe-inputs';
@@ -22,7 +22,7 @@ export function trunkShapesOf(model: Model): Map<string, number[]> {
 }
 
 export interface ScoreChoice {
-  estimator: 'exact' | 'gradient';
+  estimator: 'exact' | 'gradient' | 'fisher';
   metric: 'loss' | 'kl';
   gradientForm: 'absolute' | 'signed';
   gradientAt: 'finetune' | 'base';
@@ -30,6 +30,7 @@ export interface ScoreChoice {
 
 export function scoreName(choice: ScoreChoice): ScoreName {
   if (choice.estimator === 'exact') return choice.metric === 'kl' ? 'kl' : 'loss_increase';
+  if (choice.estimator === 'fisher') return 'fisher';
   return choice.gradientForm === 'signed' ? 'gradient_signed' : 'gradient_absolute';
 }
 
@@ -49,6 +50,10 @@ export async function computeScore(
   if (choice.estimator === 'exact') {
     const exact = await exactImportance(inputs, { signal, onProgress });
     return { score: choice.metric === 'kl' ? exact.kl : exact.lossIncrease, seconds: exact.seconds, ...(exact.fusedPartitions > 0 ? { wgslKernels: exact.fusedPartitions } : {}) };
+  }
+  if (choice.estimator === 'fisher') {
+    const fisher = await fisherImportance(inputs, signal);
+    return { score: fisher.score, seconds: fisher.seconds };
   }
   const gradient = await gradientImportance(inputs, choice.gradientAt, signal);
   return { score: choice.gradientForm === 'signed' ? gradient.signed : gradient.absolute, seconds: gradient.seconds, ...(gradient.fused ? { wgslKernels: true } : {}) };

@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { saveImportance } from '../apl/artifact';
-import { exactImportance, gradientImportance } from '../apl/importance';
+import { exactImportance, fisherImportance, gradientImportance } from '../apl/importance';
 import { buildPartitions, PARTITION_LEVELS } from '../apl/partitions';
 import { trunkShapesOf } from '../apl/prepare';
 import { getSplit, loadTaskData, TaskData } from '../data/task-data';
@@ -53,7 +53,7 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
   const sum = [0.6, 1.0, 1.4].map((x) => +(x / tasks).toFixed(3));
   const mean = [0.6, 0.8, 1.0];
   const densities = [0.2, 0.5];
-  const apl = (estimator: 'exact' | 'gradient'): MethodSpec => ({
+  const apl = (estimator: 'exact' | 'gradient' | 'fisher'): MethodSpec => ({
     row: `APL-${estimator}`,
     method: 'apl',
     candidates: grid(densities, sum, { estimator, keep_temperature: 1, level: 'row' }),
@@ -70,6 +70,7 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
     { row: 'magnitude', method: 'magnitude', candidates: grid(densities, sum), seeded: false },
     apl('exact'),
     apl('gradient'),
+    apl('fisher'),
     {
       row: 'Fisher merging',
       method: 'fisher',
@@ -123,6 +124,9 @@ export interface FidelityRow {
   /** Partitions scored zero without running them (included above): never read by the probe sets (embedding rows of unused tokens), and left unchanged by the fine-tunes (dead units). */
   unreadPartitions: number;
   unchangedPartitions: number;
+  /** Row level: Spearman ρ between ½ Σ F·δ² (the Fisher estimate) and the exact loss increase, and the seconds its Fisher diagonals took. */
+  spearmanFisher?: number;
+  fisherSeconds?: number;
 }
 
 export interface BenchmarkReport {
@@ -202,6 +206,9 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     let partitions = 0;
     let unreadPartitions = 0;
     let unchangedPartitions = 0;
+    // The second-order estimate ½ Σ F·δ², at row level (APL-Fisher's input).
+    const pooledFisher: number[] = [];
+    let fisherSeconds = 0;
     for (const task of tasks) {
       throwIfAborted(options.signal);
       const finetune = finetunes.get(task)!;
@@ -219,11 +226,14 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       pooledGradient.push(...gradient.signed);
       if (scheme.count > 2) rhos.push(spearman(exact.lossIncrease, gradient.signed));
       if (level === 'row') {
+        const fisher = await fisherImportance(inputs, options.signal);
+        fisherSeconds += fisher.seconds;
+        pooledFisher.push(...fisher.score);
         saveImportance(join(work, 'importance', task), scheme, {
           task,
           model: finetune.path,
           base: base.path,
-          scores: { loss_increase: exact.lossIncrease, kl: exact.kl, gradient_signed: gradient.signed, gradient_absolute: gradient.absolute },
+          scores: { loss_increase: exact.lossIncrease, kl: exact.kl, gradient_signed: gradient.signed, gradient_absolute: gradient.absolute, fisher: fisher.score },
           metadata: { probe_examples: String(inputs.probe.count), backend },
         });
       }
@@ -240,8 +250,10 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       forwardsPerPartition: exactSeconds / partitions / (forwardSeconds / tasks.length),
       unreadPartitions,
       unchangedPartitions,
+      ...(pooledFisher.length > 0 ? { spearmanFisher: spearman(pooledExact, pooledFisher), fisherSeconds } : {}),
     };
     fidelity.push(row);
+    if (row.spearmanFisher !== undefined) log(`fidelity ${level}: ½ Σ F·δ² against the exact loss increase: ρ ${row.spearmanFisher.toFixed(3)} (${fisherSeconds.toFixed(2)} s for the Fisher diagonals)`);
     log(`fidelity ${level}: ${partitions} partitions, ρ ${row.spearman.toFixed(3)}, exact/gradient time ${row.timeRatio.toFixed(1)}×, ${row.exactPartitionsPerSecond.toFixed(0)} partitions/s (${row.forwardsPerPartition.toFixed(2)} forward passes each; not run: ${unreadPartitions} never read, ${unchangedPartitions} unchanged)`);
   }
 

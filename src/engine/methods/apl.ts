@@ -63,7 +63,7 @@ export const apl: MergeMethod = {
   stochastic: true,
   globalParameters: [
     str('level', 'row', ['model', 'layer', 'row'], 'partition level: whole task vector, tensor, or output unit'),
-    str('estimator', 'gradient', ['gradient', 'exact'], 'importance by gradient approximation or exact causal intervention'),
+    str('estimator', 'gradient', ['gradient', 'exact', 'fisher'], 'importance by gradient approximation, exact causal intervention, or the second-order estimate ½ Σ F·δ² (F: the Fisher diagonal on the probe data)'),
     str('metric', 'loss', ['loss', 'kl'], 'exact intervention: loss increase or KL divergence'),
     str('gradient_form', 'absolute', ['absolute', 'signed'], 'gradient approximation: |g·δ| or −g·δ'),
     str('gradient_at', 'finetune', ['finetune', 'base'], 'where the gradient is taken'),
