@@ -63,8 +63,7 @@ export async function computeScore(
 async function regmeanInputs(context: PrepareContext): Promise<Array<Map<string, Float32Array>>> {
   const grams: Array<Map<string, Float32Array>> = [];
   for (const probed of probedModels(context, 'apl with combine: regmean')) {
-    const { byWeight } = await linearInputGrams(probed, context.signal);
-    grams.push(new Map([...byWeight].map(([name, gram]) => [name, Float32Array.from(gram)])));
+    grams.push((await linearInputGrams(probed, context.signal)).byWeight);
   }
   return grams;
 }

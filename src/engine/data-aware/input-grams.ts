@@ -16,7 +16,7 @@ import type { ProbedModel } from './probe-inputs';
 
 export interface InputGrams {
   /** Weight tensor name → its inputs' Gram matrix, [in, in] row-major. */
-  byWeight: Map<string, Float64Array>;
+  byWeight: Map<string, Float32Array>;
   /** Input rows each weight saw (examples, times positions for text). */
   rows: Map<string, number>;
   examples: number;
@@ -55,10 +55,10 @@ export async function linearInputGrams({ model, task, probe, probePath }: Probed
         );
       });
     }
-    const byWeight = new Map<string, Float64Array>();
+    const byWeight = new Map<string, Float32Array>();
     for (const [name, sum] of sums) {
       const count = rows.get(name)!;
-      byWeight.set(name, Float64Array.from(await sum.data(), (v) => v / count));
+      byWeight.set(name, Float32Array.from(await sum.data(), (v) => v / count));
     }
     return { byWeight, rows, examples: probe.count, seconds: (Date.now() - started) / 1000 };
   } finally {

@@ -48,7 +48,7 @@ export async function prepareRegmean(context: PrepareContext): Promise<Prepared>
     for (const [name, gram] of grams.byWeight) {
       let list = rowParameters.get(name);
       if (!list) rowParameters.set(name, (list = []));
-      list[t] = { gram: Float32Array.from(gram) };
+      list[t] = { gram };
     }
     sources.push({ model: context.models[t], task: probed.task, probe: probed.probePath, examples: grams.examples, linearMaps: grams.byWeight.size, seconds: grams.seconds });
   }

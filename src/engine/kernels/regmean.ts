@@ -5,20 +5,22 @@
  * Gram matrices do not reach (fewer probe rows than inputs; a pixel that is always blank) say
  * nothing about W: there the solution is the weighted average (a ridge towards it).
  */
-import { roundToOddFloat32 } from './combine';
+import { roundToOddFloat32, weightedSum } from './combine';
 import { cholesky, choleskySolveRows } from './cholesky';
 
 /** The ridge towards the average, relative to the mean input variance: small enough to leave every direction the probe data determines as it is. */
 const RIDGE = 1e-6;
 
-export function regmeanCombine(name: string, shape: readonly number[], models: readonly Float32Array[], weights: readonly number[], grams: readonly Float32Array[], alpha: number, out: Float32Array, roundToOdd = false): Float32Array {
+/** RegMean of a linear map with a Gram matrix from every model; any other tensor (a bias, a norm, an embedding), the weighted average. */
+export function regmeanCombine(name: string, shape: readonly number[], models: Float32Array[], weights: readonly number[], grams: ReadonlyArray<Float32Array | undefined>, alpha: number, out: Float32Array, roundToOdd = false): Float32Array {
+  if (shape.length !== 2 || grams.some((g) => !g)) return weightedSum(models, weights, true, out, roundToOdd);
   const [rows, n] = shape;
   // A = Σ w_t G̃_t and B = Σ w_t W_t G̃_t, with G̃ = α·G + (1 − α)·diag(G).
   const a = new Float64Array(n * n);
   const b = new Float64Array(rows * n);
   const scaled = new Float64Array(n * n);
   for (let t = 0; t < models.length; t++) {
-    const g = grams[t];
+    const g = grams[t]!;
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) scaled[i * n + j] = weights[t] * (i === j ? g[i * n + j] : alpha * g[i * n + j]);
     for (let k = 0; k < a.length; k++) a[k] += scaled[k];
     const w = models[t];

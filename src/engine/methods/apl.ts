@@ -6,7 +6,7 @@
  * The preparation (importance → rates and weights) is in ../apl/prepare.ts; here is the tensor math.
  */
 import type * as PrepareModule from '../apl/prepare';
-import { ConsensusMethod, subtractInPlace, weightedSum } from '../kernels/combine';
+import { ConsensusMethod, subtractInPlace } from '../kernels/combine';
 import { dropKey } from '../kernels/random';
 import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe } from '../kernels/recipe';
 import { regmeanCombine } from '../kernels/regmean';
@@ -51,7 +51,6 @@ function droppedRegmean(input: TensorMergeInput): Float32Array {
   });
   const weights = input.modelParameters.map((p) => p.weight as number);
   const grams = input.rowParameters!.map((p) => p.gram);
-  if (input.shape.length !== 2 || grams.some((g) => !g)) return weightedSum(dropped, weights, true, input.models[0], input.halfOutput);
   return regmeanCombine(input.name, input.shape, dropped, weights, grams, input.globalParameters.regmean_alpha as number, input.models[0], input.halfOutput);
 }
 

@@ -8,15 +8,13 @@
  * matrices are collected in the preparation (../data-aware/prepare.ts).
  */
 import type * as PrepareModule from '../data-aware/prepare';
-import { weightedSum } from '../kernels/combine';
 import { regmeanCombine } from '../kernels/regmean';
 import { PROBE_PARAMETERS, probeRequired } from './fisher';
 import { MergeMethod, TensorMergeInput, WEIGHT } from './types';
 
 function regmeanTensor(input: TensorMergeInput): Float32Array {
   const weights = input.modelParameters.map((p) => p.weight as number);
-  const grams = input.rowParameters?.map((p) => p.gram);
-  if (!grams || grams.some((g) => !g) || input.shape.length !== 2) return weightedSum(input.models, weights, true, input.models[0], input.halfOutput);
+  const grams = input.rowParameters?.map((p) => p.gram) ?? input.models.map(() => undefined);
   return regmeanCombine(input.name, input.shape, input.models, weights, grams, input.globalParameters.alpha as number, input.models[0], input.halfOutput);
 }
 
