@@ -1,4 +1,4 @@
-/** CLI commands around APL: zoo build, importance, bench. Thin wrappers over the engine. */
+/** CLI commands that run models: zoo build, importance, bench, logits. Thin wrappers over the engine. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,6 +6,8 @@ import { analyseImportance, wgslKernelMetadata } from '../engine/apl/analysis';
 import { saveImportance } from '../engine/apl/artifact';
 import { PartitionLevel } from '../engine/apl/partitions';
 import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/merging';
+import { loadModel } from '../engine/families/model';
+import { modelLogits, nestedLogits } from '../engine/families/model-logits';
 import { parseBackend, useBackend } from '../engine/tensors/backend';
 import { buildTextZoo } from '../engine/zoo/text';
 import { buildVisionZoo } from '../engine/zoo/vision';
@@ -89,4 +91,34 @@ export async function benchCommand(flags: { suite: string; zoo: string; out: str
   console.log('');
   console.log(formatReport(report));
   console.log(`\nwrote ${flags.out} (${formatSeconds(report.seconds)})`);
+}
+
+export async function logitsCommand(model: string, flags: { tokens?: string; data?: string; split: string; count?: string; task?: string; json?: boolean; backend: string }): Promise<void> {
+  if ((flags.tokens === undefined) === (flags.data === undefined)) throw new Error('give either --tokens FILE (token id sequences) or --data FILE (task data: the MLP takes images from it)');
+  const count = flags.count === undefined ? undefined : Number(flags.count);
+  if (count !== undefined && (!Number.isInteger(count) || count <= 0)) throw new Error(`--count must be a positive integer, got "${flags.count}"`);
+  const backend = await useBackend(parseBackend(flags.backend));
+  const loaded = loadModel(model);
+  const input = flags.tokens !== undefined ? { tokensFile: flags.tokens } : { taskDataFile: flags.data!, split: flags.split, count };
+  const result = await modelLogits(loaded, input, flags.task);
+  if (flags.json) {
+    console.log(JSON.stringify({ logits: nestedLogits(result) }));
+    return;
+  }
+  const { shape, values } = result;
+  const classes = shape[shape.length - 1];
+  console.log(`${loaded.family.name} model ${model} (backend ${backend}): logits ${shape.join(' × ')}${loaded.config.languageModel ? ' (sequence × position × vocabulary)' : ` (example × class, head "${result.task}")`}`);
+  const rows = values.length / classes;
+  const perSequence = rows / shape[0];
+  for (let b = 0; b < Math.min(shape[0], 8); b++) {
+    // The prediction at the last position (a language model's next token) or the example's class.
+    const at = (b * perSequence + perSequence - 1) * classes;
+    let top = 0;
+    for (let c = 1; c < classes; c++) if (values[at + c] > values[at + top]) top = c;
+    console.log(`  ${loaded.config.languageModel ? `sequence ${b}: next token` : `example ${b}: class`} ${top} (logit ${values[at + top].toFixed(4)})`);
+  }
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) [min, max] = [Math.min(min, v), Math.max(max, v)];
+  console.log(`  range ${min.toFixed(4)} … ${max.toFixed(4)}; --json prints them all`);
 }

@@ -223,6 +223,18 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .action((flags: Parameters<typeof AplCommands.importanceCommand>[0]) => apl().importanceCommand(flags));
   program
+    .command('logits')
+    .description("a model's logits, to check parity with transformers: {\"logits\": [batch][position][vocab]} for a language model, [batch][class] for a classifier")
+    .argument('<model>', 'a model directory (config.json and its checkpoint), or MODEL+ADAPTER')
+    .option('--tokens <file>', 'JSON array of equal-length arrays of token ids (encoder and decoder models)')
+    .option('--data <file>', 'task data (safetensors) whose examples are fed instead; the MLP takes its images this way')
+    .option('--split <name>', 'the split of --data', 'test')
+    .option('--count <n>', 'the first N examples of --data (default: all)')
+    .option('--task <name>', 'the head to use (default: the only one; a language model has one for every task)')
+    .option('--json', 'print {"logits": ...} as JSON')
+    .addOption(backendOption())
+    .action((model: string, flags: Parameters<typeof AplCommands.logitsCommand>[1]) => apl().logitsCommand(model, flags));
+  program
     .command('bench')
     .description('merging benchmark: every method on a zoo, hyper-parameters chosen on validation, 3 seeds')
     .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text']).makeOptionMandatory())

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted, yieldThenCheckAbort } from '../errors';
 import { Model, toTensors } from '../families/model';
-import { logits, ParamLookup, range, StageContext, tileContext } from '../families/types';
+import { labelsProblem, logits, ParamLookup, range, requireHead, ScoredTargets, scoredLogits, scoredTargets, StageContext, tileContext } from '../families/types';
 import { GpuGradientKernels, sharedGradientKernels } from '../gpu/gradient-kernels';
 import { GpuInterventionKernels, sharedInterventionKernels } from '../gpu/intervention-kernels';
 import { fusedRowStage, mlpGradientInputs, scoringKernels } from './gpu-scoring';
@@ -103,10 +103,10 @@ function unchangedPartitions(scheme: PartitionScheme, finetune: Model, base: Mod
 }
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
-  if (!(task in finetune.config.tasks)) throw new Error(`${finetune.path}: has no head for task "${task}" (heads: ${Object.keys(finetune.config.tasks).join(', ')})`);
+  const classes = requireHead(finetune.config, task, finetune.path);
   if (probe.count === 0) throw new Error(`probe data for "${task}": the probe split has no examples, so no loss can be measured`);
-  const bad = probe.labels.findIndex((y) => y < 0 || y >= finetune.config.tasks[task]);
-  if (bad >= 0) throw new Error(`probe data for "${task}": label ${probe.labels[bad]} at index ${bad} does not fit the head's ${finetune.config.tasks[task]} classes`);
+  const problem = labelsProblem(probe, classes, `probe data for "${task}"`);
+  if (problem) throw new Error(problem);
   for (const { name, shape } of finetune.family.trunkShapes(finetune.config)) {
     const baseShape = base.shapes.get(name);
     if (!baseShape) throw new Error(`${base.path}: lacks trunk tensor "${name}" that ${finetune.path} has: the models are not homologous`);
@@ -196,9 +196,11 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
   const started = Date.now();
   const { base, finetune, task, probe, scheme } = inputs;
   const { family, config } = finetune;
-  const classes = config.tasks[task];
+  const classes = requireHead(config, task, finetune.path);
   const stages = family.stages(config);
   const n = probe.count;
+  // The labels scored in the head's output (one per example, or a language model's completion tokens).
+  const targets: ScoredTargets = scoredTargets(probe, range(0, n));
   const maxRows = options.maxBatchRows ?? 16384;
   const trunkNames = [...scheme.shapes.keys()];
   const ft = toTensors(finetune);
@@ -213,7 +215,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     keep.push(x);
     // The yardstick is the clean forward pass below, which is needed anyway. On a GPU backend the
     // first calls compile shaders, so one warm-up pass goes first; WASM has nothing to compile.
-    if (tf.getBackend() === 'webgpu') await readAndDispose(tf.tidy(() => tf.sum(logits(family, config, ft.lookup, x, task))));
+    if (tf.getBackend() === 'webgpu') await readAndDispose(tf.tidy(() => tf.sum(scoredLogits(logits(family, config, ft.lookup, x, task), targets))));
     const forwardStarted = process.hrtime.bigint();
     // Activations entering each stage, with the fine-tune's parameters.
     const context: StageContext = family.context?.(config, x) ?? {};
@@ -228,8 +230,8 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       }),
     ];
     keep.push(...activations.slice(1));
-    const cleanLogits = await readAndDispose(tf.tidy(() => family.head(config, task, ft.lookup, activations[stages.length])));
-    const clean = cleanDistribution(cleanLogits, probe.labels, classes);
+    const cleanLogits = await readAndDispose(tf.tidy(() => scoredLogits(family.head(config, task, ft.lookup, activations[stages.length]), targets)));
+    const clean = cleanDistribution(cleanLogits, targets.labels, classes);
     const cleanLoss = clean.loss;
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     forwardEquivalents += 1;
@@ -260,8 +262,10 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const group = scheme.groupOf[partition];
       if (group < 0) return -1; // the model partition spans every stage
       const tensors = scheme.groups[group];
-      const index = stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
-      return index;
+      const holders = stages.flatMap((s, i) => (tensors.some((t) => s.tensors.includes(t)) ? [i] : []));
+      // A table read by two stages (tied embeddings and LM head) spans both: a full forward pass.
+      if (holders.length > 1) return -1;
+      return stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
     };
     // Partitions that cannot change the logits are scored zero without running them: rows nobody
     // reads, and rows the fine-tune did not change.
@@ -285,7 +289,10 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     let fusedPartitions = 0;
     const fused = await scoringKernels(options.interventionKernels, sharedInterventionKernels);
     const record = async (partitions: number[], corruptedLogits: tf.Tensor) => {
-      const { loss, kl: divergence } = lossAndKl((await corruptedLogits.data()) as Float32Array, partitions.length, probe.labels, classes, clean);
+      const scored = targets.rows ? tf.tidy(() => scoredLogits(corruptedLogits, targets, partitions.length)) : corruptedLogits;
+      const values = (await scored.data()) as Float32Array;
+      if (scored !== corruptedLogits) scored.dispose();
+      const { loss, kl: divergence } = lossAndKl(values, partitions.length, targets.labels, classes, clean);
       recordValues(partitions, Array.from(loss, (v) => v - cleanLoss), divergence);
     };
     const recordValues = (partitions: number[], increases: ArrayLike<number>, klValues: ArrayLike<number>) => {
@@ -320,7 +327,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       const rowStage = linear && rowOf ? new LinearRowStage({ linear, reader, input: activations[s], output: activations[s + 1], finetune: ft.lookup, base: bs.lookup, rowOf }) : undefined;
       try {
         const gpuStage =
-          fused && linear && reader && rowStage?.readerPre
+          fused && linear && reader && rowStage?.readerPre && !targets.rows
             ? fusedRowStage(fused, { stages, stage: s, linear, reader: { map: reader, pre: rowStage.readerPre }, linearHead: family.linearHead?.(config, task), examples: n, classes, partitions: partitions.length, inDim: activations[s].shape[1]!, units: activations[s + 1].shape[1]! })
             : undefined;
         if (gpuStage && rowOf) {
@@ -438,14 +445,15 @@ async function tfjsGradients({ base, finetune, task, probe, scheme }: Importance
     const point = (name: string) => (at === 'base' && scheme.shapes.has(name) ? bs.lookup(name) : ft.lookup(name));
     const gradients = tf.tidy(() => {
       const x = family.inputs(config, probe, range(0, probe.count), `${task} probe data`);
-      const labels = tf.oneHot(tf.tensor1d(probe.labels, 'int32'), config.tasks[task]);
+      const targets = scoredTargets(probe, range(0, probe.count));
+      const labels = tf.oneHot(tf.tensor1d(targets.labels, 'int32'), requireHead(config, task, finetune.path));
       const trunk = trunkNames.map(point);
       const lossOf = (...values: tf.Tensor[]) => {
         const lookup: ParamLookup = (name) => {
           const i = trunkNames.indexOf(name);
           return i >= 0 ? values[i] : point(name);
         };
-        return tf.losses.softmaxCrossEntropy(labels, logits(family, config, lookup, x, task)) as tf.Scalar;
+        return tf.losses.softmaxCrossEntropy(labels, scoredLogits(logits(family, config, lookup, x, task), targets)) as tf.Scalar;
       };
       return tf.grads(lossOf)(trunk);
     });

@@ -9,6 +9,7 @@
  * backend, and read back once per tensor at the end.
  */
 import * as tf from '@tensorflow/tfjs';
+import { MergeInputError } from '../errors';
 import { throwIfAborted } from '../errors';
 import { toTensors } from '../families/model';
 import { logits, ParamLookup } from '../families/types';
@@ -27,6 +28,10 @@ export interface DiagonalFisher {
 }
 
 export async function diagonalFisher({ model, task, probe, probePath }: ProbedModel, variant: FisherVariant, options: { signal?: AbortSignal; onProgress?: ProgressCallback; phase?: string } = {}): Promise<DiagonalFisher> {
+  if (model.config.languageModel) {
+    // Expected over the head's classes, that is one backward pass per vocabulary entry and token.
+    throw new MergeInputError(`${model.path}: the Fisher information of a language model (one backward pass per token and vocabulary entry) is not implemented; use APL's gradient or exact estimator, or RegMean`);
+  }
   const started = Date.now();
   const progress = new ProgressTracker(options.phase ?? 'fisher', probe.count, options.onProgress);
   // About twenty reports per model: progress events are stored with the job.

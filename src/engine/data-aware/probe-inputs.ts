@@ -6,10 +6,13 @@
 import { getSplit, loadTaskData, TaskSplit } from '../data/task-data';
 import { MergeInputError } from '../errors';
 import { loadModel, Model } from '../families/model';
+import { labelsProblem, requireHead } from '../families/types';
 import { PrepareContext } from '../methods/types';
 
 /** The head a model is scored with: the one named, or its only one. */
 export function singleTask(model: Model, given: string | undefined): string {
+  // A language model's one head scores any task.
+  if (model.config.languageModel) return given ?? 'lm';
   const tasks = Object.keys(model.config.tasks);
   if (given) {
     if (!tasks.includes(given)) throw new MergeInputError(`${model.path}: has no head for task "${given}" (heads: ${tasks.join(', ')})`);
@@ -35,10 +38,10 @@ export function probedModels(context: PrepareContext, method: string): ProbedMod
     const model = loadModel(reference);
     const task = singleTask(model, (params.task as string) || undefined);
     const probe = getSplit(loadTaskData(probePath), 'probe');
-    const classes = model.config.tasks[task];
+    const classes = requireHead(model.config, task, reference);
     if (probe.count === 0) throw new MergeInputError(`${probePath}: the probe split has no examples`);
-    const bad = probe.labels.findIndex((y) => y < 0 || y >= classes);
-    if (bad >= 0) throw new MergeInputError(`${probePath}: probe label ${probe.labels[bad]} at index ${bad} does not fit ${reference}'s ${classes}-class head "${task}"`);
+    const labels = labelsProblem(probe, classes, `${probePath} (probe split, ${reference}'s ${classes}-class head "${task}")`);
+    if (labels) throw new MergeInputError(labels);
     const problem = model.family.inputsProblem(model.config, probe, `${probePath} (probe split)`);
     if (problem) throw new MergeInputError(problem);
     return { model, task, probePath, probe };

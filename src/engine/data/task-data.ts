@@ -8,13 +8,19 @@ import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
 import { writeSafetensorsFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
 
+/** The label that marks a token that is not scored (PyTorch's ignore_index). */
+export const IGNORED_LABEL = -100;
+
 export interface TaskSplit {
   /** Raw inputs: bytes for images, token ids for text. */
   inputs: Uint8Array | Int32Array;
   /** Shape of one example (e.g. [28, 28] or [64]). */
   exampleShape: number[];
+  /** Class labels [n], or token labels [n, length] for a language-model task (−100: not scored). */
   labels: Int32Array;
   count: number;
+  /** 1 for class labels; the sequence length for token labels. */
+  labelsPerExample?: number;
 }
 
 export interface TaskData {
@@ -28,7 +34,7 @@ export interface TaskData {
 export function saveTaskData(
   file: string,
   task: { name: string; classes: number; description: string; seed: number },
-  splits: Record<string, { inputs: Uint8Array | Int32Array; exampleShape: number[]; labels: Int32Array; count: number }>,
+  splits: Record<string, { inputs: Uint8Array | Int32Array; exampleShape: number[]; labels: Int32Array; count: number; labelsPerExample?: number }>,
 ): void {
   const tensors = Object.entries(splits).flatMap(([split, s]) => [
     {
@@ -37,7 +43,7 @@ export function saveTaskData(
       shape: [s.count, ...s.exampleShape],
       data: new Uint8Array(s.inputs.buffer, s.inputs.byteOffset, s.inputs.byteLength),
     },
-    { name: `${split}.labels`, dtype: 'I32' as const, shape: [s.count], data: new Uint8Array(s.labels.buffer, s.labels.byteOffset, s.labels.byteLength) },
+    { name: `${split}.labels`, dtype: 'I32' as const, shape: (s.labelsPerExample ?? 1) > 1 ? [s.count, s.labelsPerExample!] : [s.count], data: new Uint8Array(s.labels.buffer, s.labels.byteOffset, s.labels.byteLength) },
   ]);
   writeSafetensorsFile(file, tensors, { task: task.name, classes: String(task.classes), description: task.description, seed: String(task.seed) });
 }
@@ -61,17 +67,25 @@ export function loadTaskData(file: string): TaskData {
       const labels = checkpoint.tensors.get(`${split}.labels`);
       if (!labels) fail(`has inputs but no "${split}.labels"`, name);
       if (inputs.dtype !== 'U8' && inputs.dtype !== 'I32') fail(`dtype ${inputs.dtype}: inputs must be U8 images or I32 token ids`, name);
-      if (labels!.dtype !== 'I32' || labels!.shape.length !== 1) fail(`must be I32 of shape [n], is ${labels!.dtype} ${JSON.stringify(labels!.shape)}`, labels!.name);
+      // Token labels ([n, length], as the inputs: a language-model task) or class labels ([n]).
+      const tokenLabels = labels!.shape.length === 2;
+      if (labels!.dtype !== 'I32' || (labels!.shape.length !== 1 && !(tokenLabels && inputs.dtype === 'I32' && JSON.stringify(labels!.shape) === JSON.stringify(inputs.shape)))) {
+        fail(`must be I32 of shape [n] (class labels) or of the token inputs' shape ${JSON.stringify(inputs.shape)} (token labels), is ${labels!.dtype} ${JSON.stringify(labels!.shape)}`, labels!.name);
+      }
       if (inputs.shape[0] !== labels!.shape[0]) fail(`${inputs.shape[0]} inputs but ${labels!.shape[0]} labels`, name);
       const rawInputs = reader.read(inputs);
       const labelValues = new Int32Array(reader.read(labels!).buffer);
-      const bad = labelValues.findIndex((y) => y < 0 || y >= classes);
-      if (bad >= 0) fail(`label ${labelValues[bad]} at index ${bad} is outside 0..${classes - 1}`, labels!.name);
+      const per = tokenLabels ? labels!.shape[1] : 1;
+      const bad = labelValues.findIndex((y) => (y < 0 || y >= classes) && !(tokenLabels && y === IGNORED_LABEL));
+      if (bad >= 0) {
+        fail(tokenLabels ? `label ${labelValues[bad]} of example ${Math.floor(bad / per)} at position ${bad % per} is outside 0..${classes - 1} (and not ${IGNORED_LABEL})` : `label ${labelValues[bad]} at index ${bad} is outside 0..${classes - 1}`, labels!.name);
+      }
       splits.set(split, {
         inputs: inputs.dtype === 'U8' ? rawInputs : new Int32Array(rawInputs.buffer),
         exampleShape: inputs.shape.slice(1),
         labels: labelValues,
         count: inputs.shape[0],
+        ...(tokenLabels ? { labelsPerExample: per } : {}),
       });
     }
   } finally {

@@ -4,6 +4,7 @@
  * checks that the checkpoint has exactly the tensors and shapes the family expects.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
@@ -83,6 +84,7 @@ export function loadModel(path: string): Model {
   const checkpoint = adapter ? adaptedCheckpoint(base, adapter, path) : base;
   const { family, config } = readModelConfig(checkpoint.directory);
   const expected = [...family.trunkShapes(config), ...Object.keys(config.tasks).flatMap((t) => family.headShapes(config, t))];
+  checkFitsInMemory(expected, checkpoint.directory);
   const params = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
   const reader = new TensorReader();
@@ -107,6 +109,20 @@ export function loadModel(path: string): Model {
   const extra = adapter ? [] : checkpoint.names.filter((n) => !params.has(n) && isFloatDtype(checkpoint.tensors.get(n)!.dtype));
   if (extra.length > 0) throw new CheckpointError(checkpoint.path, `tensors the ${family.name} config does not describe: ${extra.slice(0, 5).join(', ')}`);
   return { path, family, config, params, shapes };
+}
+
+/**
+ * A model is held in float32 to be run; one whose weights would take more than half of this
+ * machine's memory is refused before anything is allocated (scoring needs room for activations
+ * and a second model besides), instead of failing part-way with an out-of-memory crash.
+ */
+function checkFitsInMemory(shapes: readonly { shape: number[] }[], directory: string): void {
+  const bytes = shapes.reduce((sum, { shape }) => sum + 4 * shape.reduce((a, b) => a * b, 1), 0);
+  const limit = totalmem() / 2;
+  if (bytes > limit) {
+    const gib = (n: number) => (n / 1024 ** 3).toFixed(1);
+    throw new Error(`${directory}: running this model needs ${gib(bytes)} GiB of float32 weights, more than half of this machine's ${gib(totalmem())} GiB of memory; it can be merged (tensor by tensor) but not scored here`);
+  }
 }
 
 /** params (the base's) += scale · B·A for each module the adapter adapts. */

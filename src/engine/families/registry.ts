@@ -1,7 +1,9 @@
 /**
  * The model families the engine knows: by the `apl_family` field of config.json, or, for
- * Hugging Face checkpoints, by `model_type` (bert and roberta read as the encoder family).
+ * Hugging Face checkpoints, by `model_type` (bert and roberta read as the encoder family; llama,
+ * mistral and qwen2 as the decoder family).
  */
+import { decoderFamily } from './decoder';
 import { encoderFamily } from './encoder';
 import { mlpFamily } from './mlp';
 import { FamilyConfig, ModelFamily } from './types';
@@ -9,9 +11,10 @@ import { FamilyConfig, ModelFamily } from './types';
 export const MODEL_FAMILIES: readonly ModelFamily<FamilyConfig>[] = [
   mlpFamily as unknown as ModelFamily<FamilyConfig>,
   encoderFamily as unknown as ModelFamily<FamilyConfig>,
+  decoderFamily as unknown as ModelFamily<FamilyConfig>,
 ];
 
-const HUGGING_FACE_TYPES: Record<string, string> = { bert: 'encoder', roberta: 'encoder' };
+const HUGGING_FACE_TYPES: Record<string, string> = { bert: 'encoder', roberta: 'encoder', llama: 'decoder', mistral: 'decoder', qwen2: 'decoder' };
 
 export function getFamily(name: string, file: string): ModelFamily<FamilyConfig> {
   const family = MODEL_FAMILIES.find((f) => f.name === name);

@@ -1,37 +1,41 @@
-/** Accuracy and mean loss of a model's task head on a split, in batches. */
+/**
+ * Accuracy and mean loss of a model's task head on a split, in batches. For a language model:
+ * exact match of the greedy completion, and the mean NLL over the completion tokens.
+ */
 import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { Model, toTensors } from '../families/model';
-import { logits, range } from '../families/types';
+import { answeredExamples, logits, lossAndMisses, range, requireHead, scoredLogits, scoredTargets } from '../families/types';
 
 export interface EvaluationResult {
   accuracy: number;
   loss: number;
   count: number;
+  /** Labels the loss is the mean over: examples, or scored tokens. */
+  scoredLabels: number;
 }
 
 export async function evaluate(model: Model, task: string, split: TaskSplit, batchSize = 1000): Promise<EvaluationResult> {
   const { family, config } = model;
-  if (!(task in config.tasks)) throw new Error(`${model.path}: no head for task "${task}" (heads: ${Object.keys(config.tasks).join(', ')})`);
+  const classes = requireHead(config, task, model.path);
   const { tensors, lookup } = toTensors(model);
   let correct = 0;
   let lossSum = 0;
+  let scoredLabels = 0;
+  // A language model's output is a row per position: fewer sequences per batch.
+  const perBatch = split.labelsPerExample && split.labelsPerExample > 1 ? Math.max(1, Math.floor(batchSize / 16)) : batchSize;
   try {
-    for (let start = 0; start < split.count; start += batchSize) {
-      const end = Math.min(split.count, start + batchSize);
-      const [hitsTensor, lossTensor] = tf.tidy(() => {
-        const out = logits(family, config, lookup, family.inputs(config, split, range(start, end), `${task} data`), task);
-        const labels = tf.tensor1d(split.labels.subarray(start, end), 'int32');
-        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out, 1), labels), 'int32'));
-        const ce = tf.sum(tf.neg(tf.sum(tf.mul(tf.oneHot(labels, config.tasks[task]), tf.logSoftmax(out)), 1)));
-        return [hits, ce];
-      });
-      correct += (await hitsTensor.data())[0];
-      lossSum += (await lossTensor.data())[0];
-      tf.dispose([hitsTensor, lossTensor]);
+    for (let start = 0; start < split.count; start += perBatch) {
+      const end = Math.min(split.count, start + perBatch);
+      const targets = scoredTargets(split, range(start, end));
+      const { lossSum: loss, misses } = tf.tidy(() => lossAndMisses(scoredLogits(logits(family, config, lookup, family.inputs(config, split, range(start, end), `${task} data`), task), targets), targets, classes));
+      correct += answeredExamples(await misses.data(), targets);
+      lossSum += (await loss.data())[0];
+      scoredLabels += targets.labels.length;
+      tf.dispose([loss, misses]);
     }
   } finally {
     tensors.forEach((t) => t.dispose());
   }
-  return { accuracy: correct / split.count, loss: lossSum / split.count, count: split.count };
+  return { accuracy: correct / split.count, loss: lossSum / Math.max(1, scoredLabels), count: split.count, scoredLabels };
 }

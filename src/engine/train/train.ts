@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted } from '../errors';
 import { Model } from '../families/model';
-import { logits } from '../families/types';
+import { logits, requireHead, scoredLogits, scoredTargets } from '../families/types';
 import { Random } from '../kernels/random';
 import { ProgressCallback, ProgressTracker } from '../progress';
 
@@ -51,9 +51,9 @@ export async function train(model: Model, tasks: TrainingTask[], options: TrainO
       for (let i = 0; i < indices.length; i++) indices[i] = random.nextUint32() % split.count;
       const loss = optimizer.minimize(() => {
         const input = family.inputs(config, split, indices, task);
-        const labels = tf.oneHot(tf.tensor1d(Int32Array.from(indices, (i) => split.labels[i]), 'int32'), config.tasks[task]);
-        const value = tf.losses.softmaxCrossEntropy(labels, logits(family, config, lookup, input, task)) as tf.Scalar;
-        return value;
+        const targets = scoredTargets(split, indices);
+        const labels = tf.oneHot(tf.tensor1d(targets.labels, 'int32'), requireHead(config, task, model.path));
+        return tf.losses.softmaxCrossEntropy(labels, scoredLogits(logits(family, config, lookup, input, task), targets)) as tf.Scalar;
       }, true, [...variables.values()]);
       if (step === options.steps - 1 || step % 25 === 0) {
         finalLoss = (await (loss as tf.Scalar).data())[0];
