@@ -10,6 +10,7 @@ import { parseMergeConfig } from '../engine/merge/config';
 import { planMerge } from '../engine/merge/plan';
 import { getMergeMethod } from '../engine/methods/registry';
 import { modelFamilyOfReference } from '../engine/families/model';
+import { headMismatch } from '../engine/families/types';
 import { runnableModel } from './model-reference';
 import { PARTITION_LEVELS, PartitionLevel } from '../engine/apl/partitions';
 import { Prisma, PrismaClient } from '../store/generated/client';
@@ -89,8 +90,8 @@ async function checkMergeInputs(prisma: PrismaClient, request: MergeRequest): Pr
       if (!task) throw new RegistryError('NOT_FOUND', `models[${i}].probeTaskId: task ${input.probeTaskId} does not exist`);
       const family = modelFamilyOfCheckpoint(await runnableModel(prisma, model));
       if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: "${model.name}" cannot be scored on probe data: ${family.unknown}`);
-      const heads = family.config.tasks as Record<string, number>;
-      if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
+      const heads = headMismatch(family.config, task);
+      if (heads) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: model "${model.name}": ${heads}`);
       const mismatch = inputsMismatch(family, task, ['probe']);
       if (mismatch) throw new RegistryError('BAD_USER_INPUT', `models[${i}].probeTaskId: ${mismatch}`);
     }
@@ -189,9 +190,8 @@ export async function requestAnalysis(prisma: PrismaClient, boss: PgBoss, reques
     const family = modelFamilyOfReference(reference);
     if ('unknown' in family) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" cannot be analysed: ${family.unknown}`);
     const found = family;
-    const heads = found.config.tasks as Record<string, number>;
-    if (!(task.name in heads)) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}" has no head for task "${task.name}" (heads: ${Object.keys(heads).join(', ')})`);
-    if (heads[task.name] !== task.classes) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}"'s head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}`);
+    const heads = headMismatch(found.config, task);
+    if (heads) throw new RegistryError('BAD_USER_INPUT', `model "${model.name}": ${heads}`);
     const mismatch = inputsMismatch(found, task, ['probe']);
     if (mismatch) throw new RegistryError('BAD_USER_INPUT', `taskId: ${mismatch}`);
     planMerge(parseMergeConfig(`merge_method: task_arithmetic\nbase_model: ${JSON.stringify(checkpointPath(base.checkpoint.uri))}\nmodels:\n  - model: ${JSON.stringify(reference)}\n    parameters: { weight: 1 }\n`, 'the analysis request', '/'));

@@ -6,7 +6,7 @@
 import { getSplit, loadTaskData, TaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
 import { loadModel, modelFamilyOfReference } from '../engine/families/model';
-import { FamilyConfig, ModelFamily } from '../engine/families/types';
+import { FamilyConfig, headMismatch, ModelFamily } from '../engine/families/types';
 import { ProgressCallback, ProgressTracker } from '../engine/progress';
 import { evaluate } from '../engine/train/evaluate';
 import { PrismaClient } from '../store/generated/client';
@@ -43,7 +43,9 @@ function readFitting(found: { family: ModelFamily<FamilyConfig>; config: FamilyC
     return { problem: `the data of task "${task.name}" cannot be read: ${(err as Error).message}` };
   }
   for (const split of splits.filter((s) => data.splits.has(s))) {
-    const problem = found.family.inputsProblem(found.config, getSplit(data, split), `task "${task.name}" (${split} split)`);
+    const part = getSplit(data, split);
+    if ((part.labelsPerExample ?? 1) > 1 && !found.config.languageModel) return { problem: `task "${task.name}" (${split} split) is a language-model task (token labels); the ${found.family.name} model is a classifier` };
+    const problem = found.family.inputsProblem(found.config, part, `task "${task.name}" (${split} split)`);
     if (problem) return { problem };
   }
   return { data };
@@ -63,22 +65,24 @@ export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; confi
 export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, model: string, taskId?: string): Promise<{ tasks: ScorableTask[] } | { reason: string; missing?: true }> {
   const found = modelFamilyOfReference(model);
   if ('unknown' in found) return { reason: found.unknown };
-  const heads = found.config.tasks as Record<string, number>;
-  const names = Object.keys(heads);
+  const names = Object.keys(found.config.tasks);
   if (taskId) {
     const task = await prisma.task.findUnique({ where: { id: taskId } });
     if (!task) return { reason: `task ${taskId} does not exist`, missing: true };
-    if (!(task.name in heads)) return { reason: `it has no head for task "${task.name}" (heads: ${names.join(', ') || 'none'})` };
-    if (heads[task.name] !== task.classes) return { reason: `its head for "${task.name}" has ${heads[task.name]} classes, the task's data ${task.classes}` };
+    const mismatch = headMismatch(found.config, task);
+    if (mismatch) return { reason: mismatch };
     const read = readFitting(found, task, SCORED_SPLITS);
     return 'problem' in read ? { reason: read.problem } : { tasks: [{ task, data: read.data }] };
   }
-  const registered = await prisma.task.findMany({ where: { name: { in: names } }, orderBy: { name: 'asc' } });
-  const sized = registered.filter((t) => heads[t.name] === t.classes);
+  // A classifier is scored on the tasks named as its heads; a language model's one head on every
+  // registered task whose data it can read (language-model tasks, tokens within its vocabulary).
+  const { languageModel } = found.config;
+  const registered = await prisma.task.findMany({ where: languageModel ? { classes: { lte: languageModel.vocabulary } } : { name: { in: names } }, orderBy: { name: 'asc' } });
+  const sized = registered.filter((t) => headMismatch(found.config, t) === undefined);
   const reads = sized.map((task) => ({ task, read: readFitting(found, task, SCORED_SPLITS) }));
   const tasks = reads.flatMap(({ task, read }) => ('data' in read ? [{ task, data: read.data }] : []));
   const problems = reads.flatMap(({ read }) => ('problem' in read ? [read.problem] : []));
-  if (tasks.length === 0) return { reason: `no registered task matches its heads (${names.join(', ') || 'none'})${problems.length > 0 ? `: ${problems.join('; ')}` : ''}` };
+  if (tasks.length === 0) return { reason: `${languageModel ? 'no registered language-model task fits it' : `no registered task matches its heads (${names.join(', ') || 'none'})`}${problems.length > 0 ? `: ${problems.join('; ')}` : ''}` };
   return { tasks };
 }
 

@@ -40,7 +40,7 @@ export function probedModels(context: PrepareContext, method: string): ProbedMod
     const probe = getSplit(loadTaskData(probePath), 'probe');
     const classes = requireHead(model.config, task, reference);
     if (probe.count === 0) throw new MergeInputError(`${probePath}: the probe split has no examples`);
-    const labels = labelsProblem(probe, classes, `${probePath} (probe split, ${reference}'s ${classes}-class head "${task}")`);
+    const labels = labelsProblem(probe, classes, `${probePath} (probe split)`, `${reference}'s ${classes}-class head "${task}"`);
     if (labels) throw new MergeInputError(labels);
     const problem = model.family.inputsProblem(model.config, probe, `${probePath} (probe split)`);
     if (problem) throw new MergeInputError(problem);

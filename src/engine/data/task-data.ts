@@ -1,12 +1,14 @@
 /**
  * A task's labelled data on disk: one safetensors file per task holding, for each split,
  * `<split>.inputs` (U8 images [n, 28, 28], or I32 token ids [n, length]) and `<split>.labels`
- * (I32 [n]), with the task's name and class count in `__metadata__`. Loading checks everything a
+ * (I32 [n]; or I32 [n, length] token labels for a language-model task), with the task's name and
+ * class count in `__metadata__`; or a language-model task's JSONL (lm-tasks.ts). Loading checks everything a
  * model will rely on and names the file, split and reason when something is off.
  */
 import { openCheckpoint, TensorReader } from '../checkpoint/checkpoint';
 import { writeSafetensorsFile } from '../checkpoint/writer';
 import { CheckpointError } from '../errors';
+import { loadLmTaskJsonl } from './lm-tasks';
 
 /** The label that marks a token that is not scored (PyTorch's ignore_index). */
 export const IGNORED_LABEL = -100;
@@ -49,6 +51,7 @@ export function saveTaskData(
 }
 
 export function loadTaskData(file: string): TaskData {
+  if (file.endsWith('.jsonl')) return loadLmTaskJsonl(file);
   const checkpoint = openCheckpoint(file);
   const meta = checkpoint.metadata ?? {};
   const fail = (reason: string, tensor?: string): never => {

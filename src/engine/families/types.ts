@@ -88,6 +88,21 @@ export function headClasses(config: FamilyConfig, task: string): number | undefi
   return Object.hasOwn(config.tasks, task) ? config.tasks[task] : config.languageModel?.vocabulary;
 }
 
+/**
+ * Why a model's head cannot score a task of `classes` classes (a classifier: no head of that name
+ * or another size; a language model: token ids beyond its vocabulary), or undefined.
+ */
+export function headMismatch(config: FamilyConfig, task: { name: string; classes: number }): string | undefined {
+  if (!Object.hasOwn(config.tasks, task.name) && config.languageModel) {
+    const { vocabulary } = config.languageModel;
+    return task.classes > vocabulary ? `its vocabulary has ${vocabulary} tokens, task "${task.name}"'s tokenizer ${task.classes}` : undefined;
+  }
+  const heads = Object.keys(config.tasks);
+  if (!heads.includes(task.name)) return `it has no head for task "${task.name}" (heads: ${heads.join(', ') || 'none'})`;
+  if (config.tasks[task.name] !== task.classes) return `its head for "${task.name}" has ${config.tasks[task.name]} classes, the task's data ${task.classes}`;
+  return undefined;
+}
+
 /** headClasses, or an error naming the model and its heads. */
 export function requireHead(config: FamilyConfig, task: string, model: string): number {
   const classes = headClasses(config, task);
@@ -151,13 +166,13 @@ export function scoredLogits(output: tf.Tensor, targets: ScoredTargets, variants
 }
 
 /** Why the split's labels cannot be scored by a head of `classes` classes, or undefined. */
-export function labelsProblem(split: TaskSplit, classes: number, source: string): string | undefined {
+export function labelsProblem(split: TaskSplit, classes: number, source: string, head = `the head's ${classes} classes`): string | undefined {
   const per = split.labelsPerExample ?? 1;
   const bad = split.labels.findIndex((y) => (y < 0 || y >= classes) && !(per > 1 && y === IGNORED_LABEL));
   if (bad >= 0) {
     return per > 1
       ? `${source}: example ${Math.floor(bad / per)} has label ${split.labels[bad]} at position ${bad % per}, outside the vocabulary of ${classes} (use ${IGNORED_LABEL} for tokens that are not scored)`
-      : `${source}: label ${split.labels[bad]} at index ${bad} does not fit the head's ${classes} classes`;
+      : `${source}: label ${split.labels[bad]} at index ${bad} does not fit ${head}`;
   }
   if (per > 1 && split.count > 0 && scoredTargets(split, range(0, split.count)).labels.length === 0) return `${source}: no example has a scored token (every label is ${IGNORED_LABEL})`;
   return undefined;
