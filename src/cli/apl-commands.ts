@@ -9,6 +9,7 @@ import { BenchmarkReport, runMergingBenchmark } from '../engine/benchmark/mergin
 import { loadModel } from '../engine/families/model';
 import { modelLogits, nestedLogits } from '../engine/families/model-logits';
 import { parseBackend, useBackend } from '../engine/tensors/backend';
+import { buildLmZoo } from '../engine/zoo/lm';
 import { buildTextZoo } from '../engine/zoo/text';
 import { buildVisionZoo } from '../engine/zoo/vision';
 import { formatSeconds, terminalProgress } from './progress-bar';
@@ -25,7 +26,7 @@ export async function zooBuildCommand(flags: { suite: string; out?: string; quic
   const backend = await useBackend(parseBackend(flags.backend));
   console.log(`building the ${flags.quick ? 'quick ' : ''}${flags.suite} zoo in ${out} (seed ${seed}, backend ${backend})`);
   const bar = terminalProgress();
-  const build = flags.suite === 'text' ? buildTextZoo : buildVisionZoo;
+  const build = flags.suite === 'text' ? buildTextZoo : flags.suite === 'lm' ? buildLmZoo : buildVisionZoo;
   const manifest = await build({ out, quick: flags.quick ?? false, seed, onProgress: bar.onProgress, log: (line) => console.log(line) });
   bar.done();
   console.log(`done in ${formatSeconds(manifest.seconds)}: base and ${manifest.finetunes.length} fine-tunes; manifest ${join(out, 'zoo.json')}`);

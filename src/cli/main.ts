@@ -204,7 +204,7 @@ export function buildProgram(): Command {
   zoo
     .command('build')
     .description('train a base and its fine-tunes, and write their task data (probe/validation/test/ood)')
-    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text']).makeOptionMandatory())
+    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text', 'lm']).makeOptionMandatory())
     .option('--out <dir>', 'where to write it (default: a cache directory outside the repository)')
     .option('--quick', 'a small zoo in seconds, for tests and CI')
     .option('--seed <n>', 'seed of everything random in the build', '1')
@@ -237,7 +237,7 @@ export function buildProgram(): Command {
   program
     .command('bench')
     .description('merging benchmark: every method on a zoo, hyper-parameters chosen on validation, 3 seeds')
-    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text']).makeOptionMandatory())
+    .addOption(new Option('--suite <suite>', 'which zoo').choices(['vision', 'text', 'lm']).makeOptionMandatory())
     .requiredOption('--zoo <dir>', 'a zoo built by "apl-merge zoo build"')
     .requiredOption('--out <file>', 'report.json to write')
     .option('--seeds <list>', 'comma-separated seeds', '0,1,2')

@@ -9,6 +9,7 @@ import { inspectCheckpoint } from '../engine/checkpoint/inspect';
 import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/checkpoint/checkpoint';
 import { ADAPTER_WEIGHTS, checkAdapterFits, isLoraAdapter, readLoraAdapter } from '../engine/checkpoint/lora';
 import { sha256FileAsync } from '../engine/checkpoint/files';
+import { lmTaskTokenizerPath } from '../engine/data/lm-tasks';
 import { loadTaskData } from '../engine/data/task-data';
 import { Model, Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
@@ -21,7 +22,7 @@ import { batchKey, turnBatcher } from './batching';
 export { RegistryError };
 
 /** What a registration may read: a checkpoint (`.safetensors` file, or a directory holding one or a shard index) or task data. */
-export type RegisteredFile = 'checkpoint' | 'task data';
+export type RegisteredFile = 'checkpoint' | 'task data' | 'tokenizer';
 
 function looksLike(path: string, what: RegisteredFile): boolean {
   let stat;
@@ -30,7 +31,8 @@ function looksLike(path: string, what: RegisteredFile): boolean {
   } catch {
     return false;
   }
-  if (stat.isFile()) return path.endsWith('.safetensors') || (what === 'checkpoint' && path.endsWith('.safetensors.index.json'));
+  if (what === 'tokenizer') return stat.isFile() ? path.endsWith('.json') : existsSync(join(path, 'tokenizer.json'));
+  if (stat.isFile()) return path.endsWith('.safetensors') || (what === 'checkpoint' && path.endsWith('.safetensors.index.json')) || (what === 'task data' && path.endsWith('.jsonl'));
   return what === 'checkpoint' && stat.isDirectory() && (existsSync(join(path, SINGLE_FILE_NAME)) || existsSync(join(path, INDEX_FILE_NAME)) || existsSync(join(path, ADAPTER_WEIGHTS)));
 }
 
@@ -53,7 +55,8 @@ export function pathUnderRoots(path: string, roots: readonly DataRoot[], what: R
   }
   if (!locateInRoots(real, roots)) throw precise ? new RegistryError('FORBIDDEN', `path "${path}" is outside the configured data roots (${roots.map((r) => r.path).join(', ')})`) : vague();
   if (!looksLike(real, what)) {
-    throw precise ? new RegistryError('BAD_USER_INPUT', `path "${path}" is not ${what === 'checkpoint' ? 'a checkpoint (a .safetensors file, or a directory with model.safetensors, model.safetensors.index.json or a LoRA adapter)' : 'task data (a .safetensors file)'}`) : vague();
+    const expected = { checkpoint: 'a checkpoint (a .safetensors file, or a directory with model.safetensors, model.safetensors.index.json or a LoRA adapter)', 'task data': "task data (a .safetensors file, or a language-model task's .jsonl)", tokenizer: 'a tokenizer (a tokenizer.json, or a directory holding one)' }[what];
+    throw precise ? new RegistryError('BAD_USER_INPUT', `path "${path}" is not ${expected}`) : vague();
   }
   return real;
 }
@@ -315,8 +318,12 @@ export async function registerTask(prisma: PrismaClient, roots: readonly DataRoo
   const path = pathUnderRoots(input.path, roots, 'task data', by.precisePathErrors ?? true);
   let data: ReturnType<typeof loadTaskData>;
   try {
+    // The tokenizer a JSONL task names is read too: it must lie under the data roots as well.
+    const tokenizer = lmTaskTokenizerPath(path);
+    if (tokenizer !== undefined) pathUnderRoots(tokenizer, roots, 'tokenizer', by.precisePathErrors ?? true);
     data = loadTaskData(path);
   } catch (err) {
+    if (err instanceof RegistryError) throw err;
     throw new RegistryError('BAD_USER_INPUT', (err as Error).message);
   }
   if (!data.splits.has('probe')) throw new RegistryError('BAD_USER_INPUT', `${path}: has no "probe" split, which importance analyses need`);

@@ -49,7 +49,8 @@ const grid = (densities: number[], lambdas: number[], extra: Record<string, numb
  * The data-aware rows (APL, Fisher, RegMean) read each fine-tune's probe split (`dataFile`) or the
  * importance measured on it; the others see no data.
  */
-export function methodSpecs(tasks: number, importanceDir: string, dataFile: (task: string) => string): MethodSpec[] {
+export function methodSpecs(tasks: number, importanceDir: string, dataFile: (task: string) => string, options: { fisher?: boolean } = {}): MethodSpec[] {
+  const fisher = options.fisher ?? true;
   const sum = [0.6, 1.0, 1.4].map((x) => +(x / tasks).toFixed(3));
   const mean = [0.6, 0.8, 1.0];
   const densities = [0.2, 0.5];
@@ -70,15 +71,20 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
     { row: 'magnitude', method: 'magnitude', candidates: grid(densities, sum), seeded: false },
     apl('exact'),
     apl('gradient'),
-    apl('fisher'),
-    {
-      row: 'Fisher merging',
-      method: 'fisher',
-      candidates: (['expected', 'empirical'] as const).flatMap((fisher) => [true, false].map((normalize_fisher) => ({ fisher, normalize_fisher }))),
-      perModel: probe,
-      seeded: false,
-      withoutBase: true,
-    },
+    // The Fisher rows need the Fisher information, which language models do not have here (fisher-information.ts).
+    ...(fisher
+      ? [
+          apl('fisher'),
+          {
+            row: 'Fisher merging',
+            method: 'fisher',
+            candidates: (['expected', 'empirical'] as const).flatMap((variant) => [true, false].map((normalize_fisher) => ({ fisher: variant, normalize_fisher }))),
+            perModel: probe,
+            seeded: false,
+            withoutBase: true,
+          },
+        ]
+      : []),
     { row: 'RegMean', method: 'regmean', candidates: [0.1, 0.3, 0.5, 0.7, 0.9, 1].map((alpha) => ({ alpha })), perModel: probe, seeded: false, withoutBase: true },
     {
       // APL's drops (row importance, τ1 = 1), then RegMean's solve of what is kept.
@@ -193,6 +199,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
   const data = new Map<string, TaskData>(manifest.finetunes.map((f) => [f.task, loadTaskData(join(zoo, f.data))]));
   const base = loadModel(join(zoo, manifest.base));
   const finetunes = new Map<string, Model>(manifest.finetunes.map((f) => [f.task, loadModel(join(zoo, f.model))]));
+  const withFisher = !base.config.languageModel;
 
   // Importance of every fine-tune at every level, both estimators: fidelity, and APL's inputs (row level).
   const fidelity: FidelityRow[] = [];
@@ -226,14 +233,16 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       pooledGradient.push(...gradient.signed);
       if (scheme.count > 2) rhos.push(spearman(exact.lossIncrease, gradient.signed));
       if (level === 'row') {
-        const fisher = await fisherImportance(inputs, options.signal);
-        fisherSeconds += fisher.seconds;
-        pooledFisher.push(...fisher.score);
+        const fisher = withFisher ? await fisherImportance(inputs, options.signal) : undefined;
+        if (fisher) {
+          fisherSeconds += fisher.seconds;
+          pooledFisher.push(...fisher.score);
+        }
         saveImportance(join(work, 'importance', task), scheme, {
           task,
           model: finetune.path,
           base: base.path,
-          scores: { loss_increase: exact.lossIncrease, kl: exact.kl, gradient_signed: gradient.signed, gradient_absolute: gradient.absolute, fisher: fisher.score },
+          scores: { loss_increase: exact.lossIncrease, kl: exact.kl, gradient_signed: gradient.signed, gradient_absolute: gradient.absolute, ...(fisher ? { fisher: fisher.score } : {}) },
           metadata: { probe_examples: String(inputs.probe.count), backend },
         });
       }
@@ -263,7 +272,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     for (const t of tasks) accuracy[t] = (await evaluate(model, t, getSplit(data.get(t)!, split))).accuracy;
     return accuracy;
   };
-  const specs = methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data));
+  const specs = methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data), { fisher: withFisher });
   const totalMerges = specs.reduce((acc, s) => acc + s.candidates.length * (s.seeded ? seeds.length : 1), 0);
   const progress = new ProgressTracker('bench', totalMerges, options.onProgress);
   let merges = 0;

@@ -38,8 +38,9 @@ export function readTokenizer(path: string): LmTokenizer {
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new Error(`${file}: not a tokenizer.json (${(err as Error).message})`);
+  } catch {
+    // Without the parser's message: it quotes the file's content.
+    throw new Error(`${file}: not a tokenizer.json (not valid JSON)`);
   }
   const configFile = join(dirname(file), 'tokenizer_config.json');
   const config = existsSync(configFile) ? (JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>) : {};
@@ -79,6 +80,16 @@ function tokenIds(value: unknown, field: string, where: string, allowIgnored: bo
     }
   });
   return value as number[];
+}
+
+/** The tokenizer an LM task's JSONL names in its header (absolute), or undefined; reads only the first line. */
+export function lmTaskTokenizerPath(path: string): string | undefined {
+  if (!path.endsWith('.jsonl')) return undefined;
+  const file = resolve(path);
+  const first = readFileSync(file, 'utf8').split('\n').find((line) => line.trim() !== '');
+  if (first === undefined) return undefined;
+  const record = parseLine(file, 1, first);
+  return record.split === undefined && typeof record.tokenizer === 'string' ? resolve(dirname(file), record.tokenizer) : undefined;
 }
 
 /** Reads an LM task's JSONL into task data: token inputs and token labels per split. */
