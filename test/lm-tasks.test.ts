@@ -15,6 +15,7 @@ import { useBackend } from '../src/engine/tensors/backend';
 import { evaluate } from '../src/engine/train/evaluate';
 import { DECODER_CASES, referenceLogits, writeDecoder } from './helpers/decoder-models';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { writeByteLevelTokenizer, writeSentencePieceTokenizer } from './helpers/tokenizer-files';
 
 const TOKENIZER = join(__dirname, 'fixtures', 'mergekit-tokenizer', 'base', 'tokenizer.json');
 
@@ -50,6 +51,21 @@ describe('LM task JSONL', () => {
     expect(Array.from(probe.inputs.subarray(0, prompt.length + completion.length))).toEqual([...prompt, ...completion]);
     expect(Array.from(probe.labels.subarray(0, length))).toEqual([...prompt.map(() => -100), ...completion, ...new Array(length - prompt.length - completion.length).fill(-100)]);
     expect(Array.from(getSplit(data, 'test').labels)).toEqual([-100, 4, 5]);
+  });
+
+  it('reads byte-level BPE (Llama 3, Qwen2) and SentencePiece-style BPE (Llama 2, Mistral) tokenizer.json files', () => {
+    const dir = tempDir();
+    // Byte-level (ids here are the byte values): "é" is two bytes; " the" one merged piece; the BOS starts the prompt only.
+    const byteLevel = loadTaskData(writeJsonl([{ tokenizer: writeByteLevelTokenizer(dir) }, { split: 'probe', prompt: 'café', completion: ' the' }]));
+    const b = getSplit(byteLevel, 'probe');
+    expect(byteLevel.classes).toBe(260);
+    expect(Array.from(b.inputs)).toEqual([259, 99, 97, 102, 0xc3, 0xa9, 258]);
+    expect(Array.from(b.labels)).toEqual([-100, -100, -100, -100, -100, -100, 258]);
+    // SentencePiece style: ▁ prepended, unknown bytes as <0xNN>, <s> first.
+    const sentencePiece = loadTaskData(writeJsonl([{ tokenizer: writeSentencePieceTokenizer(dir) }, { split: 'probe', prompt: 'is é', completion: 'the' }]));
+    const s = getSplit(sentencePiece, 'probe');
+    expect(Array.from(s.inputs)).toEqual([1, 269, 259, 198, 172, 267]);
+    expect(Array.from(s.labels)).toEqual([-100, -100, -100, -100, -100, 267]);
   });
 
   it.each([

@@ -44,6 +44,8 @@ export interface LmZooScale {
   finetuneSteps: number;
   batchSize: number;
   learningRate: number;
+  /** Fine-tuning's learning rate: lower than pretraining's, so the fine-tunes stay near the base they are merged against. */
+  finetuneLearningRate: number;
   sizes: { train: number; probe: number; validation: number; test: number; ood: number };
 }
 
@@ -51,7 +53,7 @@ export const LM_SCALES: Record<'quick' | 'full', LmZooScale> = {
   quick: {
     tasks: ['arithmetic', 'copy', 'reverse', 'spam'],
     commonWords: 300,
-    listWords: 16,
+    listWords: 40,
     sequenceLength: 24,
     hiddenSize: 48,
     layers: 2,
@@ -63,6 +65,7 @@ export const LM_SCALES: Record<'quick' | 'full', LmZooScale> = {
     finetuneSteps: 400,
     batchSize: 32,
     learningRate: 3e-3,
+    finetuneLearningRate: 1e-3,
     sizes: { train: 1200, probe: 32, validation: 100, test: 200, ood: 200 },
   },
   full: {
@@ -80,6 +83,7 @@ export const LM_SCALES: Record<'quick' | 'full', LmZooScale> = {
     finetuneSteps: 600,
     batchSize: 32,
     learningRate: 2e-3,
+    finetuneLearningRate: 7e-4,
     sizes: { train: 1500, probe: 64, validation: 300, test: 500, ood: 500 },
   },
 };
@@ -219,7 +223,7 @@ export async function buildLmZoo(options: BuildZooOptions<LmZooScale>): Promise<
     const model = modelOf(family, config, new Map([...base.params].map(([n, v]) => [n, v.slice()])));
     const taskSplits = splits.get(task)!;
     log(`fine-tuning on ${task} (${scale.finetuneSteps} steps)`);
-    await train(model, [{ task, split: taskSplits.train }], { steps: scale.finetuneSteps, batchSize: scale.batchSize, learningRate: scale.learningRate, seed: options.seed + 1 + t, trainable, onProgress: options.onProgress, signal: options.signal });
+    await train(model, [{ task, split: taskSplits.train }], { steps: scale.finetuneSteps, batchSize: scale.batchSize, learningRate: scale.finetuneLearningRate, seed: options.seed + 1 + t, trainable, onProgress: options.onProgress, signal: options.signal });
     const modelDir = join('finetunes', task);
     saveModel(join(options.out, modelDir), model, { zoo_seed: String(options.seed), task });
     copyFileSync(tokenizerFile, join(options.out, modelDir, 'tokenizer.json'));
