@@ -13,9 +13,13 @@ import { useBackend } from '../src/engine/tensors/backend';
 import { Random } from '../src/engine/kernels/random';
 import { gpuIt } from './helpers/gpu';
 import { tinyFamily } from './helpers/tiny-models';
+import { loadModel } from '../src/engine/families/model';
+import { DECODER_CASES, writeDecoder } from './helpers/decoder-models';
+import { removeTempDirs, tempDir } from './helpers/files';
 
 afterAll(async () => {
   await useBackend('wasm');
+  removeTempDirs();
 });
 
 /** Task 'a' of a tiny family's first fine-tune, partitioned at `level`. */
@@ -228,3 +232,31 @@ gpuIt('the gradient kernels dispatch over two dimensions when a layer has more o
     kernels.destroy();
   }
 }, 300_000);
+
+gpuIt('exact and gradient importance of a decoder LM (GQA, sliding window) on tfjs-webgpu match WASM within 1e-4 relative', async () => {
+  const { config } = DECODER_CASES.mistral;
+  const base = writeDecoder(tempDir(), config, { seed: 21 });
+  const change = writeDecoder(tempDir(), config, { seed: 22 });
+  const ftDir = tempDir();
+  writeDecoder(ftDir, config, { values: new Map([...base].map(([n, v]) => [n, v.map((x, i) => x + 0.2 * (change.get(n)![i] - (n.endsWith('norm.weight') ? 1 : 0)))])) });
+  const baseDir = tempDir();
+  writeDecoder(baseDir, config, { values: base });
+  const [baseModel, finetune] = [loadModel(baseDir), loadModel(ftDir)];
+  const length = 7;
+  const ids = Int32Array.from({ length: 4 * length }, (_, i) => (i * 37 + 11) % 96);
+  const labels = ids.map((t, i) => (i % length >= 4 ? t : -100));
+  const probe = { inputs: ids, exampleShape: [length], labels, count: 4, labelsPerExample: length };
+  for (const level of ['layer', 'row'] as const) {
+    const inputs = { base: baseModel, finetune, task: 'lm', probe, scheme: buildPartitions(level, trunkShapesOf(finetune)) };
+    const run = async (backend: 'wasm' | 'webgpu') => {
+      expect(await useBackend(backend)).toBe(backend);
+      return { exact: await exactImportance(inputs), gradient: await gradientImportance(inputs) };
+    };
+    const wasm = await run('wasm');
+    const gpu = await run('webgpu');
+    expect(relative(gpu.exact.lossIncrease, wasm.exact.lossIncrease)).toBeLessThan(1e-4);
+    expect(relative(gpu.gradient.signed, wasm.gradient.signed)).toBeLessThan(1e-4);
+    expect(new Set(Array.from(wasm.exact.lossIncrease, (v) => v.toFixed(6))).size).toBeGreaterThan(5);
+  }
+  await useBackend('wasm');
+});
