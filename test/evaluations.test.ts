@@ -80,7 +80,7 @@ it('queues a fine-tune for evaluation when it is registered (in the same transac
   // …unless evaluate: true asked for one: then nothing is registered, and the error says why.
   const models = await platform.prisma.model.count();
   const refused = await platform.gql(REGISTER, { input: { name: 'syn-ft-2', kind: 'FINETUNE', path: join(platform.root, 'synthetic/finetune-1'), parentIds: [synthetic.data!.registerModel.model.id], evaluate: true } });
-  expect(refused.errors![0]).toMatchObject({ message: '"syn-ft-2" cannot be evaluated: model_type "synthetic" is not a family the engine runs (bert, roberta)', extensions: { code: 'BAD_USER_INPUT' } });
+  expect(refused.errors![0]).toMatchObject({ message: '"syn-ft-2" cannot be evaluated: model_type "synthetic" is not a family the engine runs (bert, roberta, llama, mistral, qwen2)', extensions: { code: 'BAD_USER_INPUT' } });
   expect(await platform.prisma.model.count()).toBe(models);
   expect(await platform.prisma.checkpoint.count()).toBe(models);
 });
@@ -91,7 +91,7 @@ it('refuses at request time what cannot be evaluated, a second pending evaluatio
   expect(await error({ m: ids.ftB, t: ids.taskA })).toMatchObject({ message: '"ft-beta" cannot be evaluated: it has no head for task "alpha" (heads: beta)', extensions: { code: 'BAD_USER_INPUT' } });
   expect(await error({ m: ids.base })).toMatchObject({ message: '"base" cannot be evaluated: no registered task matches its heads (pretrain)', extensions: { code: 'BAD_USER_INPUT' } });
   const synBase = (await platform.prisma.model.findUniqueOrThrow({ where: { name: 'syn-base' } })).id;
-  expect(await error({ m: synBase })).toMatchObject({ message: '"syn-base" cannot be evaluated: model_type "synthetic" is not a family the engine runs (bert, roberta)', extensions: { code: 'BAD_USER_INPUT' } });
+  expect(await error({ m: synBase })).toMatchObject({ message: '"syn-base" cannot be evaluated: model_type "synthetic" is not a family the engine runs (bert, roberta, llama, mistral, qwen2)', extensions: { code: 'BAD_USER_INPUT' } });
   const missing = '00000000-0000-4000-8000-000000000000';
   expect(await error({ m: missing })).toMatchObject({ message: `modelId: model ${missing} does not exist`, extensions: { code: 'NOT_FOUND' } });
   expect(await error({ m: ids.ftA, t: missing })).toMatchObject({ message: `"ft-alpha" cannot be evaluated: task ${missing} does not exist`, extensions: { code: 'NOT_FOUND' } });

@@ -57,6 +57,8 @@ it('registers an adapter as a fine-tune of its base, refuses it otherwise, and m
   const id = started.data!.startMerge.merge.id;
   await waitFor(async () => (await platform.prisma.merge.findUniqueOrThrow({ where: { id } })).status === 'COMPLETED', `the merge (worker:\n${worker.output()})`, 60000);
   const merge = await platform.prisma.merge.findUniqueOrThrow({ where: { id }, include: { outputModel: { include: { checkpoint: true } } } });
+  // Its config names llama but no architecture (a tensors-only checkpoint): merged, not scored, and the result says why.
+  expect((merge.result as { evaluation?: string }).evaluation).toMatch(/^not evaluated: it cannot be run: .*config\.json: hidden_size: must be a positive integer/);
   const merged = readTensorValues(merge.outputModel!.checkpoint.uri.replace('file://', ''), Q);
   // base + (α/r)·B·A, by hand.
   const expected = BASE_Q.map((v, idx) => {

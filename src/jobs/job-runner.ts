@@ -45,7 +45,7 @@ export async function runAttempt(context: JobContext, kind: JobKind, attempt: Jo
   // A previous attempt's staging is removed only when its worker is gone: a live one (stalled past
   // its heartbeat) is still writing there, and cleans up after itself once it sees it lost the job.
   if (!taken.previousWorker || !(await workerAlive(prisma, taken.previousWorker).catch(() => true))) removeStaleStaging(outDir);
-  else context.log(`${kind} ${id}: taken over from ${taken.previousWorker}, which is still alive; its staging is left to it`);
+  else if (taken.previousWorker !== context.workerName) context.log(`${kind} ${id}: taken over from ${taken.previousWorker}, which is still alive; its staging is left to it`);
   // A write that finds the job no longer ours: cancelled (stop), or taken over by another attempt (stop, touching nothing of its).
   const whyStopped = async () => ((await jobState(prisma, kind, id))?.status === 'RUNNING' ? new AttemptSuperseded(id) : undefined);
   const onStopped = () => void whyStopped().then((reason) => stop.abort(reason), () => stop.abort());

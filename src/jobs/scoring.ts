@@ -63,7 +63,14 @@ export function inputsMismatch(found: { family: ModelFamily<FamilyConfig>; confi
  * for the task, a head of another size than the task's classes.
  */
 export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, model: string, taskId?: string): Promise<{ tasks: ScorableTask[] } | { reason: string; missing?: true }> {
-  const found = modelFamilyOfReference(model);
+  let found: ReturnType<typeof modelFamilyOfReference>;
+  try {
+    found = modelFamilyOfReference(model);
+  } catch (err) {
+    // A config of a known model_type that does not describe a runnable model (a tensors-only
+    // checkpoint, say) can still be merged; it just cannot be scored, and says why.
+    return { reason: `it cannot be run: ${(err as Error).message}` };
+  }
   if ('unknown' in found) return { reason: found.unknown };
   const names = Object.keys(found.config.tasks);
   if (taskId) {
