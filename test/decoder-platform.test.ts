@@ -2,7 +2,9 @@
  * Decoder LMs through the platform, all real (PostgreSQL, the API server, a worker process): a
  * small LM zoo's Llama checkpoints and JSONL tasks registered; a TIES merge scored on the
  * registered LM tasks (exact match of the greedy completion, re-computed here by an independent
- * forward pass); an APL merge with probe tasks; an importance analysis and its per-layer view.
+ * forward pass); an APL merge with probe tasks; an importance analysis and its per-layer view; and
+ * the dashboard's importance view of a decoder's analyses in Debian's Chromium (skipped without it,
+ * unless APL_MERGE_REQUIRE_BROWSER=1).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,13 +15,15 @@ import { ZooManifest } from '../src/engine/zoo/vision';
 import { readAllTensors } from './helpers/files';
 import { referenceLogits } from './helpers/decoder-models';
 import { subscribe } from './helpers/graphql';
+import { HAS_BROWSER, launchBrowser } from './helpers/browser';
+import { testToken } from './helpers/tokens';
 import { startTestPlatform, TestPlatform } from './helpers/platform';
 
 jest.setTimeout(240000);
 
 let platform: TestPlatform;
 let zoo: ZooManifest;
-const ids: { base: string; finetunes: Record<string, string>; tasks: Record<string, string> } = { base: '', finetunes: {}, tasks: {} };
+const ids: { base: string; finetunes: Record<string, string>; tasks: Record<string, string>; layerAnalysis?: string } = { base: '', finetunes: {}, tasks: {} };
 
 beforeAll(async () => {
   platform = await startTestPlatform();
@@ -113,6 +117,7 @@ it('runs APL on decoders with each fine-tune\'s LM probe task, and an importance
   expect(started.errors).toBeUndefined();
   const analysisId = started.data!.startAnalysis.analysis.id;
   expect((await followToEnd(analysisId)).at(-1)).toMatch(/^COMPLETED/);
+  ids.layerAnalysis = analysisId;
   const view = await gql<{ analysis: { status: string; artifactUri: string; layers: Array<{ layer: string; partitions: number; mean: number }> } }>('query($id: ID!) { analysis(id: $id) { status artifactUri layers(score: LOSS_INCREASE) { layer partitions mean } } }', { id: analysisId });
   expect(view.errors).toBeUndefined();
   const layers = view.data!.analysis.layers.map((l) => l.layer);
@@ -121,4 +126,59 @@ it('runs APL on decoders with each fine-tune\'s LM probe task, and an importance
   expect(layers).toContain('lm_head');
   const artifact = loadImportance(view.data!.analysis.artifactUri.replace('file://', ''));
   expect(view.data!.analysis.layers.map((l) => l.mean)).toEqual(Array.from(artifact.scores.loss_increase!));
+});
+
+(HAS_BROWSER ? it : it.skip)("shows a decoder's importance in the dashboard: a row-level gradient analysis started from the form, its charts, and beside it the exact layer-level one", async () => {
+  const browser = await launchBrowser();
+  const problems: string[] = [];
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1200, height: 800 } })).newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+    page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
+    await page.goto(`${platform.server.url.replace(/\/graphql$/, '')}/#token=${await testToken(platform.prisma, 'OPERATOR', 'decoder-dash')}`);
+    await page.getByRole('link', { name: 'Importance' }).click();
+    const task = zoo.finetunes[0].task;
+    await page.locator('#analysis-modelId').selectOption({ label: `llama-${task}` });
+    await page.locator('#analysis-taskId').selectOption({ label: task });
+    await page.locator('#analysis-level').selectOption('ROW');
+    await page.locator('#analysis-estimator').selectOption('GRADIENT');
+    await page.getByRole('button', { name: 'Start analysis' }).click();
+    await page.waitForURL(/#\/jobs\//);
+    const analysisId = page.url().split('/').pop()!;
+    await page.getByTestId('job-status').getByText('COMPLETED').waitFor({ timeout: 120000 });
+    await page.goto(page.url().replace(/#.*$/, `#/analyses/${analysisId}`));
+
+    // A gradient analysis offers the scores it holds, and shows the first of them.
+    const bars = page.getByRole('img', { name: 'mean importance per layer' }).first();
+    await bars.waitFor();
+    expect(await page.getByLabel('Score').locator('option').allInnerTexts()).toEqual(['gradient signed', 'gradient absolute']);
+    const view = await platform.gql<{ analysis: { scores: string[]; layers: Array<{ layer: string; top: Array<{ partition: string }> }> } }>('query($id: ID!) { analysis(id: $id) { scores layers(score: GRADIENT_SIGNED, top: 3) { layer top { partition } } } }', { id: analysisId });
+    expect(view.data!.analysis.scores).toEqual(['GRADIENT_SIGNED', 'GRADIENT_ABSOLUTE']);
+    const layers = view.data!.analysis.layers;
+    // One bar per tensor group of the decoder, named as in the checkpoint.
+    expect(await bars.locator('rect').count()).toBe(layers.length);
+    const titles = await bars.locator('rect title').allTextContents();
+    for (const name of ['model.embed_tokens', 'model.layers.0.self_attn.q_proj', 'model.layers.1.mlp.down_proj', 'lm_head']) expect(titles.some((t) => t.startsWith(`${name}: `))).toBe(true);
+    expect(await page.getByRole('img', { name: 'histogram of partition importance' }).first().locator('rect').count()).toBeGreaterThan(0);
+    const topRows = await page.locator('.panel').first().locator('tbody tr').allInnerTexts();
+    expect(topRows.length).toBe(layers.reduce((n, l) => n + l.top.length, 0));
+    expect(topRows.some((row) => row.includes(layers.find((l) => l.layer === 'model.layers.0.self_attn.q_proj')!.top[0].partition))).toBe(true);
+
+    // Beside it the exact layer-level analysis, which has no gradient scores: it shows its loss increase.
+    const exact = (await platform.prisma.importanceAnalysis.findUniqueOrThrow({ where: { id: ids.layerAnalysis! } })).id;
+    await page.getByLabel('Compare with').selectOption(exact);
+    const second = page.locator('.panel').nth(1);
+    await second.getByRole('heading', { name: 'Mean loss increase per layer' }).waitFor();
+    await second.getByRole('heading', { name: `llama-${task} on ${task} (exact, layer level)` }).waitFor();
+    const exactLayers = (await platform.gql<{ analysis: { layers: unknown[] } }>('query($id: ID!) { analysis(id: $id) { layers { layer } } }', { id: exact })).data!.analysis.layers;
+    expect(await second.getByRole('img', { name: 'mean importance per layer' }).locator('rect').count()).toBe(exactLayers.length);
+    await page.getByLabel('Score').selectOption('gradient absolute');
+    await page.locator('.panel').first().getByRole('heading', { name: 'Mean gradient absolute per layer' }).waitFor();
+    await second.getByRole('heading', { name: 'Mean loss increase per layer' }).waitFor();
+    expect(problems).toEqual([]);
+  } finally {
+    await browser.close();
+  }
 });

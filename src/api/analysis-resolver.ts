@@ -30,23 +30,27 @@ export const toAnalysis = (row: { summary: unknown; result: unknown } & Omit<Ana
   result: (row.result as Record<string, unknown> | null) ?? null,
 });
 
-/** The scores (and partition names) of a completed analysis's artifact; null before it completes. */
-async function artifactScores(analysis: AnalysisType, score: ImportanceScore, loaders: Loaders): Promise<{ names: string[]; values: Float64Array } | null> {
+/** A completed analysis's artifact and its partition names; null before it completes. */
+async function completedArtifact(analysis: AnalysisType, loaders: Loaders): Promise<{ artifact: ImportanceArtifact; names: string[] } | null> {
   if (analysis.status !== 'COMPLETED' || !analysis.artifactUri) return null;
   const path = checkpointPath(analysis.artifactUri);
-  let artifact: ImportanceArtifact;
-  let names: string[];
   try {
-    artifact = await loaders.artifact.load(path);
-    names = partitionNames(artifact, path);
+    const artifact = await loaders.artifact.load(path);
+    return { artifact, names: partitionNames(artifact, path) };
   } catch (err) {
     throw new GraphQLError(`the analysis's artifact cannot be read: ${(err as Error).message}`, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   }
-  const values = artifact.scores[score];
+}
+
+/** The scores (and partition names) of a completed analysis's artifact; null before it completes. */
+async function artifactScores(analysis: AnalysisType, score: ImportanceScore, loaders: Loaders): Promise<{ names: string[]; values: Float64Array } | null> {
+  const completed = await completedArtifact(analysis, loaders);
+  if (!completed) return null;
+  const values = completed.artifact.scores[score];
   if (!values) {
-    throw new GraphQLError(`score: analysis ${analysis.id} (${analysis.estimator}) has no ${score} scores; it has ${Object.keys(artifact.scores).join(', ')}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'score' } });
+    throw new GraphQLError(`score: analysis ${analysis.id} (${analysis.estimator}) has no ${score} scores; it has ${Object.keys(completed.artifact.scores).join(', ')}`, { extensions: { code: 'BAD_USER_INPUT', argument: 'score' } });
   }
-  return { names, values };
+  return { names: completed.names, values };
 }
 
 const StartAnalysisPayload = payloadType('StartAnalysis', 'analysis', AnalysisType, 'The analysis, QUEUED');
@@ -87,6 +91,12 @@ export class AnalysisResolver {
   @FieldResolver(() => ModelType, { nullable: true })
   async baseModel(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<ModelType | null> {
     return analysis.baseModelId ? loaders.model.load(analysis.baseModelId) : null;
+  }
+
+  @FieldResolver(() => [ImportanceScore], { nullable: true, description: 'the scores its artifact holds, which layers and histogram can be asked for (exact: loss increase, KL; gradient: signed, absolute); null until COMPLETED' })
+  async scores(@Root() analysis: AnalysisType, @Ctx() { loaders }: ApiContext): Promise<ImportanceScore[] | null> {
+    const completed = await completedArtifact(analysis, loaders);
+    return completed && Object.values(ImportanceScore).filter((score) => completed.artifact.scores[score] !== undefined);
   }
 
   @FieldResolver(() => [LayerImportanceType], { nullable: true, description: 'per layer: mean, spread, min, max and top partitions of a score (null until COMPLETED)' })

@@ -16,8 +16,6 @@ interface AnalysisRow {
   task: { name: string };
 }
 
-const SCORES = ['LOSS_INCREASE', 'KL', 'GRADIENT_SIGNED', 'GRADIENT_ABSOLUTE'];
-
 export function AnalysesPage({ viewer }: { viewer: Viewer }) {
   const [rows, setRows] = useState<AnalysisRow[]>([]);
   const [choices, setChoices] = useState<{ models: Array<{ id: string; name: string }>; tasks: Array<{ id: string; name: string }> }>({ models: [], tasks: [] });
@@ -88,21 +86,32 @@ interface Summary {
   histogram: Array<{ lower: number; upper: number; count: number }> | null;
 }
 
-function AnalysisPanel({ id, score }: { id: string; score: string }) {
-  const [summary, setSummary] = useState<Summary | null>(null);
+/** The scores a completed analysis holds (exact: loss increase, KL; gradient: signed, absolute). */
+const heldScores = (id: string): Promise<string[]> => gql<{ analysis: { scores: string[] | null } }>('query($id: ID!) { analysis(id: $id) { scores } }', { id }).then(({ analysis }) => analysis.scores ?? []);
+
+const scoreLabel = (score: string) => score.toLowerCase().replace('_', ' ');
+
+/** One analysis's charts, of `preferred` when it holds that score, else of the first it holds (a gradient analysis beside an exact one). */
+function AnalysisPanel({ id, preferred }: { id: string; preferred: string }) {
+  const [summary, setSummary] = useState<(Summary & { score: string }) | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     setSummary(null);
-    gql<{ analysis: Summary }>('query($id: ID!, $score: ImportanceScore!) { analysis(id: $id) { id level estimator model { name } task { name } layers(score: $score, top: 3) { layer partitions mean spread min max top { partition value } } histogram(score: $score, bins: 20) { lower upper count } } }', { id, score })
-      .then(({ analysis }) => setSummary(analysis))
+    heldScores(id)
+      .then(async (held) => {
+        const score = held.includes(preferred) ? preferred : held[0];
+        if (!score) throw new Error('this analysis has no scores yet (it has not completed)');
+        const { analysis } = await gql<{ analysis: Summary }>('query($id: ID!, $score: ImportanceScore!) { analysis(id: $id) { id level estimator model { name } task { name } layers(score: $score, top: 3) { layer partitions mean spread min max top { partition value } } histogram(score: $score, bins: 20) { lower upper count } } }', { id, score });
+        setSummary({ ...analysis, score });
+      })
       .catch((err: Error) => setError(err.message));
-  }, [id, score]);
+  }, [id, preferred]);
   if (error) return <section><p className="error" role="alert">{error}</p></section>;
   if (!summary) return <section><p>Loading…</p></section>;
   return (
     <section className="panel">
       <h2>{summary.model.name} on {summary.task.name} ({summary.estimator.toLowerCase()}, {summary.level.toLowerCase()} level)</h2>
-      <h3>Mean importance per layer</h3>
+      <h3>Mean {scoreLabel(summary.score)} per layer</h3>
       <Bars label="mean importance per layer" rows={(summary.layers ?? []).map((l) => ({ label: l.layer, value: l.mean, note: `${l.partitions} partitions, min ${l.min}, max ${l.max}` }))} />
       <h3>Histogram of partition importance</h3>
       <Histogram label="histogram of partition importance" bins={summary.histogram ?? []} />
@@ -116,9 +125,19 @@ function AnalysisPanel({ id, score }: { id: string; score: string }) {
 }
 
 export function AnalysisPage({ id }: { id: string }) {
-  const [score, setScore] = useState('LOSS_INCREASE');
+  const [scores, setScores] = useState<string[]>([]);
+  const [score, setScore] = useState('');
   const [others, setOthers] = useState<AnalysisRow[]>([]);
   const [compare, setCompare] = useState('');
+  useEffect(() => {
+    // Only the scores this analysis holds are offered; the first (loss increase, or the signed gradient) is shown first.
+    heldScores(id)
+      .then((held) => {
+        setScores(held);
+        setScore(held[0] ?? 'LOSS_INCREASE');
+      })
+      .catch(() => setScore('LOSS_INCREASE'));
+  }, [id]);
   useEffect(() => {
     gql<{ analyses: { nodes: AnalysisRow[] } }>('{ analyses(first: 100, filter: { status: COMPLETED }) { nodes { id status level estimator model { name } task { name } } } }')
       .then(({ analyses }) => setOthers(analyses.nodes.filter((a) => a.id !== id)))
@@ -128,12 +147,12 @@ export function AnalysisPage({ id }: { id: string }) {
     <main>
       <h1>Importance</h1>
       <div className="toolbar">
-        <label>Score <select value={score} onChange={(e) => setScore(e.target.value)}>{SCORES.map((s) => <option key={s} value={s}>{s.toLowerCase().replace('_', ' ')}</option>)}</select></label>
+        <label>Score <select value={score} onChange={(e) => setScore(e.target.value)}>{scores.map((s) => <option key={s} value={s}>{scoreLabel(s)}</option>)}</select></label>
         <label>Compare with <select value={compare} onChange={(e) => setCompare(e.target.value)}><option value="">none</option>{others.map((a) => <option key={a.id} value={a.id}>{a.model.name} · {a.task.name} · {a.estimator.toLowerCase()} · {a.level.toLowerCase()}</option>)}</select></label>
       </div>
       <div className="side-by-side">
-        <AnalysisPanel id={id} score={score} />
-        {compare && <AnalysisPanel id={compare} score={score} />}
+        {score && <AnalysisPanel id={id} preferred={score} />}
+        {score && compare && <AnalysisPanel id={compare} preferred={score} />}
       </div>
     </main>
   );
