@@ -12,12 +12,11 @@ Runs where torch and transformers are installed (no hub access needed):
 Writes OUT_DIR/<case>/ (config.json, safetensors) and OUT_DIR/<case>.json ({input_ids, logits}).
 Copy OUT_DIR to test/fixtures/hf-decoder to make the parity test run.
 """
-import json
 import os
 import sys
 
 import torch
-import transformers
+from hf_fixtures import write_reference
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 COMMON = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, max_position_embeddings=64,
@@ -58,10 +57,7 @@ def main(out):
         ids = torch.randint(0, config.vocab_size, (3, 12), generator=generator)
         with torch.no_grad():
             logits = model.to(torch.float32)(input_ids=ids).logits
-        with open(os.path.join(out, f'{name}.json'), 'w') as f:
-            json.dump({'input_ids': ids.tolist(), 'logits': logits.tolist(), 'transformers': transformers.__version__,
-                       'torch': torch.__version__}, f)
-        print(name, 'logits', tuple(logits.shape), 'transformers', transformers.__version__)
+        write_reference(out, name, ids, logits)
 
 
 if __name__ == '__main__':

@@ -7,12 +7,11 @@ Runs where torch and transformers are installed (no hub access needed):
     python3 scripts/gpu/hf-reference.py OUT_DIR
 Writes OUT_DIR/{bert,roberta}/ (model.safetensors, config.json) and OUT_DIR/{bert,roberta}.json.
 """
-import json
 import os
 import sys
 
 import torch
-import transformers
+from hf_fixtures import write_reference
 from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 
@@ -44,10 +43,7 @@ def main(out):
         mask = (ids != config.pad_token_id).long()
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
-        with open(os.path.join(out, f'{name}.json'), 'w') as f:
-            json.dump({'input_ids': ids.tolist(), 'logits': logits.tolist(), 'transformers': transformers.__version__,
-                       'torch': torch.__version__}, f)
-        print(name, 'logits', tuple(logits.shape), 'transformers', transformers.__version__)
+        write_reference(out, name, ids, logits)
 
 
 if __name__ == '__main__':

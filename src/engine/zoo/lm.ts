@@ -16,37 +16,26 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLmTaskJsonl } from '../data/lm-tasks';
-import { TaskSplit } from '../data/task-data';
+import { IGNORED_LABEL, TaskSplit } from '../data/task-data';
 import { pretrainingSentences, TEXT_TASKS, textSplits } from '../data/text';
 import { throwIfAborted } from '../errors';
 import { decoderFamily, zooDecoderConfig } from '../families/decoder';
 import { modelOf, saveModel } from '../families/model';
-import { IGNORED_LABEL } from '../data/task-data';
 import { Random } from '../kernels/random';
 import { useBackend } from '../tensors/backend';
 import { train } from '../train/train';
+import type { TextZooScale } from './text';
 import { BuildZooOptions, ownAccuracy, ZooEntry, ZooManifest } from './vision';
 
-export interface LmZooScale {
-  tasks: string[];
+/** The text zoo's sizes, with a word list in place of a vocabulary size, grouped-query attention and a fine-tuning rate of its own. */
+export interface LmZooScale extends Omit<TextZooScale, 'vocabularySize'> {
   /** Frequent words added to the vocabulary besides the task words. */
   commonWords: number;
   /** How many of the most frequent words the copy and reverse lists draw from. */
   listWords: number;
-  sequenceLength: number;
-  hiddenSize: number;
-  layers: number;
-  heads: number;
   kvHeads: number;
-  intermediateSize: number;
-  pretrainSentences: number;
-  pretrainSteps: number;
-  finetuneSteps: number;
-  batchSize: number;
-  learningRate: number;
   /** Fine-tuning's learning rate: lower than pretraining's, so the fine-tunes stay near the base they are merged against. */
   finetuneLearningRate: number;
-  sizes: { train: number; probe: number; validation: number; test: number; ood: number };
 }
 
 export const LM_SCALES: Record<'quick' | 'full', LmZooScale> = {
