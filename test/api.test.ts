@@ -136,9 +136,17 @@ it('registers tasks from validated data files and shows parents, children and ev
   const split = { inputs: new Uint8Array(4 * 4), exampleShape: [2, 2], labels: Int32Array.from([0, 1, 2, 1]), count: 4 };
   const file = join(root, 'digits.safetensors');
   saveTaskData(file, { name: 'digits', classes: 3, description: 'tiny', seed: 1 }, { probe: split, test: split });
-  const task = await gql<{ registerTask: { task: { id: string; classes: number; name: string } } }>(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id name classes } } }`, { input: { name: 'digits', path: file } });
+  const REGISTER_TASK = `mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id name kind classes } } }`;
+  const task = await gql<{ registerTask: { task: { id: string; classes: number; name: string } } }>(REGISTER_TASK, { input: { name: 'digits', path: file } });
   expect(task.errors).toBeUndefined();
-  expect(task.data!.registerTask.task).toMatchObject({ name: 'digits', classes: 3 });
+  expect(task.data!.registerTask.task).toMatchObject({ name: 'digits', kind: 'CLASSIFICATION', classes: 3 });
+  // Token labels [n, length] (−100 unscored) in a safetensors task file make a language-model task.
+  const tokens = { inputs: Int32Array.from([1, 2, 3, 4, 4, 3, 2, 1]), exampleShape: [4], labels: Int32Array.from([-100, -100, 3, 4, -100, -100, 2, 1]), count: 2, labelsPerExample: 4 };
+  const lmFile = join(root, 'echo.safetensors');
+  saveTaskData(lmFile, { name: 'echo', classes: 5, description: 'tiny LM task', seed: 1 }, { probe: tokens, test: tokens });
+  const lmTask = await gql<{ registerTask: { task: { kind: string; classes: number } } }>(REGISTER_TASK, { input: { name: 'echo', path: lmFile } });
+  expect(lmTask.errors).toBeUndefined();
+  expect(lmTask.data!.registerTask.task).toMatchObject({ kind: 'LANGUAGE_MODEL', classes: 5 });
   const noProbe = join(root, 'noprobe.safetensors');
   saveTaskData(noProbe, { name: 'x', classes: 3, description: '', seed: 1 }, { test: split });
   const rejected = await gql(`mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id } } }`, { input: { name: 'x', path: noProbe } });

@@ -39,9 +39,9 @@ beforeAll(async () => {
     const ft = await gql<{ registerModel: { model: { id: string } } }>(register, { input: { name: `llama-${entry.task}`, kind: 'FINETUNE', path: join(platform.root, 'zoo', entry.model), parentIds: [ids.base] } });
     expect(ft.errors).toBeUndefined();
     ids.finetunes[entry.task] = ft.data!.registerModel.model.id;
-    const task = await gql<{ registerTask: { task: { id: string; classes: number } } }>('mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id classes } } }', { input: { name: entry.task, path: join(platform.root, 'zoo', entry.data) } });
+    const task = await gql<{ registerTask: { task: { id: string; kind: string; classes: number } } }>('mutation($input: RegisterTaskInput!) { registerTask(input: $input) { task { id kind classes } } }', { input: { name: entry.task, path: join(platform.root, 'zoo', entry.data) } });
     expect(task.errors).toBeUndefined();
-    expect(task.data!.registerTask.task.classes).toBe(entry.classes);
+    expect(task.data!.registerTask.task).toMatchObject({ kind: 'LANGUAGE_MODEL', classes: entry.classes });
     ids.tasks[entry.task] = task.data!.registerTask.task.id;
   }
 });

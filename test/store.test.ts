@@ -21,7 +21,7 @@ afterAll(async () => {
 describe('migrations', () => {
   it('migrate a fresh database once, record it as Prisma does, and are idempotent', async () => {
     const first = await migrate(database.url);
-    const all = ['0001_initial', '0002_job_results', '0003_security', '0004_workers', '0005_merge_output_names', '0006_model_lifecycle', '0007_job_leases', '0008_evaluation_runs', '0009_job_timing', '0010_lineage_version'];
+    const all = ['0001_initial', '0002_job_results', '0003_security', '0004_workers', '0005_merge_output_names', '0006_model_lifecycle', '0007_job_leases', '0008_evaluation_runs', '0009_job_timing', '0010_lineage_version', '0011_task_kind'];
     expect(first.applied).toEqual(all);
     const second = await migrate(database.url);
     expect(second).toEqual({ applied: [], alreadyApplied: all });

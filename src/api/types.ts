@@ -3,10 +3,11 @@ import { Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphq
 import { NodeInterface } from './node';
 import { EstimatorEnum, JobKindEnum, LineageRelationEnum, PartitionLevelEnum } from './enums';
 import { GraphQLJSONObject } from 'graphql-scalars';
-import { JobStatus, ModelKind } from '../store/generated/enums';
+import { JobStatus, ModelKind, TaskKind } from '../store/generated/enums';
 
 registerEnumType(ModelKind, { name: 'ModelKind', description: 'BASE, FINETUNE or MERGE' });
 registerEnumType(JobStatus, { name: 'JobStatus' });
+registerEnumType(TaskKind, { name: 'TaskKind', description: 'CLASSIFICATION: one class label per example (a classifier head scores it); LANGUAGE_MODEL: token labels (a language model scores it: exact match of the completion)' });
 
 @ObjectType('Checkpoint', { implements: NodeInterface, description: 'A stored checkpoint: where it is and what it holds' })
 export class CheckpointType {
@@ -59,7 +60,8 @@ export class LineageGraphType {
 export class TaskType {
   @Field(() => ID) id: string;
   @Field() name: string;
-  @Field(() => Int) classes: number;
+  @Field(() => TaskKind, { description: 'read from its data when it was registered' }) kind: TaskKind;
+  @Field(() => Int, { description: 'classes, or the vocabulary size its token labels need (the largest token id + 1)' }) classes: number;
   @Field() description: string;
   @Field({ description: 'file:// URI for admins; data://ROOT/relative for everyone else' }) dataUri: string;
   @Field(() => String, { nullable: true, description: 'the name of the API token that created it (null: created before tokens, or by the server itself)' }) createdBy: string | null;

@@ -82,9 +82,10 @@ export async function scorableTasks(prisma: Pick<PrismaClient, 'task'>, model: s
     return 'problem' in read ? { reason: read.problem } : { tasks: [{ task, data: read.data }] };
   }
   // A classifier is scored on the tasks named as its heads; a language model's one head on every
-  // registered task whose data it can read (language-model tasks, tokens within its vocabulary).
+  // registered language-model task (the kind recorded at registration, so no classifier task's
+  // data is read to find that out) whose tokens are within its vocabulary.
   const { languageModel } = found.config;
-  const registered = await prisma.task.findMany({ where: languageModel ? { classes: { lte: languageModel.vocabulary } } : { name: { in: names } }, orderBy: { name: 'asc' } });
+  const registered = await prisma.task.findMany({ where: languageModel ? { kind: 'LANGUAGE_MODEL', classes: { lte: languageModel.vocabulary } } : { name: { in: names } }, orderBy: { name: 'asc' } });
   const sized = registered.filter((t) => headMismatch(found.config, t) === undefined);
   const reads = sized.map((task) => ({ task, read: readFitting(found, task, SCORED_SPLITS) }));
   const tasks = reads.flatMap(({ task, read }) => ('data' in read ? [{ task, data: read.data }] : []));

@@ -10,7 +10,7 @@ import { INDEX_FILE_NAME, openCheckpoint, SINGLE_FILE_NAME } from '../engine/che
 import { ADAPTER_WEIGHTS, checkAdapterFits, isLoraAdapter, readLoraAdapter } from '../engine/checkpoint/lora';
 import { sha256FileAsync } from '../engine/checkpoint/files';
 import { lmTaskTokenizerPath } from '../engine/data/lm-tasks';
-import { loadTaskData } from '../engine/data/task-data';
+import { hasTokenLabels, loadTaskData } from '../engine/data/task-data';
 import { Model, Prisma, PrismaClient } from './generated/client';
 import { ModelKind } from './generated/enums';
 import { DATA_URI_SCHEME, DataRoot, locateInRoots, pathFromRequest } from './data-roots';
@@ -328,6 +328,6 @@ export async function registerTask(prisma: PrismaClient, roots: readonly DataRoo
   }
   if (!data.splits.has('probe')) throw new RegistryError('BAD_USER_INPUT', `${path}: has no "probe" split, which importance analyses need`);
   return uniquely(`a task named "${input.name}"`, () =>
-    prisma.task.create({ data: { name: input.name, classes: data.classes, description: data.description, dataUri: `file://${path}`, createdBy: by.createdBy ?? null } }),
+    prisma.task.create({ data: { name: input.name, kind: hasTokenLabels(data) ? 'LANGUAGE_MODEL' : 'CLASSIFICATION', classes: data.classes, description: data.description, dataUri: `file://${path}`, createdBy: by.createdBy ?? null } }),
   );
 }

@@ -33,6 +33,11 @@ export interface TaskData {
   splits: Map<string, TaskSplit>;
 }
 
+/** Whether a task's labels are tokens (a language-model task) rather than one class per example. */
+export function hasTokenLabels(data: TaskData): boolean {
+  return [...data.splits.values()].some((split) => split.labelsPerExample !== undefined);
+}
+
 export function saveTaskData(
   file: string,
   task: { name: string; classes: number; description: string; seed: number },
