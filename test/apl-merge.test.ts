@@ -12,6 +12,7 @@ import { parseMergeConfig } from '../src/engine/merge/config';
 import { planMerge } from '../src/engine/merge/plan';
 import { runMerge } from '../src/engine/merge/run';
 import { useBackend } from '../src/engine/tensors/backend';
+import { evaluate } from '../src/engine/train/evaluate';
 import { buildVisionZoo, VISION_SCALES } from '../src/engine/zoo/vision';
 import { removeTempDirs, tempDir } from './helpers/files';
 import { gpuIt } from './helpers/gpu';
@@ -149,6 +150,53 @@ describe('apl merge method', () => {
       expect(scored.preparation!.backend).toBe('webgpu');
       for (const source of sources) expect(source.wgslKernels).toEqual(expected);
     }
+  });
+
+  /** The mean over the fine-tunes of the merged model's probe loss, each with its own head: what coefficients: fitted minimises. */
+  async function meanProbeLoss(model: string, tasks: string[]): Promise<number> {
+    const merged = loadModel(join(dir, model));
+    let sum = 0;
+    for (const task of tasks) sum += (await evaluate(merged, task, getSplit(loadTaskData(join(dir, `${task}.safetensors`)), 'probe'))).loss;
+    return sum / tasks.length;
+  }
+
+  it.each(['tensor', 'row'])('fits one coefficient per fine-tune and %s on the probe data: the merge written has the probe loss the fit reached, below that at lambda', async (granularity) => {
+    const plain = await merge(dir, aplConfig('  density: 0.5\n  lambda: 0.5\nseed: 4'), `lambda-${granularity}`);
+    const result = await merge(dir, aplConfig(`  density: 0.5\n  lambda: 0.5\n  coefficients: fitted\n  fit_granularity: ${granularity}\n  fit_steps: 60\n  fit_learning_rate: 0.05\nseed: 4`), `fitted-${granularity}`);
+    const fit = result.preparation!.fit as { probeLossAtLambda: number; probeLossFitted: number; used: boolean; granularity: string; coefficients: Record<string, unknown[]> };
+    expect(fit).toMatchObject({ used: true, granularity, steps: 60, learningRate: 0.05 });
+    expect(fit.probeLossFitted).toBeLessThan(fit.probeLossAtLambda - 0.01);
+    // Both losses recomputed from the checkpoints written, by evaluation (another code path): the
+    // fit saw the task vectors exactly as the merge takes them (same drops from the same seed).
+    expect(await meanProbeLoss(`lambda-${granularity}`, ['a', 'b'])).toBeCloseTo(fit.probeLossAtLambda, 4);
+    expect(await meanProbeLoss(`fitted-${granularity}`, ['a', 'b'])).toBeCloseTo(fit.probeLossFitted, 4);
+    expect(plain.sha256).not.toBe(result.sha256);
+    // A coefficient per fine-tune for every trunk tensor (a number, or a row summary).
+    const trunk = [...trunkShapesOf(loadModel(join(dir, 'base'))).keys()];
+    expect(Object.keys(fit.coefficients).sort()).toEqual(trunk.sort());
+    for (const perModel of Object.values(fit.coefficients)) expect(perModel).toHaveLength(2);
+    if (granularity === 'row') expect(Object.values(fit.coefficients)[0][0]).toEqual({ mean: expect.any(Number), min: expect.any(Number), max: expect.any(Number) });
+    // Full-batch Adam from lambda: nothing random, so the same seed gives the same bytes.
+    const again = await merge(dir, aplConfig(`  density: 0.5\n  lambda: 0.5\n  coefficients: fitted\n  fit_granularity: ${granularity}\n  fit_steps: 60\n  fit_learning_rate: 0.05\nseed: 4`), `fitted-${granularity}-again`);
+    expect(again.sha256).toBe(result.sha256);
+  });
+
+  it('keeps lambda when the fit makes the probe loss worse', async () => {
+    const plain = await merge(dir, aplConfig('  density: 0.5\n  lambda: 0.5\nseed: 2'), 'lambda-kept');
+    const result = await merge(dir, aplConfig('  density: 0.5\n  lambda: 0.5\n  coefficients: fitted\n  fit_steps: 3\n  fit_learning_rate: 200\nseed: 2'), 'fit-refused');
+    const fit = result.preparation!.fit as { probeLossAtLambda: number; probeLossFitted: number; used: boolean };
+    expect(fit.used).toBe(false);
+    expect(fit.probeLossFitted).toBeGreaterThan(fit.probeLossAtLambda);
+    expect(result.sha256).toBe(plain.sha256);
+  });
+
+  it('refuses coefficients: fitted without probe data, with another combination, normalised, or from lambda 0', async () => {
+    const withImportanceOnly = `merge_method: apl\nbase_model: base\nmodels:\n  - model: a\n    parameters: {importance: nowhere.safetensors}\nparameters: {coefficients: fitted}\n`;
+    await expect(merge(dir, withImportanceOnly, 'never')).rejects.toThrow(/models\[0\]\.parameters: apl with coefficients: fitted needs per-model "probe"/);
+    await expect(merge(dir, aplConfig('  coefficients: fitted\n  combine: ties'), 'never')).rejects.toThrow(/apl with coefficients: fitted combines by task arithmetic \(combine: ties/);
+    await expect(merge(dir, aplConfig('  coefficients: fitted\n  normalize: true'), 'never')).rejects.toThrow(/normalize must be false/);
+    await expect(merge(dir, aplConfig('  coefficients: fitted\n  fit_steps: 2.5'), 'never')).rejects.toThrow(/fit_steps: must be a whole number of steps, got 2\.5/);
+    await expect(merge(dir, aplConfig('  coefficients: fitted\n  lambda: 0'), 'never')).rejects.toThrow(/lambda: coefficients: fitted starts every coefficient at lambda, which must be above 0/);
   });
 
   it('names the model that has neither probe data nor an importance analysis', async () => {

@@ -16,6 +16,10 @@ import { exactImportance, fisherImportance, gradientImportance } from './importa
 import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
 import { linearInputGrams } from '../data-aware/input-grams';
 import { probedModels, singleTask } from '../data-aware/probe-inputs';
+import { subtractInPlace } from '../kernels/combine';
+import { applyDrop, scaleRows } from '../kernels/recipe';
+import { aplDropRule } from './drop-rule';
+import { fitCoefficients } from './fit-coefficients';
 
 export function trunkShapesOf(model: Model): Map<string, number[]> {
   return new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
@@ -66,6 +70,60 @@ async function regmeanInputs(context: PrepareContext): Promise<Array<Map<string,
     grams.push((await linearInputGrams(probed, context.signal)).byWeight);
   }
   return grams;
+}
+
+/**
+ * coefficients: fitted — one coefficient per fine-tune and trunk tensor (or row) in place of λ,
+ * fitted on the probe data (fit-coefficients.ts) and folded into the per-row weights, so that the
+ * merge's λ · weight reproduces it. Returns what the merge's result records.
+ */
+async function fitMergeCoefficients(context: PrepareContext, base: Model, rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
+  const { global, perModel } = context;
+  const lambda = global.lambda as number;
+  if (!(lambda > 0)) throw new MergeInputError(`lambda: coefficients: fitted starts every coefficient at lambda, which must be above 0 (got ${lambda})`);
+  const trunk = base.family.trunkShapes(base.config);
+  const members = probedModels(context, 'apl with coefficients: fitted');
+  const taskVector = (t: number, name: string): Float32Array => {
+    const delta = Float32Array.from(members[t].model.params.get(name)!);
+    subtractInPlace(delta, base.params.get(name)!);
+    const rows = rowParameters.get(name)![t];
+    applyDrop(delta, aplDropRule(global.drop as string, context.seed, t, name, rows.keep_rate), trunk.find((s) => s.name === name)!.shape);
+    scaleRows(delta, rows.weight);
+    const weight = perModel[t].weight as number;
+    for (let j = 0; j < delta.length; j++) delta[j] *= weight;
+    return delta;
+  };
+  const phase = 'fit coefficients';
+  const fitted = await fitCoefficients(base, members, {
+    trunk,
+    taskVector,
+    lambda,
+    granularity: global.fit_granularity as 'tensor' | 'row',
+    steps: global.fit_steps as number,
+    learningRate: global.fit_learning_rate as number,
+    signal: context.signal,
+    onProgress: context.onProgress && ((event) => context.onProgress!({ ...event, phase })),
+  });
+  // The merge multiplies by λ: the row weights carry coefficient / λ.
+  trunk.forEach(({ name }, i) => {
+    rowParameters.get(name)!.forEach((rows, t) => {
+      const c = fitted.coefficients[t][i];
+      if (c.length !== 1 && c.length !== rows.weight.length) throw new Error(`tensor "${name}": ${c.length} fitted row coefficients for ${rows.weight.length} rows`);
+      rows.weight = Float32Array.from(rows.weight, (w, r) => (w * c[c.length === 1 ? 0 : r]) / lambda);
+    });
+  });
+  const round = (x: number) => +x.toPrecision(6);
+  const summary = (values: Float32Array) => (values.length === 1 ? round(values[0]) : { mean: round(values.reduce((a, b) => a + b, 0) / values.length), min: round(Math.min(...values)), max: round(Math.max(...values)) });
+  return {
+    steps: global.fit_steps,
+    learningRate: global.fit_learning_rate,
+    probeLossAtLambda: round(fitted.lossAtLambda),
+    probeLossFitted: round(fitted.lossFitted),
+    used: fitted.kept,
+    seconds: round(fitted.seconds),
+    granularity: global.fit_granularity,
+    coefficients: Object.fromEntries(trunk.map(({ name }, i) => [name, fitted.coefficients.map((c) => summary(c[i]))])),
+  };
 }
 
 export async function prepareApl(context: PrepareContext): Promise<Prepared> {
@@ -128,5 +186,10 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       })),
     );
   }
-  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources } };
+  let fit: Record<string, unknown> | undefined;
+  if (global.coefficients === 'fitted') {
+    backend ??= await useBackend(context.backend);
+    fit = await fitMergeCoefficients(context, base, rowParameters);
+  }
+  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(fit ? { fit } : {}) } };
 }

@@ -7,7 +7,7 @@
  */
 import type * as PrepareModule from '../apl/prepare';
 import { ConsensusMethod, subtractInPlace } from '../kernels/combine';
-import { dropKey } from '../kernels/random';
+import { aplDropRule } from '../apl/drop-rule';
 import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe } from '../kernels/recipe';
 import { regmeanCombine } from '../kernels/regmean';
 import { recipeInput } from './task-vector-merge';
@@ -23,7 +23,7 @@ function aplRecipe(input: RecipeInput): TaskVectorRecipe {
   return {
     models: input.rowParameters.map(({ keep_rate: rates, weight: rowWeights }, t) => ({
       weight: input.modelParameters[t].weight as number,
-      drop: global.drop === 'stochastic' ? { kind: 'rowBernoulli', key: dropKey(input.seed, t, input.name), rates } : { kind: 'rowTopK', rates },
+      drop: aplDropRule(global.drop as string, input.seed, t, input.name, rates),
       rowWeights: rowWeights.every((w) => w === 1) ? undefined : rowWeights,
     })),
     consensus: global.combine === 'ties' ? (global.consensus_method as ConsensusMethod) : undefined,
@@ -71,6 +71,10 @@ export const apl: MergeMethod = {
     num('weight_temperature', 1, 1e-6, 'τ2 of the task competition'),
     str('drop', 'stochastic', ['stochastic', 'deterministic'], 'Bernoulli drop with rescale, or keep the largest |δ| in each partition'),
     str('combine', 'task_arithmetic', ['task_arithmetic', 'ties', 'regmean'], 'how dropped, weighted task vectors are combined; regmean: the dropped fine-tunes solved for by RegMean on their probe inputs (lambda unused)'),
+    str('coefficients', 'lambda', ['lambda', 'fitted'], "lambda: every task vector scaled by lambda; fitted: one coefficient per fine-tune and trunk tensor, started at lambda and fitted by Adam to the fine-tunes' mean probe loss of the merged model (AdaMerging-style, with labels; kept only if it lowers that loss)"),
+    str('fit_granularity', 'tensor', ['tensor', 'row'], 'coefficients: fitted: one coefficient per fine-tune and tensor, or per fine-tune and row (output unit)'),
+    num('fit_steps', 100, 1, 'coefficients: fitted: Adam steps, each over every probe split'),
+    num('fit_learning_rate', 0.01, 0, "coefficients: fitted: Adam's learning rate"),
     { name: 'regmean_alpha', type: 'number', default: 0.9, min: 0, max: 1, description: "combine: regmean: scale of the Gram matrices' off-diagonal" },
     { ...CONSENSUS },
     { name: 'normalize', type: 'boolean', default: false, description: 'divide by the weights that took part' },
@@ -85,6 +89,10 @@ export const apl: MergeMethod = {
   ],
   checkParameters(global, perModel) {
     if (!perModel.probe && !perModel.importance) return 'apl needs per-model "probe" (task data) or "importance" (a saved analysis)';
+    if (global.coefficients === 'fitted' && !perModel.probe) return 'apl with coefficients: fitted needs per-model "probe": the coefficients are fitted on the probe data';
+    if (global.coefficients === 'fitted' && global.combine !== 'task_arithmetic') return `apl with coefficients: fitted combines by task arithmetic (combine: ${String(global.combine)} has no per-task coefficients to fit)`;
+    if (global.coefficients === 'fitted' && global.normalize) return 'apl with coefficients: fitted: normalize must be false (the fitted coefficients already set each task vector\'s scale)';
+    if (global.coefficients === 'fitted' && !Number.isInteger(global.fit_steps)) return `fit_steps: must be a whole number of steps, got ${String(global.fit_steps)}`;
     if (global.combine === 'regmean' && !perModel.probe) return 'apl with combine: regmean needs per-model "probe": the inputs it solves for come from the probe data';
     return undefined;
   },

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TaskSplit } from '../data/task-data';
 import { throwIfAborted } from '../errors';
 import { Model } from '../families/model';
-import { logits, requireHead, scoredLogits, scoredTargets } from '../families/types';
+import { logits, ParamLookup, requireHead, scoredLogits, scoredTargets } from '../families/types';
 import { Random } from '../kernels/random';
 import { ProgressCallback, ProgressTracker } from '../progress';
 
@@ -26,9 +26,20 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Mean cross-entropy of `task`'s head on the examples `indices` of `split` (at the positions its
+ * labels score, for token labels), differentiable in whatever tensors `lookup` returns.
+ */
+export function supervisedLoss(model: Pick<Model, 'family' | 'config' | 'path'>, lookup: ParamLookup, split: TaskSplit, indices: Int32Array, task: string): tf.Scalar {
+  const { family, config } = model;
+  const input = family.inputs(config, split, indices, task);
+  const targets = scoredTargets(split, indices);
+  const labels = tf.oneHot(tf.tensor1d(targets.labels, 'int32'), requireHead(config, task, model.path));
+  return tf.losses.softmaxCrossEntropy(labels, scoredLogits(logits(family, config, lookup, input, task), targets)) as tf.Scalar;
+}
+
 /** Trains in place: `model.params` holds the trained values afterwards. Tasks take turns per step. */
 export async function train(model: Model, tasks: TrainingTask[], options: TrainOptions): Promise<{ finalLoss: number }> {
-  const { family, config } = model;
   const variables = new Map<string, tf.Variable>();
   const constants = new Map<string, tf.Tensor>();
   for (const [name, values] of model.params) {
@@ -49,12 +60,7 @@ export async function train(model: Model, tasks: TrainingTask[], options: TrainO
       const { task, split } = tasks[step % tasks.length];
       const indices = new Int32Array(options.batchSize);
       for (let i = 0; i < indices.length; i++) indices[i] = random.nextUint32() % split.count;
-      const loss = optimizer.minimize(() => {
-        const input = family.inputs(config, split, indices, task);
-        const targets = scoredTargets(split, indices);
-        const labels = tf.oneHot(tf.tensor1d(targets.labels, 'int32'), requireHead(config, task, model.path));
-        return tf.losses.softmaxCrossEntropy(labels, scoredLogits(logits(family, config, lookup, input, task), targets)) as tf.Scalar;
-      }, true, [...variables.values()]);
+      const loss = optimizer.minimize(() => supervisedLoss(model, lookup, split, indices, task), true, [...variables.values()]);
       if (step === options.steps - 1 || step % 25 === 0) {
         finalLoss = (await (loss as tf.Scalar).data())[0];
         progress.report(step + 1, `${task} loss ${finalLoss.toFixed(4)}`);

@@ -1,0 +1,108 @@
+/**
+ * Fitted merge coefficients (APL `coefficients: fitted`): instead of one λ for every task vector,
+ * one coefficient per fine-tune and trunk tensor, started at λ and fitted by Adam to the mean of
+ * the fine-tunes' probe losses of the merged model. These are AdaMerging's layer-wise coefficients
+ * (Yang et al., arXiv 2310.02575), fitted with the probe labels APL already reads rather than by
+ * entropy on unlabelled inputs. The task vectors enter exactly as the merge will take them
+ * (dropped, rescaled and weighted per row), so the coefficients fitted are the merge's own; every
+ * step sees whole probe splits, so nothing is random.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { totalmem } from 'node:os';
+import { TaskSplit } from '../data/task-data';
+import { MergeInputError, yieldThenCheckAbort } from '../errors';
+import { Model } from '../families/model';
+import { ParamLookup, range } from '../families/types';
+import { ProgressCallback, ProgressTracker } from '../progress';
+import { supervisedLoss } from '../train/train';
+
+export interface FitMember {
+  model: Model;
+  task: string;
+  probe: TaskSplit;
+}
+
+export interface FitOptions {
+  /** Trunk tensors, in a fixed order: the coefficients' columns. */
+  trunk: ReadonlyArray<{ name: string; shape: number[] }>;
+  /** Member t's task vector in `name`, as the merge takes it (θt − θ0, dropped, rescaled, weighted per row, times its weight). */
+  taskVector: (t: number, name: string) => Float32Array;
+  lambda: number;
+  /** One coefficient per tensor, or per row of it (its first axis: a matrix's output units). */
+  granularity: 'tensor' | 'row';
+  steps: number;
+  learningRate: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+export interface FittedCoefficients {
+  /** Per member, per trunk tensor (FitOptions.trunk's order), one coefficient, or one per row. */
+  coefficients: Float32Array[][];
+  /** Mean probe loss of the merged model with every coefficient λ, and with the fitted ones. */
+  lossAtLambda: number;
+  lossFitted: number;
+  /** Whether the fitted coefficients are used: only when they lower the probe loss. */
+  kept: boolean;
+  seconds: number;
+}
+
+/** Fits the coefficients; the base's trunk and each member's heads are held fixed. */
+export async function fitCoefficients(base: Model, members: readonly FitMember[], options: FitOptions): Promise<FittedCoefficients> {
+  const started = Date.now();
+  const { trunk } = options;
+  // The base, every member's task vectors and TensorFlow.js's copies of them are held at once.
+  const bytes = 4 * (members.length + 1) * trunk.reduce((sum, { shape }) => sum + shape.reduce((a, b) => a * b, 1), 0);
+  if (2 * bytes > totalmem() / 2) {
+    throw new MergeInputError(`coefficients: fitted holds the base and ${members.length} task vectors (${(bytes / 1024 ** 3).toFixed(1)} GiB of float32, twice over), more than half of this machine's memory; use coefficients: lambda`);
+  }
+  const held: tf.Tensor[] = [];
+  const hold = <T extends tf.Tensor>(t: T): T => (held.push(t), t);
+  const trunkNames = new Set(trunk.map((s) => s.name));
+  const baseTrunk = trunk.map(({ name, shape }) => hold(tf.tensor(base.params.get(name)!, shape)));
+  const vectors = members.map((_, t) => trunk.map(({ name, shape }) => hold(tf.tensor(options.taskVector(t, name), shape))));
+  // Each member's own tensors beyond the trunk (its task's head), read as they are.
+  const heads = members.map(({ model }) => {
+    const own = new Map<string, tf.Tensor>();
+    for (const [name, values] of model.params) if (!trunkNames.has(name)) own.set(name, hold(tf.tensor(values, model.shapes.get(name)!)));
+    return own;
+  });
+  // A row coefficient broadcasts over its row: shape [rows, 1, …]; a tensor's is a scalar.
+  const coefficientShape = (shape: number[]) => (options.granularity === 'row' ? shape.map((n, axis) => (axis === 0 ? n : 1)) : []);
+  const coefficients = members.map(() => trunk.map(({ shape }) => tf.variable(tf.fill(coefficientShape(shape), options.lambda))));
+  const optimizer = tf.train.adam(options.learningRate);
+  const everyExample = members.map((m) => range(0, m.probe.count));
+  const meanLoss = (): tf.Scalar => {
+    const merged = new Map(trunk.map(({ name }, i) => [name, members.reduce((sum, _, t) => tf.add(sum, tf.mul(coefficients[t][i], vectors[t][i])), baseTrunk[i])]));
+    const losses = members.map((member, t) => {
+      const lookup: ParamLookup = (name) => {
+        const tensor = merged.get(name) ?? heads[t].get(name);
+        if (!tensor) throw new Error(`parameter "${name}" is not loaded`);
+        return tensor;
+      };
+      return supervisedLoss(member.model, lookup, member.probe, everyExample[t], member.task);
+    });
+    return tf.div(tf.addN(losses), members.length) as tf.Scalar;
+  };
+  const progress = new ProgressTracker('fit coefficients', options.steps, options.onProgress);
+  try {
+    const atLambda = tf.tidy(meanLoss);
+    const lossAtLambda = (await atLambda.data())[0];
+    atLambda.dispose();
+    for (let step = 0; step < options.steps; step++) {
+      await yieldThenCheckAbort(options.signal);
+      optimizer.minimize(meanLoss, false, coefficients.flat());
+      if (step % 10 === 9 || step === options.steps - 1) progress.report(step + 1, `step ${step + 1}/${options.steps}`);
+    }
+    const fitted = tf.tidy(meanLoss);
+    const lossFitted = (await fitted.data())[0];
+    fitted.dispose();
+    // A fit that made the probe loss worse (a learning rate too large) is not used: λ stays.
+    const values = await Promise.all(coefficients.map((perTensor) => Promise.all(perTensor.map(async (c) => (lossFitted < lossAtLambda ? Float32Array.from(await c.data()) : new Float32Array(c.size).fill(options.lambda))))));
+    return { coefficients: values, lossAtLambda, lossFitted, kept: lossFitted < lossAtLambda, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    optimizer.dispose();
+    coefficients.flat().forEach((c) => c.dispose());
+    held.forEach((t) => t.dispose());
+  }
+}
