@@ -3,7 +3,8 @@
  *
  * Rows: each fine-tune alone (oracle), weight averaging, task arithmetic, TIES, DARE+TA,
  * DARE+TIES, magnitude pruning, APL-exact, APL-gradient, and the data-aware baselines Fisher
- * merging and RegMean (which read the same probe splits as APL). Every method gets the same search budget
+ * merging and RegMean (which read the same probe splits as APL), then APL with RegMean's solve and
+ * APL with coefficients fitted on the probe data. Every method gets the same search budget
  * (at most BUDGET configurations), chosen on the validation split only by mean accuracy; the
  * chosen configuration is then scored on the in-domain and out-of-domain test splits. Repeated
  * for each seed (seeds change the random drops); rows report the mean and spread over seeds.
@@ -91,6 +92,16 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       row: 'APL-gradient + RegMean',
       method: 'apl',
       candidates: [0.5, 0.8, 0.95].flatMap((density) => [0.5, 0.9].map((regmean_alpha) => ({ density, regmean_alpha, combine: 'regmean', estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
+      perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
+      seeded: true,
+    },
+    {
+      // APL's drops, then one coefficient per fine-tune and tensor (or row) fitted on the probe
+      // data in place of λ; density 1 (no drops) is among the candidates, so the row says whether
+      // locating adds anything to the fit.
+      row: 'APL-gradient, fitted coefficients',
+      method: 'apl',
+      candidates: [0.5, 0.8, 1].flatMap((density) => ['tensor', 'row'].map((fit_granularity) => ({ density, lambda: sum[1], coefficients: 'fitted', fit_granularity, estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
       perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
       seeded: true,
     },
