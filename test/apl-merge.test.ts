@@ -112,7 +112,7 @@ describe('apl merge method', () => {
     await expect(merge(dir, wrongLevel, 'never')).rejects.toThrow(/importance at row level, but the merge asks for level layer/);
   });
 
-  gpuIt('merges on the GPU as on the CPU: row drops identical, competition weights to float32 rounding', async () => {
+  gpuIt('merges on the GPU as on the CPU: row drops identical, competition weights to float32 rounding, coefficients fitted to the same loss', async () => {
     const base = loadModel(join(dir, 'base'));
     for (const name of ['a', 'b']) {
       const finetune = loadModel(join(dir, name));
@@ -150,6 +150,14 @@ describe('apl merge method', () => {
       expect(scored.preparation!.backend).toBe('webgpu');
       for (const source of sources) expect(source.wgslKernels).toEqual(expected);
     }
+    // Coefficients fitted on WebGPU reach the loss they reach on WASM (float32 rounding apart), and the merge written has it.
+    const fitted = `merge_method: apl\nbase_model: base\nseed: 3\nmodels:\n${['a', 'b'].map((m) => `  - model: ${m}\n    parameters: {probe: ${m}.safetensors}`).join('\n')}\nparameters: {lambda: 0.5, coefficients: fitted, fit_granularity: row, fit_steps: 30, fit_learning_rate: 0.05}\n`;
+    const [gpuFit, cpuFit] = [await run(fitted, 'apl-gpu-fit', 'webgpu'), await run(fitted, 'apl-cpu-fit', 'wasm')];
+    const [gpuLoss, cpuLoss] = [gpuFit, cpuFit].map((r) => (r.preparation!.fit as { probeLossFitted: number; used: boolean }).probeLossFitted);
+    expect((gpuFit.preparation!.fit as { used: boolean }).used).toBe(true);
+    expect(Math.abs(gpuLoss - cpuLoss)).toBeLessThan(1e-3 * cpuLoss);
+    await useBackend('wasm');
+    expect(await meanProbeLoss('apl-gpu-fit', ['a', 'b'])).toBeCloseTo(gpuLoss, 4);
   });
 
   /** The mean over the fine-tunes of the merged model's probe loss, each with its own head: what coefficients: fitted minimises. */
