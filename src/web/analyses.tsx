@@ -91,21 +91,36 @@ const heldScores = (id: string): Promise<string[]> => gql<{ analysis: { scores: 
 
 const scoreLabel = (score: string) => score.toLowerCase().replace('_', ' ');
 
-/** One analysis's charts, of `preferred` when it holds that score, else of the first it holds (a gradient analysis beside an exact one). */
-function AnalysisPanel({ id, preferred }: { id: string; preferred: string }) {
+/**
+ * One analysis's charts, of `preferred` when it holds that score, else of the first it holds (a
+ * gradient analysis beside an exact one). The scores it holds are read once per analysis (or given,
+ * when the page has read them already), not again at every change of score.
+ */
+function AnalysisPanel({ id, preferred, held: given }: { id: string; preferred: string; held?: string[] }) {
+  const [held, setHeld] = useState<string[] | null>(given ?? null);
   const [summary, setSummary] = useState<(Summary & { score: string }) | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
+    setError(null);
+    if (given) {
+      setHeld(given);
+      return;
+    }
+    setHeld(null);
+    heldScores(id).then(setHeld).catch((err: Error) => setError(err.message));
+  }, [id, given]);
+  const score = held && (held.includes(preferred) ? preferred : held[0]);
+  useEffect(() => {
+    if (!held) return;
     setSummary(null);
-    heldScores(id)
-      .then(async (held) => {
-        const score = held.includes(preferred) ? preferred : held[0];
-        if (!score) throw new Error('this analysis has no scores yet (it has not completed)');
-        const { analysis } = await gql<{ analysis: Summary }>('query($id: ID!, $score: ImportanceScore!) { analysis(id: $id) { id level estimator model { name } task { name } layers(score: $score, top: 3) { layer partitions mean spread min max top { partition value } } histogram(score: $score, bins: 20) { lower upper count } } }', { id, score });
-        setSummary({ ...analysis, score });
-      })
+    if (!score) {
+      setError('this analysis has no scores yet (it has not completed)');
+      return;
+    }
+    gql<{ analysis: Summary }>('query($id: ID!, $score: ImportanceScore!) { analysis(id: $id) { id level estimator model { name } task { name } layers(score: $score, top: 3) { layer partitions mean spread min max top { partition value } } histogram(score: $score, bins: 20) { lower upper count } } }', { id, score })
+      .then(({ analysis }) => setSummary({ ...analysis, score }))
       .catch((err: Error) => setError(err.message));
-  }, [id, preferred]);
+  }, [id, held, score]);
   if (error) return <section><p className="error" role="alert">{error}</p></section>;
   if (!summary) return <section><p>Loading…</p></section>;
   return (
@@ -125,18 +140,20 @@ function AnalysisPanel({ id, preferred }: { id: string; preferred: string }) {
 }
 
 export function AnalysisPage({ id }: { id: string }) {
-  const [scores, setScores] = useState<string[]>([]);
+  const [scores, setScores] = useState<string[] | null>(null);
   const [score, setScore] = useState('');
+  const [error, setError] = useState<string | null>(null);
   const [others, setOthers] = useState<AnalysisRow[]>([]);
   const [compare, setCompare] = useState('');
   useEffect(() => {
     // Only the scores this analysis holds are offered; the first (loss increase, or the signed gradient) is shown first.
+    setScores(null);
     heldScores(id)
       .then((held) => {
         setScores(held);
-        setScore(held[0] ?? 'LOSS_INCREASE');
+        setScore(held[0] ?? '');
       })
-      .catch(() => setScore('LOSS_INCREASE'));
+      .catch((err: Error) => setError(err.message));
   }, [id]);
   useEffect(() => {
     gql<{ analyses: { nodes: AnalysisRow[] } }>('{ analyses(first: 100, filter: { status: COMPLETED }) { nodes { id status level estimator model { name } task { name } } } }')
@@ -147,12 +164,13 @@ export function AnalysisPage({ id }: { id: string }) {
     <main>
       <h1>Importance</h1>
       <div className="toolbar">
-        <label>Score <select value={score} onChange={(e) => setScore(e.target.value)}>{scores.map((s) => <option key={s} value={s}>{scoreLabel(s)}</option>)}</select></label>
+        <label>Score <select value={score} onChange={(e) => setScore(e.target.value)}>{(scores ?? []).map((s) => <option key={s} value={s}>{scoreLabel(s)}</option>)}</select></label>
         <label>Compare with <select value={compare} onChange={(e) => setCompare(e.target.value)}><option value="">none</option>{others.map((a) => <option key={a.id} value={a.id}>{a.model.name} · {a.task.name} · {a.estimator.toLowerCase()} · {a.level.toLowerCase()}</option>)}</select></label>
       </div>
       <div className="side-by-side">
-        {score && <AnalysisPanel id={id} preferred={score} />}
-        {score && compare && <AnalysisPanel id={compare} preferred={score} />}
+        {error && <p className="error" role="alert">{error}</p>}
+        {scores && <AnalysisPanel id={id} preferred={score} held={scores} />}
+        {scores && compare && <AnalysisPanel id={compare} preferred={score} />}
       </div>
     </main>
   );
