@@ -26,7 +26,7 @@ export interface FitOptions {
   /** Trunk tensors, in a fixed order: the coefficients' columns. */
   trunk: ReadonlyArray<{ name: string; shape: number[] }>;
   /** Member t's task vector in `name`, as the merge takes it (θt − θ0, dropped, rescaled, weighted per row, times its weight). */
-  taskVector: (t: number, name: string) => Float32Array;
+  taskVector: (t: number, name: string, shape: readonly number[]) => Float32Array;
   lambda: number;
   /** One coefficient per tensor, or per row of it (its first axis: a matrix's output units). */
   granularity: 'tensor' | 'row';
@@ -60,7 +60,7 @@ export async function fitCoefficients(base: Model, members: readonly FitMember[]
   const hold = <T extends tf.Tensor>(t: T): T => (held.push(t), t);
   const trunkNames = new Set(trunk.map((s) => s.name));
   const baseTrunk = trunk.map(({ name, shape }) => hold(tf.tensor(base.params.get(name)!, shape)));
-  const vectors = members.map((_, t) => trunk.map(({ name, shape }) => hold(tf.tensor(options.taskVector(t, name), shape))));
+  const vectors = members.map((_, t) => trunk.map(({ name, shape }) => hold(tf.tensor(options.taskVector(t, name, shape), shape))));
   // Each member's own tensors beyond the trunk (its task's head), read as they are.
   const heads = members.map(({ model }) => {
     const own = new Map<string, tf.Tensor>();
@@ -98,8 +98,9 @@ export async function fitCoefficients(base: Model, members: readonly FitMember[]
     const lossFitted = (await fitted.data())[0];
     fitted.dispose();
     // A fit that made the probe loss worse (a learning rate too large) is not used: λ stays.
-    const values = await Promise.all(coefficients.map((perTensor) => Promise.all(perTensor.map(async (c) => (lossFitted < lossAtLambda ? Float32Array.from(await c.data()) : new Float32Array(c.size).fill(options.lambda))))));
-    return { coefficients: values, lossAtLambda, lossFitted, kept: lossFitted < lossAtLambda, seconds: (Date.now() - started) / 1000 };
+    const kept = lossFitted < lossAtLambda;
+    const values = await Promise.all(coefficients.map((perTensor) => Promise.all(perTensor.map(async (c) => (kept ? Float32Array.from(await c.data()) : new Float32Array(c.size).fill(options.lambda))))));
+    return { coefficients: values, lossAtLambda, lossFitted, kept, seconds: (Date.now() - started) / 1000 };
   } finally {
     optimizer.dispose();
     coefficients.flat().forEach((c) => c.dispose());

@@ -64,9 +64,9 @@ export async function computeScore(
 }
 
 /** Per fine-tune, the Gram matrix of each linear map's inputs on its probe data (data-aware/input-grams.ts). */
-async function regmeanInputs(context: PrepareContext): Promise<Array<Map<string, Float32Array>>> {
+async function regmeanInputs(context: PrepareContext, finetunes: readonly Model[]): Promise<Array<Map<string, Float32Array>>> {
   const grams: Array<Map<string, Float32Array>> = [];
-  for (const probed of probedModels(context, 'apl with combine: regmean')) {
+  for (const probed of probedModels(context, 'apl with combine: regmean', finetunes)) {
     grams.push((await linearInputGrams(probed, context.signal)).byWeight);
   }
   return grams;
@@ -77,17 +77,17 @@ async function regmeanInputs(context: PrepareContext): Promise<Array<Map<string,
  * fitted on the probe data (fit-coefficients.ts) and folded into the per-row weights, so that the
  * merge's λ · weight reproduces it. Returns what the merge's result records.
  */
-async function fitMergeCoefficients(context: PrepareContext, base: Model, rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
+async function fitMergeCoefficients(context: PrepareContext, base: Model, finetunes: readonly Model[], rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
   const { global, perModel } = context;
   const lambda = global.lambda as number;
   if (!(lambda > 0)) throw new MergeInputError(`lambda: coefficients: fitted starts every coefficient at lambda, which must be above 0 (got ${lambda})`);
   const trunk = base.family.trunkShapes(base.config);
-  const members = probedModels(context, 'apl with coefficients: fitted');
-  const taskVector = (t: number, name: string): Float32Array => {
+  const members = probedModels(context, 'apl with coefficients: fitted', finetunes);
+  const taskVector = (t: number, name: string, shape: readonly number[]): Float32Array => {
     const delta = Float32Array.from(members[t].model.params.get(name)!);
     subtractInPlace(delta, base.params.get(name)!);
     const rows = rowParameters.get(name)![t];
-    applyDrop(delta, aplDropRule(global.drop as string, context.seed, t, name, rows.keep_rate), trunk.find((s) => s.name === name)!.shape);
+    applyDrop(delta, aplDropRule(global.drop as string, context.seed, t, name, rows.keep_rate), shape);
     scaleRows(delta, rows.weight);
     const weight = perModel[t].weight as number;
     for (let j = 0; j < delta.length; j++) delta[j] *= weight;
@@ -143,8 +143,12 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   const scheme = buildPartitions(level, shapes);
   const scores: Float64Array[] = [];
   const sources: Array<Record<string, unknown>> = [];
+  // RegMean's solve and the fitted coefficients read every fine-tune again after importance: kept, not re-read.
+  const keepFinetunes = global.combine === 'regmean' || global.coefficients === 'fitted';
+  const finetunes: Model[] = [];
   for (let t = 0; t < context.models.length; t++) {
     const finetune = loadModel(context.models[t]);
+    if (keepFinetunes) finetunes.push(finetune);
     const params = perModel[t];
     const task = singleTask(finetune, (params.task as string) || undefined);
     const artifactPath = params.importance as string;
@@ -174,7 +178,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   const rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
   const weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
   // combine: regmean also needs each fine-tune's linear-map input statistics, from its probe data.
-  const grams = global.combine === 'regmean' ? await regmeanInputs(context) : undefined;
+  const grams = global.combine === 'regmean' ? await regmeanInputs(context, finetunes) : undefined;
   const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
   for (const [name, rows] of scheme.rows) {
     rowParameters.set(
@@ -189,7 +193,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   let fit: Record<string, unknown> | undefined;
   if (global.coefficients === 'fitted') {
     backend ??= await useBackend(context.backend);
-    fit = await fitMergeCoefficients(context, base, rowParameters);
+    fit = await fitMergeCoefficients(context, base, finetunes, rowParameters);
   }
   return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(fit ? { fit } : {}) } };
 }

@@ -29,13 +29,13 @@ export interface ProbedModel {
   probe: TaskSplit;
 }
 
-/** Each model of the merge with its probe split (per-model "probe" and, for several heads, "task"). */
-export function probedModels(context: PrepareContext, method: string): ProbedModel[] {
+/** Each model of the merge with its probe split (per-model "probe" and, for several heads, "task"); `loaded`: the models, when the caller has read them already. */
+export function probedModels(context: PrepareContext, method: string, loaded?: readonly Model[]): ProbedModel[] {
   return context.models.map((reference, t) => {
     const params = context.perModel[t];
     const probePath = params.probe as string;
     if (!probePath) throw new MergeInputError(`models[${t}] (${reference}): ${method} needs per-model "probe" (task data whose probe split it reads)`);
-    const model = loadModel(reference);
+    const model = loaded?.[t] ?? loadModel(reference);
     const task = singleTask(model, (params.task as string) || undefined);
     const probe = getSplit(loadTaskData(probePath), 'probe');
     const classes = requireHead(model.config, task, reference);
