@@ -3,7 +3,7 @@
  * scores what it merged, the evaluation job a registered model; both pick tasks by one rule (a
  * registered task the model has a head of that name and size for), which the request checks too.
  */
-import { getSplit, loadTaskData, TaskData } from '../engine/data/task-data';
+import { getSplit, loadTaskData, splitHasTokenLabels, TaskData } from '../engine/data/task-data';
 import { yieldThenCheckAbort } from '../engine/errors';
 import { loadModel, modelFamilyOfReference } from '../engine/families/model';
 import { FamilyConfig, headMismatch, ModelFamily } from '../engine/families/types';
@@ -44,7 +44,7 @@ function readFitting(found: { family: ModelFamily<FamilyConfig>; config: FamilyC
   }
   for (const split of splits.filter((s) => data.splits.has(s))) {
     const part = getSplit(data, split);
-    if ((part.labelsPerExample ?? 1) > 1 && !found.config.languageModel) return { problem: `task "${task.name}" (${split} split) is a language-model task (token labels); the ${found.family.name} model is a classifier` };
+    if (splitHasTokenLabels(part) && !found.config.languageModel) return { problem: `task "${task.name}" (${split} split) is a language-model task (token labels); the ${found.family.name} model is a classifier` };
     const problem = found.family.inputsProblem(found.config, part, `task "${task.name}" (${split} split)`);
     if (problem) return { problem };
   }

@@ -33,9 +33,14 @@ export interface TaskData {
   splits: Map<string, TaskSplit>;
 }
 
+/** Whether a split's labels are tokens (a language-model task's, [n, length]) rather than one class per example. */
+export function splitHasTokenLabels(split: Pick<TaskSplit, 'labelsPerExample'>): boolean {
+  return (split.labelsPerExample ?? 1) > 1;
+}
+
 /** Whether a task's labels are tokens (a language-model task) rather than one class per example. */
 export function hasTokenLabels(data: TaskData): boolean {
-  return [...data.splits.values()].some((split) => split.labelsPerExample !== undefined);
+  return [...data.splits.values()].some(splitHasTokenLabels);
 }
 
 export function saveTaskData(
@@ -50,7 +55,7 @@ export function saveTaskData(
       shape: [s.count, ...s.exampleShape],
       data: new Uint8Array(s.inputs.buffer, s.inputs.byteOffset, s.inputs.byteLength),
     },
-    { name: `${split}.labels`, dtype: 'I32' as const, shape: (s.labelsPerExample ?? 1) > 1 ? [s.count, s.labelsPerExample!] : [s.count], data: new Uint8Array(s.labels.buffer, s.labels.byteOffset, s.labels.byteLength) },
+    { name: `${split}.labels`, dtype: 'I32' as const, shape: splitHasTokenLabels(s) ? [s.count, s.labelsPerExample!] : [s.count], data: new Uint8Array(s.labels.buffer, s.labels.byteOffset, s.labels.byteLength) },
   ]);
   writeSafetensorsFile(file, tensors, { task: task.name, classes: String(task.classes), description: task.description, seed: String(task.seed) });
 }

@@ -13,7 +13,7 @@
  * the causal mask it reaches no earlier position, so no attention mask is needed.
  */
 import * as tf from '@tensorflow/tfjs';
-import { TaskSplit } from '../data/task-data';
+import { splitHasTokenLabels, TaskSplit } from '../data/task-data';
 import { Random } from '../kernels/random';
 import { gatherRows } from './gather-rows';
 import { product, productTransposed } from './products';
@@ -335,7 +335,7 @@ function tokenProblem(config: DecoderConfig, split: TaskSplit, source: string, s
     return `${source}: examples of shape ${JSON.stringify(split.exampleShape)} (${ids instanceof Int32Array ? 'I32' : 'U8'}) are not token id sequences for the decoder`;
   }
   if (split.exampleShape[0] > config.maxPositions) return `${source}: sequences of ${split.exampleShape[0]} tokens exceed the model's ${config.maxPositions} positions (max_position_embeddings)`;
-  if (scored && (split.labelsPerExample === undefined || split.labelsPerExample === 1)) return `${source}: has one class label per example; a language model is scored on token labels (an LM task: {prompt, completion} or {input_ids, labels})`;
+  if (scored && !splitHasTokenLabels(split)) return `${source}: has one class label per example; a language model is scored on token labels (an LM task: {prompt, completion} or {input_ids, labels})`;
   const bad = ids.findIndex((t) => t < 0 || t >= config.vocabSize);
   if (bad >= 0) return `${source}: example ${Math.floor(bad / split.exampleShape[0])} has token id ${ids[bad]} at position ${bad % split.exampleShape[0]}, outside the vocabulary of ${config.vocabSize}`;
   return undefined;
