@@ -6,16 +6,9 @@
  *
  *   node dist/bench/apl-fit.js ZOO_DIR [VARIANT ...]
  */
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { getSplit, loadTaskData } from '../src/engine/data/task-data';
-import { loadModel } from '../src/engine/families/model';
-import { parseMergeConfig } from '../src/engine/merge/config';
-import { planMerge } from '../src/engine/merge/plan';
-import { runMerge } from '../src/engine/merge/run';
+import { join } from 'node:path';
 import { useBackend } from '../src/engine/tensors/backend';
-import { evaluate } from '../src/engine/train/evaluate';
-import { ZooManifest } from '../src/engine/zoo/vision';
+import { meanAccuracy, mergeZoo, openZoo, savedImportance } from './lib/zoo-apl';
 
 const VARIANTS = [
   'density: 0.5',
@@ -28,30 +21,17 @@ const VARIANTS = [
 ];
 
 async function main(): Promise<void> {
-  const zoo = resolve(process.argv[2]);
+  const zoo = openZoo(process.argv[2]);
   const variants = process.argv.length > 3 ? process.argv.slice(3) : VARIANTS;
   await useBackend();
-  const manifest = JSON.parse(readFileSync(join(zoo, 'zoo.json'), 'utf8')) as ZooManifest;
-  const tasks = manifest.finetunes.map((f) => f.task);
-  const lambda = +(1.0 / tasks.length).toFixed(3);
-  const data = manifest.finetunes.map((f) => loadTaskData(join(zoo, f.data)));
+  const lambda = +(1.0 / zoo.tasks.length).toFixed(3);
   console.log(`| APL setting (estimator: gradient, level: row, lambda: ${lambda}, plus) | mean validation accuracy | mean test accuracy | probe loss at λ → fitted | fit s |`);
   console.log('| --- | --- | --- | --- | --- |');
   for (const variant of variants) {
-    const models = manifest.finetunes
-      .map((f) => `  - model: ${JSON.stringify(join(zoo, f.model))}\n    parameters: {importance: ${JSON.stringify(join(zoo, 'bench-work', 'importance', `${f.task}.safetensors`))}, probe: ${JSON.stringify(join(zoo, f.data))}}`)
-      .join('\n');
-    const text = `merge_method: apl\nbase_model: ${JSON.stringify(join(zoo, manifest.base))}\nmodels:\n${models}\nparameters: {estimator: gradient, level: row, lambda: ${lambda}, ${variant}}\nseed: 0\n`;
-    const out = join(zoo, 'bench-work', 'fit-merge');
-    const result = await runMerge(planMerge(parseMergeConfig(text, 'apl-fit', zoo)), out, { threads: 0, overwrite: true });
-    const merged = loadModel(out);
-    const mean = async (split: string) => {
-      let sum = 0;
-      for (const [i, t] of tasks.entries()) sum += (await evaluate(merged, t, getSplit(data[i], split))).accuracy;
-      return ((sum / tasks.length) * 100).toFixed(1);
-    };
+    const { result, outDir } = await mergeZoo(zoo, `estimator: gradient, level: row, lambda: ${lambda}, ${variant}`, (f) => ({ importance: savedImportance(zoo, f), probe: join(zoo.dir, f.data) }), 'fit-merge');
     const fit = (result.preparation as { fit?: { probeLossAtLambda: number; probeLossFitted: number; used: boolean; seconds: number } } | undefined)?.fit;
-    console.log(`| ${variant} | ${await mean('validation')} | ${await mean('test')} | ${fit ? `${fit.probeLossAtLambda.toFixed(3)} → ${fit.probeLossFitted.toFixed(3)}${fit.used ? '' : ' (not used)'}` : '—'} | ${fit ? fit.seconds.toFixed(1) : '—'} |`);
+    const [validation, test] = [await meanAccuracy(zoo, outDir, 'validation'), await meanAccuracy(zoo, outDir, 'test')];
+    console.log(`| ${variant} | ${validation.toFixed(1)} | ${test.toFixed(1)} | ${fit ? `${fit.probeLossAtLambda.toFixed(3)} → ${fit.probeLossFitted.toFixed(3)}${fit.used ? '' : ' (not used)'}` : '—'} | ${fit ? fit.seconds.toFixed(1) : '—'} |`);
   }
 }
 
