@@ -20,6 +20,7 @@ import { subtractInPlace } from '../kernels/combine';
 import { applyDrop, scaleRows } from '../kernels/recipe';
 import { aplDropRule } from './drop-rule';
 import { fitCoefficients } from './fit-coefficients';
+import { mergedImportance } from './merged-importance';
 
 export function trunkShapesOf(model: Model): Map<string, number[]> {
   return new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
@@ -73,26 +74,85 @@ async function regmeanInputs(context: PrepareContext, finetunes: readonly Model[
 }
 
 /**
+ * Fine-tune t's task vector in one trunk tensor exactly as the merge takes it: θt − θ0, dropped by
+ * the seeded rule at its keep-rates, weighted per row and by its model weight (λ not included).
+ * The preparation steps that must see the merge's own task vectors (the fit, locating on the merged
+ * model) read them through this.
+ */
+function mergedTaskVector(context: PrepareContext, base: Model, finetunes: readonly Model[], rowParameters: Map<string, Array<Record<string, Float32Array>>>) {
+  return (t: number, name: string, shape: readonly number[]): Float32Array => {
+    const delta = Float32Array.from(finetunes[t].params.get(name)!);
+    subtractInPlace(delta, base.params.get(name)!);
+    const rows = rowParameters.get(name)![t];
+    applyDrop(delta, aplDropRule(context.global.drop as string, context.seed, t, name, rows.keep_rate), shape);
+    scaleRows(delta, rows.weight);
+    const weight = context.perModel[t].weight as number;
+    for (let j = 0; j < delta.length; j++) delta[j] *= weight;
+    return delta;
+  };
+}
+
+/** Per trunk tensor, per fine-tune: its rows' keep-rates and weights (and RegMean's input Gram matrix, where there is one). */
+function rowParametersOf(scheme: PartitionScheme, rates: readonly Float64Array[], weights: readonly Float64Array[], grams?: Array<Map<string, Float32Array>>): Map<string, Array<Record<string, Float32Array>>> {
+  const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
+  for (const [name, rows] of scheme.rows) {
+    rowParameters.set(
+      name,
+      rates.map((_, t) => ({
+        keep_rate: Float32Array.from(rows, (k) => rates[t][k]),
+        weight: Float32Array.from(rows, (k) => weights[t][k]),
+        ...(grams?.[t].has(name) ? { gram: grams[t].get(name)! } : {}),
+      })),
+    );
+  }
+  return rowParameters;
+}
+
+/**
+ * locate: merged — importance measured on the merged model instead of each fine-tune alone
+ * (merged-importance.ts): the first pass on the merge without drops (task arithmetic at λ), each
+ * further one on the merge with the drops the pass before chose. Returns the last pass's keep-rates
+ * and weights, and what each pass found.
+ */
+async function locateOnMerged(context: PrepareContext, base: Model, finetunes: readonly Model[], scheme: PartitionScheme, choice: ScoreChoice) {
+  const { global, perModel } = context;
+  const lambda = global.lambda as number;
+  const members = probedModels(context, 'apl with locate: merged', finetunes);
+  const passes = global.locate_iterations as number;
+  let rates: Float64Array[] = members.map(() => new Float64Array(scheme.count).fill(1));
+  let weights: Float64Array[] = members.map(() => new Float64Array(scheme.count).fill(1));
+  const iterations: Array<Record<string, unknown>> = [];
+  for (let pass = 0; pass < passes; pass++) {
+    const taskVector = mergedTaskVector(context, base, finetunes, rowParametersOf(scheme, rates, weights));
+    const phase = `locate on the merged model ${pass + 1}/${passes}`;
+    const located = await mergedImportance(base, members, {
+      scheme,
+      contribution: (t, name, shape) => taskVector(t, name, shape).map((v) => v * lambda),
+      estimator: choice.estimator as 'exact' | 'gradient',
+      metric: choice.metric,
+      gradientForm: choice.gradientForm,
+      signal: context.signal,
+      onProgress: context.onProgress && ((event) => context.onProgress!({ ...event, phase })),
+    });
+    rates = located.scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
+    weights = global.competition ? mergeWeights(located.scores, scheme.sizes, global.weight_temperature as number) : members.map(() => new Float64Array(scheme.count).fill(1));
+    iterations.push({ harmfulPartitions: located.harmful, ...(located.mergedProbeLoss !== undefined ? { mergedProbeLoss: +located.mergedProbeLoss.toPrecision(6) } : {}), seconds: +located.seconds.toPrecision(4) });
+  }
+  return { rates, weights, report: { on: 'merged', iterations } };
+}
+
+/**
  * coefficients: fitted — one coefficient per fine-tune and trunk tensor (or row) in place of λ,
  * fitted on the probe data (fit-coefficients.ts) and folded into the per-row weights, so that the
  * merge's λ · weight reproduces it. Returns what the merge's result records.
  */
 async function fitMergeCoefficients(context: PrepareContext, base: Model, finetunes: readonly Model[], rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
-  const { global, perModel } = context;
+  const { global } = context;
   const lambda = global.lambda as number;
   if (!(lambda > 0)) throw new MergeInputError(`lambda: coefficients: fitted starts every coefficient at lambda, which must be above 0 (got ${lambda})`);
   const trunk = base.family.trunkShapes(base.config);
   const members = probedModels(context, 'apl with coefficients: fitted', finetunes);
-  const taskVector = (t: number, name: string, shape: readonly number[]): Float32Array => {
-    const delta = Float32Array.from(members[t].model.params.get(name)!);
-    subtractInPlace(delta, base.params.get(name)!);
-    const rows = rowParameters.get(name)![t];
-    applyDrop(delta, aplDropRule(global.drop as string, context.seed, t, name, rows.keep_rate), shape);
-    scaleRows(delta, rows.weight);
-    const weight = perModel[t].weight as number;
-    for (let j = 0; j < delta.length; j++) delta[j] *= weight;
-    return delta;
-  };
+  const taskVector = mergedTaskVector(context, base, finetunes, rowParameters);
   const phase = 'fit coefficients';
   const fitted = await fitCoefficients(base, members, {
     trunk,
@@ -143,8 +203,9 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   const scheme = buildPartitions(level, shapes);
   const scores: Float64Array[] = [];
   const sources: Array<Record<string, unknown>> = [];
-  // RegMean's solve and the fitted coefficients read every fine-tune again after importance: kept, not re-read.
-  const keepFinetunes = global.combine === 'regmean' || global.coefficients === 'fitted';
+  const onMerged = global.locate === 'merged';
+  // RegMean's solve, the fitted coefficients and locating on the merged model read every fine-tune again after importance: kept, not re-read.
+  const keepFinetunes = global.combine === 'regmean' || global.coefficients === 'fitted' || onMerged;
   const finetunes: Model[] = [];
   for (let t = 0; t < context.models.length; t++) {
     const finetune = loadModel(context.models[t]);
@@ -153,7 +214,10 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
     const task = singleTask(finetune, (params.task as string) || undefined);
     const artifactPath = params.importance as string;
     const probePath = params.probe as string;
-    if (artifactPath) {
+    if (onMerged) {
+      // Importance comes from the merged model, below: nothing to measure on the fine-tune alone.
+      sources.push({ model: context.models[t], task, probe: probePath, score: scoreName(choice) });
+    } else if (artifactPath) {
       const artifact = loadImportance(artifactPath);
       const name = scoreName(choice);
       const score = artifact.scores[name];
@@ -175,25 +239,20 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       throw new MergeInputError(`models[${t}] (${context.models[t]}): apl needs per-model "probe" (task data) or "importance" (a saved analysis)`);
     }
   }
-  const rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
-  const weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
+  let rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
+  let weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
+  let located: Record<string, unknown> | undefined;
+  if (onMerged) {
+    backend ??= await useBackend(context.backend);
+    ({ rates, weights, report: located } = await locateOnMerged(context, base, finetunes, scheme, choice));
+  }
   // combine: regmean also needs each fine-tune's linear-map input statistics, from its probe data.
   const grams = global.combine === 'regmean' ? await regmeanInputs(context, finetunes) : undefined;
-  const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
-  for (const [name, rows] of scheme.rows) {
-    rowParameters.set(
-      name,
-      scores.map((_, t) => ({
-        keep_rate: Float32Array.from(rows, (k) => rates[t][k]),
-        weight: Float32Array.from(rows, (k) => weights[t][k]),
-        ...(grams?.[t].has(name) ? { gram: grams[t].get(name)! } : {}),
-      })),
-    );
-  }
+  const rowParameters = rowParametersOf(scheme, rates, weights, grams);
   let fit: Record<string, unknown> | undefined;
   if (global.coefficients === 'fitted') {
     backend ??= await useBackend(context.backend);
     fit = await fitMergeCoefficients(context, base, finetunes, rowParameters);
   }
-  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(fit ? { fit } : {}) } };
+  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(located ? { located } : {}), ...(fit ? { fit } : {}) } };
 }

@@ -71,6 +71,8 @@ export const apl: MergeMethod = {
     num('weight_temperature', 1, 1e-6, 'τ2 of the task competition'),
     str('drop', 'stochastic', ['stochastic', 'deterministic'], 'Bernoulli drop with rescale, or keep the largest |δ| in each partition'),
     str('combine', 'task_arithmetic', ['task_arithmetic', 'ties', 'regmean'], 'how dropped, weighted task vectors are combined; regmean: the dropped fine-tunes solved for by RegMean on their probe inputs (lambda unused)'),
+    str('locate', 'finetune', ['finetune', 'merged'], "where importance is measured: on each fine-tune alone (APL's definition), or on the merged model — task t's contribution at partition k taken out, the tasks' mean probe loss measured (needs per-model probe; combines by task arithmetic)"),
+    num('locate_iterations', 1, 1, 'locate: merged: passes; the first measures the merge without drops, each further one the merge with the drops the pass before chose'),
     str('coefficients', 'lambda', ['lambda', 'fitted'], "lambda: every task vector scaled by lambda; fitted: one coefficient per fine-tune and trunk tensor, started at lambda and fitted by Adam to the fine-tunes' mean probe loss of the merged model (AdaMerging-style, with labels; kept only if it lowers that loss)"),
     str('fit_granularity', 'tensor', ['tensor', 'row'], 'coefficients: fitted: one coefficient per fine-tune and tensor, or per fine-tune and row (output unit)'),
     num('fit_steps', 100, 1, 'coefficients: fitted: Adam steps, each over every probe split'),
@@ -93,6 +95,13 @@ export const apl: MergeMethod = {
     if (global.coefficients === 'fitted' && global.combine !== 'task_arithmetic') return `apl with coefficients: fitted combines by task arithmetic (combine: ${String(global.combine)} has no per-task coefficients to fit)`;
     if (global.coefficients === 'fitted' && global.normalize) return 'apl with coefficients: fitted: normalize must be false (the fitted coefficients already set each task vector\'s scale)';
     if (global.coefficients === 'fitted' && !Number.isInteger(global.fit_steps)) return `fit_steps: must be a whole number of steps, got ${String(global.fit_steps)}`;
+    if (global.locate === 'merged') {
+      if (!perModel.probe) return 'apl with locate: merged needs per-model "probe": importance is measured on the merged model with every task\'s probe data';
+      if (global.estimator === 'fisher') return 'apl with locate: merged measures importance by estimator exact or gradient (the Fisher estimate is of a fine-tune at its own optimum, not of a merged model)';
+      if (global.combine !== 'task_arithmetic') return `apl with locate: merged combines by task arithmetic (the merged model it measures is θ0 + λ Σ task vectors; combine: ${String(global.combine)} would merge another)`;
+      if (global.normalize) return 'apl with locate: merged: normalize must be false (the merged model it measures is θ0 + λ Σ task vectors)';
+      if (!Number.isInteger(global.locate_iterations)) return `locate_iterations: must be a whole number of passes, got ${String(global.locate_iterations)}`;
+    }
     if (global.combine === 'regmean' && !perModel.probe) return 'apl with combine: regmean needs per-model "probe": the inputs it solves for come from the probe data';
     return undefined;
   },
