@@ -35,7 +35,9 @@ async function main(): Promise<void> {
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const variant of variants) {
     const started = Date.now();
-    const { result, outDir } = await mergeZoo(zoo, `estimator: gradient, level: row, lambda: ${lambda}, ${variant}`, (f) => ({ probe: join(zoo.dir, f.data) }), 'locate-merge');
+    // A variant may set its own lambda (or estimator); the defaults above fill in the rest.
+    const defaults = [['estimator', 'gradient'], ['level', 'row'], ['lambda', String(lambda)]].filter(([key]) => !variant.includes(`${key}:`)).map(([key, value]) => `${key}: ${value}`);
+    const { result, outDir } = await mergeZoo(zoo, [...defaults, variant].join(', '), (f) => ({ probe: join(zoo.dir, f.data) }), 'locate-merge');
     const seconds = (Date.now() - started) / 1000;
     const located = (result.preparation as Located | undefined)?.located;
     const harmful = located ? located.iterations[located.iterations.length - 1].harmfulPartitions.reduce((a, b) => a + b, 0) : undefined;

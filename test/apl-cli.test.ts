@@ -65,7 +65,7 @@ describe('apl-merge zoo build and importance', () => {
     const written = JSON.parse(readFileSync(report, 'utf8'));
     expect(written).toMatchObject({ suite: 'vision', seeds: [4], backend: 'wasm' });
     const methods = written.rows.map((r: { method: string }) => r.method);
-    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'APL-fisher', 'Fisher merging', 'RegMean', 'APL-gradient + RegMean', 'APL-gradient, fitted coefficients']);
+    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'APL-fisher', 'Fisher merging', 'RegMean', 'APL-gradient + RegMean', 'APL-gradient, located on the merged model', 'APL-gradient, fitted coefficients']);
     const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8')) as { finetunes: Array<{ task: string; accuracy: { test: number; ood: number } }> };
     for (const f of manifest.finetunes) expect(written.rows[0].perTask[f.task]).toMatchObject({ test: f.accuracy.test, ood: f.accuracy.ood, normalized: 1 });
     // Every merge is scored on every task, as a fraction, and the table printed says the same.
@@ -112,6 +112,7 @@ describe('merging benchmark', () => {
       'Fisher merging',
       'RegMean',
       'APL-gradient + RegMean',
+      'APL-gradient, located on the merged model',
       'APL-gradient, fitted coefficients',
     ]);
     for (const row of report.rows) {

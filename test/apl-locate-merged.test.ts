@@ -19,6 +19,7 @@ import { runMerge } from '../src/engine/merge/run';
 import { useBackend } from '../src/engine/tensors/backend';
 import { evaluate } from '../src/engine/train/evaluate';
 import { removeTempDirs, tempDir } from './helpers/files';
+import { gpuIt } from './helpers/gpu';
 import { tinyFamily } from './helpers/tiny-models';
 
 beforeAll(async () => {
@@ -138,6 +139,30 @@ describe('apl locate: merged', () => {
     expect(fit.probeLossFitted).toBeLessThan(fit.probeLossAtLambda);
     // The loss the fit reports is that of the checkpoint written.
     expect(await meanLoss(new Map([...scheme.shapes.keys()].map((name) => [name, loadModel(join(dir, 'located-fitted')).params.get(name)!])))).toBeCloseTo(fit.probeLossFitted, 4);
+  });
+
+  gpuIt('locates on WebGPU as on WASM: scores to float32 rounding, and the same rows kept at τ1 = 0', async () => {
+    const located = async (estimator: 'exact' | 'gradient') =>
+      (await mergedImportance(base, members(), { scheme, contribution: (t, name) => taskVector(t, name).map((v) => v * LAMBDA), estimator, metric: 'loss', gradientForm: 'signed' })).scores;
+    const text = (estimator: string) => aplConfig(`  density: 0.5\n  locate: merged\n  estimator: ${estimator}\n  gradient_form: signed\n  keep_temperature: 0\nseed: 2`);
+    const run = (estimator: string, backend: 'webgpu' | 'wasm') => runMerge(planMerge(parseMergeConfig(text(estimator), 'apl.yml', dir)), join(dir, `gpu-${estimator}-${backend}`), { threads: 0, backend });
+    try {
+      for (const estimator of ['exact', 'gradient'] as const) {
+        await useBackend('wasm');
+        const cpu = await located(estimator);
+        await useBackend('webgpu');
+        const gpu = await located(estimator);
+        const largest = Math.max(...cpu.flatMap((s) => Array.from(s, Math.abs)));
+        cpu.forEach((score, t) => score.forEach((v, k) => expect(Math.abs(gpu[t][k] - v)).toBeLessThan(1e-4 * largest)));
+        const [onGpu, onCpu] = [await run(estimator, 'webgpu'), await run(estimator, 'wasm')];
+        expect(onGpu.preparation!.backend).toBe('webgpu');
+        // The same rows kept: the checkpoints agree to the GPU's float32 summation order.
+        const [g, c] = [loadModel(onGpu.outDir), loadModel(onCpu.outDir)];
+        for (const [name, want] of c.params) g.params.get(name)!.forEach((v, i) => expect(Math.abs(v - want[i])).toBeLessThanOrEqual(1e-6 * (Math.abs(want[i]) + 1e-3)));
+      }
+    } finally {
+      await useBackend('wasm');
+    }
   });
 
   it('refuses what it cannot measure, saying why', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
+import { mergedImportance } from '../src/engine/apl/merged-importance';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
 import { loadModel, Model } from '../src/engine/families/model';
 import { useBackend } from '../src/engine/tensors/backend';
@@ -174,6 +175,21 @@ describe('an LM task on a decoder', () => {
         }
         if (name === 'qwen2') expect(exact.unreadPartitions).toBe(0);
       }
+    });
+
+    it('located on the merged model of one fine-tune at λ = 1 (the fine-tune itself), importance is the fine-tune’s own', async () => {
+      const { base, finetune } = pair;
+      const probe = getSplit(loadTaskData(probeFile), 'probe');
+      const scheme = buildPartitions('row', new Map(finetune.family.trunkShapes(finetune.config).map((t) => [t.name, t.shape])));
+      const contribution = (_: number, tensor: string) => finetune.params.get(tensor)!.map((v, i) => v - base.params.get(tensor)![i]);
+      const members = [{ model: finetune, task: 'probe', probe }];
+      const own = await exactImportance({ base, finetune, task: 'probe', probe, scheme }, { maxBatchElements: 2 ** 16 });
+      const located = await mergedImportance(base, members, { scheme, contribution, estimator: 'exact', metric: 'loss', gradientForm: 'signed' });
+      const largest = Math.max(...Array.from(own.lossIncrease, Math.abs));
+      own.lossIncrease.forEach((v, k) => expect(Math.abs(located.scores[0][k] - v)).toBeLessThan(1e-4 * largest));
+      const gradient = await gradientImportance({ base, finetune, task: 'probe', probe, scheme });
+      const locatedGradient = await mergedImportance(base, members, { scheme, contribution, estimator: 'gradient', metric: 'loss', gradientForm: 'signed' });
+      gradient.signed.forEach((v, k) => expect(locatedGradient.scores[0][k]).toBeCloseTo(v, 6));
     });
 
     it('the gradient estimate at model level is the first-order change of the loss along the task vector', async () => {

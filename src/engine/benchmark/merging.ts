@@ -3,8 +3,8 @@
  *
  * Rows: each fine-tune alone (oracle), weight averaging, task arithmetic, TIES, DARE+TA,
  * DARE+TIES, magnitude pruning, APL-exact, APL-gradient, and the data-aware baselines Fisher
- * merging and RegMean (which read the same probe splits as APL), then APL with RegMean's solve and
- * APL with coefficients fitted on the probe data. Every method gets the same search budget
+ * merging and RegMean (which read the same probe splits as APL), then APL with RegMean's solve, APL
+ * located on the merged model, and APL with coefficients fitted on the probe data. Every method gets the same search budget
  * (at most BUDGET configurations), chosen on the validation split only by mean accuracy; the
  * chosen configuration is then scored on the in-domain and out-of-domain test splits. Repeated
  * for each seed (seeds change the random drops); rows report the mean and spread over seeds.
@@ -93,6 +93,16 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       method: 'apl',
       candidates: [0.5, 0.8, 0.95].flatMap((density) => [0.5, 0.9].map((regmean_alpha) => ({ density, regmean_alpha, combine: 'regmean', estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
       perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
+      seeded: true,
+    },
+    {
+      // Importance measured on the merged model (each fine-tune's contribution at a row taken out,
+      // every task's probe loss measured, by the gradient), whole rows kept by it (τ1 = 0): the
+      // contributions that cost the other tasks more than they give their own are dropped first.
+      row: 'APL-gradient, located on the merged model',
+      method: 'apl',
+      candidates: grid([0.5, 0.8], sum, { estimator: 'gradient', gradient_form: 'signed', locate: 'merged', keep_temperature: 0, level: 'row' }),
+      perModel: probe,
       seeded: true,
     },
     {
