@@ -2,7 +2,7 @@
  * Decoder LMs through the platform, all real (PostgreSQL, the API server, a worker process): a
  * small LM zoo's Llama checkpoints and JSONL tasks registered; a TIES merge scored on the
  * registered LM tasks (exact match of the greedy completion, re-computed here by an independent
- * forward pass); an APL merge with probe tasks and coefficients fitted on them; an importance analysis and its per-layer view; and
+ * forward pass); an APL merge with probe tasks, located on the merged model and with coefficients fitted on them; an importance analysis and its per-layer view; and
  * the dashboard's importance view of a decoder's analyses in Debian's Chromium (skipped without it,
  * unless APL_MERGE_REQUIRE_BROWSER=1).
  */
@@ -105,12 +105,16 @@ it('runs APL on decoders with each fine-tune\'s LM probe task, and an importance
   const { gql } = platform;
   const tasks = zoo.finetunes.map((f) => f.task);
   const apl = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
-    input: { name: 'llama-apl', method: 'apl', baseModelId: ids.base, models: tasks.map((t) => ({ modelId: ids.finetunes[t], probeTaskId: ids.tasks[t], parameters: { weight: 1, density: 0.5 } })), parameters: { level: 'row', estimator: 'gradient', lambda: 0.5, coefficients: 'fitted', fit_steps: 20, fit_learning_rate: 0.05 }, seed: 3 },
+    input: { name: 'llama-apl', method: 'apl', baseModelId: ids.base, models: tasks.map((t) => ({ modelId: ids.finetunes[t], probeTaskId: ids.tasks[t], parameters: { weight: 1, density: 0.5 } })), parameters: { level: 'row', estimator: 'gradient', gradient_form: 'signed', locate: 'merged', keep_temperature: 0, lambda: 0.5, coefficients: 'fitted', fit_steps: 20, fit_learning_rate: 0.05 }, seed: 3 },
   });
   expect(apl.errors).toBeUndefined();
   expect((await followToEnd(apl.data!.startMerge.merge.id)).at(-1)).toMatch(/^COMPLETED/);
   // Its coefficients were fitted on the LM probe tasks (token labels), lowering their mean loss.
   const result = await gql<{ merge: { result: { preparation: { fit: { used: boolean; probeLossAtLambda: number; probeLossFitted: number; coefficients: Record<string, number[]> } } } } }>('query($id: ID!) { merge(id: $id) { result } }', { id: apl.data!.startMerge.merge.id });
+  // Its rows were located on the merged decoder (every task's LM probe loss), before the fit.
+  const located = (result.data!.merge.result.preparation as unknown as { located: { on: string; iterations: Array<{ harmfulPartitions: number[] }> } }).located;
+  expect(located.on).toBe('merged');
+  expect(located.iterations[0].harmfulPartitions).toHaveLength(tasks.length);
   const fit = result.data!.merge.result.preparation.fit;
   expect(fit.used).toBe(true);
   expect(fit.probeLossFitted).toBeLessThan(fit.probeLossAtLambda);
