@@ -141,6 +141,23 @@ describe('apl locate: merged', () => {
     expect(await meanLoss(new Map([...scheme.shapes.keys()].map((name) => [name, loadModel(join(dir, 'located-fitted')).params.get(name)!])))).toBeCloseTo(fit.probeLossFitted, 4);
   });
 
+  it.each(['helpful', 'owner'] as const)('keep_rule: %s keeps whole the contributions the merged model needs, and nothing else', async (rule) => {
+    const result = await merge(aplConfig(`  locate: merged\n  gradient_form: signed\n  keep_rule: ${rule}\nseed: 5`), `rule-${rule}`);
+    const { scores } = await mergedImportance(base, members(), { scheme, contribution: (t, name) => taskVector(t, name).map((v) => v * LAMBDA), estimator: 'gradient', metric: 'loss', gradientForm: 'signed' });
+    // helpful: every contribution with a positive score; owner: only the highest-scoring task's, if positive.
+    const kept = (t: number, k: number) => scores[t][k] > 0 && (rule === 'helpful' || scores.every((other) => other[k] <= scores[t][k]));
+    const written = loadModel(join(dir, `rule-${rule}`));
+    let dropped = 0;
+    for (const [name, rows] of scheme.rows) {
+      const rowLength = base.params.get(name)!.length / rows.length;
+      const want = base.params.get(name)!.map((v, j) => v + LAMBDA * TASKS.reduce((sum, _, t) => sum + (kept(t, rows[Math.floor(j / rowLength)]) ? taskVector(t, name)[j] : 0), 0));
+      written.params.get(name)!.forEach((v, j) => expect(v).toBeCloseTo(want[j], 5));
+      for (const k of rows) dropped += TASKS.filter((_, t) => !kept(t, k)).length;
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect((result.preparation!.located as { iterations: Array<{ harmfulPartitions: number[] }> }).iterations[0].harmfulPartitions).toEqual(scores.map((s) => s.filter((v) => v < 0).length));
+  });
+
   gpuIt('locates on WebGPU as on WASM: scores to float32 rounding, and the same rows kept at τ1 = 0', async () => {
     const located = async (estimator: 'exact' | 'gradient') =>
       (await mergedImportance(base, members(), { scheme, contribution: (t, name) => taskVector(t, name).map((v) => v * LAMBDA), estimator, metric: 'loss', gradientForm: 'signed' })).scores;
@@ -173,5 +190,8 @@ describe('apl locate: merged', () => {
     await expect(merge(aplConfig('  locate: merged\n  normalize: true'), 'never')).rejects.toThrow(/locate: merged: normalize must be false/);
     await expect(merge(aplConfig('  locate: merged\n  locate_iterations: 1.5'), 'never')).rejects.toThrow(/locate_iterations: must be a whole number of passes, got 1\.5/);
     await expect(merge(aplConfig('  locate: merged\n  locate_iterations: 0'), 'never')).rejects.toThrow(/locate_iterations/);
+    await expect(merge(aplConfig('  keep_rule: helpful'), 'never')).rejects.toThrow(/keep_rule: helpful reads importance measured on the merged model: set locate: merged/);
+    await expect(merge(aplConfig('  locate: merged\n  keep_rule: owner'), 'never')).rejects.toThrow(/keep_rule: owner keeps the contributions that help the merged model, which needs a signed score/);
+    await expect(merge(aplConfig('  locate: merged\n  keep_rule: owner\n  estimator: exact\n  metric: kl'), 'never')).rejects.toThrow(/needs a signed score/);
   });
 });

@@ -109,6 +109,20 @@ function rowParametersOf(scheme: PartitionScheme, rates: readonly Float64Array[]
 }
 
 /**
+ * Keep-rates from importance measured on the merged model, by `keep_rule`:
+ *  - rates: APL's rule (keep-rates rise with importance at the target density, τ1);
+ *  - helpful: every contribution the merged model is worse without is kept whole, every other dropped;
+ *  - owner: each partition kept whole for the one task whose contribution the merged model loses
+ *    most without (when it helps at all), and dropped for every other: one owner per contested unit.
+ */
+export function locatedKeepRates(rule: string, scores: readonly Float64Array[], byRates: (score: Float64Array, t: number) => Float64Array): Float64Array[] {
+  if (rule === 'rates') return scores.map(byRates);
+  if (rule === 'helpful') return scores.map((score) => score.map((v) => (v > 0 ? 1 : 0)));
+  const owners = scores.length === 0 ? new Int32Array(0) : Int32Array.from(scores[0], (_, k) => scores.reduce((best, score, t) => (score[k] > scores[best][k] ? t : best), 0));
+  return scores.map((score, t) => score.map((v, k) => (owners[k] === t && v > 0 ? 1 : 0)));
+}
+
+/**
  * locate: merged — importance measured on the merged model instead of each fine-tune alone
  * (merged-importance.ts): the first pass on the merge without drops (task arithmetic at λ), each
  * further one on the merge with the drops the pass before chose. Returns the last pass's keep-rates
@@ -134,7 +148,7 @@ async function locateOnMerged(context: PrepareContext, base: Model, finetunes: r
       signal: context.signal,
       onProgress: context.onProgress && ((event) => context.onProgress!({ ...event, phase })),
     });
-    rates = located.scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
+    rates = locatedKeepRates(global.keep_rule as string, located.scores, (score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
     weights = global.competition ? mergeWeights(located.scores, scheme.sizes, global.weight_temperature as number) : members.map(() => new Float64Array(scheme.count).fill(1));
     iterations.push({ harmfulPartitions: located.harmful, ...(located.mergedProbeLoss !== undefined ? { mergedProbeLoss: +located.mergedProbeLoss.toPrecision(6) } : {}), seconds: +located.seconds.toPrecision(4) });
   }

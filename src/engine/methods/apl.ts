@@ -72,6 +72,7 @@ export const apl: MergeMethod = {
     str('drop', 'stochastic', ['stochastic', 'deterministic'], 'Bernoulli drop with rescale, or keep the largest |δ| in each partition'),
     str('combine', 'task_arithmetic', ['task_arithmetic', 'ties', 'regmean'], 'how dropped, weighted task vectors are combined; regmean: the dropped fine-tunes solved for by RegMean on their probe inputs (lambda unused)'),
     str('locate', 'finetune', ['finetune', 'merged'], "where importance is measured: on each fine-tune alone (APL's definition), or on the merged model — task t's contribution at partition k taken out, the tasks' mean probe loss measured (needs per-model probe; combines by task arithmetic)"),
+    str('keep_rule', 'rates', ['rates', 'helpful', 'owner'], "locate: merged: rates — keep-rates rise with importance (density, τ1); helpful — keep each contribution the merged model is worse without, drop the rest; owner — each partition kept only for the task whose contribution matters most to the merged model (when it helps)"),
     num('locate_iterations', 1, 1, 'locate: merged: passes; the first measures the merge without drops, each further one the merge with the drops the pass before chose'),
     str('coefficients', 'lambda', ['lambda', 'fitted'], "lambda: every task vector scaled by lambda; fitted: one coefficient per fine-tune and trunk tensor, started at lambda and fitted by Adam to the fine-tunes' mean probe loss of the merged model (AdaMerging-style, with labels; kept only if it lowers that loss)"),
     str('fit_granularity', 'tensor', ['tensor', 'row'], 'coefficients: fitted: one coefficient per fine-tune and tensor, or per fine-tune and row (output unit)'),
@@ -100,8 +101,11 @@ export const apl: MergeMethod = {
       if (global.estimator === 'fisher') return 'apl with locate: merged measures importance by estimator exact or gradient (the Fisher estimate is of a fine-tune at its own optimum, not of a merged model)';
       if (global.combine !== 'task_arithmetic') return `apl with locate: merged combines by task arithmetic (the merged model it measures is θ0 + λ Σ task vectors; combine: ${String(global.combine)} would merge another)`;
       if (global.normalize) return 'apl with locate: merged: normalize must be false (the merged model it measures is θ0 + λ Σ task vectors)';
+      const signed = global.estimator === 'exact' ? global.metric === 'loss' : global.gradient_form === 'signed';
+      if (global.keep_rule !== 'rates' && !signed) return `keep_rule: ${String(global.keep_rule)} keeps the contributions that help the merged model, which needs a signed score (estimator exact with metric loss, or gradient_form: signed)`;
       if (!Number.isInteger(global.locate_iterations)) return `locate_iterations: must be a whole number of passes, got ${String(global.locate_iterations)}`;
     }
+    if (global.keep_rule !== 'rates' && global.locate !== 'merged') return `keep_rule: ${String(global.keep_rule)} reads importance measured on the merged model: set locate: merged`;
     if (global.combine === 'regmean' && !perModel.probe) return 'apl with combine: regmean needs per-model "probe": the inputs it solves for come from the probe data';
     return undefined;
   },
