@@ -89,7 +89,9 @@ it('keeps the API and the worker up through a database outage, answers SERVICE_U
 
   await prisma.$disconnect();
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS false`);
-  await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name()}'`);
+  // With a timeout, pg_terminate_backend returns once each backend has exited, not when it has
+  // been signalled: a request sent at once can no longer reach a backend still alive.
+  await admin(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '${name()}'`);
   const during = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ models { nodes { name } } }' }) });
   expect(during.status).toBe(503);
   expect(await during.json()).toEqual({ errors: [{ message: expect.stringMatching(/the database is unavailable/), extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
@@ -138,7 +140,7 @@ it('a job running while the database goes away is retried once it is back, and c
   await waitFor(async () => (await prisma.jobEvent.count({ where: { jobId: id, phase: { not: 'status' } } })) > 0, 'the first progress event', 30000);
   await prisma.$disconnect();
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS false`);
-  await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name()}'`);
+  await admin(`SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '${name()}'`);
   // Longer than the rest of the job: its progress and its completion cannot be written.
   await new Promise((r) => setTimeout(r, 6000));
   await admin(`ALTER DATABASE ${name()} ALLOW_CONNECTIONS true`);
