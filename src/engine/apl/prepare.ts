@@ -109,13 +109,25 @@ function rowParametersOf(scheme: PartitionScheme, rates: readonly Float64Array[]
 }
 
 /**
- * Keep-rates from importance measured on the merged model, by `keep_rule`:
+ * Each fine-tune's keep-rates (by `keep_rule`) and per-partition weights (the task competition, τ2,
+ * or 1) from its importance scores.
+ */
+function calibrate(context: PrepareContext, scheme: PartitionScheme, scores: readonly Float64Array[]): { rates: Float64Array[]; weights: Float64Array[] } {
+  const { global, perModel } = context;
+  return {
+    rates: keepRatesByRule(global.keep_rule as string, scores, (score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number)),
+    weights: global.competition ? mergeWeights([...scores], scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1)),
+  };
+}
+
+/**
+ * Keep-rates by `keep_rule` (the rules beyond `rates` read importance measured on the merged model):
  *  - rates: APL's rule (keep-rates rise with importance at the target density, τ1);
  *  - helpful: every contribution the merged model is worse without is kept whole, every other dropped;
  *  - owner: each partition kept whole for the one task whose contribution the merged model loses
  *    most without (when it helps at all), and dropped for every other: one owner per contested unit.
  */
-export function locatedKeepRates(rule: string, scores: readonly Float64Array[], byRates: (score: Float64Array, t: number) => Float64Array): Float64Array[] {
+export function keepRatesByRule(rule: string, scores: readonly Float64Array[], byRates: (score: Float64Array, t: number) => Float64Array): Float64Array[] {
   if (rule === 'rates') return scores.map(byRates);
   if (rule === 'helpful') return scores.map((score) => score.map((v) => (v > 0 ? 1 : 0)));
   const owners = scores.length === 0 ? new Int32Array(0) : Int32Array.from(scores[0], (_, k) => scores.reduce((best, score, t) => (score[k] > scores[best][k] ? t : best), 0));
@@ -129,7 +141,7 @@ export function locatedKeepRates(rule: string, scores: readonly Float64Array[], 
  * and weights, and what each pass found.
  */
 async function locateOnMerged(context: PrepareContext, base: Model, finetunes: readonly Model[], scheme: PartitionScheme, choice: ScoreChoice) {
-  const { global, perModel } = context;
+  const { global } = context;
   const lambda = global.lambda as number;
   const members = probedModels(context, 'apl with locate: merged', finetunes);
   const passes = global.locate_iterations as number;
@@ -148,8 +160,7 @@ async function locateOnMerged(context: PrepareContext, base: Model, finetunes: r
       signal: context.signal,
       onProgress: context.onProgress && ((event) => context.onProgress!({ ...event, phase })),
     });
-    rates = locatedKeepRates(global.keep_rule as string, located.scores, (score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
-    weights = global.competition ? mergeWeights(located.scores, scheme.sizes, global.weight_temperature as number) : members.map(() => new Float64Array(scheme.count).fill(1));
+    ({ rates, weights } = calibrate(context, scheme, located.scores));
     iterations.push({ harmfulPartitions: located.harmful, ...(located.mergedProbeLoss !== undefined ? { mergedProbeLoss: +located.mergedProbeLoss.toPrecision(6) } : {}), seconds: +located.seconds.toPrecision(4) });
   }
   return { rates, weights, report: { on: 'merged', iterations } };
@@ -253,13 +264,10 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
       throw new MergeInputError(`models[${t}] (${context.models[t]}): apl needs per-model "probe" (task data) or "importance" (a saved analysis)`);
     }
   }
-  let rates = scores.map((score, t) => keepRates(score, scheme.sizes, perModel[t].density as number, global.keep_temperature as number));
-  let weights = global.competition ? mergeWeights(scores, scheme.sizes, global.weight_temperature as number) : scores.map(() => new Float64Array(scheme.count).fill(1));
-  let located: Record<string, unknown> | undefined;
-  if (onMerged) {
-    backend ??= await useBackend(context.backend);
-    ({ rates, weights, report: located } = await locateOnMerged(context, base, finetunes, scheme, choice));
-  }
+  // Keep-rates and weights from each fine-tune's own importance, or from the merged model's.
+  if (onMerged) backend ??= await useBackend(context.backend);
+  const located = onMerged ? await locateOnMerged(context, base, finetunes, scheme, choice) : undefined;
+  const { rates, weights } = located ?? calibrate(context, scheme, scores);
   // combine: regmean also needs each fine-tune's linear-map input statistics, from its probe data.
   const grams = global.combine === 'regmean' ? await regmeanInputs(context, finetunes) : undefined;
   const rowParameters = rowParametersOf(scheme, rates, weights, grams);
@@ -268,5 +276,5 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
     backend ??= await useBackend(context.backend);
     fit = await fitMergeCoefficients(context, base, finetunes, rowParameters);
   }
-  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(located ? { located } : {}), ...(fit ? { fit } : {}) } };
+  return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(located ? { located: located.report } : {}), ...(fit ? { fit } : {}) } };
 }
