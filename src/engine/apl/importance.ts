@@ -399,7 +399,6 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
   const started = Date.now();
   const { base, finetune, task, probe, scheme } = inputs;
   const trunkNames = [...scheme.shapes.keys()];
-  // g·δ summed per partition: each tensor's per-row sums added to their rows' partitions.
   const dot = new Float64Array(scheme.count);
   const addRows = (name: string, rowSums: ArrayLike<number>) => {
     const rows = scheme.rows.get(name)!;
@@ -417,22 +416,42 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
     });
   } else {
     const gradients = await tfjsGradients(inputs, at, trunkNames);
-    trunkNames.forEach((name, i) => {
-      const g = gradients[i];
-      const theta = finetune.params.get(name)!;
+    dot.set(partitionDots(scheme, trunkNames, gradients, (name) => {
       const theta0 = base.params.get(name)!;
-      const rows = scheme.rows.get(name)!.length;
-      const rowLength = g.length / rows;
-      const sums = new Float64Array(rows);
-      for (let r = 0; r < rows; r++) {
-        let sum = 0;
-        for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * (theta[j] - theta0[j]);
-        sums[r] = sum;
-      }
-      addRows(name, sums);
-    });
+      return Float64Array.from(finetune.params.get(name)!, (v, j) => v - theta0[j]);
+    }));
   }
   return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, fused: fused !== undefined, seconds: (Date.now() - started) / 1000 };
+}
+
+/** g·δ summed per partition: each tensor's per-row sums added to their rows' partitions. */
+function partitionDots(scheme: PartitionScheme, trunkNames: readonly string[], gradients: readonly Float32Array[], delta: (name: string) => ArrayLike<number>): Float64Array {
+  const dot = new Float64Array(scheme.count);
+  trunkNames.forEach((name, i) => {
+    const g = gradients[i];
+    const d = delta(name);
+    const rows = scheme.rows.get(name)!;
+    const rowLength = g.length / rows.length;
+    for (let r = 0; r < rows.length; r++) {
+      let sum = 0;
+      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * d[j];
+      dot[rows[r]] += sum;
+    }
+  });
+  return dot;
+}
+
+/**
+ * −g·δ per partition for several task vectors δ at once, g the loss gradient at `model` on the
+ * probe set: one forward and backward pass whatever the number of δ (locating on the merged model
+ * scores every fine-tune's contribution against each task's gradient).
+ */
+export async function gradientAlong(model: Model, task: string, probe: TaskSplit, scheme: PartitionScheme, deltas: ReadonlyArray<(name: string) => ArrayLike<number>>): Promise<Float64Array[]> {
+  const inputs = { base: model, finetune: model, task, probe, scheme };
+  checkInputs(inputs);
+  const trunkNames = [...scheme.shapes.keys()];
+  const gradients = await tfjsGradients(inputs, 'finetune', trunkNames);
+  return deltas.map((delta) => partitionDots(scheme, trunkNames, gradients, delta).map((v) => -v));
 }
 
 /** The mean loss's gradient with respect to each trunk tensor, by tfjs's autodiff, on the host. */

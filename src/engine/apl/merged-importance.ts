@@ -21,7 +21,7 @@ import { TaskSplit } from '../data/task-data';
 import { MergeInputError, throwIfAborted } from '../errors';
 import { Model, modelOf } from '../families/model';
 import { ProgressCallback, ProgressTracker } from '../progress';
-import { exactImportance, gradientImportance } from './importance';
+import { exactImportance, gradientAlong } from './importance';
 import { PartitionScheme } from './partitions';
 
 export interface LocatedMember {
@@ -80,34 +80,50 @@ export async function mergedImportance(base: Model, members: readonly LocatedMem
     return modelOf(member.model.family, member.model.config, params, label);
   };
   const mergedModels = members.map((m) => withTrunk(m, merged, `the merged model (${m.task} head)`));
-  const progress = new ProgressTracker('locate on the merged model', members.length * members.length, options.onProgress);
-  const scores: Float64Array[] = [];
+  // The merged model without c_t, in float32: what the intervention on c_t's partitions sets them back to.
+  const without = (t: number, name: string): Float32Array => {
+    const values = Float32Array.from(merged.get(name)!);
+    const c = contributions[t].get(name)!;
+    for (let j = 0; j < values.length; j++) values[j] -= c[j];
+    return values;
+  };
+  // Per member t, the score of c_t for the tasks together: the mean over tasks s of its score for s.
+  const totals = members.map(() => new Float64Array(scheme.count));
+  const add = (t: number, score: Float64Array) => score.forEach((v, k) => (totals[t][k] += v / members.length));
   let mergedProbeLoss: number | undefined;
-  for (const [t, contribution] of contributions.entries()) {
-    const without = new Map([...merged].map(([name, values]) => {
-      const c = contribution.get(name)!;
-      return [name, values.map((v, j) => v - c[j])];
-    }));
-    // The score of c_t for the tasks together: the mean over tasks of its score for each.
-    const total = new Float64Array(scheme.count);
+  if (options.estimator === 'exact') {
+    const progress = new ProgressTracker('locate on the merged model', members.length * members.length, options.onProgress);
     let cleanLoss = 0;
+    for (const t of members.keys()) {
+      const trunkWithout = new Map([...merged.keys()].map((name) => [name, without(t, name)]));
+      cleanLoss = 0;
+      for (const [s, member] of members.entries()) {
+        throwIfAborted(options.signal);
+        const inputs = { base: withTrunk(member, trunkWithout, `the merged model without models[${t}] (${member.task} head)`), finetune: mergedModels[s], task: member.task, probe: member.probe, scheme };
+        const exact = await exactImportance(inputs, { signal: options.signal });
+        add(t, options.metric === 'kl' ? exact.kl : exact.lossIncrease);
+        cleanLoss += exact.cleanLoss / members.length;
+        progress.report(t * members.length + s + 1, `models[${t}] scored for ${member.task}`);
+      }
+    }
+    mergedProbeLoss = cleanLoss;
+  } else {
+    // One gradient per task s, at the merged model, scores every contribution: T passes, not T².
+    const progress = new ProgressTracker('locate on the merged model', members.length, options.onProgress);
+    // c_t as the intervention sees it: the merged model minus the merged model without c_t.
+    const deltas = members.map((_, t) => (name: string) => {
+      const m = merged.get(name)!;
+      const delta = new Float64Array(without(t, name));
+      for (let j = 0; j < delta.length; j++) delta[j] = m[j] - delta[j];
+      return delta;
+    });
     for (const [s, member] of members.entries()) {
       throwIfAborted(options.signal);
-      const inputs = { base: withTrunk(member, without, `the merged model without models[${t}] (${member.task} head)`), finetune: mergedModels[s], task: member.task, probe: member.probe, scheme };
-      let score: Float64Array;
-      if (options.estimator === 'exact') {
-        const exact = await exactImportance(inputs, { signal: options.signal });
-        score = options.metric === 'kl' ? exact.kl : exact.lossIncrease;
-        cleanLoss += exact.cleanLoss / members.length;
-      } else {
-        score = (await gradientImportance(inputs, 'finetune', options.signal)).signed;
-      }
-      for (let k = 0; k < scheme.count; k++) total[k] += score[k] / members.length;
-      progress.report(t * members.length + s + 1, `models[${t}] scored for ${member.task}`);
+      (await gradientAlong(mergedModels[s], member.task, member.probe, scheme, deltas)).forEach((score, t) => add(t, score));
+      progress.report(s + 1, `gradient for ${member.task}`);
     }
-    if (options.estimator === 'exact') mergedProbeLoss = cleanLoss;
-    scores.push(options.estimator === 'gradient' && options.gradientForm === 'absolute' ? total.map(Math.abs) : total);
   }
+  const scores = options.estimator === 'gradient' && options.gradientForm === 'absolute' ? totals.map((total) => total.map(Math.abs)) : totals;
   const signed = options.estimator === 'gradient' ? options.gradientForm === 'signed' : options.metric === 'loss';
   return {
     scores,
