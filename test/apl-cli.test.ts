@@ -132,5 +132,9 @@ describe('merging benchmark', () => {
     expect(row.spearmanFisher).toBeGreaterThan(0);
     expect(report.fidelity.find((f) => f.level === 'layer')!.spearmanFisher).toBeUndefined();
     expect(Number.isFinite(row.timeRatio) && row.exactPartitionsPerSecond > 0 && row.forwardsPerPartition > 0).toBe(true);
+    // The gradient against exact intervention at one forward pass per partition: the measured ratio
+    // scaled by what exact intervention really spends per partition; and its own cost in forward passes.
+    expect(row.gradientSpeedupAtOnePass).toBeCloseTo(row.timeRatio / row.forwardsPerPartition, 6);
+    expect(row.gradientForwardPasses * row.gradientSpeedupAtOnePass).toBeCloseTo(row.partitions / 2, 6);
   });
 });

@@ -69,11 +69,11 @@ export function formatReport(report: BenchmarkReport): string {
         `| ${r.method} | ${pct(r.avgTest)} ± ${pct(r.avgTestSpread)} | ${pct(r.avgNormalized)} | ${pct(r.avgOod)} ± ${pct(r.avgOodSpread)} | ${tasks.map((t) => `${pct(r.perTask[t].test)} / ${pct(r.perTask[t].ood)}`).join(' | ')} |`,
     ),
     '',
-    '| level | partitions | not run: never read / unchanged | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| level | partitions | not run: never read / unchanged | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition | gradient, forward passes per task | gradient vs one forward pass per partition |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...report.fidelity.map(
       (f) =>
-        `| ${f.level} | ${f.partitions} | ${f.unreadPartitions} / ${f.unchangedPartitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} |`,
+        `| ${f.level} | ${f.partitions} | ${f.unreadPartitions} / ${f.unchangedPartitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} | ${f.gradientForwardPasses.toFixed(1)} | ${f.gradientSpeedupAtOnePass.toFixed(0)}× |`,
     ),
   ];
   return lines.join('\n');

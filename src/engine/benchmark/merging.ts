@@ -148,6 +148,10 @@ export interface FidelityRow {
   exactPartitionsPerSecond: number;
   /** Exact intervention's cost per partition, in clean forward passes over the probe set. */
   forwardsPerPartition: number;
+  /** The gradient pass's cost per task (forward and backward, every partition at once), in clean forward passes over the probe set. */
+  gradientForwardPasses: number;
+  /** How many times cheaper the gradient is than exact intervention at one forward pass per partition (the cost batching alone reaches). */
+  gradientSpeedupAtOnePass: number;
   /** Partitions scored zero without running them (included above): never read by the probe sets (embedding rows of unused tokens), and left unchanged by the fine-tunes (dead units). */
   unreadPartitions: number;
   unchangedPartitions: number;
@@ -278,6 +282,8 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
       timeRatio: exactSeconds / Math.max(gradientSeconds, 1e-9),
       exactPartitionsPerSecond: partitions / Math.max(exactSeconds, 1e-9),
       forwardsPerPartition: exactSeconds / partitions / (forwardSeconds / tasks.length),
+      gradientForwardPasses: gradientSeconds / forwardSeconds,
+      gradientSpeedupAtOnePass: (partitions * (forwardSeconds / tasks.length)) / Math.max(gradientSeconds, 1e-9),
       unreadPartitions,
       unchangedPartitions,
       ...(pooledFisher.length > 0 ? { spearmanFisher: spearman(pooledExact, pooledFisher), fisherSeconds } : {}),
