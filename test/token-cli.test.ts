@@ -79,4 +79,8 @@ it('replaces the fixed password of a data directory created before random ones',
     new RegExp(`runs as the system user "postgres" \\(PostgreSQL will not run as root\\), which cannot enter ${closed.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(mode 700\\) above its data .*point --data-dir at one, or set DATABASE_URL`),
   );
   expect(existsSync(dataDir)).toBe(false);
+  // start too, before it makes the data directory (bounded: a start that got past the check would run on).
+  const start = promisify(execFile)(process.execPath, [resolve(__dirname, '../bin/apl-merge.js'), 'start', '--no-demo', '--data-dir', dataDir], { env: withoutDatabaseUrl(), timeout: 60_000 });
+  await expect(start).rejects.toThrow(/runs as the system user "postgres" .* cannot enter .* \(mode 700\) above its data/);
+  expect(existsSync(dataDir)).toBe(false);
 });

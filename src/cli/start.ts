@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { startApiServer } from '../api/server';
 import { PrismaClient, redactedUrl } from '../store/client';
 import { namedRoots } from '../store/data-roots';
-import { EmbeddedDatabase, startEmbeddedDatabase } from '../store/embedded';
+import { checkReachableByPostgresUser, EmbeddedDatabase, embeddedDatabaseDirectory, startEmbeddedDatabase } from '../store/embedded';
 import { createToken, verifyToken } from '../store/tokens';
 import { stopSignal } from '../jobs/stop-signal';
 import { registerDemo } from './demo-registry';
@@ -96,6 +96,8 @@ export async function startCommand(flags: StartFlags): Promise<void> {
   const stopRequested = stopSignal();
   const security = securitySettings(flags);
   const dataDirectory = resolve(flags.dataDir);
+  // Refused before anything is written when the embedded server could not reach its data.
+  if (!process.env.DATABASE_URL) checkReachableByPostgresUser(embeddedDatabaseDirectory(dataDirectory));
   mkdirSync(dataDirectory, { recursive: true });
   // The embedded server may run as another user (never as root): it must be able to reach its data.
   chmodSync(dataDirectory, 0o755);

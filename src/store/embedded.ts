@@ -83,6 +83,9 @@ export interface EmbeddedOptions {
   supervise?: boolean;
 }
 
+/** Where the embedded cluster of a data directory keeps its data. */
+export const embeddedDatabaseDirectory = (dataDirectory: string) => resolve(join(dataDirectory, 'postgres'));
+
 /** The uid and primary gid of a system user, from /etc/passwd; undefined when there is no such user. */
 function systemUser(name: string): { uid: number; gid: number } | undefined {
   const line = existsSync('/etc/passwd') ? readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`)) : undefined;
@@ -115,7 +118,7 @@ export function folderClosedTo(path: string, user: { uid: number; gid: number } 
  * "postgres", which must be able to enter every folder above its binaries and its data. Where it
  * cannot, initdb fails to start with a bare EACCES: say which folder, and what to do, before anything is written.
  */
-function checkReachableByPostgresUser(databaseDir: string): void {
+export function checkReachableByPostgresUser(databaseDir: string): void {
   if (process.getuid?.() !== 0) return;
   const postgres = systemUser('postgres');
   // The package of this platform's binaries (its entry point is dist/index.js; the programs are in native/bin).
@@ -137,7 +140,7 @@ function checkReachableByPostgresUser(databaseDir: string): void {
 }
 
 export async function startEmbeddedDatabase(dataDirectory: string, log: (line: string) => void = () => undefined, options: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
-  const databaseDir = resolve(join(dataDirectory, 'postgres'));
+  const databaseDir = embeddedDatabaseDirectory(dataDirectory);
   checkReachableByPostgresUser(databaseDir);
   const created = !existsSync(join(databaseDir, 'PG_VERSION'));
   mkdirSync(dataDirectory, { recursive: true });
