@@ -12,9 +12,10 @@
  * contribution that the other tasks pay for more than its own task gains: the conflicts that
  * merging must resolve, located by the data rather than by sign (TIES) or chance (DARE).
  *
- * Both estimators are the fine-tune estimators of importance.ts run on pairs of in-memory models:
- * the merged model with task s's head as the "fine-tune", and the merged model without c_t as the
- * "base". So every family, level and backend those support, this supports.
+ * Exact intervention is importance.ts's, run on pairs of in-memory models: the merged model with
+ * task s's head as the "fine-tune", and the merged model without c_t as the "base". The gradient
+ * is importance.ts's too, taken once per task at the merged model and dotted with every c_t. So
+ * every family, level and backend those support, this supports.
  */
 import { totalmem } from 'node:os';
 import { TaskSplit } from '../data/task-data';
