@@ -15,7 +15,7 @@ import { keepRates, mergeWeights } from './calibrate';
 import { exactImportance, fisherImportance, gradientImportance } from './importance';
 import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
 import { linearInputGrams } from '../data-aware/input-grams';
-import { probedModels, singleTask } from '../data-aware/probe-inputs';
+import { ProbedModel, probedModels, singleTask } from '../data-aware/probe-inputs';
 import { subtractInPlace } from '../kernels/combine';
 import { applyDrop, scaleRows } from '../kernels/recipe';
 import { aplDropRule } from './drop-rule';
@@ -140,10 +140,10 @@ export function keepRatesByRule(rule: string, scores: readonly Float64Array[], b
  * further one on the merge with the drops the pass before chose. Returns the last pass's keep-rates
  * and weights, and what each pass found.
  */
-async function locateOnMerged(context: PrepareContext, base: Model, finetunes: readonly Model[], scheme: PartitionScheme, choice: ScoreChoice) {
+async function locateOnMerged(context: PrepareContext, base: Model, members: readonly ProbedModel[], scheme: PartitionScheme, choice: ScoreChoice) {
   const { global } = context;
   const lambda = global.lambda as number;
-  const members = probedModels(context, 'apl with locate: merged', finetunes);
+  const finetunes = members.map((m) => m.model);
   const passes = global.locate_iterations as number;
   let rates: Float64Array[] = members.map(() => new Float64Array(scheme.count).fill(1));
   let weights: Float64Array[] = members.map(() => new Float64Array(scheme.count).fill(1));
@@ -171,13 +171,12 @@ async function locateOnMerged(context: PrepareContext, base: Model, finetunes: r
  * fitted on the probe data (fit-coefficients.ts) and folded into the per-row weights, so that the
  * merge's λ · weight reproduces it. Returns what the merge's result records.
  */
-async function fitMergeCoefficients(context: PrepareContext, base: Model, finetunes: readonly Model[], rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
+async function fitMergeCoefficients(context: PrepareContext, base: Model, members: readonly ProbedModel[], rowParameters: Map<string, Array<Record<string, Float32Array>>>): Promise<Record<string, unknown>> {
   const { global } = context;
   const lambda = global.lambda as number;
   if (!(lambda > 0)) throw new MergeInputError(`lambda: coefficients: fitted starts every coefficient at lambda, which must be above 0 (got ${lambda})`);
   const trunk = base.family.trunkShapes(base.config);
-  const members = probedModels(context, 'apl with coefficients: fitted', finetunes);
-  const taskVector = mergedTaskVector(context, base, finetunes, rowParameters);
+  const taskVector = mergedTaskVector(context, base, members.map((m) => m.model), rowParameters);
   const phase = 'fit coefficients';
   const fitted = await fitCoefficients(base, members, {
     trunk,
@@ -266,7 +265,9 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   }
   // Keep-rates and weights from each fine-tune's own importance, or from the merged model's.
   if (onMerged) backend ??= await useBackend(context.backend);
-  const located = onMerged ? await locateOnMerged(context, base, finetunes, scheme, choice) : undefined;
+  // Locating on the merged model and the fit read every fine-tune with its probe split: read once for both.
+  const members = onMerged || global.coefficients === 'fitted' ? probedModels(context, onMerged ? 'apl with locate: merged' : 'apl with coefficients: fitted', finetunes) : undefined;
+  const located = onMerged ? await locateOnMerged(context, base, members!, scheme, choice) : undefined;
   const { rates, weights } = located ?? calibrate(context, scheme, scores);
   // combine: regmean also needs each fine-tune's linear-map input statistics, from its probe data.
   const grams = global.combine === 'regmean' ? await regmeanInputs(context, finetunes) : undefined;
@@ -274,7 +275,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
   let fit: Record<string, unknown> | undefined;
   if (global.coefficients === 'fitted') {
     backend ??= await useBackend(context.backend);
-    fit = await fitMergeCoefficients(context, base, finetunes, rowParameters);
+    fit = await fitMergeCoefficients(context, base, members!, rowParameters);
   }
   return { rowParameters, report: { ...(backend ? { backend } : {}), level, partitions: scheme.count, estimator: choice.estimator, sources, ...(located ? { located: located.report } : {}), ...(fit ? { fit } : {}) } };
 }
