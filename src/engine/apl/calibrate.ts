@@ -83,3 +83,9 @@ export function mergeWeights(importances: ArrayLike<number>[], sizes: ArrayLike<
   }
   return weights;
 }
+
+/**
+ * Whether a score keeps its sign — the exact loss increase, or −g·δ — so that a negative value means
+ * the model is better without the partition (KL divergences and |g·δ| are never negative).
+ */
+export const isSignedScore = (estimator: string, metric: string, gradientForm: string): boolean => (estimator === 'exact' ? metric === 'loss' : estimator === 'gradient' && gradientForm === 'signed');

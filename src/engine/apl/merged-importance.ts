@@ -22,6 +22,7 @@ import { TaskSplit } from '../data/task-data';
 import { MergeInputError, throwIfAborted } from '../errors';
 import { Model, modelOf } from '../families/model';
 import { ProgressCallback, ProgressTracker } from '../progress';
+import { isSignedScore } from './calibrate';
 import { exactImportance, gradientAlong } from './importance';
 import { PartitionScheme } from './partitions';
 
@@ -125,7 +126,7 @@ export async function mergedImportance(base: Model, members: readonly LocatedMem
     }
   }
   const scores = options.estimator === 'gradient' && options.gradientForm === 'absolute' ? totals.map((total) => total.map(Math.abs)) : totals;
-  const signed = options.estimator === 'gradient' ? options.gradientForm === 'signed' : options.metric === 'loss';
+  const signed = isSignedScore(options.estimator, options.metric, options.gradientForm);
   return {
     scores,
     harmful: scores.map((score) => (signed ? score.filter((v) => v < 0).length : 0)),

@@ -7,6 +7,7 @@
  */
 import type * as PrepareModule from '../apl/prepare';
 import { ConsensusMethod, subtractInPlace } from '../kernels/combine';
+import { isSignedScore } from '../apl/calibrate';
 import { aplDropRule } from '../apl/drop-rule';
 import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe } from '../kernels/recipe';
 import { regmeanCombine } from '../kernels/regmean';
@@ -101,8 +102,7 @@ export const apl: MergeMethod = {
       if (global.estimator === 'fisher') return 'apl with locate: merged measures importance by estimator exact or gradient (the Fisher estimate is of a fine-tune at its own optimum, not of a merged model)';
       if (global.combine !== 'task_arithmetic') return `apl with locate: merged combines by task arithmetic (the merged model it measures is θ0 + λ Σ task vectors; combine: ${String(global.combine)} would merge another)`;
       if (global.normalize) return 'apl with locate: merged: normalize must be false (the merged model it measures is θ0 + λ Σ task vectors)';
-      const signed = global.estimator === 'exact' ? global.metric === 'loss' : global.gradient_form === 'signed';
-      if (global.keep_rule !== 'rates' && !signed) return `keep_rule: ${String(global.keep_rule)} keeps the contributions that help the merged model, which needs a signed score (estimator exact with metric loss, or gradient_form: signed)`;
+      if (global.keep_rule !== 'rates' && !isSignedScore(global.estimator as string, global.metric as string, global.gradient_form as string)) return `keep_rule: ${String(global.keep_rule)} keeps the contributions that help the merged model, which needs a signed score (estimator exact with metric loss, or gradient_form: signed)`;
       if (!Number.isInteger(global.locate_iterations)) return `locate_iterations: must be a whole number of passes, got ${String(global.locate_iterations)}`;
     }
     if (global.keep_rule !== 'rates' && global.locate !== 'merged') return `keep_rule: ${String(global.keep_rule)} reads importance measured on the merged model: set locate: merged`;
