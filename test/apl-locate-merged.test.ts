@@ -122,7 +122,7 @@ describe('apl locate: merged', () => {
     const rates = once.scores.map((score) => keepRates(score, scheme.sizes, 0.5, 0));
     const dropped = (t: number, name: string, shape: readonly number[]) => {
       const delta = taskVector(t, name);
-      applyDrop(delta, aplDropRule('deterministic', 3, t, name, Float32Array.from(scheme.rows.get(name)!, (k) => rates[t][k])), shape);
+      applyDrop(delta, aplDropRule('deterministic', 3, t, name, { keep_rate: Float32Array.from(scheme.rows.get(name)!, (k) => rates[t][k]) }), shape);
       return delta.map((v) => v * LAMBDA);
     };
     const twice = await mergedImportance(base, members(), { scheme, contribution: dropped, estimator: 'gradient', metric: 'loss', gradientForm: 'signed' });

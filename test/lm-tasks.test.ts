@@ -10,6 +10,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { exactImportance, gradientImportance } from '../src/engine/apl/importance';
 import { buildPartitions } from '../src/engine/apl/partitions';
 import { mergedImportance } from '../src/engine/apl/merged-importance';
+import { partitionsOf } from '../src/engine/apl/prepare';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
 import { loadModel, Model } from '../src/engine/families/model';
 import { useBackend } from '../src/engine/tensors/backend';
@@ -174,6 +175,35 @@ describe('an LM task on a decoder', () => {
           expect(exact.unreadPartitions).toBe(96 - new Set(PROBE_IDS.flat()).size);
         }
         if (name === 'qwen2') expect(exact.unreadPartitions).toBe(0);
+      }
+    });
+
+    it('unit partitions: a feed-forward unit is its gate and up rows and its down_proj column, and exact intervention resets exactly those', async () => {
+      const { base, finetune } = pair;
+      const probe = getSplit(loadTaskData(probeFile), 'probe');
+      const scheme = partitionsOf('unit', finetune);
+      const intermediate = finetune.shapes.get('model.layers.0.mlp.gate_proj.weight')![0];
+      const first = scheme.rows.get('model.layers.0.mlp.gate_proj.weight')![0];
+      expect(Array.from(scheme.rows.get('model.layers.0.mlp.up_proj.weight')!)).toEqual(Array.from({ length: intermediate }, (_, r) => first + r));
+      expect(Array.from(scheme.columns.get('model.layers.0.mlp.down_proj.weight')!)).toEqual(Array.from({ length: intermediate }, (_, r) => first + r));
+      expect(scheme.rows.get('model.layers.0.mlp.down_proj.weight')!.every((k) => k === -1)).toBe(true);
+      const hidden = finetune.shapes.get('model.layers.0.mlp.down_proj.weight')![0];
+      expect(scheme.sizes[first + 3]).toBe(2 * finetune.shapes.get('model.layers.0.mlp.gate_proj.weight')![1] + hidden);
+      const exact = await exactImportance({ base, finetune, task: 'probe', probe, scheme }, { maxBatchElements: 2 ** 16 });
+      const clean = await lossWithReset([]);
+      for (const [layer, unit] of [[0, 0], [0, 5], [1, intermediate - 1]]) {
+        const L = `model.layers.${layer}.mlp.`;
+        const k = scheme.rows.get(`${L}gate_proj.weight`)![unit];
+        // The unit set back by hand: its two rows, then its column of down_proj.
+        const params = new Map([...finetune.params].map(([n, v]) => [n, Float32Array.from(v)]));
+        for (const part of ['gate', 'up']) {
+          const width = finetune.shapes.get(`${L}${part}_proj.weight`)![1];
+          params.get(`${L}${part}_proj.weight`)!.set(base.params.get(`${L}${part}_proj.weight`)!.subarray(unit * width, (unit + 1) * width), unit * width);
+        }
+        const down = params.get(`${L}down_proj.weight`)!;
+        for (let r = 0; r < hidden; r++) down[r * intermediate + unit] = base.params.get(`${L}down_proj.weight`)![r * intermediate + unit];
+        const want = (await evaluate({ ...finetune, params }, 'probe', probe)).loss - clean;
+        expect({ k, got: exact.lossIncrease[k] }).toEqual({ k, got: expect.closeTo(want, 4) });
       }
     });
 

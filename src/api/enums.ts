@@ -8,8 +8,12 @@ export enum PartitionLevelEnum {
   MODEL = 'model',
   LAYER = 'layer',
   ROW = 'row',
+  UNIT = 'unit',
 }
-registerEnumType(PartitionLevelEnum, { name: 'PartitionLevel', description: 'How parameters are grouped into partitions: the whole model, a layer (tensor group), or a row of a matrix' });
+registerEnumType(PartitionLevelEnum, {
+  name: 'PartitionLevel',
+  description: "How parameters are grouped into partitions: the whole model, a layer (tensor group), a row of a matrix, or a hidden unit (its incoming rows and the column of the weight that reads it)",
+});
 
 export enum EstimatorEnum {
   EXACT = 'exact',

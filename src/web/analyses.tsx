@@ -54,7 +54,7 @@ export function AnalysesPage({ viewer }: { viewer: Viewer }) {
         <form className="toolbar" onSubmit={(e) => { e.preventDefault(); void start(); }}>
           {select('modelId', 'Model', [{ value: '', label: 'choose…' }, ...choices.models.map((m) => ({ value: m.id, label: m.name }))])}
           {select('taskId', 'Task', [{ value: '', label: 'choose…' }, ...choices.tasks.map((t) => ({ value: t.id, label: t.name }))])}
-          {select('level', 'Level', ['MODEL', 'LAYER', 'ROW'].map((v) => ({ value: v, label: v.toLowerCase() })))}
+          {select('level', 'Level', ['MODEL', 'LAYER', 'ROW', 'UNIT'].map((v) => ({ value: v, label: v.toLowerCase() })))}
           {select('estimator', 'Estimator', ['EXACT', 'GRADIENT'].map((v) => ({ value: v, label: v.toLowerCase() })))}
           <button type="submit">Start analysis</button>
         </form>

@@ -8,8 +8,8 @@ import { loadModel } from '../families/model';
 import { ProgressCallback } from '../progress';
 import { ScoreName } from './artifact';
 import { exactImportance, gradientImportance } from './importance';
-import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
-import { trunkShapesOf } from './prepare';
+import { PartitionLevel, PartitionScheme } from './partitions';
+import { partitionsOf } from './prepare';
 import { singleTask } from '../data-aware/probe-inputs';
 
 export interface AnalysisInputs {
@@ -51,7 +51,7 @@ export async function analyseImportance(inputs: AnalysisInputs): Promise<Analysi
   const finetune = loadModel(inputs.modelPath);
   const task = singleTask(finetune, inputs.task);
   const probe = getSplit(loadTaskData(inputs.probePath), 'probe');
-  const scheme = buildPartitions(inputs.level, trunkShapesOf(finetune));
+  const scheme = partitionsOf(inputs.level, finetune);
   const importanceInputs = { base, finetune, task, probe, scheme };
   const analysis: Analysis = { task, scheme, probeExamples: probe.count, scores: {}, wgslKernels: { exactPartitions: 0, gradient: false } };
   if (inputs.estimator !== 'gradient') {

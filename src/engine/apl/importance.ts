@@ -21,7 +21,7 @@ import { GpuInterventionKernels, sharedInterventionKernels } from '../gpu/interv
 import { fusedRowStage, mlpGradientInputs, scoringKernels } from './gpu-scoring';
 import { LinearRowStage } from './row-stage';
 import { ProgressCallback, ProgressTracker } from '../progress';
-import { PartitionScheme } from './partitions';
+import { addPartitionSums, PartitionScheme, partitionReaches, spanOf } from './partitions';
 import { diagonalFisher } from '../data-aware/fisher-information';
 
 export interface ImportanceInputs {
@@ -72,34 +72,27 @@ function unreadPartitions(scheme: PartitionScheme, rowsRead: Map<string, Set<num
   for (const [name, rows] of scheme.rows) {
     const tableRows = rowsRead?.get(name);
     rows.forEach((k, r) => {
-      if (!tableRows || tableRows.has(r)) read[k] = 1;
+      if (k >= 0 && (!tableRows || tableRows.has(r))) read[k] = 1;
     });
   }
+  // Columns are read by whatever reads the weight's input: never a table.
+  for (const columns of scheme.columns.values()) columns.forEach((k) => (read[k] = 1));
   return read.map((r) => 1 - r);
 }
 
 /** 1 for each partition whose every entry is the same in the fine-tune and the base (bit for bit). */
 function unchangedPartitions(scheme: PartitionScheme, finetune: Model, base: Model): Uint8Array {
-  const changed = new Uint8Array(scheme.count);
+  const changed = new Float64Array(scheme.count);
   const bitsOf = (model: Model, name: string) => {
     const values = model.params.get(name)!;
     return new Uint32Array(values.buffer, values.byteOffset, values.length);
   };
-  for (const [name, rows] of scheme.rows) {
+  for (const name of scheme.rows.keys()) {
     const theta = bitsOf(finetune, name);
     const theta0 = bitsOf(base, name);
-    const rowLength = theta.length / rows.length;
-    rows.forEach((k, r) => {
-      if (changed[k]) return;
-      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) {
-        if (theta[j] !== theta0[j]) {
-          changed[k] = 1;
-          return;
-        }
-      }
-    });
+    addPartitionSums(scheme, name, (j) => (theta[j] !== theta0[j] ? 1 : 0), changed);
   }
-  return changed.map((c) => 1 - c);
+  return Uint8Array.from(changed, (c) => (c > 0 ? 0 : 1));
 }
 
 function checkInputs({ base, finetune, task, probe }: ImportanceInputs): void {
@@ -236,19 +229,22 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
     const forwardSeconds = Number(process.hrtime.bigint() - forwardStarted) / 1e9;
     forwardEquivalents += 1;
 
-    /** Lookup where `tensors` take base values in the rows whose partition is `partition`. */
+    /** Lookup where the trunk takes base values in the rows and columns whose partition is `partition`. */
     const variantLookup = (partition: number, made: tf.Tensor[]): ParamLookup => {
       const cache = new Map<string, tf.Tensor>();
       return (name) => {
-        const rows = scheme.rows.get(name);
-        if (!rows || !rows.includes(partition)) return ft.lookup(name);
+        if (!scheme.shapes.has(name) || !partitionReaches(scheme, name, partition)) return ft.lookup(name);
         let variant = cache.get(name);
         if (!variant) {
           const shape = scheme.shapes.get(name)!;
-          const all = rows.every((p) => p === partition);
-          if (all) variant = bs.lookup(name);
+          const rows = scheme.rows.get(name)!;
+          const columns = scheme.columns.get(name);
+          if (!columns && rows.every((p) => p === partition)) variant = bs.lookup(name);
           else {
-            const mask = tf.tensor(Uint8Array.from(rows, (p) => (p === partition ? 1 : 0)), [rows.length, ...shape.slice(1).map(() => 1)], 'bool');
+            const rowMask = Uint8Array.from(rows, (p) => (p === partition ? 1 : 0));
+            const mask = columns
+              ? tf.tensor(Uint8Array.from({ length: rows.length * columns.length }, (_, j) => (rowMask[Math.floor(j / columns.length)] || columns[j % columns.length] === partition ? 1 : 0)), shape, 'bool')
+              : tf.tensor(rowMask, [rows.length, ...shape.slice(1).map(() => 1)], 'bool');
             variant = tf.where(mask, bs.lookup(name), ft.lookup(name));
             made.push(mask, variant);
           }
@@ -258,20 +254,23 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       };
     };
 
-    const stageOf = (partition: number): number => {
-      const group = scheme.groupOf[partition];
-      if (group < 0) return -1; // the model partition spans every stage
-      const tensors = scheme.groups[group];
+    /**
+     * The stages a partition's intervention changes, first to last; −1 where it must be a full
+     * forward pass (the model partition, or a table read by two stages: tied embeddings and LM head).
+     */
+    const stageSpan = (partition: number): [number, number] | -1 => {
+      const tensors = spanOf(scheme, partition).tensors;
+      if (scheme.level === 'model') return -1;
       const holders = stages.flatMap((s, i) => (tensors.some((t) => s.tensors.includes(t)) ? [i] : []));
-      // A table read by two stages (tied embeddings and LM head) spans both: a full forward pass.
-      if (holders.length > 1) return -1;
-      return stages.findIndex((s) => tensors.every((t) => s.tensors.includes(t)));
+      if (holders.length === 0 || tensors.some((t) => stages.filter((s) => s.tensors.includes(t)).length !== 1)) return -1;
+      return [holders[0], holders[holders.length - 1]];
     };
     // Partitions that cannot change the logits are scored zero without running them: rows nobody
     // reads, and rows the fine-tune did not change.
     const unread = unreadPartitions(scheme, family.rowsRead?.(config, probe, range(0, n)));
     const unchanged = unchangedPartitions(scheme, finetune, base);
-    const byStage = new Map<number, number[]>();
+    // Keyed "first:last" by the stages the partitions change ("-1": a full forward pass each).
+    const byStage = new Map<string, number[]>();
     let unreadCount = 0;
     let unchangedCount = 0;
     for (let k = 0; k < scheme.count; k++) {
@@ -281,8 +280,11 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
         else unchangedCount++;
         continue;
       }
-      const s = stageOf(k);
-      byStage.set(s, [...(byStage.get(s) ?? []), k]);
+      const span = stageSpan(k);
+      const key = span === -1 ? '-1' : span.join(':');
+      const list = byStage.get(key);
+      if (list) list.push(k);
+      else byStage.set(key, [k]);
     }
     let done = unreadCount + unchangedCount;
     if (done > 0) progress.report(done, `${task}: ${unreadCount} partitions the probe set never reads, ${unchangedCount} the fine-tune left unchanged`);
@@ -305,8 +307,8 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
       progress.report(done, `${task}: ${done}/${scheme.count} partitions`);
     };
 
-    for (const [s, partitions] of byStage) {
-      if (s < 0) {
+    for (const [key, partitions] of byStage) {
+      if (key === '-1') {
         // Spans several stages: one full forward pass per partition.
         for (const k of partitions) {
           await yieldThenCheckAbort(options.signal);
@@ -318,13 +320,14 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
         }
         continue;
       }
-      const perVariant = activations[s + 1].size;
+      const [s, last] = key.split(':').map(Number);
+      const perVariant = activations[last + 1].size;
       const chunk = Math.max(1, Math.min(Math.floor(maxRows / n), Math.floor((options.maxBatchElements ?? 2 ** 21) / perVariant)));
       const linear = stages[s].linear;
       const rowOf = linear && scheme.level === 'row' ? scheme.rows.get(linear.weight) : undefined;
       // Row partitions of a linear stage: one changed unit each (row-stage.ts).
       const reader = s + 1 < stages.length ? stages[s + 1].linear : family.linearHead?.(config, task);
-      const rowStage = linear && rowOf ? new LinearRowStage({ linear, reader, input: activations[s], output: activations[s + 1], finetune: ft.lookup, base: bs.lookup, rowOf }) : undefined;
+      const rowStage = linear && rowOf && last === s ? new LinearRowStage({ linear, reader, input: activations[s], output: activations[s + 1], finetune: ft.lookup, base: bs.lookup, rowOf }) : undefined;
       try {
         const gpuStage =
           fused && linear && reader && rowStage?.readerPre && !targets.rows
@@ -342,7 +345,7 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           const made: tf.Tensor[] = [];
           const out = tf.tidy(() => {
             let activation: tf.Tensor;
-            let next = s + 1;
+            let next = last + 1;
             if (rowStage) {
               const variants = rowStage.variants(group);
               activation = variants.activation;
@@ -351,7 +354,13 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
                 next += 1;
               }
             } else {
-              const variants = group.map((k) => stages[s].apply(variantLookup(k, made), activations[s], context));
+              // Each variant through the stages its partition changes, then all of them as one batch.
+              const variants = group.map((k) => {
+                const lookup = variantLookup(k, made);
+                let a = activations[s];
+                for (let stage = s; stage <= last; stage++) a = stages[stage].apply(lookup, a, context);
+                return a;
+              });
               activation = tf.concat(variants, 0);
             }
             const tiled = tileContext(context, group.length);
@@ -406,7 +415,8 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
   };
   const kernels = await scoringKernels(options.gradientKernels, sharedGradientKernels);
   const mlp = kernels ? await mlpGradientInputs(base, finetune, task, probe, trunkNames, at) : undefined;
-  const fused = kernels && mlp && !kernels.problem(mlp.inputs) ? { kernels, mlp } : undefined;
+  // The kernels sum gradients by row: unit partitions (rows and columns) are summed below instead.
+  const fused = kernels && mlp && scheme.columns.size === 0 && !kernels.problem(mlp.inputs) ? { kernels, mlp } : undefined;
   if (fused) {
     const { mlp } = fused;
     const { weightRows, biasRows } = await fused.kernels.rowDots(mlp.inputs);
@@ -424,19 +434,13 @@ export async function gradientImportance(inputs: ImportanceInputs, at: 'finetune
   return { signed: dot.map((v) => -v), absolute: dot.map(Math.abs), at, fused: fused !== undefined, seconds: (Date.now() - started) / 1000 };
 }
 
-/** g·δ summed per partition: each tensor's per-row sums added to their rows' partitions. */
+/** g·δ summed per partition (by row, and by column where units are read). */
 function partitionDots(scheme: PartitionScheme, trunkNames: readonly string[], gradients: readonly Float32Array[], delta: (name: string) => ArrayLike<number>): Float64Array {
   const dot = new Float64Array(scheme.count);
   trunkNames.forEach((name, i) => {
     const g = gradients[i];
     const d = delta(name);
-    const rows = scheme.rows.get(name)!;
-    const rowLength = g.length / rows.length;
-    for (let r = 0; r < rows.length; r++) {
-      let sum = 0;
-      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += g[j] * d[j];
-      dot[rows[r]] += sum;
-    }
+    addPartitionSums(scheme, name, (j) => g[j] * d[j], dot);
   });
   return dot;
 }
@@ -506,16 +510,11 @@ export async function fisherImportance(inputs: ImportanceInputs, signal?: AbortS
   const { base, finetune, task, probe, scheme } = inputs;
   const fisher = await diagonalFisher({ model: finetune, task, probe, probePath: `probe data for "${task}"` }, 'expected', { signal });
   const score = new Float64Array(scheme.count);
-  for (const [name, rows] of scheme.rows) {
+  for (const name of scheme.rows.keys()) {
     const diagonal = fisher.byTensor.get(name)!;
     const theta = finetune.params.get(name)!;
     const theta0 = base.params.get(name)!;
-    const rowLength = diagonal.length / rows.length;
-    for (let r = 0; r < rows.length; r++) {
-      let sum = 0;
-      for (let j = r * rowLength; j < (r + 1) * rowLength; j++) sum += diagonal[j] * (theta[j] - theta0[j]) ** 2;
-      score[rows[r]] += 0.5 * sum;
-    }
+    addPartitionSums(scheme, name, (j) => 0.5 * diagonal[j] * (theta[j] - theta0[j]) ** 2, score);
   }
   return { score, backwardPasses: fisher.backwardPasses, seconds: fisher.seconds };
 }

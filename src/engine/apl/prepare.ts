@@ -26,6 +26,11 @@ export function trunkShapesOf(model: Model): Map<string, number[]> {
   return new Map(model.family.trunkShapes(model.config).map((s) => [s.name, s.shape]));
 }
 
+/** The model's partitions at `level` (at unit level, over the hidden units its family declares). */
+export function partitionsOf(level: PartitionLevel, model: Model): PartitionScheme {
+  return buildPartitions(level, trunkShapesOf(model), model.family.hiddenUnits?.(model.config));
+}
+
 export interface ScoreChoice {
   estimator: 'exact' | 'gradient' | 'fisher';
   metric: 'loss' | 'kl';
@@ -84,7 +89,7 @@ function mergedTaskVector(context: PrepareContext, base: Model, finetunes: reado
     const delta = Float32Array.from(finetunes[t].params.get(name)!);
     subtractInPlace(delta, base.params.get(name)!);
     const rows = rowParameters.get(name)![t];
-    applyDrop(delta, aplDropRule(context.global.drop as string, context.seed, t, name, rows.keep_rate), shape);
+    applyDrop(delta, aplDropRule(context.global.drop as string, context.seed, t, name, rows), shape);
     scaleRows(delta, rows.weight);
     const weight = context.perModel[t].weight as number;
     for (let j = 0; j < delta.length; j++) delta[j] *= weight;
@@ -92,15 +97,21 @@ function mergedTaskVector(context: PrepareContext, base: Model, finetunes: reado
   };
 }
 
-/** Per trunk tensor, per fine-tune: its rows' keep-rates and weights (and RegMean's input Gram matrix, where there is one). */
+/**
+ * Per trunk tensor, per fine-tune: its rows' keep-rates and weights (NaN and 1 where its rows are
+ * not partitions), its columns' keep-rates where it reads hidden units, and RegMean's input Gram
+ * matrix, where there is one.
+ */
 function rowParametersOf(scheme: PartitionScheme, rates: readonly Float64Array[], weights: readonly Float64Array[], grams?: Array<Map<string, Float32Array>>): Map<string, Array<Record<string, Float32Array>>> {
   const rowParameters = new Map<string, Array<Record<string, Float32Array>>>();
   for (const [name, rows] of scheme.rows) {
+    const columns = scheme.columns.get(name);
     rowParameters.set(
       name,
       rates.map((_, t) => ({
-        keep_rate: Float32Array.from(rows, (k) => rates[t][k]),
-        weight: Float32Array.from(rows, (k) => weights[t][k]),
+        keep_rate: Float32Array.from(rows, (k) => (k >= 0 ? rates[t][k] : NaN)),
+        weight: Float32Array.from(rows, (k) => (k >= 0 ? weights[t][k] : 1)),
+        ...(columns ? { column_keep_rate: Float32Array.from(columns, (k) => rates[t][k]) } : {}),
         ...(grams?.[t].has(name) ? { gram: grams[t].get(name)! } : {}),
       })),
     );
@@ -223,8 +234,7 @@ export async function prepareApl(context: PrepareContext): Promise<Prepared> {
     gradientForm: global.gradient_form as ScoreChoice['gradientForm'],
     gradientAt: global.gradient_at as ScoreChoice['gradientAt'],
   };
-  const shapes = trunkShapesOf(base);
-  const scheme = buildPartitions(level, shapes);
+  const scheme = partitionsOf(level, base);
   const scores: Float64Array[] = [];
   const sources: Array<Record<string, unknown>> = [];
   const onMerged = global.locate === 'merged';

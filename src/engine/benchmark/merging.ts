@@ -15,8 +15,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { saveImportance } from '../apl/artifact';
 import { exactImportance, fisherImportance, gradientImportance } from '../apl/importance';
-import { buildPartitions, PARTITION_LEVELS } from '../apl/partitions';
-import { trunkShapesOf } from '../apl/prepare';
+import { PARTITION_LEVELS } from '../apl/partitions';
+import { partitionsOf } from '../apl/prepare';
 import { getSplit, loadTaskData, TaskData } from '../data/task-data';
 import { throwIfAborted } from '../errors';
 import { loadModel, Model } from '../families/model';
@@ -244,7 +244,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     for (const task of tasks) {
       throwIfAborted(options.signal);
       const finetune = finetunes.get(task)!;
-      const scheme = buildPartitions(level, trunkShapesOf(finetune));
+      const scheme = partitionsOf(level, finetune);
       const inputs = { base, finetune, task, probe: getSplit(data.get(task)!, 'probe'), scheme };
       const exact = await exactImportance(inputs, { signal: options.signal });
       const gradient = await gradientImportance(inputs, 'finetune', options.signal);

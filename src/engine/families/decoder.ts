@@ -386,6 +386,10 @@ export const decoderFamily: ModelFamily<DecoderConfig> = {
     return values;
   },
   initHead: () => new Map(),
+  hiddenUnits(config) {
+    // The MLP's units: gate_proj and up_proj make them (their product is the unit), down_proj reads them.
+    return Array.from({ length: config.layers }, (_, i) => ({ producers: [`${LAYER(i)}mlp.gate_proj.weight`, `${LAYER(i)}mlp.up_proj.weight`], consumer: `${LAYER(i)}mlp.down_proj.weight` }));
+  },
   stages(config): Stage[] {
     const names = new Set(trunkShapes(config).map((t) => t.name));
     const embed: Stage = {

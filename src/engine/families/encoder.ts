@@ -230,6 +230,11 @@ export const encoderFamily: ModelFamily<EncoderConfig> = {
       return { real, maskBias: tf.reshape(tf.mul(tf.sub(1, real), -1e9), [input.shape[0], 1, 1, input.shape[1] as number]) };
     });
   },
+  hiddenUnits(config) {
+    // The feed-forward block's units: intermediate.dense makes them, output.dense reads them.
+    const L = (i: number) => `${prefixOf(config)}encoder.layer.${i}.`;
+    return Array.from({ length: config.layers }, (_, i) => ({ producers: [`${L(i)}intermediate.dense.weight`], consumer: `${L(i)}output.dense.weight` }));
+  },
   stages(config): Stage[] {
     const P = prefixOf(config);
     const embeddings: Stage = {

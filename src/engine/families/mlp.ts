@@ -93,6 +93,11 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
     }
     return values;
   },
+  hiddenUnits(config) {
+    // Each hidden layer's outputs are read by the next; the last one's by the task heads, which are not merged.
+    const last = config.hiddenSizes.length - 1;
+    return config.hiddenSizes.map((_, i) => ({ producers: [`trunk.layers.${i}.weight`], ...(i < last ? { consumer: `trunk.layers.${i + 1}.weight` } : {}) }));
+  },
   stages(config): Stage[] {
     return config.hiddenSizes.map((_, i) => ({
       tensors: [`trunk.layers.${i}.weight`, `trunk.layers.${i}.bias`],

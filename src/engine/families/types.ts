@@ -34,6 +34,17 @@ export interface LinearMap {
   activationName?: 'relu' | 'identity';
 }
 
+/**
+ * A layer of hidden units: unit i is row i of each producer weight (with its bias), whose outputs
+ * make hidden feature i, and column i of the consumer weight, which reads it. APL's unit partitions
+ * take a unit's incoming rows and outgoing column together.
+ */
+export interface HiddenUnits {
+  producers: readonly string[];
+  /** Absent where the units are read outside the trunk (by the task heads, which are not merged). */
+  consumer?: string;
+}
+
 export interface TensorShape {
   name: string;
   shape: number[];
@@ -63,6 +74,8 @@ export interface ModelFamily<C extends FamilyConfig = FamilyConfig> {
   initTrunk(config: C, seed: number): Map<string, Float32Array>;
   initHead(config: C, task: string, seed: number): Map<string, Float32Array>;
   stages(config: C): Stage[];
+  /** The trunk's layers of hidden units (MLP layers, feed-forward blocks), for APL's unit partitions. */
+  hiddenUnits?(config: C): HiddenUnits[];
   /** Per-example tensors the stages need besides the activation (default: none). */
   context?(config: C, input: tf.Tensor): StageContext;
   head(config: C, task: string, params: ParamLookup, features: tf.Tensor): tf.Tensor;

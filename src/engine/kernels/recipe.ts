@@ -5,7 +5,7 @@
  * and the GPU in src/engine/gpu, so both run the same math from one description.
  */
 import { combineTaskVectors, ConsensusMethod, subtractInPlace } from './combine';
-import { StreamKey } from './random';
+import { StreamKey, streamWords } from './random';
 import { breadcrumbsPrune, dellaPrune, dropByStream, keepLargest, keepThreshold } from './sparsify';
 
 export type DropRule =
@@ -19,6 +19,12 @@ export type DropRule =
   | { kind: 'bernoulli'; key: StreamKey; threshold: number; scale: number }
   /** As 'bernoulli' with the keep probability of each row (APL's stochastic drop). */
   | { kind: 'rowBernoulli'; key: StreamKey; rates: Float32Array }
+  /**
+   * APL's stochastic drop at unit level, for a weight whose columns are hidden units: entry (i, j)
+   * survives at rate √(rowRates[i]·columnRates[j]) (columnRates[j] alone without row rates), by the
+   * key's stream, rescaled by 1 / rate. Equal rates give that rate, as at row level.
+   */
+  | { kind: 'unitBernoulli'; key: StreamKey; rowRates?: Float32Array; columnRates: Float32Array }
   /** In each row, the round(rate·length) largest magnitudes survive (APL's deterministic drop). */
   | { kind: 'rowTopK'; rates: Float32Array }
   | { kind: 'breadcrumbs'; density: number; gamma: number }
@@ -74,6 +80,26 @@ export function rowDrop(rate: number): { keepAll: boolean; threshold: number; sc
   return { keepAll: false, threshold: keepThreshold(rate), scale: rate > 0 ? Math.fround(1 / rate) : 0 };
 }
 
+/** The keep-rate of an entry in a row of rate `rowRate` (undefined: the row is no partition) and a column of `columnRate`. */
+export function unitKeepRate(rowRate: number | undefined, columnRate: number): number {
+  return rowRate === undefined ? columnRate : Math.sqrt(rowRate * columnRate);
+}
+
+/** 'unitBernoulli': each entry kept by the stream at its own rate, rescaled. */
+function dropUnits(delta: Float32Array, rule: Extract<DropRule, { kind: 'unitBernoulli' }>): void {
+  const { columnRates, rowRates } = rule;
+  const width = columnRates.length;
+  const words = new Uint32Array(width);
+  for (let r = 0; r < delta.length / width; r++) {
+    streamWords(rule.key, r * width, words);
+    for (let c = 0; c < width; c++) {
+      const { keepAll, threshold, scale } = rowDrop(unitKeepRate(rowRates?.[r], columnRates[c]));
+      const j = r * width + c;
+      if (!keepAll) delta[j] = words[c] < threshold ? delta[j] * scale : 0;
+    }
+  }
+}
+
 /** Keeps, in each row, the round(rate·length) largest magnitudes (ties by position), unscaled. */
 function keepLargestPerRow(delta: Float32Array, rates: Float32Array): void {
   const rowLength = delta.length / rates.length;
@@ -106,6 +132,9 @@ export function applyDrop(delta: Float32Array, rule: DropRule, shape: readonly n
       }
       return;
     }
+    case 'unitBernoulli':
+      dropUnits(delta, rule);
+      return;
     case 'rowTopK':
       keepLargestPerRow(delta, rule.rates);
       return;

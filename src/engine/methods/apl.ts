@@ -22,10 +22,10 @@ function aplRecipe(input: RecipeInput): TaskVectorRecipe {
   const global = input.globalParameters;
   if (!input.rowParameters) throw new Error(`tensor "${input.name}": apl merges trunk tensors only, after its preparation step`);
   return {
-    models: input.rowParameters.map(({ keep_rate: rates, weight: rowWeights }, t) => ({
+    models: input.rowParameters.map((rows, t) => ({
       weight: input.modelParameters[t].weight as number,
-      drop: aplDropRule(global.drop as string, input.seed, t, input.name, rates),
-      rowWeights: rowWeights.every((w) => w === 1) ? undefined : rowWeights,
+      drop: aplDropRule(global.drop as string, input.seed, t, input.name, rows),
+      rowWeights: rows.weight.every((w) => w === 1) ? undefined : rows.weight,
     })),
     consensus: global.combine === 'ties' ? (global.consensus_method as ConsensusMethod) : undefined,
     normalize: global.normalize as boolean,
@@ -62,7 +62,7 @@ export const apl: MergeMethod = {
   needsBase: true,
   stochastic: true,
   globalParameters: [
-    str('level', 'row', ['model', 'layer', 'row'], 'partition level: whole task vector, tensor, or output unit'),
+    str('level', 'row', ['model', 'layer', 'row', 'unit'], "partition level: whole task vector, tensor, output unit (a weight's row and its bias), or hidden unit (its incoming rows and bias and the column of the weight that reads it; drop: stochastic, no competition)"),
     str('estimator', 'gradient', ['gradient', 'exact', 'fisher'], 'importance by gradient approximation, exact causal intervention, or the second-order estimate ½ Σ F·δ² (F: the Fisher diagonal on the probe data)'),
     str('metric', 'loss', ['loss', 'kl'], 'exact intervention: loss increase or KL divergence'),
     str('gradient_form', 'absolute', ['absolute', 'signed'], 'gradient approximation: |g·δ| or −g·δ'),
@@ -105,6 +105,8 @@ export const apl: MergeMethod = {
       if (global.keep_rule !== 'rates' && !isSignedScore(global.estimator as string, global.metric as string, global.gradient_form as string)) return `keep_rule: ${String(global.keep_rule)} keeps the contributions that help the merged model, which needs a signed score (estimator exact with metric loss, or gradient_form: signed)`;
       if (!Number.isInteger(global.locate_iterations)) return `locate_iterations: must be a whole number of passes, got ${String(global.locate_iterations)}`;
     }
+    if (global.level === 'unit' && global.drop !== 'stochastic') return 'level: unit needs drop: stochastic (a hidden unit shares the entries of a middle weight with the unit before it, so "the largest |δ| in each partition" is not one set)';
+    if (global.level === 'unit' && global.competition) return 'level: unit has no competition: an entry in two units would have two weights per task';
     if (global.keep_rule !== 'rates' && global.locate !== 'merged') return `keep_rule: ${String(global.keep_rule)} reads importance measured on the merged model: set locate: merged`;
     if (global.combine === 'regmean' && !perModel.probe) return 'apl with combine: regmean needs per-model "probe": the inputs it solves for come from the probe data';
     return undefined;
