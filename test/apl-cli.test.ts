@@ -74,7 +74,7 @@ describe('apl-merge zoo build and importance', () => {
       for (const f of manifest.finetunes) expect(row.perTask[f.task].test).toBeLessThanOrEqual(1);
     }
     expect(run.stdout).toContain(`| APL-exact | ${(100 * written.rows[7].avgTest).toFixed(1)} ± 0.0 |`);
-    expect(written.fidelity.map((f: { level: string }) => f.level)).toEqual(['model', 'layer', 'row']);
+    expect(written.fidelity.map((f: { level: string }) => f.level)).toEqual(['model', 'layer', 'row', 'unit']);
     expect(run.stdout).toMatch(new RegExp(`wrote ${report.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`));
   });
 
@@ -124,7 +124,7 @@ describe('merging benchmark', () => {
     expect(report.rows.find((r) => r.method === 'TIES')!.avgTestSpread).toBe(0);
     for (const candidates of Object.values(report.hyperparameters)) expect(candidates.length).toBeLessThanOrEqual(report.budget);
     expect(report.rows.find((r) => r.method === 'APL-gradient')!.chosen.map((c) => c.seed)).toEqual([0, 1]);
-    expect(report.fidelity.map((f) => f.level)).toEqual(['model', 'layer', 'row']);
+    expect(report.fidelity.map((f) => f.level)).toEqual(['model', 'layer', 'row', 'unit']);
     const row = report.fidelity.find((f) => f.level === 'row')!;
     expect(row.partitions).toBe(2 * 16);
     expect(row.spearman).toBeGreaterThan(0);

@@ -25,12 +25,12 @@ export function openZoo(directory: string): Zoo {
 /** The row-level importance `apl-merge bench` saved for a fine-tune under ZOO/bench-work/importance. */
 export const savedImportance = (zoo: Zoo, finetune: ZooEntry) => join(zoo.dir, 'bench-work', 'importance', `${finetune.task}.safetensors`);
 
-/** Merges the zoo's fine-tunes with APL (seed 0) into ZOO/bench-work/OUT: `parameters` is the YAML flow mapping's inside, `perModel` each fine-tune's parameters. */
-export async function mergeZoo(zoo: Zoo, parameters: string, perModel: (finetune: ZooEntry) => Record<string, string>, out: string): Promise<{ result: MergeResult; outDir: string }> {
+/** Merges the zoo's fine-tunes with APL (seed 0 unless given) into ZOO/bench-work/OUT: `parameters` is the YAML flow mapping's inside, `perModel` each fine-tune's parameters. */
+export async function mergeZoo(zoo: Zoo, parameters: string, perModel: (finetune: ZooEntry) => Record<string, string>, out: string, seed = 0): Promise<{ result: MergeResult; outDir: string }> {
   const models = zoo.manifest.finetunes
     .map((f) => `  - model: ${JSON.stringify(join(zoo.dir, f.model))}\n    parameters: {${Object.entries(perModel(f)).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')}}`)
     .join('\n');
-  const text = `merge_method: apl\nbase_model: ${JSON.stringify(join(zoo.dir, zoo.manifest.base))}\nmodels:\n${models}\nparameters: {${parameters}}\nseed: 0\n`;
+  const text = `merge_method: apl\nbase_model: ${JSON.stringify(join(zoo.dir, zoo.manifest.base))}\nmodels:\n${models}\nparameters: {${parameters}}\nseed: ${seed}\n`;
   const outDir = join(zoo.dir, 'bench-work', out);
   return { result: await runMerge(planMerge(parseMergeConfig(text, out, zoo.dir)), outDir, { threads: 0, overwrite: true }), outDir };
 }
