@@ -1,7 +1,7 @@
 /**
  * Row partitions (a weight's row and its bias: APL's hidden-state level) against unit partitions (a
- * hidden unit's incoming rows and bias together with the column of the weight that reads it), for
- * the same APL settings: mean validation, test and out-of-domain accuracy over the zoo's tasks,
+ * hidden unit's incoming rows and bias together with the column of the weight that reads it, with
+ * either rule for an entry two units share: `unit_overlap`), for the same APL settings: mean validation, test and out-of-domain accuracy over the zoo's tasks,
  * over merge seeds (default 0, 1, 2). Each setting gets the benchmark's λ grid for task-vector sums
  * (0.6, 1.0, 1.4 over the number of tasks; settings that fit coefficients start at the middle one)
  * and keeps, per seed, the λ that is best on validation, as `apl-merge bench` does. Importance is
@@ -11,7 +11,8 @@
  *
  *   node dist/bench/apl-units.js ZOO_DIR [--seeds 0,1,2] [--no-exact] [SETTING ...]
  */
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { analyseImportance } from '../src/engine/apl/analysis';
 import { saveImportance } from '../src/engine/apl/artifact';
 import { PartitionLevel } from '../src/engine/apl/partitions';
@@ -30,6 +31,12 @@ const SETTINGS = [
   'estimator: gradient, density: 0.8, combine: regmean',
 ];
 const LEVELS: PartitionLevel[] = ['row', 'unit'];
+/** The partitions compared: rows, and units with each rule for the entries two units share. */
+const PARTITIONINGS = [
+  { label: 'row', level: 'row' as const, parameters: 'level: row' },
+  { label: 'unit, √(r·c)', level: 'unit' as const, parameters: 'level: unit, unit_overlap: geometric' },
+  { label: 'unit, (r + c) / 2', level: 'unit' as const, parameters: 'level: unit, unit_overlap: mean' },
+];
 
 const importancePath = (zoo: Zoo, level: PartitionLevel, task: string) => join(zoo.dir, 'bench-work', 'units-importance', level, `${task}.safetensors`);
 
@@ -44,6 +51,7 @@ async function measureImportance(zoo: Zoo, exact: boolean): Promise<void> {
     let partitions = 0;
     for (const finetune of zoo.manifest.finetunes) {
       const analysis = await analyseImportance({ basePath: join(zoo.dir, zoo.manifest.base), modelPath: join(zoo.dir, finetune.model), probePath: join(zoo.dir, finetune.data), level, estimator: exact ? 'both' : 'gradient' });
+      mkdirSync(dirname(importancePath(zoo, level, finetune.task)), { recursive: true });
       saveImportance(importancePath(zoo, level, finetune.task), analysis.scheme, { task: analysis.task, model: finetune.model, base: zoo.manifest.base, scores: analysis.scores, metadata: { probe_examples: String(analysis.probeExamples) } });
       exactSeconds += analysis.exactSeconds ?? 0;
       gradientSeconds += analysis.gradientSeconds ?? 0;
@@ -73,13 +81,13 @@ async function main(): Promise<void> {
   await useBackend();
   await measureImportance(zoo, !noExact);
   const lambdas = [0.6, 1.0, 1.4].map((x) => +(x / zoo.tasks.length).toFixed(3));
-  console.log(`| APL setting | level | λ chosen (per seed) | validation | test | OOD | s per merge (preparation included) |`);
+  console.log(`| APL setting | partitions | λ chosen (per seed) | validation | test | OOD | s per merge (preparation included) |`);
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const setting of settings) {
     const fitted = setting.includes('coefficients: fitted');
     const needsProbe = fitted || setting.includes('locate: merged') || setting.includes('combine: regmean');
     const located = setting.includes('locate: merged');
-    for (const level of LEVELS) {
+    for (const { label, level, parameters } of PARTITIONINGS) {
       const chosen: number[] = [];
       const scores = { validation: [] as number[], test: [] as number[], ood: [] as number[] };
       let seconds = 0;
@@ -89,7 +97,7 @@ async function main(): Promise<void> {
           const started = Date.now();
           const { outDir } = await mergeZoo(
             zoo,
-            `level: ${level}, lambda: ${lambda}, ${setting}`,
+            `${parameters}, lambda: ${lambda}, ${setting}`,
             (f) => ({ ...(located ? {} : { importance: importancePath(zoo, level, f.task) }), ...(needsProbe ? { probe: join(zoo.dir, f.data) } : {}) }),
             `units-${level}-${lambda}`,
             seed,
@@ -104,7 +112,7 @@ async function main(): Promise<void> {
         scores.ood.push(await meanAccuracy(zoo, best!.outDir, 'ood'));
       }
       const merges = seeds.length * (fitted ? 1 : lambdas.length);
-      console.log(`| ${setting} | ${level} | ${chosen.join(', ')} | ${meanAndSpread(scores.validation)} | ${meanAndSpread(scores.test)} | ${meanAndSpread(scores.ood)} | ${(seconds / merges).toFixed(1)} |`);
+      console.log(`| ${setting} | ${label} | ${chosen.join(', ')} | ${meanAndSpread(scores.validation)} | ${meanAndSpread(scores.test)} | ${meanAndSpread(scores.ood)} | ${(seconds / merges).toFixed(1)} |`);
     }
   }
 }

@@ -17,7 +17,7 @@ import { buildPartitions, PartitionLevel, PartitionScheme } from './partitions';
 import { linearInputGrams } from '../data-aware/input-grams';
 import { ProbedModel, probedModels, singleTask } from '../data-aware/probe-inputs';
 import { subtractInPlace } from '../kernels/combine';
-import { applyDrop, scaleRows } from '../kernels/recipe';
+import { applyDrop, scaleRows, UnitOverlap } from '../kernels/recipe';
 import { aplDropRule } from './drop-rule';
 import { fitCoefficients } from './fit-coefficients';
 import { mergedImportance } from './merged-importance';
@@ -89,7 +89,7 @@ function mergedTaskVector(context: PrepareContext, base: Model, finetunes: reado
     const delta = Float32Array.from(finetunes[t].params.get(name)!);
     subtractInPlace(delta, base.params.get(name)!);
     const rows = rowParameters.get(name)![t];
-    applyDrop(delta, aplDropRule(context.global.drop as string, context.seed, t, name, rows), shape);
+    applyDrop(delta, aplDropRule(context.global.drop as string, context.seed, t, name, rows, context.global.unit_overlap as UnitOverlap), shape);
     scaleRows(delta, rows.weight);
     const weight = context.perModel[t].weight as number;
     for (let j = 0; j < delta.length; j++) delta[j] *= weight;

@@ -21,10 +21,11 @@ export type DropRule =
   | { kind: 'rowBernoulli'; key: StreamKey; rates: Float32Array }
   /**
    * APL's stochastic drop at unit level, for a weight whose columns are hidden units: entry (i, j)
-   * survives at rate √(rowRates[i]·columnRates[j]) (columnRates[j] alone without row rates), by the
-   * key's stream, rescaled by 1 / rate. Equal rates give that rate, as at row level.
+   * survives at the rate `overlap` makes of rowRates[i] and columnRates[j] (columnRates[j] alone
+   * without row rates), by the key's stream, rescaled by 1 / rate. Equal rates give that rate, as at
+   * row level.
    */
-  | { kind: 'unitBernoulli'; key: StreamKey; rowRates?: Float32Array; columnRates: Float32Array }
+  | { kind: 'unitBernoulli'; key: StreamKey; rowRates?: Float32Array; columnRates: Float32Array; overlap: UnitOverlap }
   /** In each row, the round(rate·length) largest magnitudes survive (APL's deterministic drop). */
   | { kind: 'rowTopK'; rates: Float32Array }
   | { kind: 'breadcrumbs'; density: number; gamma: number }
@@ -80,9 +81,17 @@ export function rowDrop(rate: number): { keepAll: boolean; threshold: number; sc
   return { keepAll: false, threshold: keepThreshold(rate), scale: rate > 0 ? Math.fround(1 / rate) : 0 };
 }
 
+/**
+ * How an entry in two units (a row of one, a column of another) takes its keep-rate from theirs:
+ * geometric, √(r·c) — an entry of a unit dropped whole is dropped; mean, (r + c) / 2 — the
+ * expected density of a layer is the units' size-weighted mean rate, as at row level.
+ */
+export type UnitOverlap = 'geometric' | 'mean';
+
 /** The keep-rate of an entry in a row of rate `rowRate` (undefined: the row is no partition) and a column of `columnRate`. */
-export function unitKeepRate(rowRate: number | undefined, columnRate: number): number {
-  return rowRate === undefined ? columnRate : Math.sqrt(rowRate * columnRate);
+export function unitKeepRate(rowRate: number | undefined, columnRate: number, overlap: UnitOverlap): number {
+  if (rowRate === undefined) return columnRate;
+  return overlap === 'mean' ? (rowRate + columnRate) / 2 : Math.sqrt(rowRate * columnRate);
 }
 
 /** 'unitBernoulli': each entry kept by the stream at its own rate, rescaled. */
@@ -93,7 +102,7 @@ function dropUnits(delta: Float32Array, rule: Extract<DropRule, { kind: 'unitBer
   for (let r = 0; r < delta.length / width; r++) {
     streamWords(rule.key, r * width, words);
     for (let c = 0; c < width; c++) {
-      const { keepAll, threshold, scale } = rowDrop(unitKeepRate(rowRates?.[r], columnRates[c]));
+      const { keepAll, threshold, scale } = rowDrop(unitKeepRate(rowRates?.[r], columnRates[c], rule.overlap));
       const j = r * width + c;
       if (!keepAll) delta[j] = words[c] < threshold ? delta[j] * scale : 0;
     }

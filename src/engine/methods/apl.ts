@@ -9,7 +9,7 @@ import type * as PrepareModule from '../apl/prepare';
 import { ConsensusMethod, subtractInPlace } from '../kernels/combine';
 import { isSignedScore } from '../apl/calibrate';
 import { aplDropRule } from '../apl/drop-rule';
-import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe } from '../kernels/recipe';
+import { applyDrop, runRecipe, scaleRows, TaskVectorRecipe, UnitOverlap } from '../kernels/recipe';
 import { regmeanCombine } from '../kernels/regmean';
 import { recipeInput } from './task-vector-merge';
 import { CONSENSUS, DENSITY, LAMBDA, MergeMethod, ParameterDef, RecipeInput, TensorMergeInput, WEIGHT } from './types';
@@ -24,7 +24,7 @@ function aplRecipe(input: RecipeInput): TaskVectorRecipe {
   return {
     models: input.rowParameters.map((rows, t) => ({
       weight: input.modelParameters[t].weight as number,
-      drop: aplDropRule(global.drop as string, input.seed, t, input.name, rows),
+      drop: aplDropRule(global.drop as string, input.seed, t, input.name, rows, global.unit_overlap as UnitOverlap),
       rowWeights: rows.weight.every((w) => w === 1) ? undefined : rows.weight,
     })),
     consensus: global.combine === 'ties' ? (global.consensus_method as ConsensusMethod) : undefined,
@@ -63,6 +63,7 @@ export const apl: MergeMethod = {
   stochastic: true,
   globalParameters: [
     str('level', 'row', ['model', 'layer', 'row', 'unit'], "partition level: whole task vector, tensor, output unit (a weight's row and its bias), or hidden unit (its incoming rows and bias and the column of the weight that reads it; drop: stochastic, no competition)"),
+    str('unit_overlap', 'geometric', ['geometric', 'mean'], "level: unit: an entry of a middle weight is in its row's unit and its column's; it is kept at √(r·c) of their keep-rates (geometric: a unit dropped whole takes its column with it) or (r + c) / 2 (mean: each layer keeps the target density in expectation)"),
     str('estimator', 'gradient', ['gradient', 'exact', 'fisher'], 'importance by gradient approximation, exact causal intervention, or the second-order estimate ½ Σ F·δ² (F: the Fisher diagonal on the probe data)'),
     str('metric', 'loss', ['loss', 'kl'], 'exact intervention: loss increase or KL divergence'),
     str('gradient_form', 'absolute', ['absolute', 'signed'], 'gradient approximation: |g·δ| or −g·δ'),
