@@ -9,6 +9,7 @@ import { ApiServer } from '../src/api/server';
 import { sha256File } from '../src/engine/checkpoint/files';
 import { getSplit, loadTaskData } from '../src/engine/data/task-data';
 import { loadImportance } from '../src/engine/apl/artifact';
+import { loadModel } from '../src/engine/families/model';
 import { buildVisionZoo, ZooManifest } from '../src/engine/zoo/vision';
 import { QUEUE_NAMES } from '../src/jobs/queue';
 import { PrismaClient } from '../src/store/client';
@@ -253,6 +254,34 @@ it('runs an importance analysis and lists it on the model; its artifact is publi
   expect(merge.errors).toBeUndefined();
   const mergeEvents = await followJob(merge.data!.startMerge.merge.id);
   expect(mergeEvents.at(-1)).toMatchObject({ status: 'COMPLETED' });
+});
+
+it('runs a hidden-unit analysis through the worker, and an APL merge at unit level reads it', async () => {
+  const task = zoo.finetunes[1].task;
+  const started = await gql<{ startAnalysis: { analysis: { id: string } } }>('mutation($input: StartAnalysisInput!) { startAnalysis(input: $input) { analysis { id } } }', {
+    input: { modelId: ids.finetunes[task], taskId: ids.tasks[task], level: 'UNIT', estimator: 'GRADIENT' },
+  });
+  expect(started.errors).toBeUndefined();
+  const events = await followJob(started.data!.startAnalysis.analysis.id);
+  expect(events.at(-1)).toMatchObject({ status: 'COMPLETED' });
+  const view = await gql<{ analysis: { level: string; artifactUri: string; result: { partitions: number } } }>('query($id: ID!) { analysis(id: $id) { level artifactUri result } }', { id: started.data!.startAnalysis.analysis.id });
+  const { level, artifactUri, result } = view.data!.analysis;
+  const artifact = loadImportance(artifactUri.replace('file://', ''));
+  // One partition per hidden unit of the MLP (its layers' widths), and the artifact says so.
+  const finetune = loadModel(join(root, 'zoo', zoo.finetunes[1].model));
+  const widths = (finetune.config as unknown as { hiddenSizes: number[] }).hiddenSizes;
+  expect({ level, artifactLevel: artifact.level, partitions: result.partitions }).toEqual({ level: 'UNIT', artifactLevel: 'unit', partitions: widths.reduce((a, b) => a + b, 0) });
+  const merge = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
+    input: { method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetunes[task], analysisId: started.data!.startAnalysis.analysis.id }], parameters: { level: 'unit', density: 0.5 } },
+  });
+  expect(merge.errors).toBeUndefined();
+  const mergeEvents = await followJob(merge.data!.startMerge.merge.id);
+  expect(mergeEvents.at(-1)).toMatchObject({ status: 'COMPLETED' });
+  // A merge at row level cannot read the unit analysis: refused before it is queued, naming both levels.
+  const mismatch = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
+    input: { method: 'apl', baseModelId: ids.base, models: [{ modelId: ids.finetunes[task], analysisId: started.data!.startAnalysis.analysis.id }], parameters: { level: 'row' } },
+  });
+  expect(mismatch.errors?.[0]?.message ?? (await followJob(mismatch.data!.startMerge.merge.id)).at(-1)!.message).toMatch(/unit/);
 });
 
 it.each(['fisher', 'regmean'])('runs the data-aware baseline %s with each model\'s probe task, started by mutation, to COMPLETED with what it read', async (method) => {
