@@ -284,10 +284,12 @@ it('runs a hidden-unit analysis through the worker, and an APL merge at unit lev
   expect(mismatch.errors?.[0]?.message ?? (await followJob(mismatch.data!.startMerge.merge.id)).at(-1)!.message).toMatch(/unit/);
 });
 
-it.each(['fisher', 'regmean'])('runs the data-aware baseline %s with each model\'s probe task, started by mutation, to COMPLETED with what it read', async (method) => {
+it.each(['fisher', 'regmean', 'adamerging'])('runs the data-aware baseline %s with each model\'s probe task, started by mutation, to COMPLETED with what it read', async (method) => {
   const tasks = zoo.finetunes.map((f) => f.task);
+  // AdaMerging adds task vectors: it needs the base; Fisher merging and RegMean average the models themselves.
+  const base = method === 'adamerging' ? { baseModelId: ids.base } : {};
   const started = await gql<{ startMerge: { merge: { id: string } } }>('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', {
-    input: { name: `zoo-${method}`, method, models: tasks.map((task) => ({ modelId: ids.finetunes[task], probeTaskId: ids.tasks[task] })) },
+    input: { name: `zoo-${method}`, method, ...base, models: tasks.map((task) => ({ modelId: ids.finetunes[task], probeTaskId: ids.tasks[task] })) },
   });
   expect(started.errors).toBeUndefined();
   const events = await followJob(started.data!.startMerge.merge.id);
@@ -298,7 +300,7 @@ it.each(['fisher', 'regmean'])('runs the data-aware baseline %s with each model\
   const probeSizes = tasks.map((task) => getSplit(loadTaskData(join(root, 'zoo', zoo.finetunes.find((f) => f.task === task)!.data)), 'probe').count);
   expect(merge.data!.merge.result.preparation.sources.map((s) => [s.task, s.examples])).toEqual(tasks.map((task, i) => [task, probeSizes[i]]));
   // Without probe data the request is refused before anything is queued, naming the model.
-  const refused = await gql('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', { input: { method, models: tasks.map((task) => ({ modelId: ids.finetunes[task] })) } });
+  const refused = await gql('mutation($input: StartMergeInput!) { startMerge(input: $input) { merge { id } } }', { input: { method, ...base, models: tasks.map((task) => ({ modelId: ids.finetunes[task] })) } });
   expect(refused.errors![0]).toMatchObject({ message: expect.stringContaining(`${method} needs per-model "probe"`), extensions: { code: 'BAD_USER_INPUT' } });
 });
 

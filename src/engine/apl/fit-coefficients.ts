@@ -1,9 +1,10 @@
 /**
- * Fitted merge coefficients (APL `coefficients: fitted`): instead of one λ for every task vector,
- * one coefficient per fine-tune and trunk tensor, started at λ and fitted by Adam to the mean of
- * the fine-tunes' probe losses of the merged model. These are AdaMerging's layer-wise coefficients
- * (Yang et al., arXiv 2310.02575), fitted with the probe labels APL already reads rather than by
- * entropy on unlabelled inputs. The task vectors enter exactly as the merge will take them
+ * Fitted merge coefficients (APL `coefficients: fitted`, and the `adamerging` method): instead of
+ * one λ for every task vector, one coefficient per fine-tune and trunk tensor (or row, or one per
+ * fine-tune), started at λ and fitted by Adam to the mean over the fine-tunes' probe splits of an
+ * objective of the merged model: its loss (APL, which reads the probe labels anyway), or the
+ * entropy of its predictions (AdaMerging, Yang et al., arXiv 2310.02575: unlabelled inputs only).
+ * The task vectors enter exactly as the merge will take them
  * (dropped, rescaled and weighted per row), so the coefficients fitted are the merge's own; every
  * step sees whole probe splits, so nothing is random.
  */
@@ -14,7 +15,7 @@ import { MergeInputError, yieldThenCheckAbort } from '../errors';
 import { Model } from '../families/model';
 import { ParamLookup, range } from '../families/types';
 import { ProgressCallback, ProgressTracker } from '../progress';
-import { supervisedLoss } from '../train/train';
+import { predictionEntropy, supervisedLoss } from '../train/train';
 
 export interface FitMember {
   model: Model;
@@ -28,8 +29,10 @@ export interface FitOptions {
   /** Member t's task vector in `name`, as the merge takes it (θt − θ0, dropped, rescaled, weighted per row, times its weight). */
   taskVector: (t: number, name: string, shape: readonly number[]) => Float32Array;
   lambda: number;
-  /** One coefficient per tensor, or per row of it (its first axis: a matrix's output units). */
-  granularity: 'tensor' | 'row';
+  /** One coefficient per tensor, per row of it (its first axis: a matrix's output units), or one per member for every tensor. */
+  granularity: 'tensor' | 'row' | 'model';
+  /** What is minimised: the probe loss (labels), or the entropy of the predictions (default: loss). */
+  objective?: 'loss' | 'entropy';
   steps: number;
   learningRate: number;
   signal?: AbortSignal;
@@ -39,10 +42,10 @@ export interface FitOptions {
 export interface FittedCoefficients {
   /** Per member, per trunk tensor (FitOptions.trunk's order), one coefficient, or one per row. */
   coefficients: Float32Array[][];
-  /** Mean probe loss of the merged model with every coefficient λ, and with the fitted ones. */
+  /** The objective (mean probe loss, or entropy) of the merged model with every coefficient λ, and with the fitted ones. */
   lossAtLambda: number;
   lossFitted: number;
-  /** Whether the fitted coefficients are used: only when they lower the probe loss. */
+  /** Whether the fitted coefficients are used: only when they lower the objective. */
   kept: boolean;
   seconds: number;
 }
@@ -69,18 +72,21 @@ export async function fitCoefficients(base: Model, members: readonly FitMember[]
   });
   // A row coefficient broadcasts over its row: shape [rows, 1, …]; a tensor's is a scalar.
   const coefficientShape = (shape: number[]) => (options.granularity === 'row' ? shape.map((n, axis) => (axis === 0 ? n : 1)) : []);
-  const coefficients = members.map(() => trunk.map(({ shape }) => tf.variable(tf.fill(coefficientShape(shape), options.lambda))));
+  // One variable per member and tensor; at model granularity one per member, shared by its tensors.
+  const coefficients = members.map(() => (options.granularity === 'model' ? [tf.variable(tf.scalar(options.lambda))] : trunk.map(({ shape }) => tf.variable(tf.fill(coefficientShape(shape), options.lambda)))));
+  const coefficientOf = (t: number, i: number) => coefficients[t][options.granularity === 'model' ? 0 : i];
+  const objective = options.objective === 'entropy' ? predictionEntropy : supervisedLoss;
   const optimizer = tf.train.adam(options.learningRate);
   const everyExample = members.map((m) => range(0, m.probe.count));
   const meanLoss = (): tf.Scalar => {
-    const merged = new Map(trunk.map(({ name }, i) => [name, members.reduce((sum, _, t) => tf.add(sum, tf.mul(coefficients[t][i], vectors[t][i])), baseTrunk[i])]));
+    const merged = new Map(trunk.map(({ name }, i) => [name, members.reduce((sum, _, t) => tf.add(sum, tf.mul(coefficientOf(t, i), vectors[t][i])), baseTrunk[i])]));
     const losses = members.map((member, t) => {
       const lookup: ParamLookup = (name) => {
         const tensor = merged.get(name) ?? heads[t].get(name);
         if (!tensor) throw new Error(`parameter "${name}" is not loaded`);
         return tensor;
       };
-      return supervisedLoss(member.model, lookup, member.probe, everyExample[t], member.task);
+      return objective(member.model, lookup, member.probe, everyExample[t], member.task);
     });
     return tf.div(tf.addN(losses), members.length) as tf.Scalar;
   };
@@ -99,7 +105,9 @@ export async function fitCoefficients(base: Model, members: readonly FitMember[]
     fitted.dispose();
     // A fit that made the probe loss worse (a learning rate too large) is not used: λ stays.
     const kept = lossFitted < lossAtLambda;
-    const values = await Promise.all(coefficients.map((perTensor) => Promise.all(perTensor.map(async (c) => (kept ? Float32Array.from(await c.data()) : new Float32Array(c.size).fill(options.lambda))))));
+    const read = await Promise.all(coefficients.map((perTensor) => Promise.all(perTensor.map(async (c) => (kept ? Float32Array.from(await c.data()) : new Float32Array(c.size).fill(options.lambda))))));
+    // A member's one coefficient stands for each of its tensors.
+    const values = read.map((perTensor) => (options.granularity === 'model' ? trunk.map(() => perTensor[0]) : perTensor));
     return { coefficients: values, lossAtLambda, lossFitted, kept, seconds: (Date.now() - started) / 1000 };
   } finally {
     optimizer.dispose();

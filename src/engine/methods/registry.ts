@@ -3,6 +3,7 @@
  * registers itself on import, so this file is the whole truth about what exists.
  */
 import { MergeInputError } from '../errors';
+import { adaMerging } from './adamerging';
 import { apl } from './apl';
 import { arceeFusion } from './arcee-fusion';
 import { breadcrumbs } from './breadcrumbs';
@@ -50,6 +51,7 @@ export const MERGE_METHODS: readonly MergeMethod[] = [
   apl,
   fisher,
   regmean,
+  adaMerging,
 ];
 
 const byName = new Map(MERGE_METHODS.map((m) => [m.name, m]));

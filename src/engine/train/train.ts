@@ -38,6 +38,18 @@ export function supervisedLoss(model: Pick<Model, 'family' | 'config' | 'path'>,
   return tf.losses.softmaxCrossEntropy(labels, scoredLogits(logits(family, config, lookup, input, task), targets)) as tf.Scalar;
 }
 
+/**
+ * The mean Shannon entropy of the model's predictions on the split's examples (at the positions a
+ * language model's task scores): AdaMerging's unsupervised objective. The label values are not read.
+ */
+export function predictionEntropy(model: Pick<Model, 'family' | 'config' | 'path'>, lookup: ParamLookup, split: TaskSplit, indices: Int32Array, task: string): tf.Scalar {
+  const { family, config } = model;
+  const input = family.inputs(config, split, indices, task);
+  const scored = scoredLogits(logits(family, config, lookup, input, task), scoredTargets(split, indices));
+  const logProbabilities = tf.logSoftmax(scored);
+  return tf.neg(tf.mean(tf.sum(tf.mul(tf.exp(logProbabilities), logProbabilities), -1))) as tf.Scalar;
+}
+
 /** Trains in place: `model.params` holds the trained values afterwards. Tasks take turns per step. */
 export async function train(model: Model, tasks: TrainingTask[], options: TrainOptions): Promise<{ finalLoss: number }> {
   const variables = new Map<string, tf.Variable>();
