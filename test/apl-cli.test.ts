@@ -65,7 +65,7 @@ describe('apl-merge zoo build and importance', () => {
     const written = JSON.parse(readFileSync(report, 'utf8'));
     expect(written).toMatchObject({ suite: 'vision', seeds: [4], backend: 'wasm' });
     const methods = written.rows.map((r: { method: string }) => r.method);
-    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'APL-fisher', 'Fisher merging', 'RegMean', 'APL-gradient + RegMean', 'APL-gradient, located on the merged model', 'APL-gradient, fitted coefficients']);
+    expect(methods).toEqual(['oracle (each fine-tune alone)', 'weight averaging', 'task arithmetic', 'TIES', 'DARE+TA', 'DARE+TIES', 'magnitude', 'APL-exact', 'APL-gradient', 'APL-fisher', 'Fisher merging', 'RegMean', 'AdaMerging (entropy)', 'APL-gradient + RegMean', 'APL-gradient, located on the merged model', 'APL-gradient, hidden units, located on the merged model', 'APL-gradient, fitted coefficients']);
     const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8')) as { finetunes: Array<{ task: string; accuracy: { test: number; ood: number } }> };
     for (const f of manifest.finetunes) expect(written.rows[0].perTask[f.task]).toMatchObject({ test: f.accuracy.test, ood: f.accuracy.ood, normalized: 1 });
     // Every merge is scored on every task, as a fraction, and the table printed says the same.
@@ -76,6 +76,22 @@ describe('apl-merge zoo build and importance', () => {
     expect(run.stdout).toContain(`| APL-exact | ${(100 * written.rows[7].avgTest).toFixed(1)} ± 0.0 |`);
     expect(written.fidelity.map((f: { level: string }) => f.level)).toEqual(['model', 'layer', 'row', 'unit']);
     expect(run.stdout).toMatch(new RegExp(`wrote ${report.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`));
+  });
+
+  it('benches chosen rows only (--methods), measuring no importance when none of them reads it, and names the rows when one is unknown', () => {
+    expect(out).not.toBe('');
+    const report = join(out, 'some-rows.json');
+    const run = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--seeds', '0', '--methods', 'task arithmetic; AdaMerging (entropy)', '--work', join(out, 'some-rows-work')]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const written = JSON.parse(readFileSync(report, 'utf8'));
+    expect(written.rows.map((r: { method: string }) => r.method)).toEqual(['oracle (each fine-tune alone)', 'task arithmetic', 'AdaMerging (entropy)']);
+    expect(written.fidelity).toEqual([]);
+    expect(run.stdout).not.toContain('| level | partitions');
+    expect(existsSync(join(out, 'some-rows-work'))).toBe(true);
+    const unknown = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--methods', 'task arithmetic;APL-magic', '--work', join(out, 'some-rows-work')]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/--methods: no row "APL-magic" \(rows: weight averaging; task arithmetic; TIES;/);
   });
 
   it('refuses to bench a zoo of another suite', () => {
@@ -111,8 +127,10 @@ describe('merging benchmark', () => {
       'APL-fisher',
       'Fisher merging',
       'RegMean',
+      'AdaMerging (entropy)',
       'APL-gradient + RegMean',
       'APL-gradient, located on the merged model',
+      'APL-gradient, hidden units, located on the merged model',
       'APL-gradient, fitted coefficients',
     ]);
     for (const row of report.rows) {

@@ -68,6 +68,10 @@ export function formatReport(report: BenchmarkReport): string {
       (r) =>
         `| ${r.method} | ${pct(r.avgTest)} ± ${pct(r.avgTestSpread)} | ${pct(r.avgNormalized)} | ${pct(r.avgOod)} ± ${pct(r.avgOodSpread)} | ${tasks.map((t) => `${pct(r.perTask[t].test)} / ${pct(r.perTask[t].ood)}`).join(' | ')} |`,
     ),
+  ];
+  // A run of chosen rows that read no saved importance measures no fidelity.
+  if (report.fidelity.length === 0) return lines.join('\n');
+  lines.push(
     '',
     '| level | partitions | not run: never read / unchanged | Spearman ρ (pooled) | ρ per task (mean) | exact s | gradient s | exact / gradient | exact partitions/s | forward passes per partition | gradient, forward passes per task | gradient vs one forward pass per partition |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -75,18 +79,20 @@ export function formatReport(report: BenchmarkReport): string {
       (f) =>
         `| ${f.level} | ${f.partitions} | ${f.unreadPartitions} / ${f.unchangedPartitions} | ${f.spearman.toFixed(3)} | ${typeof f.spearmanPerTask === 'number' && !Number.isNaN(f.spearmanPerTask) ? f.spearmanPerTask.toFixed(3) : '—'} | ${f.exactSeconds.toFixed(3)} | ${f.gradientSeconds.toFixed(3)} | ${f.timeRatio.toFixed(1)}× | ${f.exactPartitionsPerSecond.toFixed(0)} | ${f.forwardsPerPartition.toFixed(2)} | ${f.gradientForwardPasses.toFixed(1)} | ${f.gradientSpeedupAtOnePass.toFixed(0)}× |`,
     ),
-  ];
+  );
   return lines.join('\n');
 }
 
-export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string }): Promise<void> {
+export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string; methods?: string; work?: string }): Promise<void> {
   const manifest = JSON.parse(readFileSync(join(flags.zoo, 'zoo.json'), 'utf8')) as { suite?: string };
   if (manifest.suite !== flags.suite) throw new Error(`${join(flags.zoo, 'zoo.json')}: a ${manifest.suite} zoo, but --suite is ${flags.suite}`);
   await useBackend(parseBackend(flags.backend));
   const seeds = flags.seeds.split(',').map((s) => Number(s.trim()));
   if (seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw new Error(`--seeds must be non-negative integers, got "${flags.seeds}"`);
   const bar = terminalProgress();
-  const report = await runMergingBenchmark({ zoo: flags.zoo, seeds, onProgress: bar.onProgress, log: (line) => console.log(line) });
+  // Rows by name, separated by ';' (row names contain commas).
+  const methods = flags.methods?.split(';').map((m) => m.trim()).filter((m) => m.length > 0);
+  const report = await runMergingBenchmark({ zoo: flags.zoo, seeds, onProgress: bar.onProgress, log: (line) => console.log(line), methods, work: flags.work });
   bar.done();
   writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n');
   console.log('');

@@ -241,6 +241,8 @@ export function buildProgram(): Command {
     .requiredOption('--zoo <dir>', 'a zoo built by "apl-merge zoo build"')
     .requiredOption('--out <file>', 'report.json to write')
     .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
+    .option('--methods <rows>', 'only these rows, by name, separated by ";" (the oracle always; importance fidelity only if a row reads it)')
+    .option('--work <dir>', 'scratch folder for merges and analyses, emptied first (default: ZOO/bench-work)')
     .addOption(backendOption())
     .action((flags: Parameters<typeof AplCommands.benchCommand>[0]) => apl().benchCommand(flags));
   program

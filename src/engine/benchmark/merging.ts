@@ -38,6 +38,8 @@ export interface MethodSpec {
   /** Per-model parameters added for every model. */
   perModel?: (task: string) => Record<string, string>;
   seeded: boolean;
+  /** Reads the row-level importance the benchmark measures and saves first (a merge's `importance:`). */
+  readsSavedImportance?: boolean;
   /** Averages the fine-tunes themselves: no base_model, a weight per model (linear, Fisher, RegMean). */
   withoutBase?: boolean;
 }
@@ -61,6 +63,7 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
     candidates: grid(densities, sum, { estimator, keep_temperature: 1, level: 'row' }),
     perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`) }),
     seeded: true,
+    readsSavedImportance: true,
   });
   const probe = (task: string) => ({ probe: dataFile(task) });
   return [
@@ -88,12 +91,21 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       : []),
     { row: 'RegMean', method: 'regmean', candidates: [0.1, 0.3, 0.5, 0.7, 0.9, 1].map((alpha) => ({ alpha })), perModel: probe, seeded: false, withoutBase: true },
     {
+      // Layer-wise or task-wise coefficients from the entropy of the predictions on the probe inputs (no labels), started at each λ of the sum grid.
+      row: 'AdaMerging (entropy)',
+      method: 'adamerging',
+      candidates: (['layer', 'task'] as const).flatMap((granularity) => sum.map((lambda) => ({ granularity, lambda }))),
+      perModel: probe,
+      seeded: false,
+    },
+    {
       // APL's drops (row importance, τ1 = 1), then RegMean's solve of what is kept.
       row: 'APL-gradient + RegMean',
       method: 'apl',
       candidates: [0.5, 0.8, 0.95].flatMap((density) => [0.5, 0.9].map((regmean_alpha) => ({ density, regmean_alpha, combine: 'regmean', estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
       perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
       seeded: true,
+      readsSavedImportance: true,
     },
     {
       // Importance measured on the merged model (each fine-tune's contribution at a row taken out,
@@ -106,6 +118,15 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       seeded: true,
     },
     {
+      // As the row above, over hidden units (a unit's incoming row and bias with the column that
+      // reads it; an entry two units share kept at the mean of their rates).
+      row: 'APL-gradient, hidden units, located on the merged model',
+      method: 'apl',
+      candidates: grid([0.5, 0.8], sum, { estimator: 'gradient', gradient_form: 'signed', locate: 'merged', keep_temperature: 0, level: 'unit', unit_overlap: 'mean' }),
+      perModel: probe,
+      seeded: true,
+    },
+    {
       // APL's drops, then one coefficient per fine-tune and tensor (or row) fitted on the probe
       // data in place of λ; density 1 (no drops) is among the candidates, so the row says whether
       // locating adds anything to the fit.
@@ -114,8 +135,17 @@ export function methodSpecs(tasks: number, importanceDir: string, dataFile: (tas
       candidates: [0.5, 0.8, 1].flatMap((density) => ['tensor', 'row'].map((fit_granularity) => ({ density, lambda: sum[1], coefficients: 'fitted', fit_granularity, estimator: 'gradient', keep_temperature: 1, level: 'row' }))),
       perModel: (task) => ({ importance: join(importanceDir, `${task}.safetensors`), ...probe(task) }),
       seeded: true,
+      readsSavedImportance: true,
     },
   ];
+}
+
+/** The rows named (all when none are), in the benchmark's order; an unknown name is an error listing the rows. */
+export function selectRows(specs: MethodSpec[], names: readonly string[] | undefined): MethodSpec[] {
+  if (!names) return specs;
+  const unknown = names.filter((name) => !specs.some((s) => s.row === name));
+  if (unknown.length > 0) throw new Error(`--methods: no row ${unknown.map((n) => JSON.stringify(n)).join(', ')} (rows: ${specs.map((s) => s.row).join('; ')})`);
+  return specs.filter((s) => names.includes(s.row));
 }
 
 export interface TaskScores {
@@ -208,6 +238,11 @@ export interface BenchmarkOptions {
   onProgress?: ProgressCallback;
   log?: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Only these rows (by name; the oracle always). The importance fidelity is measured, and its
+   * analyses saved, only when one of them reads the saved importance.
+   */
+  methods?: string[];
 }
 
 export async function runMergingBenchmark(options: BenchmarkOptions): Promise<BenchmarkReport> {
@@ -228,7 +263,10 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
 
   // Importance of every fine-tune at every level, both estimators: fidelity, and APL's inputs (row level).
   const fidelity: FidelityRow[] = [];
-  for (const level of PARTITION_LEVELS) {
+  const specs = selectRows(methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data), { fisher: withFisher }), options.methods);
+  // A run of chosen rows measures importance only when one of them reads it.
+  const levels = options.methods && !specs.some((s) => s.readsSavedImportance) ? [] : PARTITION_LEVELS;
+  for (const level of levels) {
     const rhos: number[] = [];
     const pooledExact: number[] = [];
     const pooledGradient: number[] = [];
@@ -299,7 +337,6 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
     for (const t of tasks) accuracy[t] = (await evaluate(model, t, getSplit(data.get(t)!, split))).accuracy;
     return accuracy;
   };
-  const specs = methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data), { fisher: withFisher });
   const totalMerges = specs.reduce((acc, s) => acc + s.candidates.length * (s.seeded ? seeds.length : 1), 0);
   const progress = new ProgressTracker('bench', totalMerges, options.onProgress);
   let merges = 0;

@@ -4,7 +4,7 @@
  * minimising the entropy of the merged model's predictions on each fine-tune's probe inputs,
  * without their labels. Started at `lambda` and fitted by Adam over whole probe splits (nothing is
  * random); the fit is kept only when it lowers the entropy. The merge then adds each task vector
- * times its coefficient (the per-row weights handed to the tensor merge).
+ * times its model weight and its coefficient (the per-row weights handed to the tensor merge).
  */
 import { subtractInPlace } from '../kernels/combine';
 import { fitCoefficients } from '../apl/fit-coefficients';
@@ -26,8 +26,11 @@ export async function prepareAdaMerging(context: PrepareContext): Promise<Prepar
   const fitted = await fitCoefficients(base, members, {
     trunk,
     taskVector: (t, name) => {
+      // The coefficients are fitted for the task vectors as the merge adds them: times each model's weight.
       const delta = Float32Array.from(members[t].model.params.get(name)!);
       subtractInPlace(delta, base.params.get(name)!);
+      const weight = context.perModel[t].weight as number;
+      if (weight !== 1) for (let j = 0; j < delta.length; j++) delta[j] *= weight;
       return delta;
     },
     lambda,

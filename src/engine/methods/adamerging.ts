@@ -9,13 +9,13 @@ import type * as PrepareModule from '../data-aware/adamerging';
 import { runRecipe, TaskVectorRecipe } from '../kernels/recipe';
 import { PROBE_PARAMETERS, probeRequired } from './fisher';
 import { recipeInput } from './task-vector-merge';
-import { MergeMethod, RecipeInput, TensorMergeInput } from './types';
+import { MergeMethod, RecipeInput, TensorMergeInput, WEIGHT } from './types';
 
-/** Σ coefficient · task vector, the coefficients carried as per-row weights. */
+/** Σ weight · coefficient · task vector, the coefficients carried as per-row weights. */
 function adaMergingRecipe(input: RecipeInput): TaskVectorRecipe {
   if (!input.rowParameters) throw new Error(`tensor "${input.name}": adamerging merges trunk tensors only, after its preparation step`);
   return {
-    models: input.rowParameters.map((rows) => ({ weight: 1, drop: { kind: 'keep' }, rowWeights: rows.weight })),
+    models: input.rowParameters.map((rows, t) => ({ weight: input.modelParameters[t].weight as number, drop: { kind: 'keep' }, rowWeights: rows.weight })),
     consensus: undefined,
     normalize: false,
     lambda: 1,
@@ -34,7 +34,7 @@ export const adaMerging: MergeMethod = {
     { name: 'steps', type: 'number', default: 100, min: 1, description: 'Adam steps, each over every probe split' },
     { name: 'learning_rate', type: 'number', default: 0.01, min: 0, description: "Adam's learning rate" },
   ],
-  modelParameters: PROBE_PARAMETERS,
+  modelParameters: [{ ...WEIGHT, default: 1 }, ...PROBE_PARAMETERS],
   checkParameters(global, perModel) {
     if (!Number.isInteger(global.steps)) return `steps: must be a whole number of steps, got ${String(global.steps)}`;
     return probeRequired('adamerging')(global, perModel);
