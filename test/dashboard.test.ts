@@ -146,6 +146,13 @@ suite(HAS_BROWSER ? 'the dashboard' : `the dashboard — skipped: no ${CHROMIUM}
     for (const task of ['alpha', 'beta']) await platform.gql('mutation($i: RegisterTaskInput!) { registerTask(input: $i) { task { id } } }', { i: { name: task, path: join(dir, `${task}.safetensors`) } });
     const page = await open(await testToken(platform.prisma, 'OPERATOR', 'dash-operator-2'));
     await page.getByRole('link', { name: 'New merge' }).click();
+    // Every data-aware method offers a probe task per model; only APL also takes an analysis; TIES reads no data.
+    await page.locator('#method').selectOption('adamerging');
+    await page.locator('#probe-0').waitFor();
+    expect(await page.locator('#analysis-0').count()).toBe(0);
+    await page.locator('#method').selectOption('ties');
+    await page.locator('#model-0-density').waitFor();
+    expect(await page.locator('#probe-0').count()).toBe(0);
     await page.locator('#method').selectOption('apl');
     await page.locator('#base').selectOption({ label: 'base' });
     await page.locator('#name').fill('dash-apl');

@@ -1,7 +1,7 @@
 /**
  * The new-merge form, driven by the `methods` query: each parameter of the chosen method gets a
  * field of its type with its default and description; models take their per-model parameters and,
- * for APL, a probe task or a completed analysis. A server error that names a field is shown next
+ * for the data-aware methods (those with a per-model probe), a probe task — for APL, or a completed analysis. A server error that names a field is shown next
  * to it. On success the job's live page opens.
  */
 import { useEffect, useState } from 'react';
@@ -104,6 +104,8 @@ export function NewMergePage() {
       .catch((err: Error) => setError({ field: null, message: err.message }));
   }, []);
   const chosen = methods.find((m) => m.name === method);
+  // Data-aware methods read each model's probe split: offer the registry's tasks for it.
+  const readsProbe = chosen?.modelParameters.some((def) => def.name === 'probe') ?? false;
   const fieldError = (field: string) => (error && error.field === field ? error.message : undefined);
   const submit = async () => {
     if (!chosen) return;
@@ -190,14 +192,18 @@ export function NewMergePage() {
             {chosen?.modelParameters.map((def) => (
               <ParameterField key={def.name} id={`model-${i}-${def.name}`} def={def} value={row.values[def.name] ?? ''} onChange={(v) => setRow(i, { values: { ...row.values, [def.name]: v } })} error={fieldError(`models[${i}].${def.name}`)} />
             ))}
-            {method === 'apl' && (
+            {readsProbe && (
               <div className="field">
                 <label htmlFor={`probe-${i}`}>Probe task</label>{' '}
                 <select id={`probe-${i}`} value={row.probeTaskId} onChange={(e) => setRow(i, { probeTaskId: e.target.value })}>
                   <option value="">none</option>
                   {tasks.map((t) => <option key={t.id} value={t.id}>{t.name}</option>)}
                 </select>{' '}
-                <label htmlFor={`analysis-${i}`}>or analysis id</label> <input id={`analysis-${i}`} value={row.analysisId} onChange={(e) => setRow(i, { analysisId: e.target.value })} />
+                {method === 'apl' && (
+                  <>
+                    <label htmlFor={`analysis-${i}`}>or analysis id</label> <input id={`analysis-${i}`} value={row.analysisId} onChange={(e) => setRow(i, { analysisId: e.target.value })} />
+                  </>
+                )}
                 {(fieldError(`models[${i}].probeTaskId`) ?? fieldError(`models[${i}].analysisId`)) && <div className="error" role="alert">{fieldError(`models[${i}].probeTaskId`) ?? fieldError(`models[${i}].analysisId`)}</div>}
               </div>
             )}
