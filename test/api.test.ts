@@ -175,7 +175,7 @@ it('lists the merge methods startMerge accepts, with their parameters and defaul
   expect(byName.get('linear')).toMatchObject({ needsBase: false, stochastic: false });
   expect(byName.get('dare_ties')).toMatchObject({ needsBase: true, stochastic: true });
   const apl = byName.get('apl')!;
-  expect(apl.globalParameters.find((p) => p.name === 'level')).toEqual({ name: 'level', type: 'string', default: 'row', choices: ['model', 'layer', 'row'], min: null });
+  expect(apl.globalParameters.find((p) => p.name === 'level')).toEqual({ name: 'level', type: 'string', default: 'row', choices: ['model', 'layer', 'row', 'unit'], min: null });
   expect(apl.modelParameters.map((p) => p.name)).toEqual(expect.arrayContaining(['weight', 'density', 'probe', 'importance']));
   expect(byName.get('ties')!.modelParameters.find((p) => p.name === 'density')).toMatchObject({ type: 'number' });
 });
