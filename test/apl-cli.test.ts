@@ -94,6 +94,29 @@ describe('apl-merge zoo build and importance', () => {
     expect(unknown.stderr).toMatch(/--methods: no row "APL-magic" \(rows: weight averaging; task arithmetic; TIES;/);
   });
 
+  it('measures the fidelity of chosen levels only (--levels), with no merges at all under --methods "", and refuses levels a chosen row cannot do without', () => {
+    expect(out).not.toBe('');
+    const report = join(out, 'unit-fidelity.json');
+    const run = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--seeds', '0', '--methods', '', '--levels', 'unit', '--work', join(out, 'fidelity-work')]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const written = JSON.parse(readFileSync(report, 'utf8'));
+    expect(written.rows.map((r: { method: string }) => r.method)).toEqual(['oracle (each fine-tune alone)']);
+    expect(written.fidelity.map((f: { level: string }) => f.level)).toEqual(['unit']);
+    // One partition per hidden unit of every fine-tune (the quick zoo's MLP: 128 + 64 units, 4 fine-tunes).
+    const manifest = JSON.parse(readFileSync(join(out, 'zoo.json'), 'utf8')) as { finetunes: unknown[] };
+    const widths = (JSON.parse(readFileSync(join(out, 'base', 'config.json'), 'utf8')) as { hidden_sizes: number[] }).hidden_sizes;
+    expect(written.fidelity[0].partitions).toBe(manifest.finetunes.length * widths.reduce((a, b) => a + b, 0));
+    expect(written.fidelity[0].spearman).toBeGreaterThan(0.5);
+    expect(run.stdout).toMatch(/\| unit \| \d+ \|/);
+    const unknown = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--methods', '', '--levels', 'unit,neuron', '--work', join(out, 'fidelity-work')]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('--levels: no level "neuron" (levels: model, layer, row, unit)');
+    const withoutRows = cli(['bench', '--suite', 'vision', '--zoo', out, '--out', report, '--methods', 'APL-gradient', '--levels', 'unit', '--work', join(out, 'fidelity-work')]);
+    expect(withoutRows.code).toBe(1);
+    expect(withoutRows.stderr).toContain('--levels must include row: the row "APL-gradient" reads the row-level importance it measures');
+  });
+
   it('refuses to bench a zoo of another suite', () => {
     const zoo = tempDir();
     require('node:fs').writeFileSync(join(zoo, 'zoo.json'), JSON.stringify({ suite: 'vision' }));

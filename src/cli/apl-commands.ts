@@ -83,7 +83,7 @@ export function formatReport(report: BenchmarkReport): string {
   return lines.join('\n');
 }
 
-export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string; methods?: string; work?: string }): Promise<void> {
+export async function benchCommand(flags: { suite: string; zoo: string; out: string; seeds: string; backend: string; methods?: string; work?: string; levels?: string }): Promise<void> {
   const manifest = JSON.parse(readFileSync(join(flags.zoo, 'zoo.json'), 'utf8')) as { suite?: string };
   if (manifest.suite !== flags.suite) throw new Error(`${join(flags.zoo, 'zoo.json')}: a ${manifest.suite} zoo, but --suite is ${flags.suite}`);
   await useBackend(parseBackend(flags.backend));
@@ -92,7 +92,8 @@ export async function benchCommand(flags: { suite: string; zoo: string; out: str
   const bar = terminalProgress();
   // Rows by name, separated by ';' (row names contain commas).
   const methods = flags.methods?.split(';').map((m) => m.trim()).filter((m) => m.length > 0);
-  const report = await runMergingBenchmark({ zoo: flags.zoo, seeds, onProgress: bar.onProgress, log: (line) => console.log(line), methods, work: flags.work });
+  const levels = flags.levels?.split(',').map((l) => l.trim()).filter((l) => l.length > 0) as PartitionLevel[] | undefined;
+  const report = await runMergingBenchmark({ zoo: flags.zoo, seeds, onProgress: bar.onProgress, log: (line) => console.log(line), methods, work: flags.work, levels });
   bar.done();
   writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n');
   console.log('');

@@ -243,6 +243,7 @@ export function buildProgram(): Command {
     .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
     .option('--methods <rows>', 'only these rows, by name, separated by ";" (the oracle always; importance fidelity only if a row reads it)')
     .option('--work <dir>', 'scratch folder for merges and analyses, emptied first (default: ZOO/bench-work)')
+    .option('--levels <list>', 'partition levels whose importance fidelity is measured, comma-separated (default: all, or none when no chosen row reads importance; --methods "" runs no merges)')
     .addOption(backendOption())
     .action((flags: Parameters<typeof AplCommands.benchCommand>[0]) => apl().benchCommand(flags));
   program

@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { saveImportance } from '../apl/artifact';
 import { exactImportance, fisherImportance, gradientImportance } from '../apl/importance';
-import { PARTITION_LEVELS } from '../apl/partitions';
+import { PARTITION_LEVELS, PartitionLevel } from '../apl/partitions';
 import { partitionsOf } from '../apl/prepare';
 import { getSplit, loadTaskData, TaskData } from '../data/task-data';
 import { throwIfAborted } from '../errors';
@@ -148,6 +148,19 @@ export function selectRows(specs: MethodSpec[], names: readonly string[] | undef
   return specs.filter((s) => names.includes(s.row));
 }
 
+/** The levels a run measures (see `BenchmarkOptions.levels`); refuses levels that leave a row without its input. */
+export function fidelityLevels(specs: MethodSpec[], options: Pick<BenchmarkOptions, 'methods' | 'levels'>): readonly PartitionLevel[] {
+  const reading = specs.filter((s) => s.readsSavedImportance);
+  if (options.levels) {
+    const unknown = options.levels.filter((level) => !PARTITION_LEVELS.includes(level));
+    if (unknown.length > 0) throw new Error(`--levels: no level ${unknown.map((l) => JSON.stringify(l)).join(', ')} (levels: ${PARTITION_LEVELS.join(', ')})`);
+    if (reading.length > 0 && !options.levels.includes('row')) throw new Error(`--levels must include row: the row "${reading[0].row}" reads the row-level importance it measures`);
+    return PARTITION_LEVELS.filter((level) => options.levels!.includes(level));
+  }
+  // A run of chosen rows measures importance only when one of them reads it.
+  return options.methods && reading.length === 0 ? [] : PARTITION_LEVELS;
+}
+
 export interface TaskScores {
   validation: number;
   test: number;
@@ -243,6 +256,12 @@ export interface BenchmarkOptions {
    * analyses saved, only when one of them reads the saved importance.
    */
   methods?: string[];
+  /**
+   * The partition levels whose fidelity (gradient against exact intervention) is measured. By
+   * default every level when every row runs or a chosen row reads the saved importance, none
+   * otherwise. A row that reads the saved importance needs the row level.
+   */
+  levels?: PartitionLevel[];
 }
 
 export async function runMergingBenchmark(options: BenchmarkOptions): Promise<BenchmarkReport> {
@@ -264,8 +283,7 @@ export async function runMergingBenchmark(options: BenchmarkOptions): Promise<Be
   // Importance of every fine-tune at every level, both estimators: fidelity, and APL's inputs (row level).
   const fidelity: FidelityRow[] = [];
   const specs = selectRows(methodSpecs(tasks.length, join(work, 'importance'), (task) => join(zoo, manifest.finetunes.find((f) => f.task === task)!.data), { fisher: withFisher }), options.methods);
-  // A run of chosen rows measures importance only when one of them reads it.
-  const levels = options.methods && !specs.some((s) => s.readsSavedImportance) ? [] : PARTITION_LEVELS;
+  const levels = fidelityLevels(specs, options);
   for (const level of levels) {
     const rhos: number[] = [];
     const pooledExact: number[] = [];
