@@ -196,8 +196,8 @@ ${extra}
 `;
   const merge = (text: string, out: string, seed = 1) => runMerge(planMerge(parseMergeConfig(`${text}seed: ${seed}\n`, 'apl.yml', dir)), join(dir, out), { threads: 0 });
 
-  it('drops whole units at τ1 = 0: a dropped unit’s row and its column in the next layer are left at the base', async () => {
-    const result = await merge(config('  density: 0.5\n  keep_temperature: 0'), 'units', 3);
+  it('drops whole units at τ1 = 0: a dropped unit’s row and (geometric) its column in the next layer are left at the base', async () => {
+    const result = await merge(config('  density: 0.5\n  keep_temperature: 0\n  unit_overlap: geometric'), 'units', 3);
     expect(result.preparation).toMatchObject({ level: 'unit', partitions: 18 });
     const merged = loadModel(join(dir, 'units'));
     const base = loadModel(join(dir, 'base'));
@@ -209,8 +209,29 @@ ${extra}
     expect(untouched.length).toBeLessThan(8);
     for (const u of untouched) for (let r = 0; r < 6; r++) expect(changed(W(1), r * 8 + u)).toBe(false);
     // Reproducible from its seed, and another seed drops other entries.
-    await merge(config('  density: 0.5\n  keep_temperature: 0'), 'units-again', 3);
+    await merge(config('  density: 0.5\n  keep_temperature: 0\n  unit_overlap: geometric'), 'units-again', 3);
     expect(Array.from(loadModel(join(dir, 'units-again')).params.get(W(1))!)).toEqual(Array.from(merged.params.get(W(1))!));
+  });
+
+  it('by default (unit_overlap: mean) a dropped unit’s column is kept where the unit reading it is kept, at rate ½', async () => {
+    const result = await merge(config('  density: 0.5\n  keep_temperature: 0'), 'units-mean', 3);
+    expect(result.preparation).toMatchObject({ level: 'unit', partitions: 18 });
+    const merged = loadModel(join(dir, 'units-mean'));
+    const base = loadModel(join(dir, 'base'));
+    const changed = (name: string, j: number) => merged.params.get(name)![j] !== base.params.get(name)![j];
+    // The same importance and seed as above: the same units of layer 0 are dropped by both fine-tunes.
+    const untouched = Array.from({ length: 8 }, (_, u) => u).filter((u) => !changed(B(0), u) && Array.from({ length: 16 }, (_, c) => u * 16 + c).every((j) => !changed(W(0), j)));
+    expect(untouched.length).toBeGreaterThan(0);
+    // Where the reading unit of layer 1 is dropped by both too (its bias is the base's), the entry is
+    // the base's; where it is kept, (1 + 0) / 2: some of the dropped unit's column survives.
+    let survived = 0;
+    for (const u of untouched) {
+      for (let r = 0; r < 6; r++) {
+        if (!changed(B(1), r)) expect(changed(W(1), r * 8 + u)).toBe(false);
+        else if (changed(W(1), r * 8 + u)) survived++;
+      }
+    }
+    expect(survived).toBeGreaterThan(0);
   });
 
   it('at density 1 is task arithmetic, and with fitted coefficients it lowers the probe loss', async () => {

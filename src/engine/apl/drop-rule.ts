@@ -11,7 +11,7 @@ import { dropKey } from '../kernels/random';
  * `rates`: the tensor's keep_rate per row (NaN where its rows are not partitions) and, for a weight
  * that reads hidden units, column_keep_rate per column.
  */
-export function aplDropRule(drop: string, seed: number, modelIndex: number, tensorName: string, rates: Readonly<Record<string, Float32Array>>, overlap: UnitOverlap = 'geometric'): DropRule {
+export function aplDropRule(drop: string, seed: number, modelIndex: number, tensorName: string, rates: Readonly<Record<string, Float32Array>>, overlap: UnitOverlap = 'mean'): DropRule {
   const { keep_rate: rowRates, column_keep_rate: columnRates } = rates;
   if (columnRates) {
     if (drop !== 'stochastic') throw new Error(`tensor "${tensorName}": drop: deterministic keeps the largest |δ| per partition, which overlapping unit partitions do not define`);

@@ -63,7 +63,8 @@ export const apl: MergeMethod = {
   stochastic: true,
   globalParameters: [
     str('level', 'row', ['model', 'layer', 'row', 'unit'], "partition level: whole task vector, tensor, output unit (a weight's row and its bias), or hidden unit (its incoming rows and bias and the column of the weight that reads it; drop: stochastic, no competition)"),
-    str('unit_overlap', 'geometric', ['geometric', 'mean'], "level: unit: an entry of a middle weight is in its row's unit and its column's; it is kept at √(r·c) of their keep-rates (geometric: a unit dropped whole takes its column with it) or (r + c) / 2 (mean: each layer keeps the target density in expectation)"),
+    // mean is the default because it won on validation (bench/apl-units.ts): level with geometric at τ1 = 1, 2–4 points ahead at τ1 = 0.
+    str('unit_overlap', 'mean', ['mean', 'geometric'], "level: unit: an entry of a middle weight is in its row's unit and its column's; it is kept at (r + c) / 2 of their keep-rates (mean: each layer keeps the target density in expectation) or √(r·c) (geometric: a unit dropped whole takes its column with it, and a layer of units kept or dropped whole keeps about density² of its entries)"),
     str('estimator', 'gradient', ['gradient', 'exact', 'fisher'], 'importance by gradient approximation, exact causal intervention, or the second-order estimate ½ Σ F·δ² (F: the Fisher diagonal on the probe data)'),
     str('metric', 'loss', ['loss', 'kl'], 'exact intervention: loss increase or KL divergence'),
     str('gradient_form', 'absolute', ['absolute', 'signed'], 'gradient approximation: |g·δ| or −g·δ'),
