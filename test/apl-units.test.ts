@@ -196,32 +196,34 @@ ${extra}
 `;
   const merge = (text: string, out: string, seed = 1) => runMerge(planMerge(parseMergeConfig(`${text}seed: ${seed}\n`, 'apl.yml', dir)), join(dir, out), { threads: 0 });
 
-  it('drops whole units at τ1 = 0: a dropped unit’s row and (geometric) its column in the next layer are left at the base', async () => {
-    const result = await merge(config('  density: 0.5\n  keep_temperature: 0\n  unit_overlap: geometric'), 'units', 3);
+  /**
+   * Merges at τ1 = 0 (whole units kept by rank, seed 3) with the given extra parameters; says which
+   * entries differ from the base and which units of layer 0 both fine-tunes dropped whole (their
+   * row and bias left at the base).
+   */
+  const mergeByRank = async (out: string, extra = '') => {
+    const result = await merge(config(`  density: 0.5\n  keep_temperature: 0\n${extra}`), out, 3);
     expect(result.preparation).toMatchObject({ level: 'unit', partitions: 18 });
-    const merged = loadModel(join(dir, 'units'));
+    const merged = loadModel(join(dir, out));
     const base = loadModel(join(dir, 'base'));
     const changed = (name: string, j: number) => merged.params.get(name)![j] !== base.params.get(name)![j];
-    // A unit of layer 0 that both fine-tunes dropped: its row, bias and column are the base's.
-    const unitsOfLayer0 = Array.from({ length: 8 }, (_, u) => u);
-    const untouched = unitsOfLayer0.filter((u) => !changed(B(0), u) && Array.from({ length: 16 }, (_, c) => u * 16 + c).every((j) => !changed(W(0), j)));
+    const untouched = Array.from({ length: 8 }, (_, u) => u).filter((u) => !changed(B(0), u) && Array.from({ length: 16 }, (_, c) => u * 16 + c).every((j) => !changed(W(0), j)));
     expect(untouched.length).toBeGreaterThan(0);
     expect(untouched.length).toBeLessThan(8);
+    return { merged, changed, untouched };
+  };
+
+  it('drops whole units at τ1 = 0: a dropped unit’s row and (geometric) its column in the next layer are left at the base', async () => {
+    const { merged, changed, untouched } = await mergeByRank('units', '  unit_overlap: geometric\n');
     for (const u of untouched) for (let r = 0; r < 6; r++) expect(changed(W(1), r * 8 + u)).toBe(false);
-    // Reproducible from its seed, and another seed drops other entries.
+    // Reproducible from its seed.
     await merge(config('  density: 0.5\n  keep_temperature: 0\n  unit_overlap: geometric'), 'units-again', 3);
     expect(Array.from(loadModel(join(dir, 'units-again')).params.get(W(1))!)).toEqual(Array.from(merged.params.get(W(1))!));
   });
 
   it('by default (unit_overlap: mean) a dropped unit’s column is kept where the unit reading it is kept, at rate ½', async () => {
-    const result = await merge(config('  density: 0.5\n  keep_temperature: 0'), 'units-mean', 3);
-    expect(result.preparation).toMatchObject({ level: 'unit', partitions: 18 });
-    const merged = loadModel(join(dir, 'units-mean'));
-    const base = loadModel(join(dir, 'base'));
-    const changed = (name: string, j: number) => merged.params.get(name)![j] !== base.params.get(name)![j];
     // The same importance and seed as above: the same units of layer 0 are dropped by both fine-tunes.
-    const untouched = Array.from({ length: 8 }, (_, u) => u).filter((u) => !changed(B(0), u) && Array.from({ length: 16 }, (_, c) => u * 16 + c).every((j) => !changed(W(0), j)));
-    expect(untouched.length).toBeGreaterThan(0);
+    const { changed, untouched } = await mergeByRank('units-mean');
     // Where the reading unit of layer 1 is dropped by both too (its bias is the base's), the entry is
     // the base's; where it is kept, (1 + 0) / 2: some of the dropped unit's column survives.
     let survived = 0;
