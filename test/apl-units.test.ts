@@ -75,11 +75,13 @@ describe('unit partitions of an MLP', () => {
     expect(scheme.spans.find((s) => s.first === 0)!.tensors).toEqual([W(0), B(0), W(1)]);
   });
 
-  it('exact intervention sets the unit’s row, bias and column back to the base, across the two layers it spans', async () => {
+  it('exact intervention sets the unit’s row, bias and column back to the base, across the two layers it spans (every unit: the rank-one shortcut and the last layer’s rows)', async () => {
     const probe = family.probes[0];
     const exact = await exactImportance({ base: family.base, finetune, task: 'a', probe, scheme });
     const clean = (await evaluate(finetune, 'a', probe)).loss;
-    for (const [l, u] of [[0, 0], [0, 7], [1, 3], [2, 1]]) {
+    // Every unit the fine-tune changed takes the shortcut: a row's work, not a pass through both layers it spans.
+    expect(exact.shortcutPartitions).toBe(scheme.count - exact.unchangedPartitions);
+    for (const [l, u] of HIDDEN.flatMap((width, l) => Array.from({ length: width }, (_, u) => [l, u]))) {
       const k = HIDDEN.slice(0, l).reduce((a, b) => a + b, 0) + u;
       const want = (await evaluate(reset(finetune, family.base, unitEntries(l, u)), 'a', probe)).loss - clean;
       expect({ k, got: exact.lossIncrease[k] }).toEqual({ k, got: expect.closeTo(want, 5) });

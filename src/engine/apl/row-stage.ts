@@ -4,7 +4,9 @@
  * one row of the layer's product, and where a linear map reads the stage's output (the next layer,
  * or a linear head) the change enters that map's pre-activation as a rank-one term, Δ ⊗ W'[:, i],
  * instead of a product over the whole layer; otherwise the changed unit is spliced into the
- * stage's clean output.
+ * stage's clean output. A hidden unit (`level: unit`) is the same row with the reader's column i
+ * set back too: the reader's pre-activation then changes by a_new ⊗ W'_b[:, i] − a ⊗ W'[:, i],
+ * still rank one, so a unit costs what a row does.
  */
 import * as tf from '@tensorflow/tfjs';
 import { product, productTransposed } from '../families/products';
@@ -44,13 +46,15 @@ export interface LinearRowStageInputs {
   base: ParamLookup;
   /** The partition of each row of the stage's weight. */
   rowOf: Int32Array;
+  /** The partitions own the reader's columns too (hidden units): their columns go back to the base. */
+  readerColumnsToBase?: boolean;
 }
 
 export class LinearRowStage {
   private readonly inputT: tf.Tensor;
   private readonly outputT: tf.Tensor;
   /** The reader, its clean pre-activation [n, width] and its weight's columns [units, width]. */
-  private readonly reader: { map: LinearMap; pre: tf.Tensor2D; columns: tf.Tensor } | undefined;
+  private readonly reader: { map: LinearMap; pre: tf.Tensor2D; columns: tf.Tensor; baseColumns: tf.Tensor | undefined } | undefined;
 
   constructor(private readonly stage: LinearRowStageInputs) {
     // Shared by every chunk: the input and clean output transposed (so chunks take contiguous
@@ -58,7 +62,13 @@ export class LinearRowStage {
     this.inputT = tf.transpose(stage.input);
     this.outputT = tf.transpose(stage.output);
     const map = stage.reader;
-    this.reader = map && { map, pre: tf.tidy(() => affine(stage.output, map, stage.finetune)), columns: tf.transpose(stage.finetune(map.weight)) };
+    this.reader = map && {
+      map,
+      pre: tf.tidy(() => affine(stage.output, map, stage.finetune)),
+      columns: tf.transpose(stage.finetune(map.weight)),
+      baseColumns: stage.readerColumnsToBase ? tf.transpose(stage.base(map.weight)) : undefined,
+    };
+    if (stage.readerColumnsToBase && !map) throw new Error('a unit whose column is set back needs the linear map that reads it');
   }
 
   /** The reader's clean pre-activation [n, width], when there is a reader. */
@@ -77,18 +87,22 @@ export class LinearRowStage {
     const indices = Int32Array.from(group, (k) => rowOf.indexOf(k));
     let pre = product(takeRows(base(linear.weight), indices), this.inputT);
     if (linear.bias) pre = tf.add(pre, tf.expandDims(takeRows(base(linear.bias), indices), 1));
-    const change = tf.sub(linear.activation(pre), takeRows(this.outputT, indices));
+    const changed = linear.activation(pre);
+    const clean = takeRows(this.outputT, indices);
     const { reader } = this;
     if (reader) {
-      const variantPre = tf.add(tf.expandDims(reader.pre, 0), tf.mul(tf.expandDims(change, 2), tf.expandDims(takeRows(reader.columns, indices), 1)));
+      // [P, n, width]: what the P variants add to the reader's clean pre-activation.
+      const outer = (a: tf.Tensor, columns: tf.Tensor) => tf.mul(tf.expandDims(a, 2), tf.expandDims(takeRows(columns, indices), 1));
+      const term = reader.baseColumns ? tf.sub(outer(changed, reader.baseColumns), outer(clean, reader.columns)) : outer(tf.sub(changed, clean), reader.columns);
+      const variantPre = tf.add(tf.expandDims(reader.pre, 0), term);
       return { activation: reader.map.activation(tf.reshape(variantPre, [group.length * n, reader.pre.shape[1]])), throughReader: true };
     }
     const units = this.stage.output.shape[1]!;
     const where = tf.expandDims(tf.oneHot(tf.tensor1d(indices, 'int32'), units), 1);
-    return { activation: tf.reshape(tf.add(tf.expandDims(this.stage.output, 0), tf.mul(tf.expandDims(change, 2), where)), [group.length * n, units]), throughReader: false };
+    return { activation: tf.reshape(tf.add(tf.expandDims(this.stage.output, 0), tf.mul(tf.expandDims(tf.sub(changed, clean), 2), where)), [group.length * n, units]), throughReader: false };
   }
 
   dispose(): void {
-    for (const t of [this.inputT, this.outputT, this.reader?.pre, this.reader?.columns]) t?.dispose();
+    for (const t of [this.inputT, this.outputT, this.reader?.pre, this.reader?.columns, this.reader?.baseColumns]) t?.dispose();
   }
 }
