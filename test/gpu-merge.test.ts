@@ -87,6 +87,9 @@ describe('GPU task-vector kernels', () => {
     expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'breadcrumbs', density: 0.5, gamma: 0.1 } }] }, 10)).toBeUndefined();
     expect(gpuRecipeProblem(recipe, 10)).toMatch(/drop rule "della" has no GPU kernel/);
     expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: { kind: 'keep' } }] }, 10)).toBeUndefined();
+    // APL's hidden-unit drops (a rate per row and per column) run on the CPU threads, saying so.
+    const unitDrop: DropRule = { kind: 'unitBernoulli', key: dropKey(1, 0, 'x'), columnRates: Float32Array.from([0.5, 1]), overlap: 'mean' };
+    expect(gpuRecipeProblem({ ...recipe, models: [{ weight: 1, drop: unitDrop }] }, 10)).toMatch(/drop rule "unitBernoulli" has no GPU kernel/);
   });
 
   // One model, weight 1, λ 1: base + dropped delta, one float32 rounding on both sides.
