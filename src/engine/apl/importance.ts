@@ -243,12 +243,13 @@ export async function exactImportance(inputs: ImportanceInputs, options: ExactOp
           const columns = scheme.columns.get(name);
           if (!columns && rows.every((p) => p === partition)) variant = bs.lookup(name);
           else {
-            const rowMask = Uint8Array.from(rows, (p) => (p === partition ? 1 : 0));
-            const mask = columns
-              ? tf.tensor(Uint8Array.from({ length: rows.length * columns.length }, (_, j) => (rowMask[Math.floor(j / columns.length)] || columns[j % columns.length] === partition ? 1 : 0)), shape, 'bool')
-              : tf.tensor(rowMask, [rows.length, ...shape.slice(1).map(() => 1)], 'bool');
+            // The partition's rows, or-ed with its columns where it has some: masks that broadcast
+            // over the weight, not one built entry by entry.
+            const rowMask = tf.tensor(Uint8Array.from(rows, (p) => (p === partition ? 1 : 0)), [rows.length, ...shape.slice(1).map(() => 1)], 'bool');
+            const columnMask = columns && tf.tensor(Uint8Array.from(columns, (p) => (p === partition ? 1 : 0)), [1, columns.length], 'bool');
+            const mask = columnMask ? tf.logicalOr(rowMask, columnMask) : rowMask;
             variant = tf.where(mask, bs.lookup(name), ft.lookup(name));
-            made.push(mask, variant);
+            made.push(rowMask, variant, ...(columnMask ? [columnMask, mask] : []));
           }
           cache.set(name, variant);
         }

@@ -151,11 +151,12 @@ export function selectRows(specs: MethodSpec[], names: readonly string[] | undef
 /** The levels a run measures (see `BenchmarkOptions.levels`); refuses levels that leave a row without its input. */
 export function fidelityLevels(specs: MethodSpec[], options: Pick<BenchmarkOptions, 'methods' | 'levels'>): readonly PartitionLevel[] {
   const reading = specs.filter((s) => s.readsSavedImportance);
-  if (options.levels) {
-    const unknown = options.levels.filter((level) => !PARTITION_LEVELS.includes(level));
+  const chosen = options.levels;
+  if (chosen) {
+    const unknown = chosen.filter((level) => !PARTITION_LEVELS.includes(level));
     if (unknown.length > 0) throw new Error(`--levels: no level ${unknown.map((l) => JSON.stringify(l)).join(', ')} (levels: ${PARTITION_LEVELS.join(', ')})`);
-    if (reading.length > 0 && !options.levels.includes('row')) throw new Error(`--levels must include row: the row "${reading[0].row}" reads the row-level importance it measures`);
-    return PARTITION_LEVELS.filter((level) => options.levels!.includes(level));
+    if (reading.length > 0 && !chosen.includes('row')) throw new Error(`--levels must include row: the row "${reading[0].row}" reads the row-level importance it measures`);
+    return PARTITION_LEVELS.filter((level) => chosen.includes(level));
   }
   // A run of chosen rows measures importance only when one of them reads it.
   return options.methods && reading.length === 0 ? [] : PARTITION_LEVELS;
